@@ -1,0 +1,50 @@
+"""The ``densenet-ray`` command line: nested command groups, one module per group."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from densenet_ray import __version__
+from densenet_ray.cli import models
+
+
+class UserError(Exception):
+    """A mistake in what the user asked for; printed as one line, no traceback."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (the usage is one ``--help`` away)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full ``densenet-ray`` parser; each command group adds its own subcommands."""
+    parser = _Parser(prog="densenet-ray", description="Train DenseNets at cluster scale on Ray.")
+    parser.add_argument("--version", action="version", version=f"densenet-ray {__version__}")
+    groups = parser.add_subparsers(dest="group", metavar="COMMAND", parser_class=_Parser)
+    models.add_parser(groups)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the process exit code (0 success, 1 failure or bad input, 2 usage error)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.handler(args) or 0)
+    except (UserError, ValueError) as error:
+        if os.environ.get("DENSENET_RAY_DEBUG"):
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,137 @@
+"""The memory-efficient mode: identical outputs, gradients and BatchNorm statistics, and DDP compatibility."""
+
+from __future__ import annotations
+
+import copy
+import os
+import socket
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+import torch.nn.functional as F
+
+from densenet_ray.models import create_model
+
+CASES = [
+    ("densenet_bc100_k12", {"depth": 40}, 32),  # bottleneck: 1x1 conv is the recomputed one
+    ("densenet40_k12", {"depth": 16}, 32),  # basic: the 3x3 conv follows the concatenation
+    ("densenet121", {}, 64),  # ImageNet form, 4 blocks
+    ("densenet_bc100_k12", {"depth": 40, "drop_rate": 0.2}, 32),  # dropout after the recomputed conv
+]
+
+
+def _pair(name: str, overrides: dict, dtype: torch.dtype = torch.float64):
+    torch.manual_seed(0)
+    standard = create_model(name, **overrides).to(dtype).train()
+    efficient = copy.deepcopy(standard)
+    efficient.set_grad_checkpointing(True)
+    return standard, efficient
+
+
+def _step(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    torch.manual_seed(seed)  # the same dropout masks for both modes
+    logits = model(images)
+    F.cross_entropy(logits, labels).backward()
+    return logits.detach()
+
+
+@pytest.mark.parametrize(("name", "overrides", "size"), CASES)
+def test_same_outputs_gradients_and_running_stats(name: str, overrides: dict, size: int) -> None:
+    standard, efficient = _pair(name, overrides)
+    images = torch.randn(4, 3, size, size, dtype=torch.float64)
+    labels = torch.randint(0, standard.config.classes, (4,))
+    torch.testing.assert_close(_step(efficient, images, labels), _step(standard, images, labels), rtol=0, atol=1e-12)
+    efficient_params = dict(efficient.named_parameters())
+    for key, param in standard.named_parameters():
+        torch.testing.assert_close(efficient_params[key].grad, param.grad, rtol=1e-10, atol=1e-12, msg=key)
+    efficient_buffers = dict(efficient.named_buffers())
+    for key, buffer in standard.named_buffers():
+        torch.testing.assert_close(efficient_buffers[key], buffer, rtol=0, atol=1e-12, msg=key)
+
+
+def test_batchnorm_statistics_move_once_per_step() -> None:
+    # Checkpoint-based implementations (torchvision, gpleiss) run norm1 twice and count 2 batches per step.
+    _, efficient = _pair("densenet_bc100_k12", {"depth": 40})
+    images, labels = torch.randn(4, 3, 32, 32, dtype=torch.float64), torch.randint(0, 10, (4,))
+    _step(efficient, images, labels)
+    tracked = {k: int(v) for k, v in efficient.named_buffers() if k.endswith("num_batches_tracked")}
+    assert set(tracked.values()) == {1}, tracked
+
+
+def test_efficient_mode_saves_no_concatenation() -> None:
+    # What autograd keeps per dense layer must not grow with the layer's input width.
+    standard, efficient = _pair("densenet_bc100_k12", {"depth": 100}, torch.float32)
+    images = torch.randn(2, 3, 32, 32)
+
+    def saved_bytes(model: torch.nn.Module) -> int:
+        seen: dict[int, int] = {}
+
+        def pack(tensor: torch.Tensor) -> torch.Tensor:
+            storage = tensor.untyped_storage()
+            seen[storage.data_ptr()] = storage.nbytes()
+            return tensor
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            model(images).sum()
+        return sum(seen.values())
+
+    assert saved_bytes(efficient) < 0.5 * saved_bytes(standard)
+
+
+def test_no_recompute_without_grad() -> None:
+    _, efficient = _pair("densenet_bc100_k12", {"depth": 40})
+    with torch.no_grad():
+        out = efficient(torch.randn(2, 3, 32, 32, dtype=torch.float64))
+    assert out.grad_fn is None
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _ddp_worker(rank: int, world: int, port: int, results: dict) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    torch.set_num_threads(1)
+    try:
+        grads = {}
+        for efficient in (False, True):
+            torch.manual_seed(0)
+            model = create_model("densenet_bc100_k12", depth=40, memory_efficient=efficient)
+            ddp = torch.nn.parallel.DistributedDataParallel(model)
+            generator = torch.Generator().manual_seed(100 + rank)  # each rank its own half of the batch
+            images = torch.randn(4, 3, 32, 32, generator=generator)
+            labels = torch.randint(0, 10, (4,), generator=generator)
+            F.cross_entropy(ddp(images), labels).backward()
+            grads[efficient] = {k: p.grad.clone() for k, p in model.named_parameters()}
+            tracked = {int(v) for k, v in model.named_buffers() if k.endswith("num_batches_tracked")}
+            assert tracked == {1}, tracked
+        gathered = [None] * world
+        dist.all_gather_object(gathered, grads[True])
+        results[rank] = {
+            "max_diff_vs_standard": max((grads[True][k] - grads[False][k]).abs().max().item() for k in grads[True]),
+            "max_diff_across_ranks": max(
+                (gathered[0][k] - gathered[1][k]).abs().max().item()
+                for k in grads[True]  # type: ignore[index]
+            ),
+            "params_with_grad": sum(1 for g in grads[True].values() if g is not None),
+        }
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.integration
+def test_two_process_gloo_ddp_step_in_memory_efficient_mode() -> None:
+    with mp.Manager() as manager:
+        results = manager.dict()
+        mp.spawn(_ddp_worker, args=(2, _free_port(), results), nprocs=2, join=True)
+        results = dict(results)
+    n_params = len(list(create_model("densenet_bc100_k12", depth=40).parameters()))
+    for rank in (0, 1):
+        assert results[rank]["params_with_grad"] == n_params
+        assert results[rank]["max_diff_vs_standard"] < 1e-5
+        assert results[rank]["max_diff_across_ranks"] == 0.0
