@@ -3,10 +3,10 @@
 Measures, on identical configurations and inputs:
 
 * forward+backward images/s: all variants of one configuration are timed in the same process, interleaved round
-  by round, and the median round is reported, so machine noise hits every variant alike;
+  by round in alternating order, and the median round is reported, so machine noise hits every variant alike;
 * peak memory of a training step: each variant runs alone in a fresh subprocess. On CUDA this is
   ``torch.cuda.max_memory_allocated`` above the memory held before the first step; on CPU it is the growth of the
-  peak resident set size (``ru_maxrss``) over the resident size before the first step, with glibc's mmap
+  peak resident set size (``VmHWM``, reset just before the first step) over the resident size then, with glibc's mmap
   threshold fixed (``MALLOC_MMAP_THRESHOLD_``) so freed activations go back to the OS and the peak is the peak;
 * peak memory against depth for DenseNet-BC k=12 (L = 40, 100, 160, 250), standard vs memory-efficient.
 
@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -107,14 +106,16 @@ class Runner:
 
 
 def time_variants(variants: list[Variant], args: argparse.Namespace) -> list[dict]:
-    """Seconds per step for each variant, interleaved over rounds; median round reported."""
+    """Seconds per step for each variant, interleaved over rounds in alternating order; median round reported."""
     runners = [Runner(v, args.device, args.amp, args.channels_last) for v in variants]
     for runner in runners:
         for _ in range(args.warmup):
             runner.step()
     rounds: list[list[float]] = [[] for _ in runners]
-    for _ in range(args.rounds):
-        for index, runner in enumerate(runners):
+    order = list(enumerate(runners))
+    for round_index in range(args.rounds):
+        # Alternate the direction each round: whichever variant follows another pays for its freed memory.
+        for index, runner in order if round_index % 2 == 0 else order[::-1]:
             start = time.perf_counter()
             for _ in range(args.steps):
                 runner.step()
@@ -128,9 +129,17 @@ def time_variants(variants: list[Variant], args: argparse.Namespace) -> list[dic
     return results
 
 
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+def _status_bytes(field: str) -> int:
+    with open("/proc/self/status") as status:
+        line = next(line for line in status if line.startswith(field + ":"))
+    return int(line.split()[1]) * 1024
+
+
+def _reset_peak_rss() -> None:
+    # Writing 5 to clear_refs resets VmHWM to the current RSS (Linux >= 4.0). ru_maxrss cannot be used: it is
+    # carried across exec, so a child would report its parent's peak.
+    with open("/proc/self/clear_refs", "w") as clear_refs:
+        clear_refs.write("5")
 
 
 def peak_memory(variant: Variant, args: argparse.Namespace) -> dict:
@@ -144,10 +153,11 @@ def peak_memory(variant: Variant, args: argparse.Namespace) -> dict:
             runner.step()
         peak = torch.cuda.max_memory_allocated() - baseline
     else:
-        baseline = _rss_bytes()
+        _reset_peak_rss()
+        baseline = _status_bytes("VmRSS")
         for _ in range(2):
             runner.step()
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - baseline
+        peak = _status_bytes("VmHWM") - baseline
     params = sum(p.numel() for p in runner.model.parameters())
     return {**asdict(variant), "peak_mb": round(peak / 2**20, 1), "params": params}
 
@@ -183,12 +193,14 @@ def machine(args: argparse.Namespace) -> dict:
     }
 
 
-def summarize(throughput: list[dict], memory: list[dict]) -> list[dict]:
+def summarize(throughput: list[dict], memory: list[dict], only: str | None = None) -> list[dict]:
     """Per configuration and mode: ours vs torchvision speed and memory ratios, and the efficient-mode overhead."""
     rows = []
     by_key = {(r["model"], r["implementation"], r["mode"]): r for r in throughput}
     mem_by_key = {(r["model"], r["implementation"], r["mode"]): r for r in memory}
     for model, _, _ in THROUGHPUT_CASES:
+        if only and model != only:
+            continue
         for mode in MODES:
             ours, theirs = by_key[(model, "ours", mode)], by_key[(model, "torchvision", mode)]
             ours_mem, theirs_mem = mem_by_key[(model, "ours", mode)], mem_by_key[(model, "torchvision", mode)]
@@ -248,9 +260,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--amp", choices=("bf16", "fp16"), default=None, help="autocast dtype (GPU runs)")
     parser.add_argument("--channels-last", action="store_true", help="channels_last model and inputs")
-    parser.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (median reported)")
-    parser.add_argument("--steps", type=int, default=2, help="training steps per timing round")
+    parser.add_argument("--rounds", type=int, default=8, help="interleaved timing rounds (median reported)")
+    parser.add_argument("--steps", type=int, default=1, help="training steps per timing round")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps per variant before timing")
+    parser.add_argument("--only", choices=[case[0] for case in THROUGHPUT_CASES], help="time just this model")
     parser.add_argument("--skip-depth", action="store_true", help="skip the memory-vs-depth sweep")
     parser.add_argument("--out", help="also write the JSON report to this file (atomically)")
     parser.add_argument("--markdown", action="store_true", help="print the README tables to stderr")
@@ -268,6 +281,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     throughput, memory = [], []
     for model, resolution, batch in THROUGHPUT_CASES:
+        if args.only and model != args.only:
+            continue
         variants = [Variant(model, resolution, batch, impl, mode) for impl in IMPLEMENTATIONS for mode in MODES]
         throughput += time_variants(variants, args)
         memory += [memory_in_subprocess(v, args) for v in variants]
@@ -282,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "model",
         "command": "python benchmarks/model.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "machine": machine(args),
-        "summary": summarize(throughput, memory),
+        "summary": summarize(throughput, memory, args.only),
         "throughput": throughput,
         "memory": memory,
         "depth_scaling": depth_scaling,

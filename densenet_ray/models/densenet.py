@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from densenet_ray.models.config import DenseNetConfig
-from densenet_ray.models.efficient import concat_norm_relu_conv
+from densenet_ray.models.efficient import SharedScratch, concat_norm_relu_conv
 
 # The original torchvision .pth files named dense-layer submodules "norm.1", "conv.2", ...; dots are no longer
 # allowed in module names, so such keys are renamed to "norm1", "conv2" (DENSENET.md section 8).
@@ -42,10 +42,17 @@ class _DenseLayer(nn.Module):
         self.bottleneck = bottleneck
         self.drop_rate = drop_rate
         self.memory_efficient = False
+        self.scratch: SharedScratch | None = None
 
     def _first_conv(self, features: list[torch.Tensor]) -> torch.Tensor:
-        if self.memory_efficient and torch.is_grad_enabled() and any(f.requires_grad for f in features):
-            return concat_norm_relu_conv(features, self.norm1, self.conv1)
+        if (
+            self.memory_efficient
+            and self.scratch is not None
+            and type(self.norm1) is nn.BatchNorm2d  # SyncBatchNorm needs its own backward: use the standard path
+            and torch.is_grad_enabled()
+            and any(f.requires_grad for f in features)
+        ):
+            return concat_norm_relu_conv(features, self.norm1, self.conv1, self.scratch, len(features) == 1)
         return self.conv1(self.relu1(self.norm1(torch.cat(features, 1))))
 
     def _dropout(self, x: torch.Tensor) -> torch.Tensor:
@@ -72,9 +79,17 @@ class _DenseBlock(nn.ModuleDict):
             self.add_module(f"denselayer{i + 1}", layer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        layers = list(self.values())
+        scratch = layers[0].scratch if layers[0].memory_efficient and torch.is_grad_enabled() else None
+        if scratch is not None:
+            scratch.reserve(x, layers[-1].norm1.num_features)
         features = [x]
-        for layer in self.values():
-            features.append(layer(features))
+        try:
+            for layer in layers:
+                features.append(layer(features))
+        finally:
+            if scratch is not None:
+                scratch.clear()
         return torch.cat(features, 1)
 
 
@@ -149,9 +164,11 @@ class DenseNet(nn.Module):
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Switch the memory-efficient dense layers on or off (timm's name for it)."""
         self._memory_efficient = bool(enable)
+        self.scratch = SharedScratch()
         for module in self.modules():
             if isinstance(module, _DenseLayer):
                 module.memory_efficient = self._memory_efficient
+                module.scratch = self.scratch
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Feature maps after the final BN and ReLU, before pooling."""

@@ -135,3 +135,64 @@ def test_two_process_gloo_ddp_step_in_memory_efficient_mode() -> None:
         assert results[rank]["params_with_grad"] == n_params
         assert results[rank]["max_diff_vs_standard"] < 1e-5
         assert results[rank]["max_diff_across_ranks"] == 0.0
+
+
+def test_shared_scratch_is_released_after_forward_and_backward() -> None:
+    _, efficient = _pair("densenet_bc100_k12", {"depth": 40})
+    images, labels = torch.randn(4, 3, 32, 32, dtype=torch.float64), torch.randint(0, 10, (4,))
+    logits = efficient(images)
+    assert not efficient.scratch._buffers  # freed when each block's forward ends
+    F.cross_entropy(logits, labels).backward()
+    assert not efficient.scratch._buffers  # freed after each block's first layer runs backward
+
+
+def test_copies_share_no_scratch_and_pickle() -> None:
+    import pickle
+
+    _, efficient = _pair("densenet_bc100_k12", {"depth": 40})
+    copied = copy.deepcopy(efficient)
+    assert copied.scratch is not efficient.scratch
+    layers = [m for n, m in copied.named_modules() if n.endswith("denselayer1")]
+    assert all(layer.scratch is copied.scratch for layer in layers)
+    restored = pickle.loads(pickle.dumps(efficient))
+    images, labels = torch.randn(2, 3, 32, 32, dtype=torch.float64), torch.randint(0, 10, (2,))
+    F.cross_entropy(restored(images), labels).backward()
+    assert all(p.grad is not None for p in restored.parameters())
+
+
+def test_channels_last_matches_standard() -> None:
+    standard, efficient = _pair("densenet_bc100_k12", {"depth": 40}, torch.float32)
+    standard = standard.to(memory_format=torch.channels_last)
+    efficient = efficient.to(memory_format=torch.channels_last)
+    images = torch.randn(4, 3, 32, 32).to(memory_format=torch.channels_last)
+    labels = torch.randint(0, 10, (4,))
+    torch.testing.assert_close(_step(efficient, images, labels), _step(standard, images, labels))
+    efficient_params = dict(efficient.named_parameters())
+    for key, param in standard.named_parameters():
+        torch.testing.assert_close(efficient_params[key].grad, param.grad, rtol=1e-4, atol=1e-6, msg=key)
+
+
+def test_sync_batchnorm_layers_fall_back_to_the_standard_path() -> None:
+    # SyncBatchNorm reduces statistics across processes in its own backward; the efficient function would not.
+    _, efficient = _pair("densenet_bc100_k12", {"depth": 40}, torch.float32)
+    converted = torch.nn.SyncBatchNorm.convert_sync_batchnorm(efficient)
+    layer = converted.features.denseblock1.denselayer2
+    assert isinstance(layer.norm1, torch.nn.SyncBatchNorm) and layer.memory_efficient
+    features = [torch.randn(2, 24, 8, 8, requires_grad=True), torch.randn(2, 12, 8, 8, requires_grad=True)]
+    out = layer._first_conv(features)
+    assert "ConcatNormReluConv" not in type(out.grad_fn).__name__
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_autocast_on_cuda_matches_standard(dtype: torch.dtype) -> None:
+    standard, efficient = _pair("densenet_bc100_k12", {"depth": 40}, torch.float32)
+    standard, efficient = standard.cuda(), efficient.cuda()
+    images, labels = torch.randn(8, 3, 32, 32, device="cuda"), torch.randint(0, 10, (8,), device="cuda")
+    with torch.autocast("cuda", dtype=dtype):
+        reference = _step(standard, images, labels)
+        result = _step(efficient, images, labels)
+    torch.testing.assert_close(result.float(), reference.float(), rtol=2e-2, atol=2e-2)
+    efficient_params = dict(efficient.named_parameters())
+    for key, param in standard.named_parameters():
+        torch.testing.assert_close(efficient_params[key].grad, param.grad, rtol=5e-2, atol=5e-3, msg=key)
