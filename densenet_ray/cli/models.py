@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 
-from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -63,9 +62,7 @@ def list_command(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    table = Table(
-        title="Registered DenseNets (multiply-adds per image at native resolution)", box=box.SIMPLE_HEAD, pad_edge=False
-    )
+    table = Table(title="Registered DenseNets (multiply-adds per image at native resolution)", box=None, pad_edge=False)
     for column, justify in [
         ("name", "left"),
         ("form", "left"),
@@ -75,7 +72,8 @@ def list_command(args: argparse.Namespace) -> int:
         ("params", "right"),
         ("MACs", "right"),
     ]:
-        table.add_column(column, justify=justify, no_wrap=True, min_width=len(column))  # type: ignore[arg-type]
+        width = {"params": 10, "MACs": 8}.get(column, len(column))
+        table.add_column(column, justify=justify, no_wrap=True, min_width=width)  # type: ignore[arg-type]
     for row in rows:
         table.add_row(
             row["name"],
@@ -107,7 +105,7 @@ def show_command(args: argparse.Namespace) -> int:
         f"stem {config.initial_channels} channels, dropout {config.drop_rate}, {config.classes} classes, "
         f"memory-efficient {'on' if config.memory_efficient else 'off'}"
     )
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    table = Table(box=None, pad_edge=False)
     for column in ("stage", "layers", "in", "out", "output size", "params", "MACs"):
         table.add_column(column, justify="left" if column == "stage" else "right")
     for stage in profile.stages:
