@@ -8,7 +8,8 @@ import sys
 from collections.abc import Sequence
 
 from densenet_ray import __version__
-from densenet_ray.cli import models
+from densenet_ray.cli import data, models
+from densenet_ray.data.storage import StorageError
 
 
 class UserError(Exception):
@@ -28,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"densenet-ray {__version__}")
     groups = parser.add_subparsers(dest="group", metavar="COMMAND", parser_class=_Parser)
     models.add_parser(groups)
+    data.add_parser(groups)
     return parser
 
 
@@ -40,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.handler(args) or 0)
-    except (UserError, ValueError) as error:
+    except (UserError, ValueError, StorageError) as error:
         if os.environ.get("DENSENET_RAY_DEBUG"):
             raise
         print(f"error: {error}", file=sys.stderr)

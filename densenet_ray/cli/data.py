@@ -1,0 +1,140 @@
+"""``densenet-ray data``: build WebDataset shards, inspect manifests, verify every byte and image."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from densenet_ray.data.sources import DATASETS
+
+DEFAULT_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "densenet-ray", "downloads")
+
+
+def add_parser(groups: argparse._SubParsersAction) -> None:
+    """Mount ``data build``, ``data inspect`` and ``data verify``."""
+    parser = groups.add_parser("data", help="build, inspect and verify WebDataset shards (local or s3://)")
+    parser.set_defaults(handler=lambda args: parser.print_help() or 2)
+    commands = parser.add_subparsers(dest="data_command", metavar="SUBCOMMAND", parser_class=type(parser))
+
+    build = commands.add_parser("build", help="shard a dataset into equal tar shards plus a manifest")
+    build.add_argument("dataset", choices=DATASETS, metavar="DATASET", help=f"one of: {', '.join(DATASETS)}")
+    build.add_argument("--out", required=True, help="output directory, file:// or s3://bucket/prefix")
+    build.add_argument("--source", help="local copy of the dataset (tarball, .mat directory, folder or .tar)")
+    build.add_argument("--split", help="split to write (cifar: train|test, svhn: train|test|extra; default train)")
+    build.add_argument("--shard-size", type=int, default=1000, help="samples per shard (default 1000)")
+    build.add_argument("--parallel", type=int, default=1, help="build shard ranges in N Ray tasks")
+    build.add_argument("--stats-samples", type=int, default=50_000, help="images used for mean/std (default 50000)")
+    build.add_argument("--cache-dir", default=DEFAULT_CACHE, help="where downloads are kept")
+    build.add_argument("--endpoint-url", help="S3 endpoint (default: AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL)")
+    build.set_defaults(handler=build_command)
+
+    inspect = commands.add_parser("inspect", help="print the manifests under a URL")
+    inspect.add_argument("url", metavar="URL", help="a shard directory/prefix or a manifest .json")
+    inspect.add_argument("--endpoint-url", help="S3 endpoint")
+    inspect.set_defaults(handler=inspect_command)
+
+    verify = commands.add_parser("verify", help="stream every shard, check counts and SHA-256, decode every image")
+    verify.add_argument("url", metavar="URL", help="a shard directory/prefix or a manifest .json")
+    verify.add_argument("--split", help="verify only this split")
+    verify.add_argument("--endpoint-url", help="S3 endpoint")
+    verify.set_defaults(handler=verify_command)
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+def build_command(args: argparse.Namespace) -> int:
+    from densenet_ray.data.build import build_dataset
+    from densenet_ray.data.sources import open_source
+
+    if args.parallel < 1:
+        raise ValueError(f"--parallel {args.parallel} must be at least 1")
+    console = Console(stderr=True)
+    source = open_source(args.dataset, args.source, args.split, args.cache_dir)
+    with _progress(console) as progress:
+        task = progress.add_task(f"{args.dataset}/{source.split}", total=len(source), rate="", bytes=0)
+        start = time.perf_counter()
+
+        def advance(samples: int, size: int) -> None:
+            fields = progress.tasks[task].fields
+            fields["bytes"] += size
+            elapsed = max(time.perf_counter() - start, 1e-9)
+            done = progress.tasks[task].completed + samples
+            fields["rate"] = f"{done / elapsed:,.0f} samples/s {fields['bytes'] / elapsed / 1e6:.1f} MB/s"
+            progress.advance(task, samples)
+
+        manifest = build_dataset(
+            source,
+            args.out,
+            shard_size=args.shard_size,
+            parallel=args.parallel,
+            stats_samples=args.stats_samples,
+            progress=advance,
+            endpoint_url=args.endpoint_url,
+        )
+    print(
+        f"wrote {manifest.num_samples} samples in {len(manifest.shards)} shards "
+        f"({manifest.total_bytes / 1e6:.1f} MB) and {manifest.split}.json to {args.out}"
+    )
+    return 0
+
+
+def inspect_command(args: argparse.Namespace) -> int:
+    from densenet_ray.data.manifest import find_manifests
+
+    manifests = find_manifests(args.url, args.endpoint_url)
+    if not manifests:
+        raise ValueError(f"no shard manifests at {args.url}")
+    for storage, manifest in manifests:
+        size = "x".join(str(v) for v in manifest.image_size) if manifest.image_size else "variable-size"
+        print(f"{manifest.split}: {manifest.dataset}, {storage.join(manifest.split + '.json')}")
+        print(
+            f"  {manifest.num_classes} classes, {manifest.num_samples:,} samples in {len(manifest.shards)} shards, "
+            f"{manifest.total_bytes / 1e6:,.1f} MB, {size} {manifest.image_format} images"
+        )
+        mean, std = (" ".join(f"{v:.4f}" for v in values) for values in (manifest.mean, manifest.std))
+        print(f"  mean {mean}  std {std}  (RGB, 0-1 scale, from {manifest.stats_samples:,} images)")
+    return 0
+
+
+def verify_command(args: argparse.Namespace) -> int:
+    from densenet_ray.data.manifest import find_manifests
+    from densenet_ray.data.verify import verify_manifest
+
+    manifests = find_manifests(args.url, args.endpoint_url)
+    if args.split:
+        manifests = [(s, m) for s, m in manifests if m.split == args.split]
+    if not manifests:
+        wanted = f" for split {args.split!r}" if args.split else ""
+        raise ValueError(f"no shard manifests{wanted} at {args.url}")
+    console = Console(stderr=True)
+    samples = shards = 0
+    problems: list[str] = []
+    with _progress(console) as progress:
+        for storage, manifest in manifests:
+            task = progress.add_task(f"verify {manifest.split}", total=len(manifest.shards), rate="")
+            report = verify_manifest(storage, manifest, lambda task=task: progress.advance(task))
+            samples += report.samples
+            shards += report.shards
+            problems += report.problems
+    if problems:
+        for problem in problems:
+            print(f"bad: {problem}")
+        print(f"verification failed: {len(problems)} problem(s) in {args.url}")
+        return 1
+    print(f"verified {samples} samples in {shards} shards")
+    return 0

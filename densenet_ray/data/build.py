@@ -1,0 +1,106 @@
+"""``densenet-ray data build``: a raw dataset split into equal WebDataset shards plus a manifest.
+
+Shards hold ``shard_size`` samples each (only the last may be short), in source order (class, then file name);
+shuffling is the training pipeline's job. The manifest is removed when a build starts and written last, so an
+interrupted build never leaves a manifest that points at a missing or partial shard.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from densenet_ray import __version__
+from densenet_ray.data.manifest import Manifest, ShardInfo, manifest_name, write_manifest
+from densenet_ray.data.shards import PixelStats, sample_key, shard_name, write_shard
+from densenet_ray.data.sources import Source
+from densenet_ray.data.storage import Storage, open_storage
+
+ProgressCallback = Callable[[int, int], None]  # (samples done in this call, bytes written in this call)
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    """Which samples go into which shard."""
+
+    split: str
+    num_samples: int
+    shard_size: int
+    stats_every: int
+
+    @property
+    def num_shards(self) -> int:
+        return math.ceil(self.num_samples / self.shard_size)
+
+    def shard_range(self, shard: int) -> range:
+        start = shard * self.shard_size
+        return range(start, min(start + self.shard_size, self.num_samples))
+
+
+def plan_build(source: Source, shard_size: int, stats_samples: int) -> BuildPlan:
+    if shard_size < 1:
+        raise ValueError(f"--shard-size {shard_size} must be a positive number of samples")
+    total = len(source)
+    if total == 0:
+        raise ValueError(f"{source.location} has no samples for split {source.split!r}")
+    return BuildPlan(source.split, total, shard_size, max(1, math.ceil(total / max(stats_samples, 1))))
+
+
+def build_shard_range(
+    source: Source, storage: Storage, plan: BuildPlan, shards: range, progress: ProgressCallback | None = None
+) -> tuple[list[ShardInfo], PixelStats]:
+    """Write shards ``shards`` of ``plan``; returns their infos and the pixel statistics of their samples."""
+    stats = PixelStats()
+    infos = []
+    for shard in shards:
+        indices = plan.shard_range(shard)
+
+        def samples(indices: range = indices):
+            for index in indices:
+                image, extension, label = source.read(index)
+                if progress:
+                    progress(1, len(image))
+                yield sample_key(index), image, extension, label
+
+        infos.append(write_shard(storage, shard_name(plan.split, shard), samples(), stats, plan.stats_every))
+    return infos, stats
+
+
+def build_dataset(
+    source: Source,
+    out_url: str,
+    shard_size: int = 1000,
+    parallel: int = 1,
+    stats_samples: int = 50_000,
+    progress: ProgressCallback | None = None,
+    endpoint_url: str | None = None,
+) -> Manifest:
+    """Shard ``source`` into ``out_url`` and write the manifest last; returns the manifest."""
+    storage = open_storage(out_url, endpoint_url)
+    plan = plan_build(source, shard_size, stats_samples)
+    storage.delete(manifest_name(plan.split))  # no stale manifest may describe a half-rebuilt split
+    if parallel > 1:
+        from densenet_ray.data.parallel_build import build_in_ray_tasks
+
+        infos, stats = build_in_ray_tasks(source, out_url, endpoint_url, plan, parallel, progress)
+    else:
+        infos, stats = build_shard_range(source, storage, plan, range(plan.num_shards), progress)
+    mean, std = stats.mean_std()
+    sizes = sorted(stats.sizes)
+    manifest = Manifest(
+        dataset=source.dataset,
+        split=plan.split,
+        classes=list(source.classes),
+        num_samples=sum(info.samples for info in infos),
+        image_size=list(sizes[0]) if len(sizes) == 1 else None,
+        mean=mean,
+        std=std,
+        image_format=";".join(sorted(stats.formats)),
+        shards=infos,
+        stats_samples=stats.images,
+        source=source.location,
+        created_by=f"densenet-ray {__version__}",
+    )
+    write_manifest(storage, manifest)
+    return manifest

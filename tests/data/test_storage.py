@@ -1,0 +1,68 @@
+"""Local and S3 storage: atomic writes, listing, and clear errors."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from densenet_ray.data.storage import LocalStorage, StorageError, open_storage
+
+
+def test_local_write_is_atomic_and_listed(tmp_path) -> None:
+    storage = open_storage(str(tmp_path / "out"))
+    storage.write_bytes("a/b.bin", b"hello")
+    assert storage.read_bytes("a/b.bin") == b"hello"
+    assert [(i.name, i.size) for i in storage.list()] == [("a/b.bin", 5)]
+    assert storage.exists("a/b.bin") and not storage.exists("a/c.bin")
+    assert oct(os.stat(tmp_path / "out" / "a" / "b.bin").st_mode & 0o777) == oct(0o666 & ~_umask())
+    with pytest.raises(RuntimeError), storage.open_write("a/b.bin") as handle:
+        handle.write(b"half-written")
+        raise RuntimeError("interrupted")
+    assert storage.read_bytes("a/b.bin") == b"hello"  # the old object survives
+    assert sorted(os.listdir(tmp_path / "out" / "a")) == ["b.bin"]  # and no temporary file is left
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
+def test_file_url_and_missing_file(tmp_path) -> None:
+    storage = open_storage(f"file://{tmp_path}")
+    assert isinstance(storage, LocalStorage)
+    with pytest.raises(StorageError, match="no such file: .*missing.tar"):
+        storage.open_read("missing.tar")
+
+
+def test_unsupported_scheme() -> None:
+    with pytest.raises(StorageError, match="unsupported storage URL 'gs://bucket/x'"):
+        open_storage("gs://bucket/x")
+
+
+@pytest.mark.integration
+def test_s3_round_trip(bucket: str) -> None:
+    storage = open_storage(f"s3://{bucket}/shards")
+    storage.write_bytes("train.json", b"{}")
+    storage.write_bytes("sub/x.tar", b"x" * 10)
+    assert [(i.name, i.size) for i in storage.list()] == [("sub/x.tar", 10), ("train.json", 2)]
+    assert storage.read_bytes("train.json") == b"{}"
+    assert storage.exists("train.json") and not storage.exists("nope.json")
+    assert storage.size("sub/x.tar") == 10
+    with pytest.raises(RuntimeError), storage.open_write("train.json") as handle:
+        handle.write(b"partial")
+        raise RuntimeError("interrupted")
+    assert storage.read_bytes("train.json") == b"{}"
+    storage.delete("train.json")
+    assert not storage.exists("train.json")
+
+
+@pytest.mark.integration
+def test_s3_errors_name_the_url(bucket: str) -> None:
+    with pytest.raises(StorageError, match=rf"no such object: s3://{bucket}/missing.tar"):
+        open_storage(f"s3://{bucket}").read_bytes("missing.tar")
+    with pytest.raises(StorageError, match=r"bucket 'no-such-bucket-x' does not exist"):
+        open_storage("s3://no-such-bucket-x/prefix").list()
+    with pytest.raises(StorageError, match="has no bucket"):
+        open_storage("s3:///prefix")
