@@ -63,6 +63,8 @@ def build_command(args: argparse.Namespace) -> int:
 
     if args.parallel < 1:
         raise ValueError(f"--parallel {args.parallel} must be at least 1")
+    if args.shard_size < 1:
+        raise ValueError(f"--shard-size {args.shard_size} must be a positive number of samples")
     console = Console(stderr=True)
     source = open_source(args.dataset, args.source, args.split, args.cache_dir)
     with _progress(console) as progress:
@@ -86,6 +88,9 @@ def build_command(args: argparse.Namespace) -> int:
             progress=advance,
             endpoint_url=args.endpoint_url,
         )
+    if manifest.undecodable:
+        shown = ", ".join(manifest.undecodable[:10]) + (" ..." if len(manifest.undecodable) > 10 else "")
+        print(f"warning: {len(manifest.undecodable)} image(s) do not decode (kept, listed in the manifest): {shown}")
     print(
         f"wrote {manifest.num_samples} samples in {len(manifest.shards)} shards "
         f"({manifest.total_bytes / 1e6:.1f} MB) and {manifest.split}.json to {args.out}"

@@ -100,6 +100,7 @@ def build_dataset(
         shards=infos,
         stats_samples=stats.images,
         source=source.location,
+        undecodable=sorted(stats.undecodable),
         created_by=f"densenet-ray {__version__}",
     )
     write_manifest(storage, manifest)

@@ -40,6 +40,8 @@ class Manifest:
         shards: the shards in order.
         stats_samples: how many images the mean/std were computed from.
         source: where the data came from (a path or URL, never credentials).
+        undecodable: keys of samples whose image did not decode when the shards were built (kept as they were;
+            training skips and counts them).
     """
 
     dataset: str
@@ -53,6 +55,7 @@ class Manifest:
     shards: list[ShardInfo]
     stats_samples: int = 0
     source: str = ""
+    undecodable: list[str] = field(default_factory=list)
     format: str = FORMAT
     created_by: str = field(default="")
 

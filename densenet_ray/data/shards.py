@@ -35,6 +35,7 @@ class PixelStats:
     squares: np.ndarray = field(default_factory=lambda: np.zeros(3))
     sizes: set[tuple[int, int]] = field(default_factory=set)
     formats: set[str] = field(default_factory=set)
+    undecodable: list[str] = field(default_factory=list)
 
     def add(self, image: bytes) -> None:
         from PIL import Image
@@ -59,6 +60,7 @@ class PixelStats:
         self.squares += other.squares
         self.sizes |= other.sizes
         self.formats |= other.formats
+        self.undecodable += other.undecodable
 
     def mean_std(self) -> tuple[list[float], list[float]]:
         if not self.pixels:
@@ -115,8 +117,11 @@ def write_shard(
                 _add_member(archive, f"{key}.cls", str(label).encode())
                 if stats is not None:
                     stats.formats.add(extension)
-                    stats.add_size(image)
-                    if int(key) % stats_every == 0:
-                        stats.add(image)
+                    try:
+                        stats.add_size(image)
+                        if int(key) % stats_every == 0:
+                            stats.add(image)
+                    except Exception:  # PIL raises many types; the bytes are kept, the key is reported
+                        stats.undecodable.append(key)
                 count += 1
     return ShardInfo(name=name, samples=count, bytes=hashed.bytes, sha256=hashed.digest.hexdigest())

@@ -75,7 +75,9 @@ def verify_shard(storage: Storage, shard: ShardInfo, num_classes: int) -> tuple[
             good += 1
     if len(samples) != shard.samples:
         problems.append(f"{url}: {len(samples)} samples, manifest says {shard.samples}")
-    if hashed.bytes != shard.bytes:
+    if hashed.bytes < shard.bytes:
+        problems.append(f"{url}: truncated ({hashed.bytes} of {shard.bytes} bytes)")
+    elif hashed.bytes != shard.bytes:
         problems.append(f"{url}: {hashed.bytes} bytes, manifest says {shard.bytes}")
     elif hashed.digest.hexdigest() != shard.sha256:
         problems.append(f"{url}: SHA-256 does not match the manifest")
