@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_RESUMES = 10
 DEFAULT_BUFFER = 1 << 20
+READ_CHUNK = 64 * 1024
 
 
 def _transient_errors() -> tuple[type[BaseException], ...]:
@@ -107,7 +108,8 @@ class ResumableS3Reader(io.RawIOBase):
         view = memoryview(buffer).cast("B")
         while True:
             try:
-                data = self._body.read(len(view))
+                # Small reads: a reset loses what the failing read had received, so keep each one short.
+                data = self._body.read(min(len(view), READ_CHUNK))
                 if not data:
                     raise http.client.IncompleteRead(b"", self.length - self.position)
             except self._transient as error:
@@ -157,6 +159,7 @@ def _gopen_s3(url: str, mode: str = "rb", bufsize: int = 8192, **_: Any) -> io.B
 
 def register_with_webdataset() -> None:
     """Make webdataset open ``s3://`` URLs with the resumable reader (inherited by forked loader workers)."""
-    import webdataset.gopen
+    import importlib
 
-    webdataset.gopen.gopen_schemes["s3"] = _gopen_s3
+    # ``webdataset.gopen`` the attribute is the function; the dispatch table lives in the module of that name.
+    importlib.import_module("webdataset.gopen").gopen_schemes["s3"] = _gopen_s3
