@@ -393,10 +393,23 @@ class EpochLoader:
             del iterator  # shuts the workers down
         if remaining and self.config.train:
             raise DataError(f"the data ran out {remaining} batches before the end of the epoch")
-        while remaining > 0 and template is not None:  # evaluation: equal batch counts on every rank
+        if remaining > 0 and template is None:  # a rank with no shards (more ranks than shards) still pads
+            template = self._template()
+        while remaining > 0:  # evaluation: equal batch counts on every rank
             images, labels = template
             yield torch.zeros_like(images), torch.zeros_like(labels), torch.zeros(len(labels), dtype=torch.bool)
             remaining -= 1
+
+    def _template(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """A batch-shaped pair built from the first sample, for ranks that have nothing of their own to read."""
+        stream = self._dataset
+        for _, image_bytes, _ in stream._raw([0], drop_undecodable=False):
+            tensor = _decode(image_bytes, stream.plan.transform, 0)
+            if tensor is not None:
+                return tensor.new_zeros((self.config.batch_size, *tensor.shape)), torch.zeros(
+                    self.config.batch_size, dtype=torch.long
+                )
+        raise DataError("no sample of the first shard decodes; cannot shape evaluation padding")
 
 
 def _original_message(error: Exception) -> str:

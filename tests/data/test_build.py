@@ -185,3 +185,19 @@ def test_s3_errors_are_one_line(aws_env, tmp_path, fixture_tar) -> None:
     assert completed.returncode == 1
     assert completed.stderr.strip() == "error: bucket 'no-such-bucket-zz' does not exist (s3://no-such-bucket-zz/x)"
     assert "testing-secret-key" not in completed.stderr + completed.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_parallel_build_in_ray_tasks_matches_the_sequential_build(tmp_path, fixture_tar, monkeypatch, capsys) -> None:
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)  # a local Ray instance, sized by --parallel, shut down after
+    sequential, parallel = tmp_path / "seq", tmp_path / "par"
+    build_dataset(imagefolder_source(fixture_tar), str(sequential), shard_size=60)
+    argv = ["data", "build", "imagefolder", "--source", fixture_tar, "--out", str(parallel), "--shard-size", "60"]
+    assert main([*argv, "--parallel", "2"]) == 0
+    assert "wrote 500 samples in 9 shards" in capsys.readouterr().out
+    for name in sorted(os.listdir(sequential)):
+        assert (sequential / name).read_bytes() == (parallel / name).read_bytes(), name
+    import ray
+
+    assert not ray.is_initialized()

@@ -93,6 +93,17 @@ def test_distributed_evaluation_sees_every_sample_exactly_once(shards, world_siz
     assert len(set(counts)) == 1
 
 
+def test_evaluation_with_more_ranks_than_shards(tmp_path, fixture_tar) -> None:
+    build_dataset(imagefolder_source(fixture_tar), str(tmp_path), shard_size=250)  # 2 shards, 3 ranks
+    counts, seen = [], 0
+    for rank in range(3):
+        config = PipelineConfig(str(tmp_path), "train", 50, rank, 3, loader_workers=2, train=False)
+        batches = list(make_loader(config, cifar_eval()))
+        counts.append(len(batches))
+        seen += sum(int(mask.sum()) for _, _, mask in batches)
+    assert counts == [5, 5, 5] and seen == 500
+
+
 def _rewrite_member(shard: Path, key: str, data: bytes) -> None:
     with tarfile.open(shard) as archive:
         members = [(m, archive.extractfile(m).read()) for m in archive.getmembers()]

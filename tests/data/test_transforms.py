@@ -1,0 +1,86 @@
+"""The paper's transforms (DENSENET.md section 4) on real CIFAR-10 images."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from densenet_ray.data.transforms import (
+    CIFAR10_MEAN,
+    CIFAR10_STD,
+    IMAGENET_EIGVAL,
+    IMAGENET_EIGVEC,
+    Lighting,
+    cifar_eval,
+    cifar_train,
+    for_dataset,
+    imagenet_eval,
+    imagenet_train,
+    svhn,
+)
+
+
+@pytest.fixture(scope="module")
+def image(fixture_tar: str) -> Image.Image:
+    with tarfile.open(fixture_tar) as archive:
+        return Image.open(io.BytesIO(archive.extractfile("train/cat/0000.jpg").read())).convert("RGB")
+
+
+def test_cifar_eval_normalises_with_the_original_statistics(image) -> None:
+    out = cifar_eval()(image)
+    raw = torch.from_numpy(np.asarray(image)).permute(2, 0, 1).float() / 255
+    expected = (raw - torch.tensor(CIFAR10_MEAN).view(3, 1, 1)) / torch.tensor(CIFAR10_STD).view(3, 1, 1)
+    torch.testing.assert_close(out, expected)
+
+
+def test_cifar_train_pads_after_normalising_so_the_border_is_the_mean(image) -> None:
+    torch.manual_seed(0)
+    borders = 0
+    for _ in range(40):
+        out = cifar_train()(image)
+        assert out.shape == (3, 32, 32)
+        zero_rows = (out.abs().sum(dim=(0, 2)) == 0).sum() + (out.abs().sum(dim=(0, 1)) == 0).sum()
+        borders += int(zero_rows > 0)
+    # Padding shows up as exact zeros (the mean after normalising), never as black (about -2).
+    assert borders > 20
+    assert cifar_train()(image).min() > -2.5
+
+
+def test_cifar_train_flips_and_crops(image) -> None:
+    torch.manual_seed(1)
+    outputs = {cifar_train()(image).sum().item() for _ in range(20)}
+    assert len(outputs) > 10
+
+
+def test_svhn_divides_by_255(image) -> None:
+    out = svhn()(image)
+    assert out.min() >= 0 and out.max() <= 1 and out.shape == (3, 32, 32)
+
+
+def test_imagenet_transforms_give_224(image) -> None:
+    big = image.resize((300, 400))
+    assert imagenet_eval()(big).shape == (3, 224, 224)
+    torch.manual_seed(0)
+    assert imagenet_train()(big).shape == (3, 224, 224)
+
+
+def test_lighting_adds_the_pca_offset() -> None:
+    torch.manual_seed(0)
+    image = torch.zeros(3, 4, 4)
+    out = Lighting(0.1)(image)
+    torch.manual_seed(0)
+    alpha = torch.randn(3) * 0.1
+    offset = torch.tensor(IMAGENET_EIGVEC) @ (alpha * torch.tensor(IMAGENET_EIGVAL))
+    torch.testing.assert_close(out[:, 0, 0], offset)
+    assert torch.equal(Lighting(0.0)(image), image)
+
+
+def test_for_dataset_and_unknown() -> None:
+    assert for_dataset("cifar100", train=False) is not None
+    with pytest.raises(ValueError, match="no transforms for dataset 'mnist'"):
+        for_dataset("mnist", train=True)
