@@ -46,7 +46,8 @@ def test_object_replaced_mid_read_is_an_error(bucket: str, shard_bytes: bytes, p
     s3_client().put_object(Bucket=bucket, Key="a.tar", Body=shard_bytes)
     cutter = proxy(cut_after=300_000)
     url = f"s3://{bucket}/a.tar"
-    with open_s3(url, endpoint_url=cutter.url, buffer_size=64 * 1024) as stream:
+    # A small read-ahead keeps the reader on its first connection when the object is replaced.
+    with open_s3(url, endpoint_url=cutter.url, buffer_size=64 * 1024, readahead=64 * 1024) as stream:
         stream.read(100_000)
         s3_client().put_object(Bucket=bucket, Key="a.tar", Body=shard_bytes[::-1])
         with pytest.raises(StorageError, match=rf"{url} changed while it was being read"):
@@ -76,3 +77,12 @@ def test_storage_reads_s3_through_the_resumable_reader(bucket: str, shard_bytes:
     storage.write_bytes("x.tar", shard_bytes)
     with storage.open_read("x.tar") as stream:
         assert stream.read() == shard_bytes
+
+
+def test_a_large_object_may_resume_many_times_while_it_progresses(bucket: str, shard_bytes: bytes, proxy) -> None:
+    big = shard_bytes * 8  # 6.2 MB
+    s3_client().put_object(Bucket=bucket, Key="big.tar", Body=big)
+    cutter = proxy(cut_after=1_000_000)
+    with open_s3(f"s3://{bucket}/big.tar", endpoint_url=cutter.url, max_resumes=2, buffer_size=64 * 1024) as stream:
+        assert stream.read() == big
+        assert stream.raw.resumes >= 4  # more than max_resumes: each connection delivered over 64 KB
