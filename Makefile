@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test test-fast lint format bench-model clean
+.PHONY: setup demo test test-fast lint format bench-model bench-data clean
 
 setup: $(STAMP)
 
@@ -35,6 +35,9 @@ format: setup
 
 bench-model: setup
 	$(BIN)/python benchmarks/model.py --out benchmarks/results/model-cpu.json --markdown
+
+bench-data: setup
+	$(BIN)/python benchmarks/data.py --out benchmarks/results/data-cpu.json --markdown
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -4,7 +4,7 @@ Datasets:
 
 * CIFAR-10: shards built from ``../shared/data/cifar10-jpeg/train.tar`` (the first ``--cifar-samples`` images,
   2,000 per shard so a 4 MB reset interval falls inside shards);
-* ImageNet-like: ``--imagenet-samples`` generated 320x320 JPEGs of about 100 KB (smooth colour fields plus grain, q90),
+* ImageNet-like: ``--imagenet-samples`` generated 320x320 JPEGs of about 100 KB (smooth colour fields plus grain, q95),
   250 per shard.
 
 Each is read from a local directory, from S3 (a moto server in its own process, on 127.0.0.1), and from S3
@@ -70,9 +70,9 @@ def imagenet_like(directory: Path, samples: int) -> FileListSource:
         folder.mkdir(parents=True, exist_ok=True)
         coarse = rng.integers(0, 256, (10, 10, 3), dtype=np.uint8)
         field = np.asarray(Image.fromarray(coarse).resize((320, 320), Image.BICUBIC), dtype=np.int16)
-        grain = rng.integers(-40, 41, (320, 320, 3), dtype=np.int16)
+        grain = rng.integers(-70, 71, (320, 320, 3), dtype=np.int16)
         pixels = np.clip(field + grain, 0, 255).astype(np.uint8)
-        Image.fromarray(pixels).save(folder / f"{index:06d}.jpg", quality=90)
+        Image.fromarray(pixels).save(folder / f"{index:06d}.jpg", quality=95)
     return imagefolder_source(str(directory))
 
 
