@@ -52,6 +52,25 @@ def write_cifar10_tarball(fixture_tar: str, path: Path) -> tuple[np.ndarray, np.
     return pixels, labels
 
 
+def write_cifar100_tarball(fixture_tar: str, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The official cifar-100-python.tar.gz layout: train, test and meta with 100 fine label names (400 / 100)."""
+    pixels, labels = fixture_pixels(fixture_tar)
+    fine = labels * 10 + np.arange(len(labels)) % 10  # spread the 10 real classes over 100 fine labels
+    flat = pixels.transpose(0, 3, 1, 2).reshape(len(labels), -1)
+    members = {
+        "meta": {b"fine_label_names": [f"class{i:02d}".encode() for i in range(100)]},
+        "train": {b"data": flat[:400], b"fine_labels": fine[:400].tolist()},
+        "test": {b"data": flat[400:], b"fine_labels": fine[400:].tolist()},
+    }
+    with tarfile.open(path, "w:gz") as archive:
+        for name, content in members.items():
+            data = pickle.dumps(content)
+            info = tarfile.TarInfo(f"cifar-100-python/{name}")
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return pixels, fine
+
+
 def write_svhn_mat(fixture_tar: str, directory: Path) -> np.ndarray:
     """``train_32x32.mat`` in the official layout: X (32, 32, 3, N), y (N, 1) with digit 0 labelled 10."""
     from scipy.io import savemat

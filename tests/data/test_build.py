@@ -17,7 +17,13 @@ from densenet_ray.cli import main
 from densenet_ray.data.build import build_dataset
 from densenet_ray.data.manifest import load_manifest
 from densenet_ray.data.sources import cifar_source, imagefolder_source, svhn_source
-from tests.data.sources_fixtures import CLASSES, write_cifar10_tarball, write_ilsvrc_tar, write_svhn_mat
+from tests.data.sources_fixtures import (
+    CLASSES,
+    write_cifar10_tarball,
+    write_cifar100_tarball,
+    write_ilsvrc_tar,
+    write_svhn_mat,
+)
 
 
 def _read_shard(path: Path) -> list[tuple[str, dict[str, bytes]]]:
@@ -84,6 +90,17 @@ def test_cifar10_python_tarball_is_stored_losslessly(tmp_path, fixture_tar, caps
     assert capsys.readouterr().out.strip() == "verified 500 samples in 5 shards"
     assert main(["data", "verify", str(tmp_path / "out"), "--split", "test"]) == 0
     assert capsys.readouterr().out.strip() == "verified 100 samples in 1 shards"
+
+
+def test_cifar100_python_tarball_uses_fine_labels(tmp_path, fixture_tar) -> None:
+    tarball = tmp_path / "cifar-100-python.tar.gz"
+    _, fine = write_cifar100_tarball(fixture_tar, tarball)
+    manifest = build_dataset(cifar_source("cifar100", str(tarball), "train"), str(tmp_path / "out"), shard_size=400)
+    assert manifest.num_samples == 400 and len(manifest.classes) == 100 and manifest.dataset == "cifar100"
+    cls = [int(m["cls"]) for _, m in _read_shard(tmp_path / "out" / "train-000000.tar")]
+    assert cls == fine[:400].tolist()
+    with pytest.raises(ValueError, match="has no meta: it is not the official cifar100 python tarball"):
+        cifar_source("cifar100", fixture_tar, "train")  # a tar, but of class folders
 
 
 def test_svhn_mat_labels_zero_as_zero(tmp_path, fixture_tar) -> None:

@@ -66,3 +66,49 @@ def test_s3_errors_name_the_url(bucket: str) -> None:
         open_storage("s3://no-such-bucket-x/prefix").list()
     with pytest.raises(StorageError, match="has no bucket"):
         open_storage("s3:///prefix")
+
+
+@pytest.fixture
+def authenticating_s3(tmp_path, monkeypatch):
+    """A moto server that checks credentials (moto reads INITIAL_NO_AUTH_ACTION_COUNT at import: own process)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import time\nfrom moto.server import ThreadedMotoServer\n"
+        "s = ThreadedMotoServer(ip_address='127.0.0.1', port=0, verbose=False); s.start()\n"
+        "print(s.get_host_and_port()[1], flush=True)\nwhile True: time.sleep(3600)\n"
+    )
+    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "0"}
+    process = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env
+    )
+    try:
+        port = int(process.stdout.readline())
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAWRONGWRONGWRONG1")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong-secret-do-not-print")
+        monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", f"http://127.0.0.1:{port}")
+        monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
+        monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
+        yield
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.mark.integration
+def test_bad_credentials_are_one_line_and_never_printed(authenticating_s3) -> None:
+    import subprocess
+    import sys
+
+    completed = subprocess.run(
+        [sys.executable, "-m", "densenet_ray", "data", "verify", "s3://some-bucket/cifar10"],
+        capture_output=True,
+        text=True,
+    )
+    assert completed.returncode == 1
+    assert completed.stderr.strip().startswith("error: access denied to s3://some-bucket/cifar10 (InvalidAccessKeyId")
+    assert completed.stderr.count("\n") == 1
+    output = completed.stdout + completed.stderr
+    assert "wrong-secret-do-not-print" not in output and "AKIAWRONGWRONGWRONG1" not in output

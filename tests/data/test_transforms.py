@@ -33,7 +33,7 @@ def image(fixture_tar: str) -> Image.Image:
 
 def test_cifar_eval_normalises_with_the_original_statistics(image) -> None:
     out = cifar_eval()(image)
-    raw = torch.from_numpy(np.asarray(image)).permute(2, 0, 1).float() / 255
+    raw = torch.from_numpy(np.array(image)).permute(2, 0, 1).float() / 255
     expected = (raw - torch.tensor(CIFAR10_MEAN).view(3, 1, 1)) / torch.tensor(CIFAR10_STD).view(3, 1, 1)
     torch.testing.assert_close(out, expected)
 
