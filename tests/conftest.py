@@ -1,8 +1,16 @@
-"""Suite-wide fixtures: RNG isolation between tests and automatic skipping of GPU tests without CUDA."""
+"""Suite-wide fixtures: RNG isolation, GPU auto-skip, the committed CIFAR-10 slice, and S3 on 127.0.0.1.
+
+S3 goes through a real HTTP server (moto's ThreadedMotoServer, port 0), never the in-process mock, because Ray
+workers and DataLoader workers are other processes.
+"""
 
 from __future__ import annotations
 
+import os
 import random
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import torch
@@ -37,3 +45,47 @@ def restore_rng_state():
         torch.cuda.set_rng_state_all(cuda_states)
     if numpy is not None:
         numpy.random.set_state(numpy_state)
+
+
+FIXTURE_TAR = Path(__file__).resolve().parent / "fixtures" / "cifar10-train-slice.tar"
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[str]:
+    """A moto S3 server for the whole session; yields its endpoint URL."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch, moto_server: str) -> str:
+    """Dummy credentials and the moto endpoint in the environment (inherited by subprocesses); returns the URL."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing-key-id")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing-secret-key")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", moto_server)
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
+    return moto_server
+
+
+@pytest.fixture
+def bucket(aws_env: str) -> str:
+    """A fresh, empty bucket; returns its name."""
+    from densenet_ray.data.storage import s3_client
+
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    s3_client().create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture(scope="session")
+def fixture_tar() -> str:
+    return str(FIXTURE_TAR)
