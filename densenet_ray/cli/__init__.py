@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from densenet_ray import __version__
-from densenet_ray.cli import data, models
+from densenet_ray.cli import data, models, train
 from densenet_ray.data.storage import StorageError
 
 
@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     groups = parser.add_subparsers(dest="group", metavar="COMMAND", parser_class=_Parser)
     models.add_parser(groups)
     data.add_parser(groups)
+    train.add_parser(groups)
     return parser
 
 

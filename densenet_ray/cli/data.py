@@ -9,7 +9,7 @@ import time
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from densenet_ray.data.sources import DATASETS
+from densenet_ray.data.sources import DATASETS, Source
 
 DEFAULT_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "densenet-ray", "downloads")
 
@@ -28,6 +28,11 @@ def add_parser(groups: argparse._SubParsersAction) -> None:
     build.add_argument("--shard-size", type=int, default=1000, help="samples per shard (default 1000)")
     build.add_argument("--parallel", type=int, default=1, help="build shard ranges in N Ray tasks")
     build.add_argument("--stats-samples", type=int, default=50_000, help="images used for mean/std (default 50000)")
+    build.add_argument(
+        "--holdout-per-class",
+        type=int,
+        help="imagefolder: also write a 'test' split of the last N images of every class (train gets the rest)",
+    )
     build.add_argument("--cache-dir", default=DEFAULT_CACHE, help="where downloads are kept")
     build.add_argument("--endpoint-url", help="S3 endpoint (default: AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL)")
     build.set_defaults(handler=build_command)
@@ -58,15 +63,29 @@ def _progress(console: Console) -> Progress:
 
 
 def build_command(args: argparse.Namespace) -> int:
-    from densenet_ray.data.build import build_dataset
     from densenet_ray.data.sources import open_source
 
     if args.parallel < 1:
         raise ValueError(f"--parallel {args.parallel} must be at least 1")
     if args.shard_size < 1:
         raise ValueError(f"--shard-size {args.shard_size} must be a positive number of samples")
-    console = Console(stderr=True)
     source = open_source(args.dataset, args.source, args.split, args.cache_dir)
+    if args.holdout_per_class:
+        from densenet_ray.data.sources import FileListSource, split_holdout
+
+        if not isinstance(source, FileListSource):
+            raise ValueError("--holdout-per-class applies to imagefolder sources only")
+        for part in split_holdout(source, args.holdout_per_class):
+            _build_one(args, part)
+        return 0
+    _build_one(args, source)
+    return 0
+
+
+def _build_one(args: argparse.Namespace, source: Source) -> None:
+    from densenet_ray.data.build import build_dataset
+
+    console = Console(stderr=True)
     with _progress(console) as progress:
         task = progress.add_task(f"{args.dataset}/{source.split}", total=len(source), rate="", bytes=0)
         start = time.perf_counter()
@@ -95,7 +114,6 @@ def build_command(args: argparse.Namespace) -> int:
         f"wrote {manifest.num_samples} samples in {len(manifest.shards)} shards "
         f"({manifest.total_bytes / 1e6:.1f} MB) and {manifest.split}.json to {args.out}"
     )
-    return 0
 
 
 def inspect_command(args: argparse.Namespace) -> int:

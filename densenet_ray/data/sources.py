@@ -188,6 +188,23 @@ class FileListSource(Source):
         return {**self.__dict__, "_handles": {}}
 
 
+def split_holdout(source: FileListSource, per_class: int) -> tuple[FileListSource, FileListSource]:
+    """``(train, test)``: the last ``per_class`` images of every class (in file-name order) become ``test``."""
+    if per_class < 1:
+        raise ValueError(f"--holdout-per-class {per_class} must be positive")
+    by_class: dict[int, list[_Entry]] = {}
+    for entry in source.entries:
+        by_class.setdefault(entry.label, []).append(entry)
+    short = [source.classes[label] for label, entries in by_class.items() if len(entries) <= per_class]
+    if short:
+        raise ValueError(f"--holdout-per-class {per_class} leaves no training images for class(es) {', '.join(short)}")
+    keep = [e for label in sorted(by_class) for e in by_class[label][:-per_class]]
+    held = [e for label in sorted(by_class) for e in by_class[label][-per_class:]]
+    train = FileListSource(source.dataset, "train", source.classes, source.location, keep)
+    test = FileListSource(source.dataset, "test", source.classes, source.location, held)
+    return train, test
+
+
 def _image_extension(name: str) -> str | None:
     return IMAGE_EXTENSIONS.get(os.path.splitext(name)[1].lower())
 

@@ -77,6 +77,9 @@ class TrainConfig:
             storage=self.storage or os.path.join(os.path.expanduser("~"), "densenet-ray", "runs"),
         )
         config.validate()
+        from densenet_ray.models import resolve_config
+
+        resolve_config(config.model, **config.model_overrides())  # a bad model is a one-line error before Ray starts
         return config
 
     def validate(self) -> None:

@@ -218,3 +218,11 @@ def test_parallel_build_in_ray_tasks_matches_the_sequential_build(tmp_path, fixt
     import ray
 
     assert not ray.is_initialized()
+
+
+def test_holdout_per_class_writes_train_and_test(tmp_path, fixture_tar, capsys) -> None:
+    argv = ["data", "build", "imagefolder", "--source", fixture_tar, "--out", str(tmp_path), "--holdout-per-class", "5"]
+    assert main(argv) == 0
+    assert "wrote 450 samples" in capsys.readouterr().out
+    _, test = load_manifest(str(tmp_path), "test")
+    assert test.num_samples == 50 and test.classes == CLASSES

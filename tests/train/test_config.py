@@ -58,3 +58,28 @@ def test_imagenet_step_and_cosine() -> None:
     assert learning_rate(cosine, 0, 0, 10) == pytest.approx(0.1)
     assert learning_rate(cosine, 50, 0, 10) == pytest.approx(0.05)
     assert learning_rate(cosine, 25, 5, 10) == pytest.approx(0.05 * (1 + math.cos(math.pi * 255 / 1000)))
+
+
+def test_first_use_builds_the_dataset_with_a_holdout(tmp_path, fixture_tar, monkeypatch) -> None:
+    from densenet_ray.data.manifest import load_manifest
+    from densenet_ray.train import launcher
+
+    monkeypatch.setattr(launcher, "DATA_CACHE", str(tmp_path))
+    monkeypatch.setattr(launcher, "HOLDOUT_PER_CLASS", 10)
+    config = TrainConfig(dataset="cifar10", source=fixture_tar).resolved()
+    lines: list[str] = []
+    directory = launcher.ensure_data(config, lines.append)
+    assert directory == str(tmp_path / "cifar10")
+    assert load_manifest(directory, "train")[1].num_samples == 400
+    assert load_manifest(directory, "test")[1].num_samples == 100
+    assert any("holding out the last 10 images per class" in line for line in lines)
+    assert launcher.ensure_data(config, lines.append) == directory  # built once
+    with pytest.raises(ValueError, match="--data is required for ImageNet"):
+        launcher.ensure_data(TrainConfig(dataset="imagenet", workers=4).resolved())
+
+
+def test_holdout_split_errors(fixture_tar) -> None:
+    from densenet_ray.data.sources import imagefolder_source, split_holdout
+
+    with pytest.raises(ValueError, match="--holdout-per-class 50 leaves no training images for class\\(es\\) airplane"):
+        split_holdout(imagefolder_source(fixture_tar), 50)

@@ -1,0 +1,196 @@
+"""Starting a training run on Ray Train: local Ray by default, the cluster when ``RAY_ADDRESS`` is set.
+
+The run directory is ``<storage>/<name>``: Ray's checkpoints, ``config.yaml`` (the resolved configuration) and
+``metrics.jsonl`` (one JSON line per report, written by a ``UserCallback`` in the controller, so curves can be read
+without Ray). The same ``--name`` resumes the run from its last committed checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from typing import Any
+
+import yaml
+
+from densenet_ray.data.storage import StorageError, open_storage
+from densenet_ray.train.config import TrainConfig
+
+METRICS_FILE = "metrics.jsonl"
+CONFIG_FILE = "config.yaml"
+
+
+def run_name(config: TrainConfig) -> str:
+    return config.name or f"{config.dataset}-{config.model}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def storage_root(config: TrainConfig) -> str:
+    assert config.storage is not None
+    return config.storage if "://" in config.storage else os.path.abspath(os.path.expanduser(config.storage))
+
+
+def run_url(config: TrainConfig) -> str:
+    """The run directory: ``<storage>/<name>``."""
+    return f"{storage_root(config).rstrip('/')}/{run_name(config)}"
+
+
+def _metrics_callback(run_url: str) -> Any:
+    import ray.train
+
+    class MetricsLog(ray.train.UserCallback):
+        """Appends rank 0's metrics of every report to metrics.jsonl (atomically rewritten; the file is small)."""
+
+        def __init__(self) -> None:
+            self.run_url = run_url
+
+        def after_report(self, run_context: Any, metrics: list[dict[str, Any]], checkpoint: Any) -> None:
+            storage = open_storage(self.run_url)
+            existing = storage.read_bytes(METRICS_FILE) if storage.exists(METRICS_FILE) else b""
+            line = json.dumps({"time": time.time(), **metrics[0]}, default=float) + "\n"
+            storage.write_bytes(METRICS_FILE, existing + line.encode())
+
+    return MetricsLog()
+
+
+def _follow(run_dir: str, stop: threading.Event, print_line: Any) -> None:
+    """Driver-side progress: a line per report (metrics.jsonl) and in-epoch lines (progress.json)."""
+    seen, last_progress = 0, b""
+    storage = open_storage(run_dir)
+    while not stop.wait(1.0) or seen == 0:
+        try:
+            progress = storage.read_bytes("progress.json") if storage.exists("progress.json") else b""
+            if progress and progress != last_progress:
+                last_progress = progress
+                p = json.loads(progress)
+                print_line(
+                    f"epoch {p['epoch']} [{p['batch']}/{p['batches']}]: loss {p['loss']:.4f}, "
+                    f"{p['images_per_s']:.1f} img/s, epoch ETA {p['eta_seconds'] / 60:.1f} min"
+                )
+        except (StorageError, OSError, ValueError, KeyError):
+            pass
+        try:
+            lines = storage.read_bytes(METRICS_FILE).decode().splitlines() if storage.exists(METRICS_FILE) else []
+        except (StorageError, OSError):
+            continue
+        for line in lines[seen:]:
+            record = json.loads(line)
+            if record.get("mid_epoch"):
+                print_line(f"epoch {record['epoch'] + 1} step {record['step']}: loss {record['loss']:.4f}")
+                continue
+            remaining = (record["epochs"] - record["epoch"]) * record["epoch_seconds"]
+            print_line(
+                f"epoch {record['epoch']}/{record['epochs']}: loss {record['loss']:.4f}, "
+                f"test error {100 * record['test_error']:.2f} % (best {100 * record['best_test_error']:.2f} %), "
+                f"{record['images_per_s']:.1f} img/s, ETA {remaining / 60:.1f} min"
+            )
+        seen = len(lines)
+        if stop.is_set():
+            return
+
+
+DATA_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "densenet-ray")
+HOLDOUT_PER_CLASS = 500  # a class-folder source with no test split: hold out the last 500 images of every class
+
+
+def ensure_data(config: TrainConfig, print_line: Any = print) -> str:
+    """``--data``, or ``~/.cache/densenet-ray/<dataset>`` built on first use (downloaded, or from ``--source``)."""
+    from densenet_ray.data.build import build_dataset
+    from densenet_ray.data.manifest import find_manifests
+    from densenet_ray.data.sources import FileListSource, imagefolder_source, open_source, split_holdout
+
+    if config.data:
+        return config.data
+    if config.dataset == "imagenet":
+        raise ValueError("--data is required for ImageNet (build shards with `densenet-ray data build imagefolder`)")
+    directory = os.path.join(DATA_CACHE, config.dataset)
+    have = {manifest.split for _, manifest in find_manifests(directory)} if os.path.isdir(directory) else set()
+    if {"train", config.eval_split} <= have:
+        return directory
+    print_line(f"building {config.dataset} shards in {directory} (first use)")
+    downloads = os.path.join(DATA_CACHE, "downloads")
+    try:
+        parts = [open_source(config.dataset, config.source, split, downloads) for split in ("train", "test")]
+    except ValueError:
+        if not config.source or config.dataset == "svhn":
+            raise
+        # Not the official tarball: a class-folder directory or tar (like the CIFAR-10 JPEG set), train only.
+        folder = imagefolder_source(config.source)
+        parts = list(split_holdout(folder, HOLDOUT_PER_CLASS)) if isinstance(folder, FileListSource) else [folder]
+        print_line(f"{config.source} has no test split: holding out the last {HOLDOUT_PER_CLASS} images per class")
+    for part in parts:
+        manifest = build_dataset(part, directory, shard_size=1000)
+        print_line(f"  {manifest.split}: {manifest.num_samples} samples in {len(manifest.shards)} shards")
+    return directory
+
+
+def _init_ray(config: TrainConfig) -> bool:
+    """Connect to ``RAY_ADDRESS`` or start a local instance sized for the run; True when started here."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init(log_to_driver=False)
+        return False
+    cpus = max(os.cpu_count() or 1, config.workers * config.cpus_per_worker)
+    ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+    return True
+
+
+def launch(config: TrainConfig, print_line: Any = print) -> dict[str, Any]:
+    """Run ``config`` on Ray Train; returns the final metrics plus ``run_dir``. Raises on failure."""
+    import ray
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from densenet_ray.train.worker import train_loop
+
+    config = config.resolved()
+    config.data = ensure_data(config, print_line)
+    from densenet_ray.data.manifest import load_manifest
+
+    load_manifest(config.data, "train")  # a clear error before any worker starts
+    load_manifest(config.data, config.eval_split)
+    name = config.name = run_name(config)
+    root, url = storage_root(config), run_url(config)
+    run_storage = open_storage(url)
+    try:
+        run_storage.write_bytes(CONFIG_FILE, yaml.safe_dump(config.to_dict(), sort_keys=False).encode())
+    except (StorageError, OSError) as error:
+        raise StorageError(f"--storage {config.storage} is not writable ({error})") from None
+
+    started_here = _init_ray(config)
+    stop = threading.Event()
+    follower = threading.Thread(target=_follow, args=(url, stop, print_line), daemon=True)
+    try:
+        trainer = TorchTrainer(
+            train_loop,
+            train_loop_config=config.to_dict(),
+            scaling_config=ScalingConfig(
+                num_workers=config.workers,
+                use_gpu=config.gpu,
+                resources_per_worker={"CPU": config.cpus_per_worker, **({"GPU": 1} if config.gpu else {})},
+            ),
+            run_config=RunConfig(
+                name=name,
+                storage_path=root,
+                failure_config=FailureConfig(max_failures=config.max_failures),
+                checkpoint_config=CheckpointConfig(num_to_keep=config.keep_checkpoints),
+                callbacks=[_metrics_callback(url)],
+            ),
+        )
+        follower.start()
+        started = time.perf_counter()
+        result = trainer.fit()
+        wall = time.perf_counter() - started
+    finally:
+        stop.set()
+        if follower.is_alive():
+            follower.join(timeout=5)
+        if started_here:
+            ray.shutdown()
+    final = dict(result.return_value or result.metrics or {})
+    final.update(run_dir=url, wall_seconds=wall, checkpoint=result.checkpoint.path if result.checkpoint else None)
+    return final
