@@ -287,12 +287,15 @@ def _decode(image_bytes: bytes, transform: Transform | None, seed: int) -> torch
             image = opened.convert("RGB")
     except Exception:  # PIL raises many exception types for corrupt data
         return None
-    torch.manual_seed(seed)  # per-sample augmentation randomness: independent of what was skipped before
     if transform is None:
         from torchvision.transforms.v2 import functional as TF
 
         return TF.to_dtype(TF.pil_to_tensor(image), torch.float32, scale=True)
-    return transform(image)
+    # Per-sample augmentation randomness, independent of what was skipped before; the caller's RNG (dropout, when
+    # decoding runs in the training process) is left exactly as it was.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return transform(image)
 
 
 def _check_corrupt(failures: int, seen: int, max_fraction: float) -> None:
@@ -368,6 +371,8 @@ class EpochLoader:
             num_workers=config.loader_workers,
             persistent_workers=False,
             prefetch_factor=4 if config.loader_workers else None,
+            # Its own generator: DataLoader draws a base seed per iterator, which must not consume the caller's RNG.
+            generator=torch.Generator().manual_seed(_mix(config.seed, config.epoch, config.rank, 3)),
         )
 
     def __len__(self) -> int:

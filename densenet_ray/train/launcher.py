@@ -125,6 +125,11 @@ def ensure_data(config: TrainConfig, print_line: Any = print) -> str:
     return directory
 
 
+def _worker_env() -> dict[str, str]:
+    """Our own settings (DENSENET_RAY_*) for the workers; credentials travel by the cluster's standard means."""
+    return {key: value for key, value in os.environ.items() if key.startswith("DENSENET_RAY_")}
+
+
 def _init_ray(config: TrainConfig) -> bool:
     """Connect to ``RAY_ADDRESS`` or start a local instance sized for the run; True when started here."""
     import ray
@@ -179,6 +184,7 @@ def launch(config: TrainConfig, print_line: Any = print) -> dict[str, Any]:
                 failure_config=FailureConfig(max_failures=config.max_failures),
                 checkpoint_config=CheckpointConfig(num_to_keep=config.keep_checkpoints),
                 callbacks=[_metrics_callback(url)],
+                worker_runtime_env={"env_vars": _worker_env()},
             ),
         )
         follower.start()

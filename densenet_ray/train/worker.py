@@ -50,6 +50,21 @@ def _save(directory: str, state: dict[str, Any], rank: int) -> None:
     torch.save(_rng_state(), os.path.join(directory, f"rng-rank{rank}.pt"))
 
 
+FAULT_ENV = "DENSENET_RAY_FAULT"  # "STEP:RANK:MARKER_FILE": kill that rank once at that global step
+
+
+def _maybe_inject_fault(global_step: int, rank: int) -> None:
+    """Fault injection for testing recovery: the process dies as a crashed or preempted worker would."""
+    spec = os.environ.get(FAULT_ENV)
+    if not spec:
+        return
+    step, fault_rank, marker = spec.split(":", 2)
+    if global_step == int(step) and rank == int(fault_rank) and not os.path.exists(marker):
+        with open(marker, "w") as handle:  # once only: the restarted worker must get past this step
+            handle.write(str(global_step))
+        os._exit(1)
+
+
 class _Progress:
     """Rank 0 rewrites ``progress.json`` in the run directory every ``interval`` seconds; the driver prints it.
 
@@ -167,6 +182,7 @@ def train_loop(config_dict: dict[str, Any]) -> dict[str, Any]:
             global_step += 1
             if rank == 0:
                 progress.update(epoch, index + 1, steps, stats, world)
+            _maybe_inject_fault(global_step, rank)
             every = config.checkpoint_every_steps
             if every and (index + 1) % every == 0 and index + 1 < steps:
                 with tempfile.TemporaryDirectory() as directory:

@@ -195,3 +195,11 @@ def test_s3_with_connection_resets_gives_the_same_samples_in_the_same_order(
         assert proxy.cuts >= 8
     finally:
         proxy.stop()
+
+
+def test_decoding_in_process_leaves_the_callers_rng_alone(shards) -> None:
+    # With loader_workers=0 decoding runs in the training process; augmentation must not reseed dropout's RNG.
+    torch.manual_seed(123)
+    before = torch.random.get_rng_state()
+    list(make_loader(PipelineConfig(shards, "train", 50, loader_workers=0), cifar_train()))
+    assert torch.equal(torch.random.get_rng_state(), before)

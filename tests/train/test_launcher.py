@@ -85,3 +85,58 @@ def test_bad_input_is_one_line(args, message, shards, tmp_path) -> None:
     assert completed.returncode in (1, 2), completed.stderr
     lines = [line for line in completed.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith(message), completed.stderr
+
+
+def _final_state(run) -> dict:
+    import torch
+
+    checkpoints = sorted(p for p in run.iterdir() if p.is_dir() and p.name.startswith("checkpoint_"))
+    states = [torch.load(p / "state.pt", weights_only=False) for p in checkpoints]
+    final = max(states, key=lambda s: (s["epoch"], s["next_batch"]))
+    return final
+
+
+def test_killed_worker_resumes_to_bitwise_identical_weights(shards, tmp_path) -> None:
+    import torch
+
+    common = [
+        "--data",
+        shards,
+        "--workers",
+        "2",
+        "--batch-size",
+        "50",
+        "--depth",
+        "16",
+        "--loader-workers",
+        "0",
+        "--epochs",
+        "2",
+        "--limit-train-batches",
+        "6",
+        "--checkpoint-every-steps",
+        "2",
+        "--drop-rate",
+        "0.1",
+        "--keep-checkpoints",
+        "10",
+        "--storage",
+        str(tmp_path),
+        "--max-failures",
+        "1",
+    ]
+    clean = _train(*common, "--name", "clean")
+    assert clean.returncode == 0, clean.stderr[-3000:]
+    marker = tmp_path / "fault-injected"
+    env_fault = f"9:1:{marker}"  # rank 1 dies at global step 9: mid-epoch 2, after the step-8 checkpoint
+    os.environ["DENSENET_RAY_FAULT"] = env_fault
+    try:
+        faulty = _train(*common, "--name", "faulty")
+    finally:
+        del os.environ["DENSENET_RAY_FAULT"]
+    assert faulty.returncode == 0, faulty.stderr[-3000:]
+    assert marker.exists()  # the worker really died
+    a, b = _final_state(tmp_path / "clean"), _final_state(tmp_path / "faulty")
+    assert (a["epoch"], a["global_step"]) == (b["epoch"], b["global_step"]) == (2, 12)
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
