@@ -125,6 +125,35 @@ def ensure_data(config: TrainConfig, print_line: Any = print) -> str:
     return directory
 
 
+SNAPSHOT_FILE = "checkpoint_manager_snapshot.json"
+
+
+def remove_orphan_checkpoints(run_dir: str) -> list[str]:
+    """Delete checkpoint directories Ray uploaded but never committed (a crash between upload and the controller's
+    poll leaves them, RAY.md section 1); returns their names. Resuming only ever uses committed checkpoints."""
+    import shutil
+
+    from densenet_ray.data.storage import LocalStorage
+
+    storage = open_storage(run_dir)
+    if not storage.exists(SNAPSHOT_FILE):
+        return []
+    snapshot = json.loads(storage.read_bytes(SNAPSHOT_FILE))
+    committed = {result["checkpoint_dir_name"] for result in snapshot.get("checkpoint_results", [])}
+    latest = snapshot.get("latest_checkpoint_result") or {}
+    committed.add(latest.get("checkpoint_dir_name", ""))
+    objects = [info.name for info in storage.list("checkpoint_")]
+    orphans = sorted({name.split("/", 1)[0] for name in objects if "/" in name} - committed)
+    for orphan in orphans:
+        if isinstance(storage, LocalStorage):
+            shutil.rmtree(os.path.join(storage.root, orphan), ignore_errors=True)
+        else:
+            for name in objects:
+                if name.startswith(orphan + "/"):
+                    storage.delete(name)
+    return orphans
+
+
 def _worker_env() -> dict[str, str]:
     """Our own settings (DENSENET_RAY_*) for the workers; credentials travel by the cluster's standard means."""
     return {key: value for key, value in os.environ.items() if key.startswith("DENSENET_RAY_")}
@@ -166,6 +195,7 @@ def launch(config: TrainConfig, print_line: Any = print) -> dict[str, Any]:
     except (StorageError, OSError) as error:
         raise StorageError(f"--storage {config.storage} is not writable ({error})") from None
 
+    remove_orphan_checkpoints(url)  # left by a crashed earlier attempt of this run
     started_here = _init_ray(config)
     stop = threading.Event()
     follower = threading.Thread(target=_follow, args=(url, stop, print_line), daemon=True)
@@ -197,6 +227,9 @@ def launch(config: TrainConfig, print_line: Any = print) -> dict[str, Any]:
             follower.join(timeout=5)
         if started_here:
             ray.shutdown()
+    removed = remove_orphan_checkpoints(url)
+    if removed:
+        print_line(f"removed {len(removed)} checkpoint(s) Ray never committed: {', '.join(removed)}")
     final = dict(result.return_value or result.metrics or {})
     final.update(run_dir=url, wall_seconds=wall, checkpoint=result.checkpoint.path if result.checkpoint else None)
     return final

@@ -83,3 +83,20 @@ def test_holdout_split_errors(fixture_tar) -> None:
 
     with pytest.raises(ValueError, match="--holdout-per-class 50 leaves no training images for class\\(es\\) airplane"):
         split_holdout(imagefolder_source(fixture_tar), 50)
+
+
+def test_orphan_checkpoints_are_removed(tmp_path) -> None:
+    import json
+
+    from densenet_ray.train.launcher import remove_orphan_checkpoints
+
+    for name in ("checkpoint_a", "checkpoint_b", "checkpoint_c"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "state.pt").write_bytes(b"x")
+    snapshot = {
+        "checkpoint_results": [{"checkpoint_dir_name": "checkpoint_a"}, {"checkpoint_dir_name": "checkpoint_c"}]
+    }
+    (tmp_path / "checkpoint_manager_snapshot.json").write_text(json.dumps(snapshot))
+    assert remove_orphan_checkpoints(str(tmp_path)) == ["checkpoint_b"]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == ["checkpoint_a", "checkpoint_c"]
+    assert remove_orphan_checkpoints(str(tmp_path / "missing")) == []

@@ -136,6 +136,10 @@ def test_killed_worker_resumes_to_bitwise_identical_weights(shards, tmp_path) ->
         del os.environ["DENSENET_RAY_FAULT"]
     assert faulty.returncode == 0, faulty.stderr[-3000:]
     assert marker.exists()  # the worker really died
+    snapshot = json.loads((tmp_path / "faulty" / "checkpoint_manager_snapshot.json").read_text())
+    committed = {r["checkpoint_dir_name"] for r in snapshot["checkpoint_results"]}
+    on_disk = {p.name for p in (tmp_path / "faulty").iterdir() if p.is_dir() and p.name.startswith("checkpoint_")}
+    assert on_disk <= committed  # nothing Ray never committed is left behind
     a, b = _final_state(tmp_path / "clean"), _final_state(tmp_path / "faulty")
     assert (a["epoch"], a["global_step"]) == (b["epoch"], b["global_step"]) == (2, 12)
     for key, value in a["model"].items():
