@@ -144,3 +144,44 @@ def test_killed_worker_resumes_to_bitwise_identical_weights(shards, tmp_path) ->
     assert (a["epoch"], a["global_step"]) == (b["epoch"], b["global_step"]) == (2, 12)
     for key, value in a["model"].items():
         assert torch.equal(value, b["model"][key]), key
+
+
+def test_imagenet_entry_point_trains_densenet121_on_real_jpegs(fixture_tar, tmp_path) -> None:
+    data = tmp_path / "imagenet"
+    build_dataset(imagefolder_source(fixture_tar), str(data), shard_size=125)
+    build_dataset(imagefolder_source(fixture_tar, split="val"), str(data), shard_size=125)
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "densenet_ray.imagenet",
+            "--data",
+            str(data),
+            "--workers",
+            "2",
+            "--batch-size",
+            "4",
+            "--epochs",
+            "1",
+            "--limit-train-batches",
+            "2",
+            "--limit-eval-batches",
+            "1",
+            "--loader-workers",
+            "0",
+            "--storage",
+            str(tmp_path / "runs"),
+            "--name",
+            "in1k",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    record = json.loads((tmp_path / "runs" / "in1k" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert record["step"] == 2 and record["test_samples"] == 4  # 1 eval batch of 2 per rank
+    config = yaml.safe_load((tmp_path / "runs" / "in1k" / "config.yaml").read_text())
+    assert (config["model"], config["eval_split"], config["dataset"]) == ("densenet121", "val", "imagenet")
