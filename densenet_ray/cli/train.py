@@ -35,6 +35,11 @@ def add_train_arguments(parser: argparse.ArgumentParser, datasets: tuple[str, ..
     model.add_argument("--reduction", type=float)
     model.add_argument("--drop-rate", type=float)
     model.add_argument("--memory-efficient", **FLAG)
+    model.add_argument(
+        "--init-from",
+        help="start from these weights: a run checkpoint or a torchvision-format state_dict "
+        "(a classifier of another class count is re-initialised)",
+    )
     optim = parser.add_argument_group("optimisation")
     optim.add_argument("--batch-size", type=int, help="global batch size (paper: 64 CIFAR/SVHN, 256 ImageNet)")
     optim.add_argument("--epochs", type=int)

@@ -80,6 +80,12 @@ class TrainConfig:
         from densenet_ray.models import resolve_config
 
         resolve_config(config.model, **config.model_overrides())  # a bad model is a one-line error before Ray starts
+        if config.init_from:
+            from densenet_ray.models import create_model
+            from densenet_ray.train.checkpoint import load_initial_weights
+
+            config.init_from = os.path.abspath(os.path.expanduser(config.init_from))
+            load_initial_weights(create_model(config.model, **config.model_overrides()), config.init_from)
         return config
 
     def validate(self) -> None:

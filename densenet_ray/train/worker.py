@@ -22,6 +22,7 @@ from torch import nn
 from densenet_ray.data.pipeline import PipelineConfig, make_loader
 from densenet_ray.data.transforms import for_dataset
 from densenet_ray.models import create_model
+from densenet_ray.train.checkpoint import load_initial_weights
 from densenet_ray.train.config import TrainConfig, learning_rate
 from densenet_ray.train.engine import evaluate, train_epoch
 
@@ -109,6 +110,8 @@ def train_loop(config_dict: dict[str, Any]) -> dict[str, Any]:
     device = ray.train.torch.get_device()
 
     model = create_model(config.model, **config.model_overrides())
+    if config.init_from and not ray.train.get_checkpoint():  # a resumed run continues from its own checkpoint
+        load_initial_weights(model, config.init_from)
     if config.sync_bn and world > 1:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     if config.channels_last:

@@ -147,6 +147,11 @@ def test_killed_worker_resumes_to_bitwise_identical_weights(shards, tmp_path) ->
 
 
 def test_imagenet_entry_point_trains_densenet121_on_real_jpegs(fixture_tar, tmp_path) -> None:
+    import torch
+    import torchvision
+
+    weights = tmp_path / "densenet121-torchvision.pth"
+    torch.save(torchvision.models.densenet121().state_dict(), weights)  # --init-from a torchvision state_dict
     data = tmp_path / "imagenet"
     build_dataset(imagefolder_source(fixture_tar), str(data), shard_size=125)
     build_dataset(imagefolder_source(fixture_tar, split="val"), str(data), shard_size=125)
@@ -158,6 +163,8 @@ def test_imagenet_entry_point_trains_densenet121_on_real_jpegs(fixture_tar, tmp_
             "densenet_ray.imagenet",
             "--data",
             str(data),
+            "--init-from",
+            str(weights),
             "--workers",
             "2",
             "--batch-size",
@@ -185,3 +192,4 @@ def test_imagenet_entry_point_trains_densenet121_on_real_jpegs(fixture_tar, tmp_
     assert record["step"] == 2 and record["test_samples"] == 4  # 1 eval batch of 2 per rank
     config = yaml.safe_load((tmp_path / "runs" / "in1k" / "config.yaml").read_text())
     assert (config["model"], config["eval_split"], config["dataset"]) == ("densenet121", "val", "imagenet")
+    assert config["init_from"] == str(weights)

@@ -1,0 +1,52 @@
+"""--init-from: torchvision-format state_dicts (legacy keys too) and our checkpoints, new head when classes differ."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+import torchvision
+
+from densenet_ray.models import create_model
+from densenet_ray.train.checkpoint import load_initial_weights
+from densenet_ray.train.config import TrainConfig
+
+
+def test_torchvision_weights_with_a_new_classifier(tmp_path) -> None:
+    reference = torchvision.models.densenet121()
+    path = tmp_path / "densenet121.pth"
+    torch.save(reference.state_dict(), path)
+    model = create_model("densenet121", num_classes=10)
+    assert load_initial_weights(model, str(path)) == ["classifier.weight", "classifier.bias"]
+    assert torch.equal(model.features.conv0.weight, reference.features.conv0.weight)
+    assert model.classifier.out_features == 10
+
+
+def test_legacy_keys_and_our_checkpoint(tmp_path) -> None:
+    reference = torchvision.models.densenet121()
+    legacy = {
+        re.sub(r"(denselayer\d+\.(?:norm|conv))([12])\.", r"\1.\2.", k): v
+        for k, v in reference.state_dict().items()
+        if "num_batches_tracked" not in k
+    }
+    torch.save(legacy, tmp_path / "legacy.pth")
+    model = create_model("densenet121")
+    assert load_initial_weights(model, str(tmp_path / "legacy.pth")) == []
+    assert torch.equal(model.classifier.weight, reference.classifier.weight)
+    (tmp_path / "run").mkdir()
+    torch.save({"model": model.state_dict(), "epoch": 3}, tmp_path / "run" / "state.pt")
+    again = create_model("densenet121")
+    assert load_initial_weights(again, str(tmp_path / "run")) == []
+    assert torch.equal(again.features.norm5.running_var, model.features.norm5.running_var)
+
+
+def test_init_from_errors(tmp_path) -> None:
+    with pytest.raises(ValueError, match="--init-from .*missing.pth does not exist"):
+        TrainConfig(init_from=str(tmp_path / "missing.pth")).resolved()
+    torch.save(create_model("densenet_bc100_k12").state_dict(), tmp_path / "bc100.pth")
+    with pytest.raises(ValueError, match="--init-from .*bc100.pth does not fit the model"):
+        TrainConfig(dataset="imagenet", workers=4, init_from=str(tmp_path / "bc100.pth")).resolved()
+    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="is not a PyTorch checkpoint"):
+        TrainConfig(init_from=str(tmp_path / "junk.pth")).resolved()
