@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from densenet_ray import __version__
-from densenet_ray.cli import data, models, train
+from densenet_ray.cli import data, evaluate, models, train
 from densenet_ray.data.storage import StorageError
 
 
@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_parser(groups)
     data.add_parser(groups)
     train.add_parser(groups)
+    evaluate.add_parser(groups)
     return parser
 
 

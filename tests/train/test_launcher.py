@@ -61,6 +61,19 @@ def test_two_worker_run_then_the_same_name_continues(shards, tmp_path) -> None:
     assert config["model"] == "densenet_bc100_k12" and config["depth"] == 16 and config["batch_size"] == 50
     assert any(p.name.startswith("checkpoint_") and (p / "state.pt").exists() for p in run.iterdir())
 
+    # The saved checkpoint evaluates, in one process, to the error the distributed run reported.
+    last = max((p for p in run.iterdir() if p.is_dir() and p.name.startswith("checkpoint_")), key=lambda p: p.name)
+    evaluated = subprocess.run(
+        [sys.executable, "-m", "densenet_ray", "evaluate", str(last), "--data", shards, "--batch-size", "25", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+    result = json.loads(evaluated.stdout)
+    assert result["samples"] == 500
+    assert abs(result["top1_error"] - records[-1]["test_error"]) <= 1 / 500  # one borderline argmax at most
+
     second = _train(*common, "--epochs", "3")
     assert second.returncode == 0, second.stderr[-3000:]
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
