@@ -30,7 +30,7 @@ import io
 import math
 import random
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -247,9 +247,7 @@ def _read_shard(storage: Storage, shard: ShardInfo) -> Iterator[tuple[str, bytes
                 members[extension] = entry["data"]
             if members:
                 yield _sample(current_key, members, url)
-    except StorageError:
-        raise
-    except DataError:
+    except (StorageError, DataError):
         raise
     except Exception as error:  # tarfile and stream errors: name the shard, not a bare traceback
         raise DataError(f"cannot read shard {url} ({type(error).__name__}: {error})") from None
@@ -429,8 +427,3 @@ def _original_message(error: Exception) -> str:
 def make_loader(config: PipelineConfig, transform: Transform | None = None) -> EpochLoader:
     """The loader the training worker calls each epoch (see :class:`PipelineConfig`)."""
     return EpochLoader(config, transform)
-
-
-def with_epoch(config: PipelineConfig, epoch: int, start_batch: int = 0) -> PipelineConfig:
-    """The same pipeline for another epoch (and resume point)."""
-    return replace(config, epoch=epoch, start_batch=start_batch)

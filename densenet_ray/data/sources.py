@@ -14,6 +14,7 @@ import os
 import pickle
 import tarfile
 import urllib.request
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,21 +37,18 @@ DOWNLOADS = {
 DATASETS = ("cifar10", "cifar100", "svhn", "imagefolder")
 
 
-@dataclass
-class Source:
+class Source(ABC):
     """A split of a raw dataset, read sample by sample."""
 
-    dataset: str
-    split: str
-    classes: list[str]
-    location: str
+    def __init__(self, dataset: str, split: str, classes: list[str], location: str) -> None:
+        self.dataset, self.split, self.classes, self.location = dataset, split, classes, location
 
-    def __len__(self) -> int:
-        raise NotImplementedError
+    @abstractmethod
+    def __len__(self) -> int: ...
 
+    @abstractmethod
     def read(self, index: int) -> tuple[bytes, str, int]:
         """``(image bytes, extension, class index)`` of sample ``index``."""
-        raise NotImplementedError
 
 
 def _encode_png(pixels: np.ndarray) -> bytes:

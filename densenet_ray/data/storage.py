@@ -12,6 +12,7 @@ import contextlib
 import os
 import tempfile
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Any
@@ -86,7 +87,7 @@ def describe_s3_error(error: Exception, url: str) -> str:
     return f"{type(error).__name__} for {url}: {error}"
 
 
-class Storage:
+class Storage(ABC):
     """Objects under a root URL. Names are relative, ``/``-separated."""
 
     url: str
@@ -95,36 +96,36 @@ class Storage:
         """The full URL of ``name``."""
         return f"{self.url.rstrip('/')}/{name}" if name else self.url
 
+    @abstractmethod
     def list(self, prefix: str = "") -> list[ObjectInfo]:
         """Every object under the root whose name starts with ``prefix``, sorted by name."""
-        raise NotImplementedError
+        ...
 
-    def exists(self, name: str) -> bool:
-        raise NotImplementedError
+    @abstractmethod
+    def exists(self, name: str) -> bool: ...
 
-    def size(self, name: str) -> int:
-        raise NotImplementedError
+    @abstractmethod
+    def size(self, name: str) -> int: ...
 
+    @abstractmethod
     def open_read(self, name: str) -> IO[bytes]:
         """A binary stream of the object (S3: the resumable reader)."""
-        raise NotImplementedError
+        ...
 
     def read_bytes(self, name: str) -> bytes:
         with self.open_read(name) as stream:
             return stream.read()
 
-    @contextlib.contextmanager
-    def open_write(self, name: str) -> Iterator[IO[bytes]]:
+    @abstractmethod
+    def open_write(self, name: str) -> contextlib.AbstractContextManager[IO[bytes]]:
         """Write ``name`` atomically: readers see the old object or the complete new one, never a partial one."""
-        raise NotImplementedError
-        yield  # pragma: no cover
 
     def write_bytes(self, name: str, data: bytes) -> None:
         with self.open_write(name) as stream:
             stream.write(data)
 
-    def delete(self, name: str) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def delete(self, name: str) -> None: ...
 
 
 class LocalStorage(Storage):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -155,8 +156,6 @@ def learning_rate(config: TrainConfig, epoch: int, iteration: int, iterations_pe
     epochs: 149 at 0.1, 75 at 0.01, 76 at 0.001). step, ImageNet: 0.1 ** floor(epoch / 30). cosine: per iteration,
     0.5 * lr * (1 + cos(pi * t / T)) with t counted over the whole run.
     """
-    import math
-
     assert config.epochs is not None
     if config.lr_schedule == "cosine":
         total = config.epochs * iterations_per_epoch

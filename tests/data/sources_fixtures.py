@@ -32,6 +32,16 @@ def fixture_pixels(fixture_tar: str) -> tuple[np.ndarray, np.ndarray]:
     return pixels, labels
 
 
+def _write_pickles(path: Path, folder: str, members: dict[str, dict]) -> None:
+    """A .tar.gz of pickled batch dicts under ``folder/``, as the official CIFAR python tarballs are laid out."""
+    with tarfile.open(path, "w:gz") as archive:
+        for name, content in members.items():
+            data = pickle.dumps(content)
+            info = tarfile.TarInfo(f"{folder}/{name}")
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+
+
 def write_cifar10_tarball(fixture_tar: str, path: Path) -> tuple[np.ndarray, np.ndarray]:
     """The official cifar-10-python.tar.gz layout: 5 train batches, a test batch, batches.meta (400 / 100)."""
     pixels, labels = fixture_pixels(fixture_tar)
@@ -43,12 +53,7 @@ def write_cifar10_tarball(fixture_tar: str, path: Path) -> tuple[np.ndarray, np.
         part = slice(80 * i, 80 * (i + 1))
         members[f"data_batch_{i + 1}"] = {b"data": flat[part], b"labels": labels[part].tolist()}
     members["test_batch"] = {b"data": flat[400:], b"labels": labels[400:].tolist()}
-    with tarfile.open(path, "w:gz") as archive:
-        for name, content in members.items():
-            data = pickle.dumps(content)
-            info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
+    _write_pickles(path, "cifar-10-batches-py", members)
     return pixels, labels
 
 
@@ -62,12 +67,7 @@ def write_cifar100_tarball(fixture_tar: str, path: Path) -> tuple[np.ndarray, np
         "train": {b"data": flat[:400], b"fine_labels": fine[:400].tolist()},
         "test": {b"data": flat[400:], b"fine_labels": fine[400:].tolist()},
     }
-    with tarfile.open(path, "w:gz") as archive:
-        for name, content in members.items():
-            data = pickle.dumps(content)
-            info = tarfile.TarInfo(f"cifar-100-python/{name}")
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
+    _write_pickles(path, "cifar-100-python", members)
     return pixels, fine
 
 

@@ -31,25 +31,17 @@ def _train(*args: str) -> subprocess.CompletedProcess:
     )
 
 
+def _small_run(shards: str, storage, **options: object) -> list[str]:
+    """Arguments for a tiny 2-worker run (BC-16, batch 50, in-process decoding) plus ``options`` as flags."""
+    args = ["--data", shards, "--workers", "2", "--batch-size", "50", "--depth", "16", "--loader-workers", "0"]
+    args += ["--storage", str(storage)]
+    for key, value in options.items():
+        args += [f"--{key.replace('_', '-')}", str(value)]
+    return args
+
+
 def test_two_worker_run_then_the_same_name_continues(shards, tmp_path) -> None:
-    common = [
-        "--data",
-        shards,
-        "--workers",
-        "2",
-        "--batch-size",
-        "50",
-        "--depth",
-        "16",
-        "--loader-workers",
-        "0",
-        "--limit-train-batches",
-        "4",
-        "--storage",
-        str(tmp_path),
-        "--name",
-        "run1",
-    ]
+    common = _small_run(shards, tmp_path, limit_train_batches=4, name="run1")
     first = _train(*common, "--epochs", "2")
     assert first.returncode == 0, first.stderr[-3000:]
     assert "epoch 1/2: loss" in first.stdout and "densenet-ray run summary" in first.stdout
@@ -112,32 +104,16 @@ def _final_state(run) -> dict:
 def test_killed_worker_resumes_to_bitwise_identical_weights(shards, tmp_path) -> None:
     import torch
 
-    common = [
-        "--data",
+    common = _small_run(
         shards,
-        "--workers",
-        "2",
-        "--batch-size",
-        "50",
-        "--depth",
-        "16",
-        "--loader-workers",
-        "0",
-        "--epochs",
-        "2",
-        "--limit-train-batches",
-        "6",
-        "--checkpoint-every-steps",
-        "2",
-        "--drop-rate",
-        "0.1",
-        "--keep-checkpoints",
-        "10",
-        "--storage",
-        str(tmp_path),
-        "--max-failures",
-        "1",
-    ]
+        tmp_path,
+        epochs=2,
+        limit_train_batches=6,
+        checkpoint_every_steps=2,
+        drop_rate=0.1,
+        keep_checkpoints=10,
+        max_failures=1,
+    )
     clean = _train(*common, "--name", "clean")
     assert clean.returncode == 0, clean.stderr[-3000:]
     marker = tmp_path / "fault-injected"
