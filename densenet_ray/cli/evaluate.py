@@ -26,16 +26,13 @@ def evaluate_command(args: argparse.Namespace) -> int:
     from densenet_ray.data.pipeline import PipelineConfig, make_loader
     from densenet_ray.data.transforms import for_dataset
     from densenet_ray.models import create_model
-    from densenet_ray.train.checkpoint import load_initial_weights
+    from densenet_ray.train.checkpoint import load_checkpoint, load_initial_weights, state_dict_of
     from densenet_ray.train.config import TrainConfig
     from densenet_ray.train.engine import evaluate
 
-    path = os.path.abspath(os.path.expanduser(args.checkpoint))
-    state_file = os.path.join(path, "state.pt") if os.path.isdir(path) else path
-    saved = None
-    if os.path.isfile(state_file):
-        loaded = torch.load(state_file, map_location="cpu", weights_only=False)
-        saved = loaded.get("config") if isinstance(loaded, dict) else None
+    path = args.checkpoint if "://" in args.checkpoint else os.path.abspath(os.path.expanduser(args.checkpoint))
+    loaded = load_checkpoint(path, "checkpoint")
+    saved = loaded.get("config") if isinstance(loaded, dict) and isinstance(loaded.get("config"), dict) else None
     run = TrainConfig(**saved) if saved else TrainConfig(dataset=args.dataset or "cifar10", model=args.model)
     if args.dataset:
         run.dataset = args.dataset
@@ -44,7 +41,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
     if not run.model:
         raise ValueError(f"{args.checkpoint} is a plain state_dict: give --model (and --dataset)")
     model = create_model(run.model, **run.model_overrides())
-    load_initial_weights(model, path)
+    load_initial_weights(model, state_dict_of(loaded, path, "checkpoint"), "checkpoint")
     split = args.split or run.eval_split or "test"
     config = PipelineConfig(args.data, split, args.batch_size, loader_workers=args.loader_workers, train=False)
     loader = make_loader(config, for_dataset(run.dataset, train=False))

@@ -40,6 +40,12 @@ def add_train_arguments(parser: argparse.ArgumentParser, datasets: tuple[str, ..
         help="start from these weights: a run checkpoint or a torchvision-format state_dict "
         "(a classifier of another class count is re-initialised)",
     )
+    model.add_argument(
+        "--pretrained",
+        **FLAG,
+        help="start from torchvision's ImageNet weights (densenet121/161/169/201; downloaded once into the torch "
+        "hub cache)",
+    )
     optim = parser.add_argument_group("optimisation")
     optim.add_argument("--batch-size", type=int, help="global batch size (paper: 64 CIFAR/SVHN, 256 ImageNet)")
     optim.add_argument("--epochs", type=int)

@@ -16,7 +16,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Any
-from urllib.parse import urlparse
+from urllib.parse import parse_qs, urlparse
 
 
 class StorageError(OSError):
@@ -210,7 +210,7 @@ class S3Storage(Storage):
             raise StorageError(f"S3 URL {url!r} has no bucket; expected s3://bucket/prefix")
         self.bucket = parsed.netloc
         self.prefix = parsed.path.strip("/")
-        self.endpoint_url = endpoint_url
+        self.endpoint_url = endpoint_url or endpoint_from_query(url)
         self.url = f"s3://{self.bucket}/{self.prefix}".rstrip("/")
 
     @property
@@ -300,7 +300,30 @@ def open_storage(url: str, endpoint_url: str | None = None) -> Storage:
     return LocalStorage(url)
 
 
+def endpoint_from_query(url: str) -> str | None:
+    """The endpoint in an S3 URL's query, in the form Ray and pyarrow take: ``s3://bucket/prefix?endpoint_override=
+    host:port&scheme=http`` gives ``http://host:port``; None without ``endpoint_override``."""
+    query = parse_qs(urlparse(url).query)
+    unknown = sorted(set(query) - {"endpoint_override", "scheme", "region"})
+    if unknown:
+        raise StorageError(
+            f"unsupported option {unknown[0]!r} in {url}; S3 URLs take endpoint_override, scheme, region"
+        )
+    if "endpoint_override" not in query:
+        return None
+    endpoint = query["endpoint_override"][0]
+    return endpoint if "://" in endpoint else f"{query.get('scheme', ['https'])[0]}://{endpoint}"
+
+
+def child_url(url: str, name: str) -> str:
+    """``url`` joined with ``name``, keeping a query: ``s3://b/p?q`` and ``run`` give ``s3://b/p/run?q``."""
+    base, question, query = url.partition("?")
+    return f"{base.rstrip('/')}/{name}{question}{query}"
+
+
 def split_url(url: str) -> tuple[str, str]:
-    """``(parent URL, last name)`` of an object URL: ``s3://b/p/x.json`` -> ``("s3://b/p", "x.json")``."""
-    head, _, tail = url.rstrip("/").rpartition("/")
-    return head, tail
+    """``(parent URL, last name)`` of an object URL: ``s3://b/p/x.json`` -> ``("s3://b/p", "x.json")``; a query
+    stays with the parent."""
+    base, question, query = url.partition("?")
+    head, _, tail = base.rstrip("/").rpartition("/")
+    return head + question + query, tail

@@ -1,7 +1,9 @@
-"""Loading starting weights: our run checkpoints or torchvision-format state_dicts (legacy keys included)."""
+"""Starting weights: our run checkpoints, torchvision-format state_dicts (legacy keys included), local or on S3,
+and torchvision's own ImageNet weights (``--pretrained``)."""
 
 from __future__ import annotations
 
+import io
 import os
 from typing import Any
 
@@ -9,31 +11,93 @@ import torch
 from torch import nn
 
 CLASSIFIER_KEYS = ("classifier.weight", "classifier.bias")
+STATE_FILE = "state.pt"
+# torchvision publishes ImageNet weights for these four (DENSENET.md section 8).
+PRETRAINED = {
+    "densenet121": "DenseNet121_Weights",
+    "densenet161": "DenseNet161_Weights",
+    "densenet169": "DenseNet169_Weights",
+    "densenet201": "DenseNet201_Weights",
+}
 
 
-def read_state_dict(path: str) -> dict[str, torch.Tensor]:
-    """The model weights in ``path``: a run checkpoint directory or ``state.pt``, or a plain (torchvision) file."""
-    if os.path.isdir(path):
-        path = os.path.join(path, "state.pt")
-    if not os.path.isfile(path):
-        raise ValueError(f"--init-from {path} does not exist (a checkpoint directory, state.pt or a .pth file)")
+def _read_checkpoint_bytes(path: str, flag: str) -> bytes:
+    """The bytes of a checkpoint given as a URL (``s3://`` or ``file://``): a run checkpoint directory or a file."""
+    from densenet_ray.data.storage import StorageError, open_storage, split_url
+
     try:
-        loaded: Any = torch.load(path, map_location="cpu", weights_only=False)
+        directory = open_storage(path)
+        if directory.exists(STATE_FILE):
+            return directory.read_bytes(STATE_FILE)
+        parent, name = split_url(path)
+        if name and open_storage(parent).exists(name):
+            return open_storage(parent).read_bytes(name)
+    except StorageError as error:
+        raise ValueError(f"{flag} {path}: {error}") from None
+    raise ValueError(f"{flag} {path} does not exist (a checkpoint directory, state.pt or a .pth file)")
+
+
+def load_checkpoint(path: str, flag: str = "--init-from") -> Any:
+    """What ``torch.load`` gives for ``path``: a run checkpoint directory (its ``state.pt``), a file, or the URL of
+    either. ``flag`` names the option in error messages."""
+    source: Any
+    if "://" in path and not path.startswith("file://"):
+        source = io.BytesIO(_read_checkpoint_bytes(path, flag))
+    else:
+        path = path.removeprefix("file://")
+        source = os.path.join(path, STATE_FILE) if os.path.isdir(path) else path
+        if not os.path.isfile(source):
+            raise ValueError(f"{flag} {path} does not exist (a checkpoint directory, state.pt or a .pth file)")
+    try:
+        return torch.load(source, map_location="cpu", weights_only=False)
     except Exception as error:  # pickle and zip errors come in many types
-        raise ValueError(f"--init-from {path} is not a PyTorch checkpoint ({type(error).__name__})") from None
+        raise ValueError(f"{flag} {path} is not a PyTorch checkpoint ({type(error).__name__})") from None
+
+
+def state_dict_of(loaded: Any, path: str, flag: str = "--init-from") -> dict[str, torch.Tensor]:
+    """The model weights in a loaded checkpoint: our training state's ``model``, a ``state_dict`` entry, or the
+    object itself; DDP's ``module.`` prefixes removed."""
     if isinstance(loaded, dict) and isinstance(loaded.get("model"), dict):
         loaded = loaded["model"]  # our training state
     elif isinstance(loaded, dict) and isinstance(loaded.get("state_dict"), dict):
         loaded = loaded["state_dict"]
     if not isinstance(loaded, dict) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
-        raise ValueError(f"--init-from {path} holds no state_dict")
+        raise ValueError(f"{flag} {path} holds no state_dict")
     return {key.removeprefix("module."): value for key, value in loaded.items()}
 
 
-def load_initial_weights(model: nn.Module, path: str) -> list[str]:
-    """Load ``path`` into ``model`` strictly, except a classifier of another class count, which is left freshly
-    initialised. Returns the keys left as initialised (empty, or the classifier's)."""
-    state = read_state_dict(path)
+def read_state_dict(path: str, flag: str = "--init-from") -> dict[str, torch.Tensor]:
+    """The model weights in ``path`` (see :func:`load_checkpoint`)."""
+    return state_dict_of(load_checkpoint(path, flag), path, flag)
+
+
+def pretrained_state_dict(model_name: str) -> dict[str, torch.Tensor]:
+    """torchvision's ImageNet weights for ``model_name``, through its weights API (cached under ``TORCH_HOME``)."""
+    import torchvision.models
+
+    if model_name not in PRETRAINED:
+        raise ValueError(
+            f"--pretrained: torchvision has ImageNet weights for {', '.join(PRETRAINED)} only, not {model_name!r}"
+        )
+    weights = getattr(torchvision.models, PRETRAINED[model_name]).DEFAULT
+    try:
+        return weights.get_state_dict(progress=False, check_hash=True)
+    except Exception as error:  # URLError, HTTPError, hash mismatch, a truncated file: all mean "no weights here"
+        reason = str(getattr(error, "reason", "") or error).splitlines()[0][:160] or type(error).__name__
+        cache = os.path.join(torch.hub.get_dir(), "checkpoints")
+        raise ValueError(
+            f"--pretrained: cannot get {weights.url} ({reason}); with no internet, copy that file into {cache} "
+            f"or pass it with --init-from"
+        ) from None
+
+
+def load_initial_weights(
+    model: nn.Module, source: str | dict[str, torch.Tensor], flag: str = "--init-from"
+) -> list[str]:
+    """Load ``source`` (a path or URL, or a state_dict) into ``model`` strictly, except a classifier of another class
+    count, which is left freshly initialised. Returns the keys left as initialised (empty, or the classifier's)."""
+    label = source if isinstance(source, str) else "weights"
+    state = dict(read_state_dict(source, flag) if isinstance(source, str) else source)
     own = model.state_dict()
     kept_fresh = [key for key in CLASSIFIER_KEYS if key in state and key in own and state[key].shape != own[key].shape]
     for key in kept_fresh:
@@ -42,11 +106,9 @@ def load_initial_weights(model: nn.Module, path: str) -> list[str]:
         result = model.load_state_dict(state, strict=not kept_fresh)
     except RuntimeError as error:  # shape mismatches: name the first one, not all of them
         first = next((line.strip() for line in str(error).splitlines() if "size mismatch" in line), str(error))
-        raise ValueError(f"--init-from {path} does not fit the model ({first[:200]})") from None
+        raise ValueError(f"{flag} {label} does not fit the model ({first[:200]})") from None
     unexpected = list(result.unexpected_keys) if result else []
     missing = [key for key in (result.missing_keys if result else []) if key not in kept_fresh]
     if missing or unexpected:
-        raise ValueError(
-            f"--init-from {path} does not fit the model: missing {missing[:3]}, unexpected {unexpected[:3]}"
-        )
+        raise ValueError(f"{flag} {label} does not fit the model: missing {missing[:3]}, unexpected {unexpected[:3]}")
     return kept_fresh

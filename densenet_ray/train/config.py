@@ -81,12 +81,21 @@ class TrainConfig:
         from densenet_ray.models import resolve_config
 
         resolve_config(config.model, **config.model_overrides())  # a bad model is a one-line error before Ray starts
-        if config.init_from:
+        if config.init_from and config.pretrained:
+            raise ValueError("give --init-from FILE or --pretrained, not both")
+        if config.init_from or config.pretrained:
+            # Load once here, so a bad file or missing weights is a one-line error before Ray starts.
             from densenet_ray.models import create_model
-            from densenet_ray.train.checkpoint import load_initial_weights
+            from densenet_ray.train.checkpoint import load_initial_weights, pretrained_state_dict
 
-            config.init_from = os.path.abspath(os.path.expanduser(config.init_from))
-            load_initial_weights(create_model(config.model, **config.model_overrides()), config.init_from)
+            model = create_model(config.model, **config.model_overrides())
+            if config.pretrained:
+                load_initial_weights(model, pretrained_state_dict(config.model), "--pretrained")
+            else:
+                assert config.init_from is not None
+                if "://" not in config.init_from:
+                    config.init_from = os.path.abspath(os.path.expanduser(config.init_from))
+                load_initial_weights(model, config.init_from)
         return config
 
     def validate(self) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from densenet_ray.data.storage import StorageError, open_storage
+from densenet_ray.data.storage import StorageError, child_url, open_storage
 from densenet_ray.train.config import TrainConfig
 
 METRICS_FILE = "metrics.jsonl"
@@ -33,7 +33,7 @@ def storage_root(config: TrainConfig) -> str:
 
 def run_url(config: TrainConfig) -> str:
     """The run directory: ``<storage>/<name>``."""
-    return f"{storage_root(config).rstrip('/')}/{run_name(config)}"
+    return child_url(storage_root(config), run_name(config))
 
 
 def _metrics_callback(run_url: str) -> Any:
@@ -154,6 +154,34 @@ def remove_orphan_checkpoints(run_dir: str) -> list[str]:
     return orphans
 
 
+def ray_storage(root: str) -> tuple[str, Any]:
+    """Ray's ``(storage_path, storage_filesystem)`` for a storage root.
+
+    An ``s3://`` root with a custom endpoint (in the URL's query, or ``AWS_ENDPOINT_URL_S3``/``AWS_ENDPOINT_URL`` as
+    for the data) gets a pyarrow ``S3FileSystem`` and the prefix-stripped path Ray wants with it (RAY.md section 1).
+    The filesystem holds no credentials: every process takes them from the standard AWS chain.
+    """
+    from urllib.parse import parse_qs, urlparse
+
+    from densenet_ray.data.storage import S3Storage, custom_endpoint
+
+    if not root.startswith("s3://"):
+        return root, None
+    storage = S3Storage(root)
+    endpoint = custom_endpoint(storage.endpoint_url)
+    if not endpoint:
+        return storage.url, None
+    import pyarrow.fs
+
+    parsed = urlparse(endpoint)
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    region = parse_qs(urlparse(root).query).get("region", [region])[0]
+    filesystem = pyarrow.fs.S3FileSystem(
+        endpoint_override=parsed.netloc, scheme=parsed.scheme or "https", region=region
+    )
+    return f"{storage.bucket}/{storage.prefix}".rstrip("/"), filesystem
+
+
 def _worker_env() -> dict[str, str]:
     """Our own settings (DENSENET_RAY_*) for the workers; credentials travel by the cluster's standard means."""
     return {key: value for key, value in os.environ.items() if key.startswith("DENSENET_RAY_")}
@@ -196,6 +224,7 @@ def launch(config: TrainConfig, print_line: Any = print) -> dict[str, Any]:
         raise StorageError(f"--storage {config.storage} is not writable ({error})") from None
 
     remove_orphan_checkpoints(url)  # left by a crashed earlier attempt of this run
+    storage_path, filesystem = ray_storage(root)
     started_here = _init_ray(config)
     stop = threading.Event()
     follower = threading.Thread(target=_follow, args=(url, stop, print_line), daemon=True)
@@ -210,7 +239,8 @@ def launch(config: TrainConfig, print_line: Any = print) -> dict[str, Any]:
             ),
             run_config=RunConfig(
                 name=name,
-                storage_path=root,
+                storage_path=storage_path,
+                storage_filesystem=filesystem,
                 failure_config=FailureConfig(max_failures=config.max_failures),
                 checkpoint_config=CheckpointConfig(num_to_keep=config.keep_checkpoints),
                 callbacks=[_metrics_callback(url)],
@@ -231,5 +261,7 @@ def launch(config: TrainConfig, print_line: Any = print) -> dict[str, Any]:
     if removed:
         print_line(f"removed {len(removed)} checkpoint(s) Ray never committed: {', '.join(removed)}")
     final = dict(result.return_value or result.metrics or {})
-    final.update(run_dir=url, wall_seconds=wall, checkpoint=result.checkpoint.path if result.checkpoint else None)
+    # Ray's path is prefix-stripped with a filesystem; the checkpoint's URL is the run directory's child.
+    checkpoint = child_url(url, os.path.basename(result.checkpoint.path.rstrip("/"))) if result.checkpoint else None
+    final.update(run_dir=url, wall_seconds=wall, checkpoint=checkpoint)
     return final

@@ -22,11 +22,9 @@ from torch import nn
 from densenet_ray.data.pipeline import PipelineConfig, make_loader
 from densenet_ray.data.transforms import for_dataset
 from densenet_ray.models import create_model
-from densenet_ray.train.checkpoint import load_initial_weights
+from densenet_ray.train.checkpoint import STATE_FILE, load_initial_weights, pretrained_state_dict
 from densenet_ray.train.config import TrainConfig, learning_rate
 from densenet_ray.train.engine import evaluate, train_epoch
-
-STATE_FILE = "state.pt"
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -110,8 +108,11 @@ def train_loop(config_dict: dict[str, Any]) -> dict[str, Any]:
     device = ray.train.torch.get_device()
 
     model = create_model(config.model, **config.model_overrides())
-    if config.init_from and not ray.train.get_checkpoint():  # a resumed run continues from its own checkpoint
-        load_initial_weights(model, config.init_from)
+    if not ray.train.get_checkpoint():  # a resumed run continues from its own checkpoint
+        if config.init_from:
+            load_initial_weights(model, config.init_from)
+        elif config.pretrained:  # every node fetches into its own torch hub cache
+            load_initial_weights(model, pretrained_state_dict(config.model or ""), "--pretrained")
     if config.sync_bn and world > 1:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     if config.channels_last:

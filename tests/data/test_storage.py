@@ -112,3 +112,19 @@ def test_bad_credentials_are_one_line_and_never_printed(authenticating_s3) -> No
     assert completed.stderr.count("\n") == 1
     output = completed.stdout + completed.stderr
     assert "wrong-secret-do-not-print" not in output and "AKIAWRONGWRONGWRONG1" not in output
+
+
+def test_s3_urls_carry_an_endpoint_in_rays_query_form() -> None:
+    from densenet_ray.data.storage import S3Storage, child_url, endpoint_from_query, split_url
+
+    url = "s3://bucket/runs?endpoint_override=127.0.0.1:9000&scheme=http"
+    assert endpoint_from_query(url) == "http://127.0.0.1:9000"
+    assert endpoint_from_query("s3://bucket/runs?endpoint_override=minio:9000") == "https://minio:9000"
+    assert endpoint_from_query("s3://bucket/runs") is None
+    storage = S3Storage(url)
+    assert (storage.bucket, storage.prefix, storage.endpoint_url) == ("bucket", "runs", "http://127.0.0.1:9000")
+    assert storage.join("x.json") == "s3://bucket/runs/x.json"  # no query in object URLs
+    assert child_url(url, "run1") == "s3://bucket/runs/run1?endpoint_override=127.0.0.1:9000&scheme=http"
+    assert split_url(child_url(url, "run1")) == (url, "run1")
+    with pytest.raises(StorageError, match="unsupported option 'endpoint' in s3://b/p\\?endpoint=x"):
+        S3Storage("s3://b/p?endpoint=x")

@@ -50,3 +50,42 @@ def test_init_from_errors(tmp_path) -> None:
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="is not a PyTorch checkpoint"):
         TrainConfig(init_from=str(tmp_path / "junk.pth")).resolved()
+
+
+def test_pretrained_goes_through_torchvisions_weights_api(tmp_path, monkeypatch) -> None:
+    """A file already in torchvision's cache is what --pretrained loads (the state_dict torchvision publishes)."""
+    from densenet_ray.train.checkpoint import pretrained_state_dict
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    url = torchvision.models.DenseNet121_Weights.DEFAULT.url
+    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
+    reference = torchvision.models.densenet121()
+    torch.save(reference.state_dict(), tmp_path / "hub" / "checkpoints" / url.rsplit("/", 1)[1])
+    model = create_model("densenet121", num_classes=10)
+    assert load_initial_weights(model, pretrained_state_dict("densenet121"), "--pretrained") == [
+        "classifier.weight",
+        "classifier.bias",
+    ]
+    assert torch.equal(
+        model.features.denseblock4.denselayer16.conv2.weight, reference.features.denseblock4.denselayer16.conv2.weight
+    )
+    TrainConfig(dataset="imagenet", workers=4, pretrained=True).resolved()  # checked before any worker starts
+
+
+def test_pretrained_errors(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    for proxy in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"):
+        monkeypatch.setenv(proxy, "http://127.0.0.1:9")  # nothing listens: offline, and fast
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    with pytest.raises(
+        ValueError, match=r"^--pretrained: cannot get https://download\.pytorch\.org/.*densenet169.*"
+    ) as info:
+        TrainConfig(dataset="imagenet", model="densenet169", workers=4, pretrained=True).resolved()
+    assert "--init-from" in str(info.value) and "\n" not in str(info.value)
+    with pytest.raises(
+        ValueError, match="ImageNet weights for densenet121, densenet161, densenet169, densenet201 only"
+    ):
+        TrainConfig(model="densenet_bc100_k12", pretrained=True).resolved()
+    with pytest.raises(ValueError, match="not both"):
+        TrainConfig(dataset="imagenet", workers=4, pretrained=True, init_from="x.pth").resolved()

@@ -71,6 +71,38 @@ def test_two_worker_run_then_the_same_name_continues(shards, tmp_path) -> None:
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == [1, 2, 3]  # continued: epoch 3 only, step counter carried on
     assert records[-1]["step"] == 12
+    assert records[-1]["loss"] < records[0]["loss"]
+
+
+def test_two_worker_run_with_s3_run_storage(shards, bucket, moto_server, monkeypatch) -> None:
+    """The run directory on S3 behind a custom endpoint, given in Ray's URL form (no endpoint variable at all)."""
+    from densenet_ray.data.storage import open_storage
+
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3")
+    host = moto_server.removeprefix("http://")
+    storage = f"s3://{bucket}/runs?endpoint_override={host}&scheme=http"
+    completed = _train(*_small_run(shards, storage, limit_train_batches=4, name="s3run", epochs=2))
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert "densenet-ray run summary" in completed.stdout
+    run = open_storage(f"s3://{bucket}/runs/s3run", endpoint_url=moto_server)
+    records = [json.loads(line) for line in run.read_bytes("metrics.jsonl").decode().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2] and records[-1]["loss"] < records[0]["loss"]
+    assert yaml.safe_load(run.read_bytes("config.yaml"))["storage"] == storage
+    checkpoints = sorted({info.name.split("/")[0] for info in run.list("checkpoint_") if "/" in info.name})
+    assert checkpoints and run.exists(f"{checkpoints[-1]}/state.pt")
+
+    # densenet-ray evaluate reads the checkpoint straight from S3 and agrees with the run's reported error.
+    url = f"s3://{bucket}/runs/s3run/{checkpoints[-1]}?endpoint_override={host}&scheme=http"
+    evaluated = subprocess.run(
+        [sys.executable, "-m", "densenet_ray", "evaluate", url, "--data", shards, "--batch-size", "25", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+    result = json.loads(evaluated.stdout)
+    assert result["samples"] == 500
+    assert abs(result["top1_error"] - records[-1]["test_error"]) <= 1 / 500
 
 
 @pytest.mark.parametrize(
@@ -82,6 +114,7 @@ def test_two_worker_run_then_the_same_name_continues(shards, tmp_path) -> None:
         (["--data", "EMPTY"], "error: no shard manifest for split 'train' at"),
         (["--data", "DATA", "--storage", "/proc/forbidden"], "error: --storage /proc/forbidden is not writable"),
         (["--data", "DATA", "--dataset", "mnist"], "densenet-ray train cifar: error: argument --dataset"),
+        (["--data", "DATA", "--pretrained"], "error: --pretrained: torchvision has ImageNet weights for densenet121"),
     ],
 )
 def test_bad_input_is_one_line(args, message, shards, tmp_path) -> None:
@@ -90,6 +123,14 @@ def test_bad_input_is_one_line(args, message, shards, tmp_path) -> None:
     assert completed.returncode in (1, 2), completed.stderr
     lines = [line for line in completed.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith(message), completed.stderr
+
+
+def test_storage_in_a_missing_bucket_is_one_line(shards, aws_env) -> None:
+    completed = _train("--data", shards, "--storage", "s3://no-such-bucket-here/runs")
+    lines = [line for line in completed.stderr.splitlines() if line.strip()]
+    assert completed.returncode == 1 and len(lines) == 1, completed.stderr
+    assert lines[0].startswith("error: --storage s3://no-such-bucket-here/runs is not writable (bucket "), lines[0]
+    assert "testing-secret-key" not in completed.stderr + completed.stdout
 
 
 def _final_state(run) -> dict:
