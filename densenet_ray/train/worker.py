@@ -49,6 +49,7 @@ def _save(directory: str, state: dict[str, Any], rank: int) -> None:
     torch.save(_rng_state(), os.path.join(directory, f"rng-rank{rank}.pt"))
 
 
+WARMUP_STEPS = 5  # steady-state throughput leaves out each epoch's first steps (allocator, loader start-up)
 FAULT_ENV = "DENSENET_RAY_FAULT"  # "STEP:RANK:MARKER_FILE": kill that rank once at that global step
 
 
@@ -147,6 +148,7 @@ def train_loop(config_dict: dict[str, Any]) -> dict[str, Any]:
     assert config.epochs is not None
     progress = _Progress(config)
     final: dict[str, Any] = {}
+    first_step_time = 0.0  # wall clock (Unix) when this attempt's first optimizer step finished
     for epoch in range(start_epoch, config.epochs):
         pipeline = PipelineConfig(
             config.data or "",
@@ -181,9 +183,16 @@ def train_loop(config_dict: dict[str, Any]) -> dict[str, Any]:
                 "config": config.to_dict(),
             }
 
-        def mid_epoch(index: int, stats: Any, epoch: int = epoch, steps: int = steps) -> None:
-            nonlocal global_step
+        warm: dict[str, float] = {}
+
+        def mid_epoch(
+            index: int, stats: Any, epoch: int = epoch, steps: int = steps, warm: dict[str, float] = warm
+        ) -> None:
+            nonlocal global_step, first_step_time
             global_step += 1
+            first_step_time = first_step_time or time.time()
+            if stats.steps == WARMUP_STEPS:
+                warm.update(time=time.perf_counter(), samples=stats.samples)
             if rank == 0:
                 progress.update(epoch, index + 1, steps, stats, world)
             _maybe_inject_fault(global_step, rank)
@@ -226,6 +235,9 @@ def train_loop(config_dict: dict[str, Any]) -> dict[str, Any]:
         result = evaluate(model, eval_batches, device, config.amp, config.channels_last, config.limit_eval_batches)
         best_error = min(best_error, result.top1_error)
         images_per_s = stats.samples * world / max(train_seconds, 1e-9)
+        steady = images_per_s
+        if warm and stats.steps > WARMUP_STEPS:
+            steady = (stats.samples - warm["samples"]) * world / max(started + train_seconds - warm["time"], 1e-9)
         final = {
             "epoch": epoch + 1,
             "epochs": config.epochs,
@@ -239,6 +251,8 @@ def train_loop(config_dict: dict[str, Any]) -> dict[str, Any]:
             "test_samples": result.samples,
             "lr": optimizer.param_groups[0]["lr"],
             "images_per_s": images_per_s,
+            "steady_images_per_s": steady,
+            "first_step_time": first_step_time,
             "seconds_per_iteration": train_seconds / max(stats.steps, 1),
             "epoch_seconds": train_seconds,
             "data_wait_fraction": stats.data_seconds / max(train_seconds, 1e-9),
