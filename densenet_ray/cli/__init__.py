@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from densenet_ray import __version__
-from densenet_ray.cli import data, evaluate, models, train
+from densenet_ray.cli import data, evaluate, models, train, tune
 from densenet_ray.data.storage import StorageError
 
 
@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_parser(groups)
     train.add_parser(groups)
     evaluate.add_parser(groups)
+    tune.add_parser(groups)
     return parser
 
 

@@ -33,6 +33,19 @@ def add_parser(groups: argparse._SubParsersAction) -> None:
         type=int,
         help="imagefolder: also write a 'test' split of the last N images of every class (train gets the rest)",
     )
+    build.add_argument(
+        "--order-seed",
+        type=int,
+        default=0,
+        help="seed of the order samples are written in (default 0; class-sorted sources need the mix)",
+    )
+    build.add_argument(
+        "--source-order",
+        dest="order_seed",
+        action="store_const",
+        const=None,
+        help="write samples in source order (class, then file name) instead",
+    )
     build.add_argument("--cache-dir", default=DEFAULT_CACHE, help="where downloads are kept")
     build.add_argument("--endpoint-url", help="S3 endpoint (default: AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL)")
     build.set_defaults(handler=build_command)
@@ -106,6 +119,7 @@ def _build_one(args: argparse.Namespace, source: Source) -> None:
             stats_samples=args.stats_samples,
             progress=advance,
             endpoint_url=args.endpoint_url,
+            order_seed=args.order_seed,
         )
     if manifest.undecodable:
         shown = ", ".join(manifest.undecodable[:10]) + (" ..." if len(manifest.undecodable) > 10 else "")

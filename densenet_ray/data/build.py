@@ -1,13 +1,19 @@
 """``densenet-ray data build``: a raw dataset split into equal WebDataset shards plus a manifest.
 
-Shards hold ``shard_size`` samples each (only the last may be short), in source order (class, then file name);
-shuffling is the training pipeline's job. The manifest is removed when a build starts and written last, so an
-interrupted build never leaves a manifest that points at a missing or partial shard.
+Shards hold ``shard_size`` samples each (only the last may be short). Samples are written in a permutation of
+source order seeded by ``order_seed`` (recorded in the manifest), because class-folder sources are sorted by class:
+written in that order, every shard would hold one or two classes, and the pipeline's shard shuffle plus a
+2,000-sample buffer would still feed each rank class-skewed batches (the BatchNorm statistics then follow the
+classes, and training error and test error drift apart). ``order_seed=None`` keeps source order. The manifest is
+removed when a build starts and written last, so an interrupted build never leaves a manifest that points at a
+missing or partial shard.
 """
 
 from __future__ import annotations
 
+import functools
 import math
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -28,23 +34,38 @@ class BuildPlan:
     num_samples: int
     shard_size: int
     stats_every: int
+    order_seed: int | None = 0
 
     @property
     def num_shards(self) -> int:
         return math.ceil(self.num_samples / self.shard_size)
 
-    def shard_range(self, shard: int) -> range:
+    def shard_indices(self, shard: int) -> list[int]:
+        """The source indices of shard ``shard``, in the order they are written."""
         start = shard * self.shard_size
-        return range(start, min(start + self.shard_size, self.num_samples))
+        positions = range(start, min(start + self.shard_size, self.num_samples))
+        order = sample_order(self.num_samples, self.order_seed)
+        return list(positions) if order is None else [order[position] for position in positions]
 
 
-def plan_build(source: Source, shard_size: int, stats_samples: int) -> BuildPlan:
+@functools.lru_cache(maxsize=4)
+def sample_order(num_samples: int, seed: int | None) -> tuple[int, ...] | None:
+    """The write order of a split: a seeded permutation of ``range(num_samples)``, or None for source order. The
+    same in every process (parallel build tasks compute it themselves)."""
+    if seed is None:
+        return None
+    order = list(range(num_samples))
+    random.Random(seed).shuffle(order)
+    return tuple(order)
+
+
+def plan_build(source: Source, shard_size: int, stats_samples: int, order_seed: int | None = 0) -> BuildPlan:
     if shard_size < 1:
         raise ValueError(f"--shard-size {shard_size} must be a positive number of samples")
     total = len(source)
     if total == 0:
         raise ValueError(f"{source.location} has no samples for split {source.split!r}")
-    return BuildPlan(source.split, total, shard_size, max(1, math.ceil(total / max(stats_samples, 1))))
+    return BuildPlan(source.split, total, shard_size, max(1, math.ceil(total / max(stats_samples, 1))), order_seed)
 
 
 def build_shard_range(
@@ -54,9 +75,9 @@ def build_shard_range(
     stats = PixelStats()
     infos = []
     for shard in shards:
-        indices = plan.shard_range(shard)
+        indices = plan.shard_indices(shard)
 
-        def samples(indices: range = indices):
+        def samples(indices: list[int] = indices):
             for index in indices:
                 image, extension, label = source.read(index)
                 if progress:
@@ -75,10 +96,12 @@ def build_dataset(
     stats_samples: int = 50_000,
     progress: ProgressCallback | None = None,
     endpoint_url: str | None = None,
+    order_seed: int | None = 0,
 ) -> Manifest:
-    """Shard ``source`` into ``out_url`` and write the manifest last; returns the manifest."""
+    """Shard ``source`` into ``out_url`` and write the manifest last; returns the manifest. Samples are written in
+    the permutation ``order_seed`` gives (None: source order)."""
     storage = open_storage(out_url, endpoint_url)
-    plan = plan_build(source, shard_size, stats_samples)
+    plan = plan_build(source, shard_size, stats_samples, order_seed)
     storage.delete(manifest_name(plan.split))  # no stale manifest may describe a half-rebuilt split
     if parallel > 1:
         from densenet_ray.data.parallel_build import build_in_ray_tasks
@@ -102,6 +125,7 @@ def build_dataset(
         source=source.location,
         undecodable=sorted(stats.undecodable),
         created_by=f"densenet-ray {__version__}",
+        order_seed=order_seed,
     )
     write_manifest(storage, manifest)
     return manifest

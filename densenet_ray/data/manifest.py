@@ -42,6 +42,7 @@ class Manifest:
         source: where the data came from (a path or URL, never credentials).
         undecodable: keys of samples whose image did not decode when the shards were built (kept as they were;
             training skips and counts them).
+        order_seed: the seed of the permutation the samples were written in (``None``: source order).
     """
 
     dataset: str
@@ -58,6 +59,7 @@ class Manifest:
     undecodable: list[str] = field(default_factory=list)
     format: str = FORMAT
     created_by: str = field(default="")
+    order_seed: int | None = None
 
     @property
     def num_classes(self) -> int:

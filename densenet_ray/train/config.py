@@ -113,6 +113,9 @@ class TrainConfig:
             raise ValueError(f"--lr-schedule {self.lr_schedule!r} is not one of: step, cosine")
         if self.amp not in (None, "bf16", "fp16"):
             raise ValueError(f"--amp {self.amp!r} is not one of: bf16, fp16")
+        if self.sync_bn and not self.gpu and self.workers > 1:
+            # torch.nn.SyncBatchNorm raises on CPU tensors as soon as it would synchronise.
+            raise ValueError("--sync-bn needs --gpu: PyTorch's SyncBatchNorm synchronises GPU tensors only")
         if self.lr <= 0:
             raise ValueError(f"--lr {self.lr} must be positive")
         for name in ("loader_workers", "max_failures", "checkpoint_every_steps", "limit_train_batches"):

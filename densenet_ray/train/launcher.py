@@ -11,6 +11,7 @@ import json
 import os
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import yaml
@@ -105,7 +106,9 @@ def ensure_data(config: TrainConfig, print_line: Any = print) -> str:
     if config.dataset == "imagenet":
         raise ValueError("--data is required for ImageNet (build shards with `densenet-ray data build imagefolder`)")
     directory = os.path.join(DATA_CACHE, config.dataset)
-    have = {manifest.split for _, manifest in find_manifests(directory)} if os.path.isdir(directory) else set()
+    # Caches written before shards were shuffled at build time (order_seed None) hold class-sorted shards: rebuild.
+    found = find_manifests(directory) if os.path.isdir(directory) else []
+    have = {manifest.split for _, manifest in found if manifest.order_seed is not None}
     if {"train", config.eval_split} <= have:
         return directory
     print_line(f"building {config.dataset} shards in {directory} (first use)")
@@ -201,8 +204,13 @@ def _init_ray(config: TrainConfig) -> bool:
     return True
 
 
-def launch(config: TrainConfig, print_line: Any = print) -> dict[str, Any]:
-    """Run ``config`` on Ray Train; returns the final metrics plus ``run_dir``. Raises on failure."""
+def launch(
+    config: TrainConfig, print_line: Any = print, callbacks: Sequence[Any] = (), follow: bool = True
+) -> dict[str, Any]:
+    """Run ``config`` on Ray Train; returns the final metrics plus ``run_dir``. Raises on failure.
+
+    ``callbacks`` are more Ray Train ``UserCallback``s (a Tune trial adds its ``TuneReportCallback``); ``follow``
+    prints progress lines while the run goes."""
     import ray
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
@@ -243,11 +251,12 @@ def launch(config: TrainConfig, print_line: Any = print) -> dict[str, Any]:
                 storage_filesystem=filesystem,
                 failure_config=FailureConfig(max_failures=config.max_failures),
                 checkpoint_config=CheckpointConfig(num_to_keep=config.keep_checkpoints),
-                callbacks=[_metrics_callback(url)],
+                callbacks=[_metrics_callback(url), *callbacks],
                 worker_runtime_env={"env_vars": _worker_env()},
             ),
         )
-        follower.start()
+        if follow:
+            follower.start()
         started = time.perf_counter()
         result = trainer.fit()
         wall = time.perf_counter() - started

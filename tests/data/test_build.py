@@ -45,9 +45,23 @@ def test_build_imagefolder_tar_verify_and_rebuild_byte_identical(tmp_path, fixtu
     assert manifest.image_size == [32, 32] and manifest.image_format == "jpg" and manifest.num_samples == 500
     assert all(0.3 < m < 0.6 for m in manifest.mean) and all(0.15 < s < 0.35 for s in manifest.std)
     first = _read_shard(out / "train-000000.tar")
-    assert first[0][0] == "00000000" and set(first[0][1]) == {"jpg", "cls"} and first[0][1]["cls"] == b"0"
+    assert all(set(sample) == {"jpg", "cls"} for _, sample in first)
+    assert len({sample["cls"] for _, sample in first}) >= 8  # class-sorted source, class-mixed shards
+    assert manifest.order_seed == 0
+    in_order = tmp_path / "source-order"
+    argv = ["data", "build", "imagefolder", "--source", fixture_tar, "--out", str(in_order), "--shard-size", "64"]
+    assert main([*argv, "--source-order"]) == 0
+    capsys.readouterr()
+    ordered = _read_shard(in_order / "train-000000.tar")
+    assert ordered[0][0] == "00000000" and ordered[0][1]["cls"] == b"0"
+    assert {sample["cls"] for _, sample in ordered} == {b"0", b"1"}  # 50 airplanes, then automobiles
     with tarfile.open(fixture_tar) as archive:  # JPEG bytes are kept exactly as they were
-        assert first[0][1]["jpg"] == archive.extractfile("train/airplane/0000.jpg").read()
+        assert ordered[0][1]["jpg"] == archive.extractfile("train/airplane/0000.jpg").read()
+
+    def every_sample(directory: Path) -> dict[str, dict[str, bytes]]:
+        return {key: sample for path in sorted(directory.glob("train-*.tar")) for key, sample in _read_shard(path)}
+
+    assert every_sample(out) == every_sample(in_order)  # the same samples, only the order differs
     assert main(["data", "verify", str(out)]) == 0
     assert capsys.readouterr().out.strip() == "verified 500 samples in 8 shards"
     assert (
@@ -82,10 +96,11 @@ def test_cifar10_python_tarball_is_stored_losslessly(tmp_path, fixture_tar, caps
     test = build_dataset(cifar_source("cifar10", str(tarball), "test"), str(tmp_path / "out"), shard_size=100)
     assert (train.num_samples, test.num_samples) == (400, 100) and train.classes == CLASSES
     samples = _read_shard(tmp_path / "out" / "test-000000.tar")
-    for position, (_, members) in enumerate(samples):
+    assert sorted(int(key) for key, _ in samples) == list(range(100))  # keys are source indices, order mixed
+    for key, members in samples:
         decoded = np.asarray(Image.open(io.BytesIO(members["png"])))
-        assert np.array_equal(decoded, pixels[400 + position])  # PNG: bit-exact pixels
-        assert int(members["cls"]) == labels[400 + position]
+        assert np.array_equal(decoded, pixels[400 + int(key)])  # PNG: bit-exact pixels
+        assert int(members["cls"]) == labels[400 + int(key)]
     assert main(["data", "verify", str(tmp_path / "out")]) == 0  # both splits
     assert capsys.readouterr().out.strip() == "verified 500 samples in 5 shards"
     assert main(["data", "verify", str(tmp_path / "out"), "--split", "test"]) == 0
@@ -97,8 +112,8 @@ def test_cifar100_python_tarball_uses_fine_labels(tmp_path, fixture_tar) -> None
     _, fine = write_cifar100_tarball(fixture_tar, tarball)
     manifest = build_dataset(cifar_source("cifar100", str(tarball), "train"), str(tmp_path / "out"), shard_size=400)
     assert manifest.num_samples == 400 and len(manifest.classes) == 100 and manifest.dataset == "cifar100"
-    cls = [int(m["cls"]) for _, m in _read_shard(tmp_path / "out" / "train-000000.tar")]
-    assert cls == fine[:400].tolist()
+    cls = {int(key): int(m["cls"]) for key, m in _read_shard(tmp_path / "out" / "train-000000.tar")}
+    assert [cls[index] for index in range(400)] == fine[:400].tolist()
     with pytest.raises(ValueError, match="has no meta: it is not the official cifar100 python tarball"):
         cifar_source("cifar100", fixture_tar, "train")  # a tar, but of class folders
 
@@ -107,8 +122,9 @@ def test_svhn_mat_labels_zero_as_zero(tmp_path, fixture_tar) -> None:
     labels = write_svhn_mat(fixture_tar, tmp_path)
     manifest = build_dataset(svhn_source(str(tmp_path), "train"), str(tmp_path / "out"), shard_size=250)
     assert manifest.classes == [str(d) for d in range(10)] and manifest.num_samples == 500
-    cls = [int(m["cls"]) for _, m in _read_shard(tmp_path / "out" / "train-000000.tar")]
-    assert cls == labels[:250].tolist()
+    samples = [shard for index in (0, 1) for shard in _read_shard(tmp_path / "out" / f"train-00000{index}.tar")]
+    cls = {int(key): int(m["cls"]) for key, m in samples}
+    assert [cls[index] for index in range(500)] == labels[:500].tolist()
 
 
 def test_ilsvrc_tar_of_class_tars(tmp_path, fixture_tar) -> None:

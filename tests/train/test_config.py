@@ -38,6 +38,7 @@ def test_yaml_then_flags() -> None:
         ({"lr_schedule": "linear"}, "--lr-schedule 'linear' is not one of: step, cosine"),
         ({"amp": "fp8"}, "--amp 'fp8' is not one of: bf16, fp16"),
         ({"epochs": 0}, "--epochs 0 must be at least 1"),
+        ({"sync_bn": True, "workers": 2}, "--sync-bn needs --gpu"),
     ],
 )
 def test_bad_values_are_one_line_errors(changes: dict, message: str) -> None:
@@ -74,6 +75,14 @@ def test_first_use_builds_the_dataset_with_a_holdout(tmp_path, fixture_tar, monk
     assert load_manifest(directory, "test")[1].num_samples == 100
     assert any("holding out the last 10 images per class" in line for line in lines)
     assert launcher.ensure_data(config, lines.append) == directory  # built once
+    assert sum("first use" in line for line in lines) == 1
+    from densenet_ray.data.build import build_dataset
+    from densenet_ray.data.sources import imagefolder_source
+
+    build_dataset(imagefolder_source(fixture_tar), directory, shard_size=1000, order_seed=None)  # an old cache
+    launcher.ensure_data(config, lines.append)
+    assert sum("first use" in line for line in lines) == 2  # class-sorted shards are rebuilt
+    assert load_manifest(directory, "train")[1].order_seed == 0
     with pytest.raises(ValueError, match="--data is required for ImageNet"):
         launcher.ensure_data(TrainConfig(dataset="imagenet", workers=4).resolved())
 

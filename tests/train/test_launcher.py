@@ -17,11 +17,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def shards(tmp_path_factory, fixture_tar) -> str:
-    out = tmp_path_factory.mktemp("shards")
-    build_dataset(imagefolder_source(fixture_tar), str(out), shard_size=50)
-    build_dataset(imagefolder_source(fixture_tar, split="test"), str(out), shard_size=50)
-    return str(out)
+def shards(cifar_shards) -> str:
+    return cifar_shards
 
 
 def _train(*args: str) -> subprocess.CompletedProcess:
@@ -223,3 +220,16 @@ def test_imagenet_entry_point_trains_densenet121_on_real_jpegs(fixture_tar, tmp_
     config = yaml.safe_load((tmp_path / "runs" / "in1k" / "config.yaml").read_text())
     assert (config["model"], config["eval_split"], config["dataset"]) == ("densenet121", "val", "imagenet")
     assert config["init_from"] == str(weights)
+
+
+def test_bf16_autocast_channels_last_and_compile(shards, tmp_path) -> None:
+    """--amp bf16 --channels-last --compile on CPU workers: the compiled model goes under DDP and trains."""
+    args = _small_run(shards, tmp_path, epochs=1, limit_train_batches=3, limit_eval_batches=2, name="fast")
+    completed = _train(*args, "--amp", "bf16", "--channels-last", "--compile")
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    record = json.loads((tmp_path / "fast" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert record["step"] == 3 and record["test_samples"] == 200 and 0 < record["loss"] < 10
+    config = yaml.safe_load((tmp_path / "fast" / "config.yaml").read_text())
+    assert (config["amp"], config["channels_last"], config["compile"]) == ("bf16", True, True)
+    state = _final_state(tmp_path / "fast")  # saved unwrapped: loads into a plain model
+    assert not [key for key in state["model"] if key.startswith(("module.", "_orig_mod."))]

@@ -1,0 +1,238 @@
+"""Running a sweep on Ray Tune: every trial is the Train driver of one training run (RAY.md section 2).
+
+A V2 ``TorchTrainer`` cannot be handed to a ``Tuner``; instead each Tune trial is a function that builds and fits
+the training issue's Ray Train run, whose ``TuneReportCallback`` forwards rank 0's per-epoch metrics to Tune. The
+trial itself holds next to nothing (0.01 CPU, or a sliver of a ``TRAIN_DRIVER`` resource when the cluster has one)
+and at most as many trials run as the cluster can give all their workers, so a small cluster never deadlocks with
+trial drivers holding the CPUs their workers wait for.
+
+Layout under ``<storage>/<name>/``: Tune's experiment state, ``sweep.json`` (what was asked), ``trials/train-<trial
+id>/`` (each a complete training run directory) and, at the end, ``results.json`` and ``results.csv``. The same
+``--name`` restores the experiment: finished trials are kept, unfinished ones resume from their own checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict
+from typing import Any
+
+from ray import tune
+
+from densenet_ray.data.storage import StorageError, child_url, open_storage
+from densenet_ray.train.config import TrainConfig
+from densenet_ray.tune import report
+from densenet_ray.tune.sweeps import Distribution, Sweep, trial_label
+
+DRIVER_RESOURCE = "TRAIN_DRIVER"
+DRIVER_SHARE = 0.01  # of a CPU, or of the TRAIN_DRIVER resource, per trial driver
+
+
+def trial_driver(tune_config: dict[str, Any]) -> None:
+    """The Tune trainable: one training run, named after the trial so a restored trial resumes that run."""
+    import ray.tune
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from densenet_ray.train.launcher import launch
+
+    options = {**tune_config["base"], **tune_config.get("trial", {})}
+    options["name"] = f"train-{ray.tune.get_context().get_trial_id()}"
+    launch(TrainConfig(**options), callbacks=[TuneReportCallback()], follow=False)
+
+
+def driver_resources(cluster: dict[str, float]) -> dict[str, float]:
+    """What each trial driver reserves: a sliver of ``TRAIN_DRIVER`` where the cluster defines it, else of a CPU."""
+    if cluster.get(DRIVER_RESOURCE, 0) > 0:
+        return {"cpu": 0, DRIVER_RESOURCE: DRIVER_SHARE}
+    return {"cpu": DRIVER_SHARE}
+
+
+def max_concurrent_trials(
+    cluster: dict[str, float], workers: int, cpus_per_worker: int, gpu: bool, requested: int | None = None
+) -> int:
+    """How many trials can hold all their workers at once (at least 1), capped by ``requested``."""
+    driver_cpu = 0.0 if cluster.get(DRIVER_RESOURCE, 0) > 0 else DRIVER_SHARE
+    limit = math.floor(cluster.get("CPU", 0) / (workers * cpus_per_worker + driver_cpu) + 1e-9)
+    if gpu:
+        limit = min(limit, math.floor(cluster.get("GPU", 0) / workers))
+    if cluster.get(DRIVER_RESOURCE, 0) > 0:
+        limit = min(limit, math.floor(cluster[DRIVER_RESOURCE] / DRIVER_SHARE + 1e-9))
+    limit = max(limit, 1)
+    return min(limit, requested) if requested else limit
+
+
+def _search_space(space: dict[str, Distribution]) -> dict[str, Any]:
+    make = {
+        "grid": lambda values: tune.grid_search(list(values)),
+        "choice": lambda values: tune.choice(list(values)),
+        "uniform": lambda values: tune.uniform(*values),
+        "loguniform": lambda values: tune.loguniform(*values),
+        "randint": lambda values: tune.randint(*values),
+    }
+    return {name: make[distribution.kind](distribution.values) for name, distribution in space.items()}
+
+
+def _scheduler(sweep: Sweep, epochs: int) -> Any:
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    if sweep.scheduler == "asha":
+        # time_attr "epoch": our own counter (Tune's training_iteration restarts from 0 after a restore).
+        return ASHAScheduler(
+            time_attr="epoch",
+            max_t=epochs,
+            grace_period=min(sweep.grace_period, epochs),
+            reduction_factor=sweep.reduction_factor,
+        )
+    return FIFOScheduler()
+
+
+# Which trials started and ended in this process's run. A trial started but never ended means the sweep was
+# interrupted (Tune's ResultGrid reports such trials as terminated). Module state, because after a restore Tune
+# uses the callback unpickled from the experiment, not the one built here.
+_EVENTS: dict[str, set[str]] = {"started": set(), "ended": set()}
+
+
+def _print(line: str) -> None:
+    from rich.console import Console
+
+    Console().print(line)
+
+
+class TrialProgress(tune.Callback):
+    """A line per trial epoch and failure, in the driver (Tune's own reporter is off); picklable, as Tune stores
+    the run configuration with the experiment."""
+
+    def __init__(self, searched: list[str]) -> None:
+        self.searched = searched
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        _EVENTS["started"].add(trial.trial_id)
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        if "test_error" not in result:
+            return
+        label = trial_label({**trial.config["base"], **trial.config.get("trial", {})}, self.searched)
+        _print(
+            f"{label} [{trial.trial_id}] epoch {result['epoch']}/{result['epochs']}: "
+            f"test error {100 * result['test_error']:.2f} %, {result['seconds_per_iteration']:.3f} s/iter, "
+            f"{result['images_per_s']:.1f} img/s"
+        )
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        _EVENTS["ended"].add(trial.trial_id)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        _EVENTS["ended"].add(trial.trial_id)
+        _print(f"trial {trial.trial_id} failed; its log: {trial.error_file or trial.local_path}")
+
+
+def _validate(sweep: Sweep, base: dict[str, Any]) -> None:
+    """Every grid trial (or one sample of the space) must be a valid training configuration before Ray starts."""
+    samples = sweep.grid or [{name: d.values[0] for name, d in sweep.space.items()}]
+    for trial in samples:
+        TrainConfig.from_sources(base, trial).resolved()
+
+
+def run_sweep(
+    sweep: Sweep, base: TrainConfig, name: str | None, max_concurrent: int | None, print_line: Any = print
+) -> tuple[str, list[report.TrialRow]]:
+    """Run (or resume, when ``name`` exists) ``sweep`` with ``base`` as every trial's options; returns the
+    experiment URL and the finished rows (also saved as ``results.json`` and ``results.csv``)."""
+    import ray
+
+    from densenet_ray.train.launcher import ensure_data, ray_storage, storage_root
+
+    base = base.resolved()  # dataset defaults, storage root
+    base.data = ensure_data(base, print_line)
+    name = name or f"{sweep.kind}-{base.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    root = storage_root(base)
+    experiment = child_url(root, name)
+    trial_base = {**base.to_dict(), **sweep.options, "storage": child_url(experiment, report.TRIALS_DIR)}
+    trial_base.update(name=None, source=None)
+    _validate(sweep, trial_base)
+    searched = sorted(sweep.space) if sweep.space else []
+    description = {"kind": sweep.kind, "baseline": sweep.baseline, "searched": searched, "scheduler": sweep.scheduler}
+    description.update(grid=sweep.grid, space={k: asdict(v) for k, v in sweep.space.items()}, options=trial_base)
+    try:
+        saved = report.read_sweep(experiment)
+        if saved:  # resuming: the experiment keeps what it was started with (Tune restores its own param space)
+            description, searched = saved, list(saved.get("searched") or [])
+            sweep.baseline = saved.get("baseline")
+        else:
+            open_storage(experiment).write_bytes(report.SWEEP_FILE, json.dumps(description, indent=2).encode())
+    except (StorageError, OSError) as error:
+        raise StorageError(f"--storage {base.storage} is not writable ({error})") from None
+
+    started_here = False
+    if not ray.is_initialized():
+        if os.environ.get("RAY_ADDRESS"):
+            ray.init(log_to_driver=False)
+        else:
+            cpus = max(os.cpu_count() or 1, base.workers * base.cpus_per_worker)
+            ray.init(num_cpus=cpus, resources={DRIVER_RESOURCE: 1}, include_dashboard=False, log_to_driver=False)
+            started_here = True
+    try:
+        cluster = ray.cluster_resources()
+        concurrent = max_concurrent_trials(cluster, base.workers, base.cpus_per_worker, base.gpu, max_concurrent)
+        trainable = tune.with_resources(trial_driver, driver_resources(cluster))
+        storage_path, filesystem = ray_storage(root)
+        tune_path = storage_path.rstrip("/") + "/" + name if filesystem else child_url(root, name)
+        for events in _EVENTS.values():
+            events.clear()
+        if tune.Tuner.can_restore(tune_path, storage_filesystem=filesystem):
+            print_line(f"resuming sweep {name}: finished trials are kept, the others continue from checkpoints")
+            tuner = tune.Tuner.restore(
+                tune_path,
+                trainable=trainable,
+                resume_unfinished=True,
+                resume_errored=True,
+                storage_filesystem=filesystem,
+            )
+        else:
+            space: dict[str, Any] = {"base": trial_base}
+            space["trial"] = tune.grid_search(sweep.grid) if sweep.grid else _search_space(sweep.space)
+            print_line(
+                f"sweep {name}: {len(sweep.grid) or 'sampled'} trials x {sweep.num_samples}, {concurrent} at a time, "
+                f"{base.workers} worker(s) each, scheduler {sweep.scheduler}"
+            )
+            tuner = tune.Tuner(
+                trainable,
+                param_space=space,
+                tune_config=tune.TuneConfig(
+                    metric="test_error",
+                    mode="min",
+                    scheduler=_scheduler(sweep, int(trial_base["epochs"])),
+                    num_samples=sweep.num_samples,
+                    max_concurrent_trials=concurrent,
+                ),
+                run_config=tune.RunConfig(
+                    name=name,
+                    storage_path=storage_path,
+                    storage_filesystem=filesystem,
+                    verbose=0,
+                    callbacks=[TrialProgress(searched)],
+                ),
+            )
+        grid = tuner.fit()
+        failed = [result.path for result in grid if result.error]
+    finally:
+        if started_here:
+            ray.shutdown()
+    rows = report.collect(experiment, sweep.baseline, searched)
+    unfinished = _EVENTS["started"] - _EVENTS["ended"]
+    for row in rows:
+        trial_id = row.trial.removeprefix("train-")
+        if row.status != "complete":  # Tune's trial directories carry the trial id, as our run names do
+            failed_here = any(trial_id in path for path in failed)
+            row.status = "error" if failed_here else "interrupted" if trial_id in unfinished else "stopped"
+    if unfinished:
+        raise SweepInterrupted(f"sweep {name} interrupted; rerun with --name {name} to finish it")
+    report.save(experiment, rows, {"name": name, "experiment": experiment, **description})
+    return experiment, rows
+
+
+class SweepInterrupted(Exception):
+    """The sweep stopped before all its trials ended (Ctrl+C); its state is saved and the same name resumes it."""

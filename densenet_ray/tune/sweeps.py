@@ -1,0 +1,188 @@
+"""What a sweep is: its trials (a grid of model options, or a search space from YAML) and its scheduler. No Ray.
+
+The named sweeps are the paper's studies: ``wide`` (the seed's Wide-DenseNet-BC table, DENSENET.md section 6),
+``deep`` (BC, k=12, growing depth) and ``growth`` (BC, L=100, growing k). ``custom`` reads a space file::
+
+    scheduler: asha            # fifo or asha
+    grace_period: 1            # ASHA: epochs before a trial can be stopped
+    reduction_factor: 2        # ASHA: keep 1/reduction_factor at each rung
+    num_samples: 1             # how many times the space is sampled (a grid is repeated that often)
+    options:                   # fixed training options of every trial
+      epochs: 4
+    space:                     # searched training options, one distribution each
+      lr: {loguniform: [0.01, 0.3]}
+      growth_rate: {grid: [12, 24]}
+      drop_rate: {uniform: [0.0, 0.2]}
+      depth: {choice: [40, 100]}
+      seed: {randint: [0, 1000]}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from densenet_ray.train.config import TrainConfig
+
+SCHEDULERS = ("fifo", "asha")
+DISTRIBUTIONS = ("grid", "choice", "uniform", "loguniform", "randint")
+# Options the sweep itself owns: every trial gets its own run name and directory, and reports once per epoch.
+SWEEP_OWNED = ("name", "storage", "data", "source", "max_failures", "checkpoint_every_steps", "init_from")
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """One searched option: ``kind`` is one of :data:`DISTRIBUTIONS`; ``values`` its choices or ``[low, high]``."""
+
+    kind: str
+    values: tuple[Any, ...]
+
+
+@dataclass
+class Sweep:
+    """A sweep's definition: a grid of trials (named sweeps) or a space (custom), and how trials are scheduled."""
+
+    kind: str
+    grid: list[dict[str, Any]] = field(default_factory=list)
+    space: dict[str, Distribution] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+    scheduler: str = "fifo"
+    grace_period: int = 1
+    reduction_factor: int = 2
+    num_samples: int = 1
+    baseline: dict[str, Any] | None = None
+
+
+def _bc(depth: int, growth_rate: int) -> dict[str, Any]:
+    return {"model": "densenet_bc100_k12", "depth": depth, "growth_rate": growth_rate}
+
+
+BC100 = {"model": "densenet_bc100_k12"}
+NAMED_SWEEPS: dict[str, tuple[str, list[dict[str, Any]]]] = {
+    "wide": (
+        "the seed's Wide-DenseNet-BC table: BC L=100 k=12 against Wide-BC L=40 k=36, 48, 60",
+        [BC100, *({"model": f"wide_densenet_bc40_k{k}"} for k in (36, 48, 60))],
+    ),
+    "deep": ("DenseNet-BC k=12 at L = 40, 100, 160, 250", [_bc(depth, 12) for depth in (40, 100, 160, 250)]),
+    "growth": ("DenseNet-BC L=100 at k = 12, 24, 32, 40", [_bc(100, k) for k in (12, 24, 32, 40)]),
+}
+
+
+def named_sweep(kind: str, scheduler: str = "fifo") -> Sweep:
+    """The sweep called ``kind`` (``wide``, ``deep`` or ``growth``); its first trial, BC-100-12, is the baseline."""
+    if kind not in NAMED_SWEEPS:
+        raise ValueError(f"unknown sweep {kind!r}; choose one of: {', '.join(NAMED_SWEEPS)}, custom")
+    _, grid = NAMED_SWEEPS[kind]
+    baseline = next(trial for trial in grid if trial.get("depth", 100) == 100 and trial.get("growth_rate", 12) == 12)
+    return Sweep(kind, grid=[dict(trial) for trial in grid], scheduler=scheduler, baseline=dict(baseline))
+
+
+def _training_options() -> set[str]:
+    return {f.name for f in dataclasses.fields(TrainConfig)} - set(SWEEP_OWNED)
+
+
+def _check_option(name: str, where: str) -> None:
+    if name in SWEEP_OWNED:
+        raise ValueError(f"{where}: {name!r} is set by the sweep itself and cannot be searched or fixed")
+    if name not in _training_options():
+        raise ValueError(f"{where}: {name!r} is not a training option (see densenet-ray train cifar --help)")
+
+
+def _distribution(name: str, spec: Any, path: str) -> Distribution:
+    where = f"{path}: space.{name}"
+    if not isinstance(spec, dict) or len(spec) != 1:
+        raise ValueError(f"{where} must be one of {{{', '.join(DISTRIBUTIONS)}: ...}}, not {spec!r}")
+    kind, values = next(iter(spec.items()))
+    if kind not in DISTRIBUTIONS:
+        raise ValueError(f"{where}: unknown distribution {kind!r}; use one of: {', '.join(DISTRIBUTIONS)}")
+    if not isinstance(values, list) or not values:
+        raise ValueError(f"{where}: {kind} takes a non-empty list, not {values!r}")
+    if kind in ("uniform", "loguniform", "randint"):
+        if len(values) != 2 or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+            raise ValueError(f"{where}: {kind} takes [low, high] numbers, not {values!r}")
+        if not values[0] < values[1] or (kind == "loguniform" and values[0] <= 0):
+            raise ValueError(f"{where}: {kind} needs 0 < low < high (low > 0 for loguniform), not {values!r}")
+    return Distribution(kind, tuple(values))
+
+
+def load_space(path: str, scheduler: str | None = None) -> Sweep:
+    """The custom sweep in the YAML file ``path``; ``ValueError`` with one line naming what is wrong."""
+    try:
+        with open(path) as handle:
+            document = yaml.safe_load(handle)
+    except OSError as error:
+        raise ValueError(f"--space {path}: {error.strerror}") from None
+    except yaml.YAMLError as error:
+        raise ValueError(f"--space {path} is not valid YAML ({str(error).splitlines()[0]})") from None
+    if not isinstance(document, dict):
+        raise ValueError(f"--space {path} must hold a mapping with a 'space' entry")
+    known = {"scheduler", "grace_period", "reduction_factor", "num_samples", "options", "space"}
+    unknown = sorted(set(document) - known)
+    if unknown:
+        raise ValueError(f"{path}: unknown entry {unknown[0]!r}; expected some of: {', '.join(sorted(known))}")
+    space_spec, options = document.get("space"), document.get("options") or {}
+    if not isinstance(space_spec, dict) or not space_spec:
+        raise ValueError(f"{path}: 'space' must map training options to distributions, e.g. lr: {{grid: [0.1]}}")
+    if not isinstance(options, dict):
+        raise ValueError(f"{path}: 'options' must map training options to values")
+    for name in options:
+        _check_option(str(name), f"{path}: options")
+    space = {}
+    for name, spec in space_spec.items():
+        _check_option(str(name), f"{path}: space")
+        space[str(name)] = _distribution(str(name), spec, path)
+    sweep = Sweep(
+        "custom",
+        space=space,
+        options=dict(options),
+        scheduler=scheduler or document.get("scheduler", "fifo"),
+        grace_period=document.get("grace_period", 1),
+        reduction_factor=document.get("reduction_factor", 2),
+        num_samples=document.get("num_samples", 1),
+    )
+    if sweep.scheduler not in SCHEDULERS:
+        raise ValueError(f"{path}: scheduler {sweep.scheduler!r} is not one of: {', '.join(SCHEDULERS)}")
+    for name in ("grace_period", "reduction_factor", "num_samples"):
+        value = getattr(sweep, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < (2 if name == "reduction_factor" else 1):
+            low = 2 if name == "reduction_factor" else 1
+            raise ValueError(f"{path}: {name} must be an integer >= {low}, not {value!r}")
+    return sweep
+
+
+def trial_options(base: dict[str, Any], trial: dict[str, Any]) -> TrainConfig:
+    """A trial's training configuration: the sweep's fixed options, then the trial's own (checked, one line)."""
+    return TrainConfig.from_sources(base, trial)
+
+
+def describe(options: dict[str, Any]) -> str:
+    """A short label for a trial's model: ``BC L=100 k=12``, ``Wide-BC L=40 k=36``, ``L=40 k=12``."""
+    from densenet_ray.models import resolve_config
+
+    model = resolve_config(
+        options.get("model") or "densenet_bc100_k12",
+        depth=options.get("depth"),
+        growth_rate=options.get("growth_rate"),
+        bottleneck=options.get("bottleneck"),
+        reduction=options.get("reduction"),
+    )
+    if model.form == "imagenet":
+        return f"DenseNet-{model.depth} k={model.growth_rate}"
+    form = ("B" if model.bottleneck else "") + ("C" if model.reduction < 1 else "")
+    if form == "BC" and model.depth == 40 and model.growth_rate > 24:
+        form = "Wide-BC"  # the seed's name for its shallow, wide BC models
+    return f"{form} L={model.depth} k={model.growth_rate}".strip()
+
+
+def trial_label(options: dict[str, Any], searched: list[str] | None = None) -> str:
+    """The model's label plus the searched options that are not about the model: ``BC L=100 k=12 lr=0.05``."""
+    model_keys = {"model", "depth", "growth_rate", "bottleneck", "reduction"}
+    extra = [f"{key}={_short(options[key])}" for key in searched or [] if key not in model_keys and key in options]
+    return " ".join([describe(options), *extra])
+
+
+def _short(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
