@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test test-fast lint format bench-model bench-data clean
+.PHONY: setup demo test test-fast lint format bench-model bench-data bench-train clean
 
 setup: $(STAMP)
 
@@ -43,6 +43,13 @@ bench-model: setup
 
 bench-data: setup
 	$(BIN)/python benchmarks/data.py --out benchmarks/results/data-cpu.json --markdown
+
+# The Ray job against a plain PyTorch loop, then a 4-epoch learning check (45,000/5,000 split of the shared set).
+CIFAR_JPEG ?= ../shared/data/cifar10-jpeg/train.tar
+bench-train: setup
+	$(BIN)/python benchmarks/train.py --source $(CIFAR_JPEG) --out benchmarks/results/train-cpu.json --markdown
+	$(BIN)/python benchmarks/train.py --part learning --epochs 4 --source $(CIFAR_JPEG) \
+		--out benchmarks/results/learning-cpu.json --markdown
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

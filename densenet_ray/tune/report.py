@@ -199,7 +199,7 @@ def render(rows: list[TrialRow], title: str) -> Any:
         fronts = "/".join(name for name, on in (("time", row.pareto_time), ("memory", row.pareto_memory)) if on)
         table.add_row(
             row.label,
-            f"{row.params / 1e6:.2f}M ({row.params:,})",
+            f"{row.params:,}",
             _percent(row.final_test_error),
             _percent(row.best_test_error),
             "-" if row.seconds_per_iteration is None else f"{row.seconds_per_iteration:.3f}",

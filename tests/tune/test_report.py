@@ -5,7 +5,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sys
 
+import pytest
 import yaml
 
 from densenet_ray.tune import report
@@ -64,5 +66,16 @@ def test_render_has_every_column_filled(tmp_path) -> None:
     console = Console(file=io.StringIO(), width=200)
     console.print(report.render(rows, "sweep x"))
     text = console.file.getvalue()
-    assert "BC L=100 k=12" in text and "0.77M (769,162)" in text and "40.00" in text and "1.00x" in text
+    assert "BC L=100 k=12" in text and "769,162" in text and "40.00" in text and "1.00x" in text
     assert "time/memory" in text and "2/2" in text
+
+
+def test_plot_marks_the_fronts_and_needs_matplotlib(tmp_path, monkeypatch) -> None:
+    _write_trial(tmp_path, "train-a", {"model": "wide_densenet_bc40_k36"}, [(0.40, 0.10, 950)])
+    _write_trial(tmp_path, "train-b", {"model": "densenet_bc100_k12"}, [(0.45, 0.20, 1000)])
+    rows = report.collect(str(tmp_path))
+    report.plot(rows, str(tmp_path / "sweep.png"), "sweep x")
+    assert (tmp_path / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if it were not installed
+    with pytest.raises(ValueError, match=r"--plot needs matplotlib: pip install 'densenet-ray\[plot\]'"):
+        report.plot(rows, str(tmp_path / "other.png"), "sweep x")

@@ -71,11 +71,11 @@ def _space(tmp_path: Path, text: str) -> str:
 
 
 def test_asha_stops_trials_that_do_not_learn(cifar_shards, tmp_path) -> None:
-    # One trial at a time, alternating lr 0.1 and lr 1e-9 with the same seed: the lr 0.1 trials reach each rung
-    # first with a lower error, and ASHA stops the ones that did not learn at the first rung.
+    # One trial at a time, alternating lr 0.1 and lr 1e-9 with the same seed: an lr 0.1 trial reaches the rung at
+    # epoch 2 first with the lower error (78.9 % against 85.9 % here), and ASHA stops the ones that did not learn.
     space = _space(
         tmp_path,
-        "scheduler: asha\ngrace_period: 1\nreduction_factor: 2\nnum_samples: 2\n"
+        "scheduler: asha\ngrace_period: 2\nreduction_factor: 2\nnum_samples: 2\n"
         "options: {model: densenet_bc100_k12, depth: 16, epochs: 3}\n"
         "space:\n  lr: {grid: [0.1, 1.0e-9]}\n",
     )
