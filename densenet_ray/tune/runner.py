@@ -172,7 +172,16 @@ def run_sweep(
             ray.init(log_to_driver=False)
         else:
             cpus = max(os.cpu_count() or 1, base.workers * base.cpus_per_worker)
-            ray.init(num_cpus=cpus, resources={DRIVER_RESOURCE: 1}, include_dashboard=False, log_to_driver=False)
+            # The dashboard serves the state API, which Ray Train's PlacementGroupCleaner needs: without it, every
+            # trial the scheduler stops (ASHA, and any trial reaching max_t) leaks its workers' placement group and
+            # the next trials wait forever for those CPUs.
+            ray.init(
+                num_cpus=cpus,
+                resources={DRIVER_RESOURCE: 1},
+                include_dashboard=True,
+                dashboard_host="127.0.0.1",
+                log_to_driver=False,
+            )
             started_here = True
     try:
         cluster = ray.cluster_resources()
