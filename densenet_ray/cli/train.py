@@ -10,6 +10,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
+from densenet_ray.cli.output import make_console
 from densenet_ray.train.config import TrainConfig
 
 FLAG = {"action": "store_const", "const": True, "default": None}
@@ -90,8 +91,8 @@ def config_from_args(args: argparse.Namespace, default_dataset: str) -> TrainCon
 
 def print_summary(final: dict[str, Any], console: Console) -> None:
     table = Table(title="densenet-ray run summary", box=None, pad_edge=False, show_header=False)
-    table.add_column(style="bold")
-    table.add_column()
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(overflow="fold")
     rows = [
         ("final test error", f"{100 * final['test_error']:.2f} % (top-5 {100 * final['test_top5_error']:.2f} %)"),
         ("best test error", f"{100 * final['best_test_error']:.2f} %"),
@@ -112,7 +113,7 @@ def run_training(args: argparse.Namespace, default_dataset: str) -> int:
     from densenet_ray.train.launcher import launch
 
     config = config_from_args(args, default_dataset)
-    console = Console()
+    console = make_console()
     try:
         final = launch(config, print_line=console.print)
     except Exception as error:  # Ray's TrainingFailedError and friends: one line, exit 1

@@ -11,6 +11,7 @@ from typing import Any
 
 from rich.console import Console
 
+from densenet_ray.cli.output import make_console
 from densenet_ray.cli.train import FLAG
 from densenet_ray.tune import report
 
@@ -121,7 +122,7 @@ def run_command(args: argparse.Namespace) -> int:
         )
     if args.max_concurrent is not None and args.max_concurrent < 1:
         raise ValueError(f"--max-concurrent {args.max_concurrent} must be at least 1")
-    console = _console()
+    console = make_console()
     try:
         experiment, rows = run_sweep(sweep, _base_config(args), args.name, args.max_concurrent, console.print)
     except SweepInterrupted as interrupted:
@@ -130,11 +131,6 @@ def run_command(args: argparse.Namespace) -> int:
     _print_table(console, rows, _title(experiment), args.plot)
     console.print(f"saved {report.RESULTS_CSV} and {report.RESULTS_JSON} in {experiment}")
     return 1 if any(row.status == "error" for row in rows) else 0
-
-
-def _console() -> Console:
-    # Piped or logged output gets room for the whole table instead of rich's default 80 columns.
-    return Console() if sys.stdout.isatty() else Console(width=160)
 
 
 def _title(experiment: str) -> str:
@@ -174,5 +170,5 @@ def show_command(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([asdict(row) for row in rows], default=float))
         return 0
-    _print_table(_console(), rows, title, args.plot)
+    _print_table(make_console(), rows, title, args.plot)
     return 0

@@ -96,9 +96,7 @@ _EVENTS: dict[str, set[str]] = {"started": set(), "ended": set()}
 
 
 def _print(line: str) -> None:
-    from rich.console import Console
-
-    Console().print(line)
+    print(line, flush=True)
 
 
 class TrialProgress(tune.Callback):
