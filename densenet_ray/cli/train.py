@@ -6,12 +6,11 @@ import argparse
 import sys
 from typing import Any
 
-import yaml
 from rich.console import Console
 from rich.table import Table
 
 from densenet_ray.cli.output import make_console
-from densenet_ray.train.config import TrainConfig
+from densenet_ray.train.config import TrainConfig, read_yaml_mapping
 
 FLAG = {"action": "store_const", "const": True, "default": None}
 
@@ -76,15 +75,7 @@ def config_from_args(args: argparse.Namespace, default_dataset: str) -> TrainCon
     values = {k: v for k, v in vars(args).items() if k not in ("config", "handler", "group", "train_command")}
     file_values: dict[str, Any] = {}
     if args.config:
-        try:
-            with open(args.config) as handle:
-                file_values = yaml.safe_load(handle) or {}
-        except OSError as error:
-            raise ValueError(f"--config {args.config}: {error.strerror}") from None
-        except yaml.YAMLError as error:
-            raise ValueError(f"--config {args.config} is not valid YAML ({str(error).splitlines()[0]})") from None
-        if not isinstance(file_values, dict):
-            raise ValueError(f"--config {args.config} must hold a mapping of option: value")
+        file_values = read_yaml_mapping(args.config, "--config", "a mapping of option: value")
     file_values.setdefault("dataset", default_dataset)
     return TrainConfig.from_sources({k.replace("-", "_"): v for k, v in file_values.items()}, values).resolved()
 

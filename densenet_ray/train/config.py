@@ -161,6 +161,25 @@ class TrainConfig:
         return cls(**merged)
 
 
+def read_yaml_mapping(path: str, flag: str, expected: str) -> dict[str, Any]:
+    """The mapping in the YAML file ``path`` (given as ``flag``); ``ValueError`` with one line when it cannot be read,
+    is not YAML, or is not a mapping (``expected`` says what it should hold)."""
+    import yaml
+
+    try:
+        with open(path) as handle:
+            document = yaml.safe_load(handle)
+    except OSError as error:
+        raise ValueError(f"{flag} {path}: {error.strerror}") from None
+    except yaml.YAMLError as error:
+        raise ValueError(f"{flag} {path} is not valid YAML ({str(error).splitlines()[0]})") from None
+    if document is None:
+        document = {}
+    if not isinstance(document, dict):
+        raise ValueError(f"{flag} {path} must hold {expected}")
+    return document
+
+
 def learning_rate(config: TrainConfig, epoch: int, iteration: int, iterations_per_epoch: int) -> float:
     """The learning rate for 0-indexed ``epoch`` and ``iteration`` under the original code's schedules.
 

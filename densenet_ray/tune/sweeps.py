@@ -23,9 +23,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
-
-from densenet_ray.train.config import TrainConfig
+from densenet_ray.train.config import TrainConfig, read_yaml_mapping
 
 SCHEDULERS = ("fifo", "asha")
 DISTRIBUTIONS = ("grid", "choice", "uniform", "loguniform", "randint")
@@ -110,15 +108,7 @@ def _distribution(name: str, spec: Any, path: str) -> Distribution:
 
 def load_space(path: str, scheduler: str | None = None) -> Sweep:
     """The custom sweep in the YAML file ``path``; ``ValueError`` with one line naming what is wrong."""
-    try:
-        with open(path) as handle:
-            document = yaml.safe_load(handle)
-    except OSError as error:
-        raise ValueError(f"--space {path}: {error.strerror}") from None
-    except yaml.YAMLError as error:
-        raise ValueError(f"--space {path} is not valid YAML ({str(error).splitlines()[0]})") from None
-    if not isinstance(document, dict):
-        raise ValueError(f"--space {path} must hold a mapping with a 'space' entry")
+    document = read_yaml_mapping(path, "--space", "a mapping with a 'space' entry")
     known = {"scheduler", "grace_period", "reduction_factor", "num_samples", "options", "space"}
     unknown = sorted(set(document) - known)
     if unknown:

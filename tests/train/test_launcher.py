@@ -37,6 +37,21 @@ def _small_run(shards: str, storage, **options: object) -> list[str]:
     return args
 
 
+def _assert_evaluates_to(checkpoint: str, shards: str, reported_error: float) -> None:
+    """``densenet-ray evaluate`` on all 500 test images agrees with the distributed run's reported error."""
+    command = [sys.executable, "-m", "densenet_ray", "evaluate", checkpoint, "--data", shards, "--batch-size", "25"]
+    evaluated = subprocess.run(
+        [*command, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+    result = json.loads(evaluated.stdout)
+    assert result["samples"] == 500
+    assert abs(result["top1_error"] - reported_error) <= 1 / 500  # one borderline argmax at most
+
+
 def test_two_worker_run_then_the_same_name_continues(shards, tmp_path) -> None:
     common = _small_run(shards, tmp_path, name="run1")  # 10 steps of 2 x 25 images: the whole slice per epoch
     first = _train(*common, "--epochs", "2")
@@ -52,16 +67,7 @@ def test_two_worker_run_then_the_same_name_continues(shards, tmp_path) -> None:
 
     # The saved checkpoint evaluates, in one process, to the error the distributed run reported.
     last = max((p for p in run.iterdir() if p.is_dir() and p.name.startswith("checkpoint_")), key=lambda p: p.name)
-    evaluated = subprocess.run(
-        [sys.executable, "-m", "densenet_ray", "evaluate", str(last), "--data", shards, "--batch-size", "25", "--json"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
-    result = json.loads(evaluated.stdout)
-    assert result["samples"] == 500
-    assert abs(result["top1_error"] - records[-1]["test_error"]) <= 1 / 500  # one borderline argmax at most
+    _assert_evaluates_to(str(last), shards, records[-1]["test_error"])
 
     second = _train(*common, "--epochs", "3")
     assert second.returncode == 0, second.stderr[-3000:]
@@ -90,16 +96,7 @@ def test_two_worker_run_with_s3_run_storage(shards, bucket, moto_server, monkeyp
 
     # densenet-ray evaluate reads the checkpoint straight from S3 and agrees with the run's reported error.
     url = f"s3://{bucket}/runs/s3run/{checkpoints[-1]}?endpoint_override={host}&scheme=http"
-    evaluated = subprocess.run(
-        [sys.executable, "-m", "densenet_ray", "evaluate", url, "--data", shards, "--batch-size", "25", "--json"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
-    result = json.loads(evaluated.stdout)
-    assert result["samples"] == 500
-    assert abs(result["top1_error"] - records[-1]["test_error"]) <= 1 / 500
+    _assert_evaluates_to(url, shards, records[-1]["test_error"])
 
 
 @pytest.mark.parametrize(
