@@ -1,0 +1,82 @@
+"""cluster.yaml and the job configs: Ray's own offline validation, and every recipe loadable with --config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from densenet_ray.cli import build_parser, main
+from densenet_ray.cli.train import config_from_args
+
+ROOT = Path(__file__).resolve().parents[2]
+RECIPES = {
+    "imagenet-densenet121.yaml": ("imagenet", "densenet121"),
+    "imagenet-densenet-cosine-264.yaml": ("imagenet", "densenet264_k48"),
+    "cifar10-densenet-bc100-k12.yaml": ("cifar", "densenet_bc100_k12"),
+    "cifar100-densenet-bc190-k40.yaml": ("cifar", "densenet_bc190_k40"),
+    "svhn-densenet-bc100-k12.yaml": ("cifar", "densenet_bc100_k12"),
+}
+
+
+def test_cluster_yaml_is_valid(monkeypatch, capsys) -> None:
+    monkeypatch.chdir(ROOT)
+    assert main(["cluster", "validate"]) == 0
+    assert capsys.readouterr().out.strip() == "valid: cluster.yaml"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (("TRAIN_DRIVER: 8", "TRAIN_DRIVER: 0.5"), "0.5 is not of type 'integer' (at available_node_types/head/"),
+        (("head_node_type: head", "head_node_type: boss"), "`head_node_type` must be one of `available_node_types`"),
+        (("idle_timeout_minutes: 10", "idle_timeout_minutes: 10\ncolour: blue"), "'colour' was unexpected"),
+        (("cluster_name: densenet-ray", "cluster_name: [a, b]"), "is not of type 'string'"),
+    ],
+)
+def test_a_broken_copy_fails_in_one_line(tmp_path, capsys, change, message) -> None:
+    text = (ROOT / "cluster.yaml").read_text()
+    assert change[0] in text
+    broken = tmp_path / "cluster.yaml"
+    broken.write_text(text.replace(change[0], change[1], 1))
+    assert main(["cluster", "validate", str(broken)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith(f"error: {broken} is not a valid Ray cluster config: ") and message in err
+
+
+def test_every_gpu_worker_type_names_an_instance_profile_and_no_keys() -> None:
+    config = yaml.safe_load((ROOT / "cluster.yaml").read_text())
+    workers = {name: spec for name, spec in config["available_node_types"].items() if name != config["head_node_type"]}
+    assert {spec["node_config"]["InstanceType"] for spec in workers.values()} >= {
+        "g5.12xlarge",
+        "p4d.24xlarge",
+        "p5.48xlarge",
+    }
+    assert all(
+        spec["node_config"]["IamInstanceProfile"]["Arn"].startswith("arn:aws:iam::") for spec in workers.values()
+    )
+    assert all(spec["min_workers"] == 0 for spec in workers.values())
+    assert config["available_node_types"]["head"]["resources"] == {"CPU": 0, "TRAIN_DRIVER": 8}
+    text = (ROOT / "cluster.yaml").read_text() + (ROOT / "jobs" / "runtime-env.yaml").read_text()
+    assert "aws_access_key_id" not in text.lower() and "AWS_SECRET_ACCESS_KEY" not in text
+
+
+@pytest.mark.parametrize("name", sorted(RECIPES))
+def test_each_recipe_loads_with_config(name: str) -> None:
+    family, model = RECIPES[name]
+    args = build_parser().parse_args(["train", family, "--config", str(ROOT / "jobs" / name), "--epochs", "2"])
+    config = config_from_args(args, "imagenet" if family == "imagenet" else "cifar10")
+    assert config.model == model and config.epochs == 2  # flags override the file
+    assert config.batch_size is not None and config.batch_size % config.workers == 0 and config.gpu
+
+
+def test_recipes_are_the_papers() -> None:
+    def load(name: str) -> dict:
+        return yaml.safe_load((ROOT / "jobs" / name).read_text())
+
+    assert load("svhn-densenet-bc100-k12.yaml").items() >= {"augment": False, "drop_rate": 0.2, "epochs": 40}.items()
+    assert load("imagenet-densenet-cosine-264.yaml")["memory_efficient"] is True
+    assert load("cifar100-densenet-bc190-k40.yaml")["memory_efficient"] is True
+    assert {load(name)["batch_size"] for name in RECIPES if name.startswith("imagenet")} == {256}
+    assert {load(name)["batch_size"] for name in RECIPES if not name.startswith("imagenet")} == {64}

@@ -1,0 +1,112 @@
+"""A real Ray head started with ``ray start --head --block`` for a test, and stopped through its own pid.
+
+``--block`` keeps the ``ray start`` process in the foreground as the parent of the cluster's processes; on SIGTERM it
+stops exactly those. So the teardown never touches another Ray instance on the machine (``ray stop`` would).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def ray_env(**extra: str) -> dict[str, str]:
+    """This venv first on PATH (a job's ``python`` is the one ``ray start`` finds), no inherited RAY_ADDRESS."""
+    env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env.update(extra)
+    return env
+
+
+@dataclass
+class Head:
+    """A running head: its dashboard (job server) address and the ``ray start`` process."""
+
+    address: str
+    process: subprocess.Popen
+    log: Path
+
+
+def _descendants(pid: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    found, stack = set(), [pid]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            if child not in found:
+                found.add(child)
+                stack.append(child)
+    return found
+
+
+@contextmanager
+def ray_head(tmp_path: Path, num_cpus: int = 2, extra_args: tuple[str, ...] = (), **env: str) -> Iterator[Head]:
+    """Start a head on 127.0.0.1 with free ports, yield it once its job server answers, then stop it by pid."""
+    dashboard = free_port()
+    log = tmp_path / "ray-start.log"
+    temp_dir = Path(f"/tmp/rt-{os.getpid()}-{dashboard}")  # short: Ray's unix socket paths have a length limit
+    command = [str(BIN / "ray"), "start", "--head", "--block", f"--num-cpus={num_cpus}", f"--port={free_port()}"]
+    command += ["--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}", f"--temp-dir={temp_dir}"]
+    command += ["--include-dashboard=true", *extra_args]
+    with open(log, "w") as output:
+        process = subprocess.Popen(
+            command, stdout=output, stderr=subprocess.STDOUT, env=ray_env(**env), start_new_session=True
+        )
+    address = f"http://127.0.0.1:{dashboard}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{address}/api/version", timeout=2):
+                    break
+            except urllib.error.HTTPError:  # 401 with token auth: the server is up
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"ray start failed: {log.read_text()[-2000:]}") from None
+                time.sleep(0.5)
+        yield Head(address, process, log)
+    finally:
+        stop_head(process)
+
+
+def stop_head(process: subprocess.Popen, timeout: float = 60) -> None:
+    """SIGTERM to the ``ray start --block`` process, which stops its own cluster; SIGKILL what is left of it."""
+    family = _descendants(process.pid)
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    deadline = time.monotonic() + 15
+    for pid in family:
+        while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+            time.sleep(0.2)
+        if Path(f"/proc/{pid}").exists():
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
