@@ -40,6 +40,7 @@ class Head:
     """A running head: its dashboard (job server) address and the ``ray start`` process."""
 
     address: str
+    gcs_address: str
     process: subprocess.Popen
     log: Path
 
@@ -63,12 +64,14 @@ def _descendants(pid: int) -> set[int]:
 
 
 @contextmanager
-def ray_head(tmp_path: Path, num_cpus: int = 2, extra_args: tuple[str, ...] = (), **env: str) -> Iterator[Head]:
+def ray_head(
+    tmp_path: Path, num_cpus: int = 2, extra_args: tuple[str, ...] = (), gcs_port: int | None = None, **env: str
+) -> Iterator[Head]:
     """Start a head on 127.0.0.1 with free ports, yield it once its job server answers, then stop it by pid."""
-    dashboard = free_port()
+    dashboard, gcs = free_port(), gcs_port or free_port()
     log = tmp_path / "ray-start.log"
     temp_dir = Path(f"/tmp/rt-{os.getpid()}-{dashboard}")  # short: Ray's unix socket paths have a length limit
-    command = [str(BIN / "ray"), "start", "--head", "--block", f"--num-cpus={num_cpus}", f"--port={free_port()}"]
+    command = [str(BIN / "ray"), "start", "--head", "--block", f"--num-cpus={num_cpus}", f"--port={gcs}"]
     command += ["--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}", f"--temp-dir={temp_dir}"]
     command += ["--include-dashboard=true", *extra_args]
     with open(log, "w") as output:
@@ -88,7 +91,7 @@ def ray_head(tmp_path: Path, num_cpus: int = 2, extra_args: tuple[str, ...] = ()
                 if process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"ray start failed: {log.read_text()[-2000:]}") from None
                 time.sleep(0.5)
-        yield Head(address, process, log)
+        yield Head(address, f"127.0.0.1:{gcs}", process, log)
     finally:
         stop_head(process)
 

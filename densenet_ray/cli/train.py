@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from typing import Any
 
@@ -13,6 +14,18 @@ from densenet_ray.cli.output import make_console
 from densenet_ray.train.config import TrainConfig, read_yaml_mapping
 
 FLAG = {"action": "store_const", "const": True, "default": None}
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not JSON; expected an object like '{{\"fake_gpu\": 1}}'"
+        ) from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a JSON object")
+    return value
 
 
 def add_train_arguments(parser: argparse.ArgumentParser, datasets: tuple[str, ...]) -> None:
@@ -57,6 +70,12 @@ def add_train_arguments(parser: argparse.ArgumentParser, datasets: tuple[str, ..
     run.add_argument("--workers", type=int, help="Ray Train workers (default 2)")
     run.add_argument("--gpu", **FLAG)
     run.add_argument("--cpus-per-worker", type=int)
+    run.add_argument(
+        "--worker-resources",
+        type=_json_object,
+        metavar="JSON",
+        help="custom resources each worker also needs, e.g. '{\"accelerator_type:A100\": 0.001}'",
+    )
     run.add_argument("--loader-workers", type=int)
     run.add_argument("--amp", choices=("bf16", "fp16"))
     run.add_argument("--channels-last", **FLAG)

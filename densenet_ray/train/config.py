@@ -48,6 +48,7 @@ class TrainConfig:
     workers: int = 2
     gpu: bool = False
     cpus_per_worker: int = 1
+    worker_resources: dict[str, float] | None = None
     loader_workers: int = 1
     amp: str | None = None
     channels_last: bool = False
@@ -113,6 +114,18 @@ class TrainConfig:
             raise ValueError(f"--lr-schedule {self.lr_schedule!r} is not one of: step, cosine")
         if self.amp not in (None, "bf16", "fp16"):
             raise ValueError(f"--amp {self.amp!r} is not one of: bf16, fp16")
+        if self.worker_resources is not None and (
+            not isinstance(self.worker_resources, dict)
+            or not all(
+                isinstance(k, str) and isinstance(v, int | float) and not isinstance(v, bool) and v >= 0
+                for k, v in self.worker_resources.items()
+            )
+            or {"CPU", "GPU"} & set(self.worker_resources)
+        ):
+            raise ValueError(
+                f"--worker-resources {self.worker_resources!r} must map custom resource names to amounts >= 0, "
+                'e.g. {"fake_gpu": 1} (CPU and GPU come from --cpus-per-worker and --gpu)'
+            )
         if self.sync_bn and not self.gpu and self.workers > 1:
             # torch.nn.SyncBatchNorm raises on CPU tensors as soon as it would synchronise.
             raise ValueError("--sync-bn needs --gpu: PyTorch's SyncBatchNorm synchronises GPU tensors only")

@@ -243,7 +243,11 @@ def launch(
             scaling_config=ScalingConfig(
                 num_workers=config.workers,
                 use_gpu=config.gpu,
-                resources_per_worker={"CPU": config.cpus_per_worker, **({"GPU": 1} if config.gpu else {})},
+                resources_per_worker={
+                    "CPU": config.cpus_per_worker,
+                    **({"GPU": 1} if config.gpu else {}),
+                    **(config.worker_resources or {}),
+                },
             ),
             run_config=RunConfig(
                 name=name,

@@ -1,0 +1,61 @@
+"""Ray's autoscaler on this machine (cluster/fake-cluster.yaml): a 2-worker run brings up 2 GPU-type fake nodes,
+trains on them, and the idle nodes are removed afterwards."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.cluster_helpers import BIN, free_port, ray_env, ray_head
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _fake_nodes(gcs_address: str) -> int:
+    status = subprocess.run(
+        [str(BIN / "ray"), "status", "--address", gcs_address],
+        capture_output=True,
+        text=True,
+        env=ray_env(RAY_AUTH_MODE="token"),
+        timeout=60,
+    )
+    active = status.stdout.split("Active:", 1)[-1].split("Pending:", 1)[0]
+    return sum(int(count) for count in re.findall(r"(\d+) gpu_a10g_sim", active))
+
+
+def test_fake_gpu_nodes_scale_up_for_a_two_worker_run_and_down_after(cifar_shards, tmp_path) -> None:
+    import ray._private.services
+
+    # The committed config assumes the default GCS port (6379); this head gets a free port, so tell the provider.
+    gcs_port = free_port()
+    config = yaml.safe_load((ROOT / "cluster" / "fake-cluster.yaml").read_text())
+    config["provider"]["gcs_address"] = f"{ray._private.services.get_node_ip_address()}:{gcs_port}"
+    (tmp_path / "fake-cluster.yaml").write_text(yaml.safe_dump(config))
+    extra = (f"--autoscaling-config={tmp_path / 'fake-cluster.yaml'}", '--resources={"TRAIN_DRIVER": 4}')
+    env = {"RAY_FAKE_CLUSTER": "1", "RAY_AUTH_MODE": "token"}
+    with ray_head(tmp_path, num_cpus=0, extra_args=extra, gcs_port=gcs_port, **env) as head:
+        assert _fake_nodes(head.gcs_address) == 0
+        run = subprocess.run(
+            [str(BIN / "python"), "-m", "densenet_ray.cifar", "--data", cifar_shards, "--workers", "2"]
+            + ["--worker-resources", '{"fake_gpu": 1}', "--batch-size", "50", "--depth", "16", "--epochs", "1"]
+            + ["--limit-train-batches", "3", "--loader-workers", "0", "--storage", str(tmp_path), "--name", "fake"],
+            capture_output=True,
+            text=True,
+            env=ray_env(RAY_ADDRESS=head.gcs_address, RAY_AUTH_MODE="token"),
+            timeout=300,
+        )
+        assert run.returncode == 0, run.stderr[-3000:]
+        assert _fake_nodes(head.gcs_address) == 2  # the autoscaler launched one fake GPU node per worker
+        record = json.loads((tmp_path / "fake" / "metrics.jsonl").read_text().splitlines()[-1])
+        assert record["step"] == 3
+        deadline = time.monotonic() + 180
+        while _fake_nodes(head.gcs_address) and time.monotonic() < deadline:
+            time.sleep(5)
+        assert _fake_nodes(head.gcs_address) == 0  # idle for idle_timeout_minutes: scaled down
