@@ -80,3 +80,18 @@ def test_recipes_are_the_papers() -> None:
     assert load("cifar100-densenet-bc190-k40.yaml")["memory_efficient"] is True
     assert {load(name)["batch_size"] for name in RECIPES if name.startswith("imagenet")} == {256}
     assert {load(name)["batch_size"] for name in RECIPES if not name.startswith("imagenet")} == {64}
+
+
+def test_every_yaml_in_cluster_and_jobs_loads_and_the_fake_cluster_validates() -> None:
+    from ray.autoscaler._private.util import validate_config
+
+    files = sorted((ROOT / "cluster").rglob("*.yaml")) + sorted((ROOT / "jobs").glob("*.yaml"))
+    assert len(files) >= 13
+    for path in files:
+        documents = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+        assert documents and all(isinstance(d, dict) for d in documents), path
+    kinds = {yaml.safe_load(p.read_text())["kind"] for p in (ROOT / "cluster" / "kuberay").glob("*.yaml")}
+    assert kinds == {"RayCluster", "RayJob"}
+    fake = yaml.safe_load((ROOT / "cluster" / "fake-cluster.yaml").read_text())
+    validate_config(fake)  # complete as written: the wheel ships no defaults for the fake provider
+    assert fake["available_node_types"]["gpu_a10g_sim"]["resources"] == {"CPU": 1, "fake_gpu": 1}
