@@ -7,6 +7,7 @@ stops exactly those. So the teardown never touches another Ray instance on the m
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -94,6 +95,7 @@ def ray_head(
         yield Head(address, f"127.0.0.1:{gcs}", process, log)
     finally:
         stop_head(process)
+        shutil.rmtree(temp_dir, ignore_errors=True)  # the session's sockets and logs
 
 
 def stop_head(process: subprocess.Popen, timeout: float = 60) -> None:
