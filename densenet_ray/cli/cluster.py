@@ -24,11 +24,11 @@ def add_parser(groups: argparse._SubParsersAction) -> None:
 def validate_cluster_config(path: str) -> None:
     """Ray's own checks (``prepare_config`` fills in the provider's defaults, ``validate_config`` applies the
     schema and the cross-field rules); ``ValueError`` with one line naming the file and the problem."""
+    from ray.autoscaler._private.util import prepare_config, validate_config
 
     from densenet_ray.train.config import read_yaml_mapping
 
     config = read_yaml_mapping(path, "cluster config", "a mapping (cluster_name, provider, ...)")
-    from ray.autoscaler._private.util import prepare_config, validate_config
 
     logging.getLogger("ray").setLevel(logging.WARNING)  # prepare_config logs its defaults at INFO
     try:

@@ -30,8 +30,9 @@ def _read_checkpoint_bytes(path: str, flag: str) -> bytes:
         if directory.exists(STATE_FILE):
             return directory.read_bytes(STATE_FILE)
         parent, name = split_url(path)
-        if name and open_storage(parent).exists(name):
-            return open_storage(parent).read_bytes(name)
+        folder = open_storage(parent)
+        if name and folder.exists(name):
+            return folder.read_bytes(name)
     except StorageError as error:
         raise ValueError(f"{flag} {path}: {error}") from None
     raise ValueError(f"{flag} {path} does not exist (a checkpoint directory, state.pt or a .pth file)")
