@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from densenet_ray import __version__
-from densenet_ray.cli import cluster, data, evaluate, models, train, tune
+from densenet_ray.cli import cluster, dashboard, data, evaluate, models, train, tune
 from densenet_ray.data.storage import StorageError
 
 
@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_parser(groups)
     tune.add_parser(groups)
     cluster.add_parser(groups)
+    dashboard.add_parser(groups)
     return parser
 
 

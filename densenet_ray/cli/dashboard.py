@@ -1,0 +1,111 @@
+"""``densenet-ray dashboard``: one terminal view of the cluster, its jobs, training runs and sweeps."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from rich.console import Console
+
+DEFAULT_ROOT = os.path.join(os.path.expanduser("~"), "densenet-ray")  # holds runs/ and sweeps/ by default
+
+
+def add_parser(groups: argparse._SubParsersAction) -> None:
+    """Mount ``dashboard``."""
+    parser = groups.add_parser(
+        "dashboard",
+        help="live view of the cluster, jobs, training runs and sweeps",
+        description=(
+            "What runs, how far along, how fast, how good, and what failed. Reads the Ray dashboard's API (jobs, "
+            "nodes, Ray Train runs) and the run storage (metrics of every run and sweep). Off a terminal, or with "
+            "--once, it prints one snapshot."
+        ),
+    )
+    parser.add_argument(
+        "--address", help="Ray dashboard URL, e.g. http://HEAD:8265 (default RAY_ADDRESS, else this machine's cluster)"
+    )
+    parser.add_argument(
+        "--storage",
+        action="append",
+        metavar="URL",
+        help="run or sweep storage to scan (a directory or s3://bucket/prefix; repeatable); works with no cluster",
+    )
+    parser.add_argument("--once", action="store_true", help="print one snapshot and exit")
+    parser.add_argument("--json", action="store_true", help="print one snapshot as JSON and exit")
+    parser.add_argument("--interval", type=float, default=2.0, metavar="SEC", help="poll every SEC s (>= 1, default 2)")
+    parser.add_argument("--limit", type=int, default=10, metavar="N", help="rows per table (default 10)")
+    color = parser.add_mutually_exclusive_group()
+    color.add_argument("--force-color", action="store_true", help="colour even when not writing to a terminal")
+    color.add_argument("--no-color", action="store_true", help="no colour (NO_COLOR works too)")
+    parser.set_defaults(handler=dashboard_command)
+
+
+def storage_roots(given: list[str] | None) -> list[str]:
+    """The ``--storage`` values as absolute paths or URLs; a local one must be an existing directory."""
+    roots = []
+    for root in given or []:
+        if "://" in root and not root.startswith("file://"):
+            roots.append(root)
+            continue
+        path = os.path.abspath(os.path.expanduser(root.removeprefix("file://")))
+        if not os.path.isdir(path):
+            raise ValueError(f"--storage {root}: no such directory (give a run or sweep storage directory, or s3://)")
+        roots.append(path)
+    return roots
+
+
+def make_poller(address: str | None, roots: list[str]):  # noqa: ANN201 - Poller, imported lazily
+    """The poller for the given address and roots: storage alone when no cluster is given or found here."""
+    from densenet_ray.dashboard.address import configured_address, resolve_address
+    from densenet_ray.dashboard.poll import Poller
+
+    url = resolve_address(address)
+    if url is not None:
+        return Poller(url, roots)
+    if not roots and os.path.isdir(DEFAULT_ROOT):
+        roots = [DEFAULT_ROOT]
+    if not roots:
+        raise ValueError(
+            "no Ray cluster runs on this machine and no --storage was given: pass --address http://HEAD:8265 "
+            "(or set RAY_ADDRESS), or --storage DIR|s3://... to read runs without a cluster"
+        )
+    assert configured_address(address) is None
+    return Poller(None, roots, note="no Ray cluster on this machine: showing storage only (--address to add one)")
+
+
+def _console(args: argparse.Namespace) -> Console:
+    from densenet_ray.cli.output import make_console
+
+    if args.force_color:
+        return Console(force_terminal=True, width=None if sys.stdout.isatty() else 160)
+    console = make_console()
+    if args.no_color:
+        console.no_color = True
+    return console
+
+
+def dashboard_command(args: argparse.Namespace) -> int:
+    from densenet_ray.dashboard.client import ClusterError
+    from densenet_ray.dashboard.live import MIN_INTERVAL, run_live
+    from densenet_ray.dashboard.render import render
+
+    if args.interval < MIN_INTERVAL:
+        raise ValueError(f"--interval {args.interval:g} is too short: data is polled at most once a second (>= 1)")
+    if args.limit < 1:
+        raise ValueError(f"--limit {args.limit} must be at least 1")
+    roots = storage_roots(args.storage)
+    try:
+        poller = make_poller(args.address, roots)
+        if args.json:
+            print(json.dumps(poller.poll(strict=True).to_json(), default=str))
+            return 0
+        console = _console(args)
+        if args.once or not (sys.stdout.isatty() and sys.stdin.isatty()):
+            console.print(render(poller.poll(strict=True), args.limit))
+            return 0
+        return run_live(poller, console, args.interval, args.limit)
+    except ClusterError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1

@@ -1,0 +1,110 @@
+"""The Ray dashboard's HTTP API, read with the standard library: jobs, nodes, cluster status and Ray Train V2 runs.
+
+Token auth (on by default for Ray 2.60 local clusters) is a ``Authorization: Bearer`` header. Every failure becomes a
+:class:`ClusterError` with one line naming the address and what to do; the token never appears in it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+TRAIN_RUNS = "/api/train/v2/runs/v1"  # the Train V2 API; /api/train/v2/runs is V1's and has no V2 runs (RAY.md 4)
+TRAIN_STATE_OFF = "Train state data is not available"
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+class ClusterError(Exception):
+    """The cluster could not be read; the message is one line."""
+
+
+def auth_token(address: str) -> tuple[str | None, str]:
+    """The token to send and where it came from. ``RAY_AUTH_TOKEN``, else (with ``RAY_AUTH_MODE=token``, or for a
+    cluster on this machine) the file at ``RAY_AUTH_TOKEN_PATH`` or ``~/.ray/auth_token``, as Ray's own clients
+    read it. A remote cluster gets a token file only when ``RAY_AUTH_MODE=token`` says so."""
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return os.environ["RAY_AUTH_TOKEN"].strip(), "RAY_AUTH_TOKEN"
+    path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
+    wanted = os.environ.get("RAY_AUTH_MODE", "").lower() == "token" or urlparse(address).hostname in LOOPBACK
+    if os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled" or not wanted:
+        return None, ""
+    try:
+        token = path.read_text().strip()
+    except OSError:
+        return None, ""
+    return (token or None), str(path)
+
+
+class DashboardClient:
+    """GETs JSON from one Ray dashboard (``http://host:8265``)."""
+
+    def __init__(self, address: str, timeout: float = 5.0) -> None:
+        self.address = address.rstrip("/")
+        self.timeout = timeout
+        self.token, self.token_source = auth_token(self.address)
+
+    def get(self, path: str) -> Any:
+        """The decoded JSON at ``path``; raises :class:`ClusterError` on any failure."""
+        request = urllib.request.Request(self.address + path, headers={"Accept": "application/json"})
+        if self.token:
+            request.add_header("Authorization", f"Bearer {self.token}")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                body = response.read()
+        except urllib.error.HTTPError as error:
+            raise ClusterError(self._http_message(error, path)) from None
+        except (urllib.error.URLError, OSError) as error:
+            reason = getattr(error, "reason", error)
+            raise ClusterError(f"cannot reach the Ray dashboard at {self.address} ({reason})") from None
+        try:
+            return json.loads(body)
+        except ValueError:
+            raise ClusterError(f"{self.address}{path} did not answer with JSON: is it a Ray dashboard?") from None
+
+    def _http_message(self, error: urllib.error.HTTPError, path: str) -> str:
+        if error.code in (401, 403):
+            if self.token:
+                return (
+                    f"the Ray dashboard at {self.address} rejected the token from {self.token_source} "
+                    f"(HTTP {error.code}); use the cluster's token (`ray get-auth-token` on the head)"
+                )
+            return (
+                f"the Ray dashboard at {self.address} needs a token (HTTP {error.code}): set RAY_AUTH_MODE=token "
+                "to send ~/.ray/auth_token, or RAY_AUTH_TOKEN"
+            )
+        detail = ""
+        with contextlib.suppress(OSError):
+            detail = " ".join(error.read().decode(errors="replace").split())[:200]
+        return f"{self.address}{path} answered HTTP {error.code}" + (f": {detail}" if detail else "")
+
+    def version(self) -> dict[str, Any]:
+        return self.get("/api/version")
+
+    def jobs(self) -> list[dict[str, Any]]:
+        return list(self.get("/api/jobs/"))
+
+    def nodes(self) -> list[dict[str, Any]]:
+        document = self.get("/api/v0/nodes?limit=10000&detail=false")
+        return list(((document.get("data") or {}).get("result") or {}).get("result") or [])
+
+    def cluster_status(self) -> dict[str, Any] | None:
+        try:
+            return (self.get("/api/cluster_status").get("data")) or None
+        except ClusterError:
+            return None  # the autoscaler's report is optional; node totals still come from the state API
+
+    def train_runs(self) -> list[dict[str, Any]] | None:
+        """Train V2 runs, newest first; None when the cluster does not record them (state tracking off, or no run
+        has started since the cluster did)."""
+        try:
+            return list(self.get(TRAIN_RUNS).get("train_runs") or [])
+        except ClusterError as error:
+            if TRAIN_STATE_OFF in str(error) or "HTTP 404" in str(error):
+                return None
+            raise

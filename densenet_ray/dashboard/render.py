@@ -1,0 +1,229 @@
+"""Drawing a :class:`~densenet_ray.dashboard.snapshot.Snapshot` with rich: a header line, then tables of jobs, training
+runs (progress bars, sparklines of loss and test error) and sweeps. The same renderables serve the live view and the
+plain snapshot printed off a terminal; nothing here reads a source.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rich import box
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from densenet_ray.dashboard.snapshot import RunRow, Snapshot, SweepRow
+
+SPARKS = "▁▂▃▄▅▆▇█"
+STATUS_STYLES = {
+    "RUNNING": "bold blue",
+    "ACTIVE": "bold blue",
+    "PENDING": "yellow",
+    "SCHEDULING": "yellow",
+    "INITIALIZING": "yellow",
+    "RESTARTING": "bold yellow",
+    "RESIZING": "yellow",
+    "SUCCEEDED": "green",
+    "FINISHED": "green",
+    "FAILED": "bold red",
+    "ERRORED": "bold red",
+    "ERROR": "bold red",
+    "STOPPED": "magenta",
+    "ABORTED": "magenta",
+    "INTERRUPTED": "magenta",
+}
+
+
+def sparkline(values: list[float], width: int = 16) -> str:
+    """The last ``width`` values as block characters, lowest to highest."""
+    values = [value for value in values if value is not None][-width:]
+    if not values:
+        return ""
+    low, high = min(values), max(values)
+    span = high - low
+    return "".join(SPARKS[0 if span == 0 else round((value - low) / span * (len(SPARKS) - 1))] for value in values)
+
+
+def bar(fraction: float, width: int = 12) -> str:
+    """A text progress bar with its percentage: ``██████░░░░░░  50%``."""
+    fraction = min(max(fraction, 0.0), 1.0)
+    filled = int(round(fraction * width))
+    return "█" * filled + "░" * (width - filled) + f" {100 * fraction:3.0f}%"
+
+
+def duration(seconds: float | None) -> str:
+    """``H:MM:SS`` (days as ``Nd H:MM:SS``), or ``-``."""
+    if seconds is None:
+        return "-"
+    seconds = int(round(seconds))
+    days, rest = divmod(seconds, 86400)
+    text = f"{rest // 3600}:{rest % 3600 // 60:02d}:{rest % 60:02d}"
+    return f"{days}d {text}" if days else text
+
+
+def clock(stamp: float | None, now: float | None = None) -> str:
+    """Local ``HH:MM:SS`` for a time today, ``MM-DD HH:MM`` for an earlier one."""
+    if stamp is None:
+        return "-"
+    local, today = time.localtime(stamp), time.localtime(now if now is not None else time.time())
+    same_day = local[:3] == today[:3]
+    return time.strftime("%H:%M:%S" if same_day else "%m-%d %H:%M", local)
+
+
+def percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.2f}"
+
+
+def number(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def status_text(status: str) -> Text:
+    return Text(status, style=STATUS_STYLES.get(status, ""))
+
+
+def header(snapshot: Snapshot) -> Text:
+    """The first line: the cluster (or storage alone), its nodes and load, and the poll's time; notes below it."""
+    text = Text("densenet-ray dashboard", style="bold")
+    cluster = snapshot.cluster
+    if cluster is None:
+        text.append(" · storage only")
+    else:
+        version = f" (Ray {cluster.ray_version})" if cluster.ray_version else ""
+        text.append(f" · cluster {cluster.address}{version}")
+        dead = f", {cluster.nodes_dead} dead" if cluster.nodes_dead else ""
+        text.append(f" · {cluster.nodes_alive} node{'s' if cluster.nodes_alive != 1 else ''} alive{dead}")
+        text.append(f" · CPU {_used(cluster.cpus_used)}/{cluster.cpus_total:g}")
+        text.append(f" · GPU {_used(cluster.gpus_used)}/{cluster.gpus_total:g}")
+    text.append(f" · {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(snapshot.time))}")
+    for note in snapshot.notes:
+        text.append(f"\n! {note}", style="yellow")
+    return text
+
+
+def _used(value: float | None) -> str:
+    return "?" if value is None else f"{value:g}"
+
+
+def _table(*columns: str, right: tuple[str, ...] = ()) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    for column in columns:
+        table.add_column(column, justify="right" if column in right else "left")
+    return table
+
+
+def jobs_table(snapshot: Snapshot, limit: int) -> RenderableType:
+    """Submitted jobs, running first then newest; failures with their one-line reason."""
+    table = _table("submission id", "status", "entrypoint", "started", "duration", "message", right=("duration",))
+    for job in snapshot.jobs[:limit]:
+        table.add_row(
+            job.submission_id,
+            status_text(job.status),
+            job.entrypoint,
+            clock(job.start_time, snapshot.time),
+            duration(job.duration_s),
+            job.message or "",
+        )
+    _more(table, len(snapshot.jobs) - limit, "jobs")
+    counts = _counts(job.status for job in snapshot.jobs)
+    return _section(f"Jobs ({counts or 'none'})", table if snapshot.jobs else None)
+
+
+RUN_COLUMNS = ("run", "model", "status", "epoch", "progress", "ETA", "img/s", "loss", "err %", "best %")
+CURVE_COLUMNS = ("loss/epoch", "err/epoch")
+CLUSTER_COLUMNS = ("restarts", "workers", "job")
+
+
+def runs_table(snapshot: Snapshot, limit: int) -> RenderableType:
+    """Training runs: progress, speed, latest and best figures, curves per epoch and, from the cluster, restarts,
+    workers and the job that started each run."""
+    standalone = [run for run in snapshot.runs if run.sweep is None]
+    from_cluster = any(run.status_source == "train" for run in standalone)
+    columns = RUN_COLUMNS + CURVE_COLUMNS + (CLUSTER_COLUMNS if from_cluster else ())
+    table = _table(*columns, right=("epoch", "ETA", "img/s", "loss", "err %", "best %", "restarts", "workers"))
+    for run in standalone[:limit]:
+        table.add_row(*_run_cells(run)[: len(columns)])
+    _more(table, len(standalone) - limit, "runs")
+    counts = _counts(run.status for run in standalone)
+    return _section(f"Training runs ({counts or 'none'})", table if standalone else None)
+
+
+def _run_cells(run: RunRow) -> list[Any]:
+    epochs = "?" if run.epochs is None else str(run.epochs)
+    best = percent(run.best_test_error) + (f" @{run.best_epoch}" if run.best_epoch else "")
+    workers = "-" if run.workers is None else f"{run.workers_alive}/{run.workers}"
+    return [
+        run.name,
+        run.model or "-",
+        status_text(run.status),
+        f"{run.epoch}/{epochs}",
+        bar(run.progress),
+        duration(run.eta_s) if run.status not in ("FINISHED", "STOPPED", "ERRORED", "ABORTED") else "-",
+        number(run.images_per_s),
+        number(run.loss, 4),
+        percent(run.test_error),
+        best,
+        sparkline(run.loss_history),
+        sparkline(run.error_history),
+        "-" if run.restarts is None else str(run.restarts),
+        workers,
+        run.job or "-",
+    ]
+
+
+def sweep_table(sweep: SweepRow, limit: int) -> RenderableType:
+    """One sweep: its status, trial counts and best trial so far above a row per trial."""
+    title = Text(f"Sweep {sweep.name} ({sweep.kind}, {sweep.scheduler}) ", style="bold")
+    title.append_text(status_text(sweep.status))
+    title.append(f" · {len(sweep.trials)} trials: {_counts(row.status for row in sweep.trials) or 'none yet'}")
+    if sweep.best_label is not None:
+        options = ", ".join(f"{key}={value}" for key, value in sweep.best_options.items())
+        title.append(
+            f"\nbest so far: {sweep.best_label} (trial {sweep.best_trial}) at {percent(sweep.best_test_error)} %"
+        )
+        title.append(f" test error, {options}" if options else " test error")
+    table = _table("trial", "model / options", "status", "epoch", "err %", "best %", right=("epoch", "err %", "best %"))
+    for trial in sweep.trials[:limit]:
+        epochs = "?" if trial.epochs is None else str(trial.epochs)
+        marker = " *" if trial.trial_id == sweep.best_trial else ""
+        table.add_row(
+            trial.trial_id + marker,
+            trial.label,
+            status_text(trial.status),
+            f"{trial.epoch}/{epochs}",
+            percent(trial.test_error),
+            percent(trial.best_test_error),
+        )
+    _more(table, len(sweep.trials) - limit, "trials")
+    return Group(title, table) if sweep.trials else title
+
+
+def _section(title: str, table: Table | None) -> RenderableType:
+    heading = Text(title, style="bold")
+    return Group(heading, table) if table is not None else heading
+
+
+def _counts(statuses: Any) -> str:
+    found: dict[str, int] = {}
+    for status in statuses:
+        found[status] = found.get(status, 0) + 1
+    return ", ".join(f"{count} {status}" for status, count in found.items())
+
+
+def _more(table: Table, hidden: int, what: str) -> None:
+    if hidden > 0:
+        table.add_row(f"… {hidden} more {what}")
+
+
+def render(snapshot: Snapshot, limit: int = 10) -> RenderableType:
+    """The whole snapshot: header, then the jobs (when there is a cluster), runs and sweeps."""
+    parts: list[RenderableType] = [header(snapshot)]
+    if snapshot.cluster is not None:
+        parts += [Text(""), jobs_table(snapshot, limit)]
+    parts += [Text(""), runs_table(snapshot, limit)]
+    for sweep in snapshot.sweeps[:limit]:
+        parts += [Text(""), sweep_table(sweep, limit)]
+    if len(snapshot.sweeps) > limit:
+        parts.append(Text(f"… and {len(snapshot.sweeps) - limit} more sweeps (--limit, or --json for all)"))
+    return Group(*parts)

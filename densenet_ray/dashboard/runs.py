@@ -1,0 +1,197 @@
+"""Training runs as their storage shows them: ``config.yaml``, ``metrics.jsonl`` (one line per epoch) and
+``progress.json`` (rank 0's in-epoch progress) under each run directory, local or ``s3://``.
+
+A :class:`StorageScanner` finds the run and sweep directories under a storage root and reads each run, re-reading a
+file only when the listing shows its size changed, so polling a root of finished runs costs one listing.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from densenet_ray.dashboard.snapshot import RunRow
+from densenet_ray.data.storage import ObjectInfo, Storage, StorageError, child_url, open_storage
+
+CONFIG_FILE, METRICS_FILE, PROGRESS_FILE = "config.yaml", "metrics.jsonl", "progress.json"
+SWEEP_FILE, TRIALS_DIR = "sweep.json", "trials"
+STALE_SECONDS = 600.0  # a run whose files have not changed for this long is not running any more
+
+
+@dataclass
+class RunFiles:
+    """What a run directory holds, parsed."""
+
+    url: str
+    config: dict[str, Any]
+    records: list[dict[str, Any]] = field(default_factory=list)  # per-epoch lines of metrics.jsonl
+    progress: dict[str, Any] | None = None
+    updated: float | None = None
+
+
+@dataclass
+class Layout:
+    """The run and sweep directories found under one storage root, as paths relative to it."""
+
+    runs: list[str]
+    sweeps: list[str]
+    sizes: dict[str, int]
+
+
+def run_key(url: str) -> str:
+    """A run directory's identity for joining the cluster's view with storage's: its URL without a query (an S3
+    endpoint may be spelled in the URL or in the environment)."""
+    return url.split("?", 1)[0].rstrip("/")
+
+
+def find_layout(objects: list[ObjectInfo]) -> Layout:
+    """Run directories (holding ``config.yaml``) and sweep directories (holding ``sweep.json``) in a listing; the
+    runs under a sweep's ``trials/`` belong to the sweep and are not listed as runs."""
+    sizes = {info.name: info.size for info in objects}
+    sweeps = sorted(_parent(name) for name in sizes if _base(name) == SWEEP_FILE)
+    trial_roots = {_join(sweep, TRIALS_DIR) for sweep in sweeps}
+    runs = sorted(
+        parent
+        for name in sizes
+        if _base(name) == CONFIG_FILE
+        and (parent := _parent(name)) is not None
+        and _parent(parent) not in trial_roots
+        and not _inside_checkpoint(parent)
+    )
+    return Layout(runs=runs, sweeps=sweeps, sizes=sizes)
+
+
+def _base(name: str) -> str:
+    return name.rsplit("/", 1)[-1]
+
+
+def _parent(name: str) -> str:
+    return name.rsplit("/", 1)[0] if "/" in name else ""
+
+
+def _join(directory: str, name: str) -> str:
+    return f"{directory}/{name}" if directory else name
+
+
+def _inside_checkpoint(directory: str) -> bool:
+    return any(part.startswith("checkpoint_") for part in directory.split("/"))
+
+
+class StorageScanner:
+    """Reads the runs and sweeps under one storage root, keeping parsed files until their size changes."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.storage: Storage = open_storage(root)
+        self._cache: dict[str, tuple[int, Any]] = {}
+
+    def layout(self) -> Layout:
+        """One listing of the root. Raises :class:`StorageError` (one line) when it cannot be listed."""
+        return find_layout(self.storage.list())
+
+    def url(self, relative: str) -> str:
+        return child_url(self.root, relative) if relative else self.root
+
+    def read_json(self, relative: str, sizes: dict[str, int]) -> Any:
+        """A JSON file by its path under the root, parsed; None when absent or unreadable (being written)."""
+        return self._read(relative, sizes, json.loads)
+
+    def _read(self, relative: str, sizes: dict[str, int], parse: Any) -> Any:
+        size = sizes.get(relative)
+        if size is None:
+            return None
+        cached = self._cache.get(relative)
+        if cached is not None and cached[0] == size and not relative.endswith(PROGRESS_FILE):
+            return cached[1]
+        try:
+            value = parse(self.storage.read_bytes(relative))
+        except (StorageError, OSError, ValueError, yaml.YAMLError):
+            return cached[1] if cached else None  # mid-write or gone since the listing: keep what we had
+        self._cache[relative] = (size, value)
+        return value
+
+    def read_run(self, directory: str, sizes: dict[str, int]) -> RunFiles | None:
+        """The run at ``directory`` (relative to the root); None when its config is not a training config."""
+        config = self._read(_join(directory, CONFIG_FILE), sizes, yaml.safe_load)
+        if not isinstance(config, dict) or "model" not in config or "epochs" not in config:
+            return None
+        lines = self._read(_join(directory, METRICS_FILE), sizes, _parse_jsonl) or []
+        records = [record for record in lines if not record.get("mid_epoch")]
+        progress = self._read(_join(directory, PROGRESS_FILE), sizes, json.loads)
+        times = [record.get("time") for record in lines[-1:]] + [(progress or {}).get("time")]
+        updated = max((stamp for stamp in times if isinstance(stamp, (int, float))), default=None)
+        return RunFiles(self.url(directory), config, records, progress if isinstance(progress, dict) else None, updated)
+
+
+def _parse_jsonl(data: bytes) -> list[dict[str, Any]]:
+    records = []
+    for line in data.decode().splitlines():
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            continue  # a torn last line on a store without atomic writes
+    return records
+
+
+def run_row(files: RunFiles, name: str, now: float | None = None) -> RunRow:
+    """A run's row from its files alone: status from whether its epochs are done and its files still change."""
+    now = time.time() if now is None else now
+    config, records, progress = files.config, files.records, files.progress
+    epochs = int(config["epochs"])
+    done = int(records[-1]["epoch"]) if records else 0
+    if done >= epochs:
+        status = "FINISHED"
+    elif files.updated is not None and now - files.updated < STALE_SECONDS:
+        status = "ACTIVE"
+    else:
+        status = "STOPPED"
+    row = RunRow(name=name, run_dir=files.url, status=status, status_source="storage", model=_model_name(config))
+    row.epoch, row.epochs, row.updated = done, epochs, files.updated
+    row.loss_history = [float(record["loss"]) for record in records if "loss" in record]
+    row.error_history = [float(record["test_error"]) for record in records if "test_error" in record]
+    if records:
+        last = records[-1]
+        row.loss, row.test_error = last.get("loss"), last.get("test_error")
+        row.best_test_error = last.get("best_test_error", min(row.error_history, default=None))
+        if row.error_history:
+            row.best_epoch = int(records[row.error_history.index(min(row.error_history))]["epoch"])
+        row.images_per_s = last.get("steady_images_per_s") or last.get("images_per_s")
+    fraction = float(done)
+    current = progress if progress and int(progress.get("epoch", 0)) == done + 1 and done < epochs else None
+    if current:
+        fraction += min(float(current["batch"]) / max(float(current["batches"]), 1.0), 1.0)
+        row.loss, row.images_per_s = current.get("loss", row.loss), current.get("images_per_s", row.images_per_s)
+    row.progress = 1.0 if status == "FINISHED" else min(fraction / max(epochs, 1), 1.0)
+    row.eta_s = _eta(records, current, epochs, fraction) if status != "FINISHED" else 0.0
+    return row
+
+
+def _eta(records: list[dict[str, Any]], current: dict[str, Any] | None, epochs: int, done: float) -> float | None:
+    """Seconds left: the wall time between the last two epochs (evaluation included), or the last epoch's training
+    time, per remaining epoch; the current epoch's own ETA while it runs."""
+    stamps = [record["time"] for record in records if isinstance(record.get("time"), (int, float))]
+    if len(stamps) >= 2:
+        per_epoch = stamps[-1] - stamps[-2]
+    elif records and records[-1].get("epoch_seconds"):
+        per_epoch = float(records[-1]["epoch_seconds"])
+    elif current and current.get("eta_seconds") is not None and float(current["batch"]) > 0:
+        part = float(current["batch"]) / max(float(current["batches"]), 1.0)
+        per_epoch = float(current["eta_seconds"]) / max(1.0 - part, 1e-9)
+    else:
+        return None
+    if current and current.get("eta_seconds") is not None:
+        return float(current["eta_seconds"]) + max(epochs - int(done) - 1, 0) * per_epoch
+    return max(epochs - done, 0.0) * per_epoch
+
+
+def _model_name(config: dict[str, Any]) -> str:
+    from densenet_ray.tune.sweeps import describe
+
+    try:
+        return describe(config)
+    except (KeyError, ValueError, TypeError):
+        return str(config.get("model"))

@@ -1,0 +1,190 @@
+"""A sweep's state from its experiment directory: ``sweep.json`` (what was asked for), Tune's own
+``experiment_state-*.json`` (every trial's status, pending ones included), the trials' run directories under
+``trials/`` and, once finished, ``results.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from densenet_ray.dashboard.runs import (
+    STALE_SECONDS,
+    TRIALS_DIR,
+    Layout,
+    RunFiles,
+    StorageScanner,
+    _join,
+    run_key,
+    run_row,
+)
+from densenet_ray.dashboard.snapshot import RunRow, SweepRow, TrialRow
+
+RESULTS_FILE = "results.json"
+# Tune's trial statuses and the words our sweep table uses for them (TERMINATED splits into FINISHED and STOPPED).
+TUNE_STATUS = {"PENDING": "PENDING", "RUNNING": "RUNNING", "PAUSED": "PAUSED", "ERROR": "ERROR"}
+RESULT_STATUS = {"complete": "FINISHED", "stopped": "STOPPED", "error": "ERROR", "interrupted": "INTERRUPTED"}
+STATUS_ORDER = ("RUNNING", "PENDING", "PAUSED", "FINISHED", "STOPPED", "INTERRUPTED", "ERROR")
+
+
+def tune_trial_states(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """``{trial_id: {"status", "trial"}}`` from Tune's experiment state (its trial entries are JSON strings)."""
+    states = {}
+    for entry in document.get("trial_data") or []:
+        try:
+            trial = json.loads(entry[0] if isinstance(entry, list) else entry)
+        except (TypeError, ValueError, IndexError):
+            continue
+        if isinstance(trial, dict) and trial.get("trial_id"):
+            config = trial.get("config") or {}
+            states[str(trial["trial_id"])] = {"status": trial.get("status"), "trial": config.get("trial") or {}}
+    return states
+
+
+def read_sweep(
+    scanner: StorageScanner,
+    directory: str,
+    layout: Layout,
+    train_runs: dict[str, RunRow],
+    now: float | None = None,
+) -> tuple[SweepRow, list[RunRow]] | None:
+    """The sweep at ``directory`` and its trials' run rows; ``train_runs`` (keyed by :func:`run_key`) are the
+    cluster's view of runs, which wins over the files' for status. None when ``sweep.json`` cannot be read."""
+    from densenet_ray.tune.sweeps import trial_label
+
+    now = time.time() if now is None else now
+    description = scanner.read_json(_join(directory, "sweep.json"), layout.sizes)
+    if not isinstance(description, dict):
+        return None
+    searched = list(description.get("searched") or [])
+    results = scanner.read_json(_join(directory, RESULTS_FILE), layout.sizes)
+    saved = {row["trial"]: row for row in (results or {}).get("rows", [])} if isinstance(results, dict) else {}
+    state_files = sorted(
+        name
+        for name in layout.sizes
+        if name.startswith(_join(directory, "experiment_state-"))
+        and "/" not in name[len(directory) + 1 if directory else 0 :]
+    )
+    states = tune_trial_states(scanner.read_json(state_files[-1], layout.sizes) or {}) if state_files else {}
+
+    trials_root = _join(directory, TRIALS_DIR)
+    run_dirs = {run.rsplit("/", 1)[-1]: run for run in _trial_dirs(layout, trials_root)}
+    trial_ids = sorted(set(states) | {name.removeprefix("train-") for name in run_dirs})
+    rows, runs = [], []
+    for trial_id in trial_ids:
+        relative = run_dirs.get(f"train-{trial_id}")
+        files = scanner.read_run(relative, layout.sizes) if relative else None
+        run = _trial_run(files, f"train-{trial_id}", train_runs, now)
+        if run is not None:
+            run.sweep = _name(scanner, directory)
+            runs.append(run)
+        options = files.config if files else {**(description.get("options") or {}), **states[trial_id]["trial"]}
+        status = _trial_status(states.get(trial_id, {}).get("status"), saved.get(f"train-{trial_id}"), run)
+        rows.append(
+            TrialRow(
+                trial_id=trial_id,
+                label=_label(trial_label, options, searched),
+                status=status,
+                options={key: options.get(key) for key in (searched or ["model"]) if key in options},
+                epoch=run.epoch if run else 0,
+                epochs=run.epochs if run else options.get("epochs"),
+                test_error=run.test_error if run else None,
+                best_test_error=run.best_test_error if run else None,
+                run_dir=run.run_dir if run else None,
+            )
+        )
+    sweep = SweepRow(
+        name=_name(scanner, directory),
+        url=scanner.url(directory),
+        kind=str(description.get("kind", "custom")),
+        scheduler=str(description.get("scheduler", "fifo")),
+        status=_sweep_status(bool(saved), rows, runs, now),
+        trials=sorted(
+            rows, key=lambda row: (STATUS_ORDER.index(row.status) if row.status in STATUS_ORDER else 99, row.trial_id)
+        ),
+    )
+    for row in rows:
+        sweep.counts[row.status] = sweep.counts.get(row.status, 0) + 1
+    measured = [row for row in rows if row.best_test_error is not None]
+    if measured:
+        best = min(measured, key=lambda row: row.best_test_error or 0.0)
+        sweep.best_trial, sweep.best_label = best.trial_id, best.label
+        sweep.best_test_error, sweep.best_options = best.best_test_error, best.options
+    return sweep, runs
+
+
+def _trial_dirs(layout: Layout, trials_root: str) -> list[str]:
+    prefix = trials_root + "/"
+    return sorted(
+        {
+            name[: name.rfind("/")]
+            for name in layout.sizes
+            if name.startswith(prefix) and name.endswith("/config.yaml") and name.count("/") == prefix.count("/") + 1
+        }
+    )
+
+
+def _trial_run(files: RunFiles | None, name: str, train_runs: dict[str, RunRow], now: float) -> RunRow | None:
+    if files is None:
+        return None
+    row = run_row(files, name, now)
+    cluster = train_runs.get(run_key(files.url))
+    return merge_run(row, cluster) if cluster else row
+
+
+def merge_run(stored: RunRow, cluster: RunRow) -> RunRow:
+    """The storage row with the cluster's status, attempts, workers and job."""
+    stored.status, stored.status_source, stored.status_detail = cluster.status, "train", cluster.status_detail
+    stored.attempts, stored.restarts = cluster.attempts, cluster.restarts
+    stored.workers_alive, stored.workers, stored.job = cluster.workers_alive, cluster.workers, cluster.job
+    if cluster.status == "FINISHED":
+        stored.progress, stored.eta_s = 1.0, 0.0
+    return stored
+
+
+def _trial_status(tune_status: str | None, saved: dict[str, Any] | None, run: RunRow | None) -> str:
+    """Precedence: the finished sweep's own table, the files (all epochs done), the cluster's run state, Tune's last
+    saved state, then the files' activity."""
+    if saved is not None:
+        return RESULT_STATUS.get(str(saved.get("status")), str(saved.get("status")).upper())
+    if run is not None and (run.status == "FINISHED" or (run.epochs is not None and run.epoch >= run.epochs)):
+        return "FINISHED"
+    if run is not None and run.status_source == "train":
+        if run.status == "ERRORED":
+            return "ERROR"
+        if run.status != "ABORTED":
+            return "RUNNING"
+    if tune_status == "TERMINATED":
+        return "STOPPED"  # ended by the scheduler before its last epoch
+    if tune_status in TUNE_STATUS:
+        if tune_status == "RUNNING" and run is not None and run.status == "STOPPED":
+            return "INTERRUPTED"  # Tune's last saved state says running, but the files stopped changing long ago
+        return TUNE_STATUS[tune_status]
+    if run is None:
+        return "PENDING"
+    return {"ACTIVE": "RUNNING", "STOPPED": "INTERRUPTED", "ABORTED": "STOPPED"}.get(run.status, run.status)
+
+
+def _sweep_status(finished: bool, trials: list[TrialRow], runs: list[RunRow], now: float) -> str:
+    if finished:
+        return "ERROR" if any(row.status == "ERROR" for row in trials) else "FINISHED"
+    if any(row.status in ("RUNNING", "PENDING") for row in trials) and any(
+        run.status_source == "train" or (run.updated is not None and now - run.updated < STALE_SECONDS) for run in runs
+    ):
+        return "RUNNING"
+    if not runs and trials:
+        return "PENDING"
+    return "INTERRUPTED"
+
+
+def _label(trial_label: Any, options: dict[str, Any], searched: list[str]) -> str:
+    try:
+        return trial_label(options, searched)
+    except (KeyError, ValueError, TypeError):
+        return str(options.get("model", "?"))
+
+
+def _name(scanner: StorageScanner, directory: str) -> str:
+    url = scanner.url(directory).split("?")[0].rstrip("/")
+    return url.rsplit("/", 1)[-1]
