@@ -9,14 +9,15 @@ of Ray's Python package; everything else is plain HTTP.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
-import threading
-from typing import Any
+import subprocess
+import sys
 
 from densenet_ray.dashboard.client import ClusterError
 
-GCS_LOOKUP_SECONDS = 10.0
+GCS_LOOKUP_SECONDS = 20.0
 
 
 def configured_address(explicit: str | None) -> str | None:
@@ -39,33 +40,36 @@ def resolve_address(explicit: str | None) -> str | None:
 
 
 def _dashboard_from_gcs(address: str | None) -> str | None:
-    outcome: dict[str, Any] = {}
-
-    def lookup() -> None:
-        try:
-            outcome["url"] = _lookup(address)
-        except Exception as error:  # noqa: BLE001 - reported as one line below
-            outcome["error"] = error
-
-    worker = threading.Thread(target=lookup, daemon=True)  # a dead GCS can make Ray's client retry for a minute
-    worker.start()
-    worker.join(GCS_LOOKUP_SECONDS)
-    if worker.is_alive():
+    """Ask the cluster's GCS for its dashboard URL in a child process: Ray's client prints from C++, reads its auth
+    mode once per process, and may retry a dead GCS for a minute; a child keeps all of that out of this one."""
+    command = [sys.executable, "-m", "densenet_ray.dashboard.address", address or ""]
+    env = dict(os.environ)
+    if not env.get("RAY_AUTH_MODE") and (env.get("RAY_AUTH_TOKEN") or os.path.exists(_token_path())):
+        env["RAY_AUTH_MODE"] = "token"  # a local cluster started with token auth (Ray 2.60's default)
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=GCS_LOOKUP_SECONDS)
+    except subprocess.TimeoutExpired:
         raise ClusterError(
-            f"no answer from the Ray cluster at {address or 'this machine'} within "
-            f"{GCS_LOOKUP_SECONDS:.0f} s; give the dashboard's URL with --address http://HEAD:8265"
-        )
-    if "error" in outcome:
-        error = outcome["error"]
-        if isinstance(error, ClusterError):
-            raise error
-        line = " ".join(str(error).split()) or type(error).__name__
-        raise ClusterError(f"cannot find the Ray dashboard for {address or 'the local cluster'}: {line}")
-    return outcome.get("url")
+            f"no answer from the Ray cluster at {address or 'this machine'} within {GCS_LOOKUP_SECONDS:.0f} s; "
+            "give the dashboard's URL with --address http://HEAD:8265"
+        ) from None
+    lines = done.stdout.strip().splitlines()
+    try:
+        answer = json.loads(lines[-1])
+    except (IndexError, ValueError):
+        tail = " ".join(done.stderr.split())[-300:]
+        raise ClusterError(f"cannot find the Ray dashboard for {address or 'the local cluster'}: {tail}") from None
+    if answer.get("error"):
+        raise ClusterError(answer["error"])
+    return answer.get("url")
+
+
+def _token_path() -> str:
+    return os.environ.get("RAY_AUTH_TOKEN_PATH") or os.path.join(os.path.expanduser("~"), ".ray", "auth_token")
 
 
 def _lookup(address: str | None) -> str | None:
-    logging.getLogger("ray").setLevel(logging.ERROR)  # Ray's own retries would print warnings mid-screen
+    logging.getLogger("ray").setLevel(logging.ERROR)
     from ray._private import ray_constants, services
     from ray._raylet import GcsClient
 
@@ -94,6 +98,22 @@ def _lookup(address: str | None) -> str | None:
             "includes one, or ray.init(include_dashboard=True))"
         )
     return f"http://{value.decode()}"
+
+
+def main(argv: list[str]) -> int:
+    """The child process: prints ``{"url": ...}`` or ``{"error": "one line"}`` as its last line."""
+    try:
+        print(json.dumps({"url": _lookup(argv[0] or None)}))
+    except Exception as error:  # noqa: BLE001 - every failure is reported to the parent as one line
+        line = " ".join(str(error).split()) or type(error).__name__
+        if not isinstance(error, ClusterError):
+            line = f"cannot find the Ray dashboard for {argv[0] or 'the local cluster'}: {line}"
+        print(json.dumps({"error": line}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
 
 
 def _port(address: str) -> str:

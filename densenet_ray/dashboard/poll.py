@@ -148,7 +148,6 @@ class Poller:
         by_dir = {run_key(run.run_dir): run for run in cluster_runs if run.run_dir}
         runs: dict[str, RunRow] = {}
         sweeps: dict[str, SweepRow] = {}
-        trial_dirs: set[str] = set()
         for root in self.roots(cluster_runs):
             try:
                 scanner = self._scanner(root)
@@ -162,7 +161,8 @@ class Poller:
                 found = read_sweep(scanner, directory, layout, by_dir, now)
                 if found is not None and run_key(found[0].url) not in sweeps:
                     sweeps[run_key(found[0].url)] = found[0]
-                    trial_dirs.update(run_key(run.run_dir) for run in found[1] if run.run_dir)
+                    for run in found[1]:  # listed with their sweep set; the runs table leaves them out
+                        runs.setdefault(run_key(run.run_dir) if run.run_dir else run.name, run)
             for directory in layout.runs:
                 files = scanner.read_run(directory, layout.sizes)
                 key = run_key(files.url) if files else ""
@@ -172,7 +172,7 @@ class Poller:
                 runs[key] = merge_run(row, by_dir[key]) if key in by_dir else row
         for run in cluster_runs:  # runs whose directory this machine cannot read: the cluster's view alone
             key = run_key(run.run_dir) if run.run_dir else run.name
-            if key not in runs and key not in trial_dirs:
+            if key not in runs:
                 runs[key] = run
         if self.storage and not runs and not sweeps and self.client is None:
             notes.append(f"no training runs or sweeps under {', '.join(self.storage)}")

@@ -9,7 +9,8 @@ import time
 from typing import Any
 
 from rich import box
-from rich.console import Group, RenderableType
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -106,33 +107,60 @@ def _used(value: float | None) -> str:
     return "?" if value is None else f"{value:g}"
 
 
-def _table(*columns: str, right: tuple[str, ...] = ()) -> Table:
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
-    for column in columns:
-        table.add_column(column, justify="right" if column in right else "left")
-    return table
+class FitTable:
+    """A table that leaves out its least important columns (``drop``, first to go first) until it fits the width it
+    is drawn at, instead of squeezing every column into wrapped fragments."""
+
+    def __init__(
+        self, columns: tuple[str, ...], rows: list[list[Any]], right: tuple[str, ...] = (), drop: tuple[str, ...] = ()
+    ) -> None:
+        self.columns, self.rows, self.right, self.drop = columns, rows, right, drop
+
+    def table(self, hidden: set[str]) -> Table:
+        table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+        keep = [index for index, column in enumerate(self.columns) if column not in hidden]
+        for index in keep:
+            column = self.columns[index]
+            table.add_column(column, justify="right" if column in self.right else "left", no_wrap=column != "message")
+        for row in self.rows:
+            table.add_row(*(row[index] for index in keep))
+        return table
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        hidden: set[str] = set()
+        table = self.table(hidden)
+        unbounded = options.update_width(100_000)  # rich clamps a measurement to the width it is given
+        for column in self.drop:
+            if Measurement.get(console, unbounded, table).maximum <= options.max_width:
+                break
+            hidden.add(column)
+            table = self.table(hidden)
+        yield table
 
 
 def jobs_table(snapshot: Snapshot, limit: int) -> RenderableType:
     """Submitted jobs, running first then newest; failures with their one-line reason."""
-    table = _table("submission id", "status", "entrypoint", "started", "duration", "message", right=("duration",))
-    for job in snapshot.jobs[:limit]:
-        table.add_row(
+    rows = [
+        [
             job.submission_id,
             status_text(job.status),
             job.entrypoint,
             clock(job.start_time, snapshot.time),
             duration(job.duration_s),
             job.message or "",
-        )
-    _more(table, len(snapshot.jobs) - limit, "jobs")
+        ]
+        for job in snapshot.jobs[:limit]
+    ]
+    columns = ("submission id", "status", "entrypoint", "started", "duration", "message")
+    table = FitTable(columns, rows, right=("duration",))
     counts = _counts(job.status for job in snapshot.jobs)
-    return _section(f"Jobs ({counts or 'none'})", table if snapshot.jobs else None)
+    return _section(f"Jobs ({counts or 'none'})", table if rows else None, len(snapshot.jobs) - limit, "jobs")
 
 
 RUN_COLUMNS = ("run", "model", "status", "epoch", "progress", "ETA", "img/s", "loss", "err %", "best %")
 CURVE_COLUMNS = ("loss/epoch", "err/epoch")
 CLUSTER_COLUMNS = ("restarts", "workers", "job")
+RUN_DROP_ORDER = ("job", "restarts", "workers", "loss/epoch", "model", "img/s", "ETA")
 
 
 def runs_table(snapshot: Snapshot, limit: int) -> RenderableType:
@@ -141,12 +169,11 @@ def runs_table(snapshot: Snapshot, limit: int) -> RenderableType:
     standalone = [run for run in snapshot.runs if run.sweep is None]
     from_cluster = any(run.status_source == "train" for run in standalone)
     columns = RUN_COLUMNS + CURVE_COLUMNS + (CLUSTER_COLUMNS if from_cluster else ())
-    table = _table(*columns, right=("epoch", "ETA", "img/s", "loss", "err %", "best %", "restarts", "workers"))
-    for run in standalone[:limit]:
-        table.add_row(*_run_cells(run)[: len(columns)])
-    _more(table, len(standalone) - limit, "runs")
+    rows = [_run_cells(run)[: len(columns)] for run in standalone[:limit]]
+    right = ("epoch", "ETA", "img/s", "loss", "err %", "best %", "restarts", "workers")
     counts = _counts(run.status for run in standalone)
-    return _section(f"Training runs ({counts or 'none'})", table if standalone else None)
+    table = FitTable(columns, rows, right=right, drop=RUN_DROP_ORDER)
+    return _section(f"Training runs ({counts or 'none'})", table if rows else None, len(standalone) - limit, "runs")
 
 
 def _run_cells(run: RunRow) -> list[Any]:
@@ -183,25 +210,28 @@ def sweep_table(sweep: SweepRow, limit: int) -> RenderableType:
             f"\nbest so far: {sweep.best_label} (trial {sweep.best_trial}) at {percent(sweep.best_test_error)} %"
         )
         title.append(f" test error, {options}" if options else " test error")
-    table = _table("trial", "model / options", "status", "epoch", "err %", "best %", right=("epoch", "err %", "best %"))
-    for trial in sweep.trials[:limit]:
-        epochs = "?" if trial.epochs is None else str(trial.epochs)
-        marker = " *" if trial.trial_id == sweep.best_trial else ""
-        table.add_row(
-            trial.trial_id + marker,
+    rows = [
+        [
+            trial.trial_id + (" *" if trial.trial_id == sweep.best_trial else ""),
             trial.label,
             status_text(trial.status),
-            f"{trial.epoch}/{epochs}",
+            f"{trial.epoch}/{'?' if trial.epochs is None else trial.epochs}",
             percent(trial.test_error),
             percent(trial.best_test_error),
-        )
-    _more(table, len(sweep.trials) - limit, "trials")
-    return Group(title, table) if sweep.trials else title
+        ]
+        for trial in sweep.trials[:limit]
+    ]
+    columns = ("trial", "model / options", "status", "epoch", "err %", "best %")
+    table = FitTable(columns, rows, right=("epoch", "err %", "best %"))
+    return _section(title, table if rows else None, len(sweep.trials) - limit, "trials")
 
 
-def _section(title: str, table: Table | None) -> RenderableType:
-    heading = Text(title, style="bold")
-    return Group(heading, table) if table is not None else heading
+def _section(title: str | Text, table: FitTable | None, hidden: int, what: str) -> RenderableType:
+    heading = Text(title, style="bold") if isinstance(title, str) else title
+    parts: list[RenderableType] = [heading] if table is None else [heading, table]
+    if hidden > 0:
+        parts.append(Text(f"… {hidden} more {what} (--limit N to show more, --json for all)", style="dim"))
+    return Group(*parts)
 
 
 def _counts(statuses: Any) -> str:
@@ -209,11 +239,6 @@ def _counts(statuses: Any) -> str:
     for status in statuses:
         found[status] = found.get(status, 0) + 1
     return ", ".join(f"{count} {status}" for status, count in found.items())
-
-
-def _more(table: Table, hidden: int, what: str) -> None:
-    if hidden > 0:
-        table.add_row(f"… {hidden} more {what}")
 
 
 def render(snapshot: Snapshot, limit: int = 10) -> RenderableType:

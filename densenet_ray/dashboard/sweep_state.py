@@ -167,13 +167,16 @@ def _trial_status(tune_status: str | None, saved: dict[str, Any] | None, run: Ru
 
 
 def _sweep_status(finished: bool, trials: list[TrialRow], runs: list[RunRow], now: float) -> str:
+    """FINISHED (or ERROR) once ``results.json`` exists; RUNNING while a trial runs or the trials' files changed
+    lately (between trials, or writing the results); PENDING before any trial started; else INTERRUPTED (the same
+    ``--name`` resumes it)."""
     if finished:
         return "ERROR" if any(row.status == "ERROR" for row in trials) else "FINISHED"
-    if any(row.status in ("RUNNING", "PENDING") for row in trials) and any(
-        run.status_source == "train" or (run.updated is not None and now - run.updated < STALE_SECONDS) for run in runs
-    ):
+    if any(row.status == "RUNNING" for row in trials):
         return "RUNNING"
-    if not runs and trials:
+    if any(run.updated is not None and now - run.updated < STALE_SECONDS for run in runs):
+        return "RUNNING"
+    if not runs:
         return "PENDING"
     return "INTERRUPTED"
 

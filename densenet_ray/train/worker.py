@@ -86,7 +86,7 @@ class _Progress:
         from densenet_ray.data.storage import StorageError, open_storage
 
         self.last = now
-        record = {"epoch": epoch + 1, "batch": batch, "batches": batches, "loss": stats.loss}
+        record = {"epoch": epoch + 1, "batch": batch, "batches": batches, "loss": stats.loss, "time": time.time()}
         record["images_per_s"] = stats.samples * world / max(now - self.started, 1e-9)
         record["eta_seconds"] = (now - self.started) / max(stats.steps, 1) * (batches - batch)
         with contextlib.suppress(StorageError, OSError):  # progress display only; never fail training over it

@@ -1,0 +1,110 @@
+"""``densenet-ray dashboard`` as a user runs it: storage alone, JSON, plain output off a terminal, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from densenet_ray.cli import main
+from densenet_ray.dashboard.snapshot import SCHEMA
+from tests.dashboard.helpers import write_run, write_sweep, write_tune_state
+
+
+def _storage(tmp_path):
+    import time
+
+    now = time.time()
+    root = tmp_path / "store"
+    write_run(root / "runs", "bc40", epochs=3, errors=[0.6, 0.5, 0.42], last_time=now - 3600)
+    sweep = write_sweep(root / "sweeps", "lr-sweep", ["lr"], [{"lr": 0.05}, {"lr": 0.1}])
+    write_run(sweep / "trials", "train-a_00000", epochs=2, errors=[0.5, 0.3], last_time=now - 60, lr=0.05)
+    write_tune_state(sweep, {"a_00000": ("TERMINATED", {"lr": 0.05}), "a_00001": ("PENDING", {"lr": 0.1})})
+    return root
+
+
+def _run(*args, **env):
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("RAY_")}
+    environment.update(COLUMNS="200", **env)
+    return subprocess.run(
+        [sys.executable, "-m", "densenet_ray", "dashboard", *args],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=120,
+    )
+
+
+@pytest.mark.slow
+def test_once_with_storage_and_no_cluster_prints_runs_and_sweeps_as_plain_text(tmp_path) -> None:
+    root = _storage(tmp_path)
+    done = _run("--once", "--storage", str(root))
+    assert done.returncode == 0, done.stderr
+    assert "\x1b[" not in done.stdout  # piped: no ANSI escapes
+    assert "storage only" in done.stdout and "bc40" in done.stdout and "FINISHED" in done.stdout
+    assert "Sweep lr-sweep (custom, asha) RUNNING" in done.stdout and "1 FINISHED, 1 PENDING" in done.stdout.replace(
+        "1 PENDING, 1 FINISHED", "1 FINISHED, 1 PENDING"
+    )
+    assert "BC L=16 k=12 lr=0.05" in done.stdout and "30.00" in done.stdout
+    piped = _run("--storage", str(root))  # no --once: off a terminal it prints one snapshot all the same
+    assert piped.returncode == 0 and "bc40" in piped.stdout and "\x1b[" not in piped.stdout
+    colored = _run("--once", "--force-color", "--storage", str(root))
+    assert "\x1b[" in colored.stdout
+
+
+@pytest.mark.slow
+def test_json_snapshot_schema(tmp_path) -> None:
+    done = _run("--json", "--storage", str(_storage(tmp_path)))
+    assert done.returncode == 0, done.stderr
+    document = json.loads(done.stdout)
+    assert document["schema"] == SCHEMA and document["cluster"] is None and document["jobs"] == []
+    assert set(document) == {"schema", "time", "cluster", "jobs", "runs", "sweeps", "storage", "notes"}
+    runs = {run["name"]: run for run in document["runs"]}
+    assert set(runs) == {"bc40", "train-a_00000"} and runs["train-a_00000"]["sweep"] == "lr-sweep"
+    bc40 = runs["bc40"]
+    assert (bc40["status"], bc40["epoch"], bc40["epochs"], bc40["best_test_error"]) == ("FINISHED", 3, 3, 0.42)
+    assert bc40["error_history"] == [0.6, 0.5, 0.42] and isinstance(bc40["loss_history"][0], float)
+    (sweep,) = document["sweeps"]
+    assert (sweep["name"], sweep["best_trial"], sweep["best_options"]) == ("lr-sweep", "a_00000", {"lr": 0.05})
+    assert {trial["trial_id"]: trial["status"] for trial in sweep["trials"]} == {
+        "a_00000": "FINISHED",
+        "a_00001": "PENDING",
+    }
+
+
+@pytest.mark.slow
+def test_unreachable_address_is_one_line(tmp_path) -> None:
+    done = _run("--once", "--address", "http://127.0.0.1:9")
+    assert done.returncode == 1 and done.stdout == ""
+    assert (
+        done.stderr == "error: cannot reach the Ray dashboard at http://127.0.0.1:9 ([Errno 111] Connection refused)\n"
+    )
+    from_env = _run("--json", RAY_ADDRESS="http://127.0.0.1:9")
+    assert from_env.returncode == 1 and from_env.stderr.count("\n") == 1 and "127.0.0.1:9" in from_env.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--interval", "0.5"], "--interval 0.5 is too short"),
+        (["--limit", "0"], "--limit 0 must be at least 1"),
+        (["--storage", "/no/such/dir"], "--storage /no/such/dir: no such directory"),
+        (["--address", "ray://head:10001"], "--address ray://head:10001 is not a dashboard address"),
+    ],
+)
+def test_bad_input_is_one_line(args, message, capsys) -> None:
+    assert main(["dashboard", "--once", *args]) == 1
+    captured = capsys.readouterr()
+    assert message in captured.err and captured.err.count("\n") == 1 and captured.out == ""
+
+
+def test_json_and_colour_flags_are_parsed() -> None:
+    from densenet_ray.cli import build_parser
+
+    args = build_parser().parse_args(["dashboard", "--json", "--storage", "a", "--storage", "s3://b/p", "--no-color"])
+    assert args.json and args.storage == ["a", "s3://b/p"] and args.no_color and args.interval == 2.0
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["dashboard", "--force-color", "--no-color"])
