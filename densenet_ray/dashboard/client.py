@@ -44,7 +44,7 @@ def auth_token(address: str) -> tuple[str | None, str]:
 class DashboardClient:
     """GETs JSON from one Ray dashboard (``http://host:8265``)."""
 
-    def __init__(self, address: str, timeout: float = 5.0) -> None:
+    def __init__(self, address: str, timeout: float = 15.0) -> None:
         self.address = address.rstrip("/")
         self.timeout = timeout
         self.token, self.token_source = auth_token(self.address)

@@ -28,6 +28,7 @@ from densenet_ray.dashboard.sweep_state import merge_run, read_sweep
 from densenet_ray.data.storage import StorageError, child_url, open_storage, split_url
 
 ALIVE = "ALIVE"
+_FAILED: list[dict[str, Any]] = []  # the Train run API failed (a note says why), as opposed to None: not recorded
 
 
 def train_run_dir(run: dict[str, Any]) -> str | None:
@@ -80,15 +81,28 @@ class Poller:
         self.scanners: dict[str, StorageScanner] = {}
         self.note = note  # why there is no cluster, shown with every snapshot
 
-    def read_cluster(self) -> tuple[ClusterInfo, list[dict[str, Any]], list[dict[str, Any]] | None]:
-        """Cluster figures, the raw jobs and the raw Train runs (None: not recorded). Raises :class:`ClusterError`."""
+    def read_cluster(
+        self, notes: list[str]
+    ) -> tuple[ClusterInfo, list[dict[str, Any]], list[dict[str, Any]] | None]:
+        """Cluster figures, the raw jobs and the raw Train runs (None: not recorded or no answer). An unreachable
+        or unauthorised dashboard raises :class:`ClusterError`; an endpoint that fails after that (a busy head can
+        be slow to answer) becomes a note and its part of the snapshot stays empty."""
         assert self.client is not None
-        version = self.client.version()  # unreachable or unauthorised fails here, with its one line
-        info = cluster_info(self.client.address, version, self.client.nodes(), self.client.cluster_status())
-        jobs = self.client.jobs()
-        runs = self.client.train_runs()
+        version = self.client.version()
+        nodes = self._part(self.client.nodes, [], notes)
+        info = cluster_info(self.client.address, version, nodes, self.client.cluster_status())
+        jobs = self._part(self.client.jobs, [], notes)
+        runs = self._part(self.client.train_runs, None, notes)
         info.train_state = runs is not None
         return info, jobs, runs
+
+    @staticmethod
+    def _part(read: Any, empty: Any, notes: list[str]) -> Any:
+        try:
+            return read()
+        except ClusterError as error:
+            notes.append(str(error))
+            return _FAILED if empty is None else empty
 
     def poll(self, strict: bool = False) -> Snapshot:
         """Everything, now. With ``strict``, a cluster that cannot be read raises; otherwise it becomes a note and
@@ -98,19 +112,21 @@ class Poller:
         cluster, raw_jobs, raw_runs = None, [], None
         if self.client is not None:
             try:
-                cluster, raw_jobs, raw_runs = self.read_cluster()
+                cluster, raw_jobs, raw_runs = self.read_cluster(notes)
             except ClusterError as error:
                 if strict:
                     raise
                 notes.append(str(error))
         jobs = job_rows(raw_jobs, now)
         by_job_id = {row.job_id: row for row in jobs if row.job_id}
-        cluster_runs = [train_run_row(run, by_job_id) for run in raw_runs or []]
-        if cluster is not None and raw_runs is None:
+        if raw_runs is _FAILED:
+            cluster.train_state, raw_runs = False, None
+        elif cluster is not None and raw_runs is None:
             notes.append(
                 "Ray Train run state is off on this cluster: start it with RAY_TRAIN_ENABLE_STATE_TRACKING=1 "
                 "(runs and sweeps are still read from storage)"
             )
+        cluster_runs = [train_run_row(run, by_job_id) for run in raw_runs or []]
         runs, sweeps = self._from_storage(cluster_runs, notes, now, strict)
         return Snapshot(
             time=now,
