@@ -58,7 +58,7 @@ def storage_roots(given: list[str] | None) -> list[str]:
 
 def make_poller(address: str | None, roots: list[str]):  # noqa: ANN201 - Poller, imported lazily
     """The poller for the given address and roots: storage alone when no cluster is given or found here."""
-    from densenet_ray.dashboard.address import configured_address, resolve_address
+    from densenet_ray.dashboard.address import resolve_address
     from densenet_ray.dashboard.poll import Poller
 
     url = resolve_address(address)
@@ -71,7 +71,6 @@ def make_poller(address: str | None, roots: list[str]):  # noqa: ANN201 - Poller
             "no Ray cluster runs on this machine and no --storage was given: pass --address http://HEAD:8265 "
             "(or set RAY_ADDRESS), or --storage DIR|s3://... to read runs without a cluster"
         )
-    assert configured_address(address) is None
     return Poller(None, roots, note="no Ray cluster on this machine: showing storage only (--address to add one)")
 
 
@@ -80,10 +79,9 @@ def _console(args: argparse.Namespace) -> Console:
 
     if args.force_color:
         return Console(force_terminal=True, width=None if sys.stdout.isatty() else 160)
-    console = make_console()
     if args.no_color:
-        console.no_color = True
-    return console
+        return Console(no_color=True, width=None if sys.stdout.isatty() else 160)
+    return make_console()
 
 
 def dashboard_command(args: argparse.Namespace) -> int:

@@ -106,7 +106,13 @@ def main(argv: list[str]) -> int:
         print(json.dumps({"url": _lookup(argv[0] or None)}))
     except Exception as error:  # noqa: BLE001 - every failure is reported to the parent as one line
         line = " ".join(str(error).split()) or type(error).__name__
-        if not isinstance(error, ClusterError):
+        if "InvalidAuthToken" in line or "Unauthenticated" in line:
+            where = f"at {argv[0]}" if argv[0] else "on this machine"
+            line = (
+                f"the Ray cluster {where} needs its token: set RAY_AUTH_TOKEN, or RAY_AUTH_TOKEN_PATH to its file "
+                "(~/.ray/auth_token where the cluster was started)"
+            )
+        elif not isinstance(error, ClusterError):
             line = f"cannot find the Ray dashboard for {argv[0] or 'the local cluster'}: {line}"
         print(json.dumps({"error": line}))
     return 0

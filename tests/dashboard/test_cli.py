@@ -108,3 +108,10 @@ def test_json_and_colour_flags_are_parsed() -> None:
     assert args.json and args.storage == ["a", "s3://b/p"] and args.no_color and args.interval == 2.0
     with pytest.raises(SystemExit):
         build_parser().parse_args(["dashboard", "--force-color", "--no-color"])
+
+
+@pytest.mark.slow
+def test_nothing_to_show_is_one_line(tmp_path) -> None:
+    done = _run("--once", HOME=str(tmp_path))  # no cluster here, no --storage, no ~/densenet-ray
+    assert done.returncode == 1 and done.stdout == "" and done.stderr.count("\n") == 1
+    assert done.stderr.startswith("error: no Ray cluster runs on this machine and no --storage was given")
