@@ -32,6 +32,9 @@ def add_parser(groups: argparse._SubParsersAction) -> None:
         metavar="URL",
         help="run or sweep storage to scan (a directory or s3://bucket/prefix; repeatable); works with no cluster",
     )
+    parser.add_argument(
+        "--no-cluster", action="store_true", help="read --storage only; do not look for a cluster on this machine"
+    )
     parser.add_argument("--once", action="store_true", help="print one snapshot and exit")
     parser.add_argument("--json", action="store_true", help="print one snapshot as JSON and exit")
     parser.add_argument("--interval", type=float, default=2.0, metavar="SEC", help="poll every SEC s (>= 1, default 2)")
@@ -56,11 +59,15 @@ def storage_roots(given: list[str] | None) -> list[str]:
     return roots
 
 
-def make_poller(address: str | None, roots: list[str]):  # noqa: ANN201 - Poller, imported lazily
+def make_poller(address: str | None, roots: list[str], no_cluster: bool = False):  # noqa: ANN201 - a Poller
     """The poller for the given address and roots: storage alone when no cluster is given or found here."""
     from densenet_ray.dashboard.address import resolve_address
     from densenet_ray.dashboard.poll import Poller
 
+    if no_cluster:
+        if address or not roots:
+            raise ValueError("--no-cluster reads storage only: give --storage, and no --address")
+        return Poller(None, roots, note="storage only (--no-cluster)")
     url = resolve_address(address)
     if url is not None:
         return Poller(url, roots)
@@ -95,15 +102,21 @@ def dashboard_command(args: argparse.Namespace) -> int:
         raise ValueError(f"--limit {args.limit} must be at least 1")
     roots = storage_roots(args.storage)
     try:
-        poller = make_poller(args.address, roots)
+        poller = make_poller(args.address, roots, args.no_cluster)
+        live = not (args.once or args.json) and sys.stdout.isatty() and sys.stdin.isatty()
+        if live:
+            return run_live(poller, _console(args), args.interval, args.limit)
+        snapshot = poller.poll(strict=True)
+        if poller.client is None and not snapshot.runs and not snapshot.sweeps:
+            raise ValueError(
+                f"no training runs or sweeps under {', '.join(poller.storage)} (a run directory holds config.yaml "
+                "and metrics.jsonl, a sweep's holds sweep.json)"
+            )
         if args.json:
-            print(json.dumps(poller.poll(strict=True).to_json(), default=str))
-            return 0
-        console = _console(args)
-        if args.once or not (sys.stdout.isatty() and sys.stdin.isatty()):
-            console.print(render(poller.poll(strict=True), args.limit))
-            return 0
-        return run_live(poller, console, args.interval, args.limit)
+            print(json.dumps(snapshot.to_json(), default=str))
+        else:
+            _console(args).print(render(snapshot, args.limit))
+        return 0
     except ClusterError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -81,9 +81,7 @@ class Poller:
         self.scanners: dict[str, StorageScanner] = {}
         self.note = note  # why there is no cluster, shown with every snapshot
 
-    def read_cluster(
-        self, notes: list[str]
-    ) -> tuple[ClusterInfo, list[dict[str, Any]], list[dict[str, Any]] | None]:
+    def read_cluster(self, notes: list[str]) -> tuple[ClusterInfo, list[dict[str, Any]], list[dict[str, Any]] | None]:
         """Cluster figures, the raw jobs and the raw Train runs (None: not recorded or no answer). An unreachable
         or unauthorised dashboard raises :class:`ClusterError`; an endpoint that fails after that (a busy head can
         be slow to answer) becomes a note and its part of the snapshot stays empty."""

@@ -100,12 +100,13 @@ class StorageScanner:
         """A JSON file by its path under the root, parsed; None when absent or unreadable (being written)."""
         return self._read(relative, sizes, json.loads)
 
-    def _read(self, relative: str, sizes: dict[str, int], parse: Any) -> Any:
+    def _read(self, relative: str, sizes: dict[str, int], parse: Any, fresh: bool = False) -> Any:
+        """``fresh``: read even when the size is unchanged (a rewrite of the same length, as progress.json has)."""
         size = sizes.get(relative)
         if size is None:
             return None
         cached = self._cache.get(relative)
-        if cached is not None and cached[0] == size and not relative.endswith(PROGRESS_FILE):
+        if cached is not None and cached[0] == size and not fresh:
             return cached[1]
         try:
             value = parse(self.storage.read_bytes(relative))
@@ -121,7 +122,8 @@ class StorageScanner:
             return None
         lines = self._read(_join(directory, METRICS_FILE), sizes, _parse_jsonl) or []
         records = [record for record in lines if not record.get("mid_epoch")]
-        progress = self._read(_join(directory, PROGRESS_FILE), sizes, json.loads)
+        finished = bool(records) and int(records[-1].get("epoch", 0)) >= int(config["epochs"])
+        progress = self._read(_join(directory, PROGRESS_FILE), sizes, json.loads, fresh=not finished)
         times = [record.get("time") for record in lines[-1:]] + [(progress or {}).get("time")]
         updated = max((stamp for stamp in times if isinstance(stamp, (int, float))), default=None)
         return RunFiles(self.url(directory), config, records, progress if isinstance(progress, dict) else None, updated)

@@ -38,8 +38,17 @@ def _run(*args, **env):
     )
 
 
+@pytest.fixture
+def no_local_cluster() -> None:
+    """These tests need a machine where no Ray cluster runs (as in CI): then the dashboard finds none by itself."""
+    from ray._private.services import find_gcs_addresses
+
+    if find_gcs_addresses():
+        pytest.skip("a Ray cluster runs on this machine; the dashboard would find and show it")
+
+
 @pytest.mark.slow
-def test_once_with_storage_and_no_cluster_prints_runs_and_sweeps_as_plain_text(tmp_path) -> None:
+def test_once_with_storage_and_no_cluster_prints_runs_and_sweeps_as_plain_text(tmp_path, no_local_cluster) -> None:
     root = _storage(tmp_path)
     done = _run("--once", "--storage", str(root))
     assert done.returncode == 0, done.stderr
@@ -49,15 +58,21 @@ def test_once_with_storage_and_no_cluster_prints_runs_and_sweeps_as_plain_text(t
         "1 PENDING, 1 FINISHED", "1 FINISHED, 1 PENDING"
     )
     assert "BC L=16 k=12 lr=0.05" in done.stdout and "30.00" in done.stdout
-    piped = _run("--storage", str(root))  # no --once: off a terminal it prints one snapshot all the same
+
+
+@pytest.mark.slow
+def test_off_a_terminal_one_plain_snapshot_unless_colour_is_forced(tmp_path) -> None:
+    root = _storage(tmp_path)
+    piped = _run("--no-cluster", "--storage", str(root))  # no --once: off a terminal it prints one snapshot anyway
     assert piped.returncode == 0 and "bc40" in piped.stdout and "\x1b[" not in piped.stdout
-    colored = _run("--once", "--force-color", "--storage", str(root))
-    assert "\x1b[" in colored.stdout
+    assert "storage only (--no-cluster)" in piped.stdout
+    colored = _run("--once", "--force-color", "--no-cluster", "--storage", str(root))
+    assert colored.returncode == 0 and "\x1b[" in colored.stdout
 
 
 @pytest.mark.slow
 def test_json_snapshot_schema(tmp_path) -> None:
-    done = _run("--json", "--storage", str(_storage(tmp_path)))
+    done = _run("--json", "--no-cluster", "--storage", str(_storage(tmp_path)))
     assert done.returncode == 0, done.stderr
     document = json.loads(done.stdout)
     assert document["schema"] == SCHEMA and document["cluster"] is None and document["jobs"] == []
@@ -93,6 +108,7 @@ def test_unreachable_address_is_one_line(tmp_path) -> None:
         (["--limit", "0"], "--limit 0 must be at least 1"),
         (["--storage", "/no/such/dir"], "--storage /no/such/dir: no such directory"),
         (["--address", "ray://head:10001"], "--address ray://head:10001 is not a dashboard address"),
+        (["--no-cluster"], "--no-cluster reads storage only: give --storage, and no --address"),
     ],
 )
 def test_bad_input_is_one_line(args, message, capsys) -> None:
@@ -111,7 +127,18 @@ def test_json_and_colour_flags_are_parsed() -> None:
 
 
 @pytest.mark.slow
-def test_nothing_to_show_is_one_line(tmp_path) -> None:
+def test_nothing_to_show_is_one_line(tmp_path, no_local_cluster) -> None:
     done = _run("--once", HOME=str(tmp_path))  # no cluster here, no --storage, no ~/densenet-ray
     assert done.returncode == 1 and done.stdout == "" and done.stderr.count("\n") == 1
     assert done.stderr.startswith("error: no Ray cluster runs on this machine and no --storage was given")
+
+
+@pytest.mark.slow
+def test_empty_storage_is_one_line(tmp_path) -> None:
+    (tmp_path / "empty").mkdir()
+    done = _run("--once", "--no-cluster", "--storage", str(tmp_path / "empty"))
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr == (
+        f"error: no training runs or sweeps under {tmp_path / 'empty'} (a run directory holds config.yaml and "
+        "metrics.jsonl, a sweep's holds sweep.json)\n"
+    )

@@ -140,3 +140,27 @@ def test_unreadable_storage_is_an_error_first_then_a_note(tmp_path) -> None:
     with pytest.raises(StorageError, match="--storage s3://no-such-bucket-for-dashboard"):
         poller.poll(strict=True)
     assert "cannot read storage" in poller.poll().notes[0]
+
+
+@pytest.mark.integration
+def test_runs_and_sweeps_are_read_from_s3(tmp_path, bucket) -> None:
+    from densenet_ray.data.storage import open_storage
+
+    local = tmp_path / "local"
+    write_run(local / "runs", "on-s3", epochs=2, errors=[0.5, 0.45], last_time=NOW)
+    sweep = write_sweep(local / "sweeps", "sw", ["lr"], [{"lr": 0.1}])
+    write_run(sweep / "trials", "train-b_00000", epochs=2, errors=[0.4], last_time=NOW - 1, lr=0.1)
+    storage = open_storage(f"s3://{bucket}/team")
+    for path in local.rglob("*"):
+        if path.is_file():
+            storage.write_bytes(path.relative_to(local).as_posix(), path.read_bytes())
+    poller = Poller(None, [f"s3://{bucket}/team"])
+    snapshot = poller.poll(strict=True)
+    (run,) = [run for run in snapshot.runs if run.sweep is None]
+    assert (run.name, run.run_dir, run.epoch, run.status) == ("on-s3", f"s3://{bucket}/team/runs/on-s3", 2, "FINISHED")
+    assert [s.name for s in snapshot.sweeps] == ["sw"] and snapshot.sweeps[0].trials[0].best_test_error == 0.4
+    reads = []
+    original = poller.scanners[f"s3://{bucket}/team"].storage.read_bytes
+    poller.scanners[f"s3://{bucket}/team"].storage.read_bytes = lambda name: reads.append(name) or original(name)
+    poller.poll()
+    assert reads == []  # nothing changed on S3: one listing, no object read

@@ -95,18 +95,25 @@ def test_first_epoch_in_progress_has_an_eta_from_progress_alone(tmp_path) -> Non
 
 
 def test_scanner_rereads_a_file_only_when_its_size_changes(tmp_path) -> None:
-    run = write_run(tmp_path, "r", epochs=5, errors=[0.5], last_time=NOW)
+    progress = {"epoch": 2, "batch": 1, "batches": 9, "loss": 1.0, "images_per_s": 1.0, "eta_seconds": 1.0}
+    run = write_run(tmp_path, "r", epochs=5, errors=[0.5], last_time=NOW, progress=progress)
     scanner, layout = _scan(tmp_path)
     assert len(scanner.read_run("r", layout.sizes).records) == 1
     reads = []
     original = scanner.storage.read_bytes
     scanner.storage.read_bytes = lambda name: reads.append(name) or original(name)
     scanner.read_run("r", scanner.layout().sizes)
-    assert reads == []  # nothing changed: nothing read
+    assert reads == ["r/progress.json"]  # a running run's progress is rewritten in place: always read
     with open(run / "metrics.jsonl", "a") as handle:
-        handle.write(json.dumps({"time": NOW + 60, "epoch": 2, "epochs": 5, "loss": 1.0, "test_error": 0.3}) + "\n")
+        for epoch in range(2, 6):
+            line = {"time": NOW + 60 * epoch, "epoch": epoch, "epochs": 5, "loss": 1.0, "test_error": 0.3}
+            handle.write(json.dumps(line) + "\n")
+    reads.clear()
     files = scanner.read_run("r", scanner.layout().sizes)
-    assert reads == ["r/metrics.jsonl"] and [record["epoch"] for record in files.records] == [1, 2]
+    assert reads == ["r/metrics.jsonl"] and [record["epoch"] for record in files.records] == [1, 2, 3, 4, 5]
+    reads.clear()
+    scanner.read_run("r", scanner.layout().sizes)
+    assert reads == []  # finished and unchanged: nothing read at all
 
 
 def test_torn_last_line_and_foreign_configs_are_tolerated(tmp_path) -> None:
