@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from densenet_ray.dashboard.client import ClusterError, DashboardClient
-from densenet_ray.dashboard.runs import TRIALS_DIR, StorageScanner, run_key, run_row
+from densenet_ray.dashboard.runs import TRIALS_DIR, Layout, StorageScanner, run_key, run_row
 from densenet_ray.dashboard.snapshot import (
     ACTIVE_STATUSES,
     ClusterInfo,
@@ -25,7 +25,7 @@ from densenet_ray.dashboard.snapshot import (
     job_rows,
 )
 from densenet_ray.dashboard.sweep_state import merge_run, read_sweep
-from densenet_ray.data.storage import StorageError, child_url, open_storage, split_url
+from densenet_ray.data.storage import StorageError, child_url, split_url
 
 ALIVE = "ALIVE"
 _FAILED: list[dict[str, Any]] = []  # the Train run API failed (a note says why), as opposed to None: not recorded
@@ -159,6 +159,7 @@ class Poller:
     def _from_storage(
         self, cluster_runs: list[RunRow], notes: list[str], now: float, strict: bool = False
     ) -> tuple[list[RunRow], list[SweepRow]]:
+        """Runs and sweeps under every root, joined with the cluster's runs (keyed by run directory)."""
         by_dir = {run_key(run.run_dir): run for run in cluster_runs if run.run_dir}
         runs: dict[str, RunRow] = {}
         sweeps: dict[str, SweepRow] = {}
@@ -171,27 +172,38 @@ class Poller:
                     raise StorageError(f"--storage {root}: {' '.join(str(error).split())}") from None
                 notes.append(f"cannot read storage {root}: {' '.join(str(error).split())}")
                 continue
-            for directory in layout.sweeps:
-                found = read_sweep(scanner, directory, layout, by_dir, now)
-                if found is not None and run_key(found[0].url) not in sweeps:
-                    sweeps[run_key(found[0].url)] = found[0]
-                    for run in found[1]:  # listed with their sweep set; the runs table leaves them out
-                        runs.setdefault(run_key(run.run_dir) if run.run_dir else run.name, run)
-            for directory in layout.runs:
-                files = scanner.read_run(directory, layout.sizes)
-                key = run_key(files.url) if files else ""
-                if files is None or key in runs:
-                    continue
-                row = run_row(files, directory.rsplit("/", 1)[-1] or _last(root), now)
-                runs[key] = merge_run(row, by_dir[key]) if key in by_dir else row
+            self._scan(scanner, layout, by_dir, runs, sweeps, now)
         for run in cluster_runs:  # runs whose directory this machine cannot read: the cluster's view alone
-            key = run_key(run.run_dir) if run.run_dir else run.name
-            if key not in runs:
-                runs[key] = run
+            runs.setdefault(run_key(run.run_dir) if run.run_dir else run.name, run)
         if self.storage and not runs and not sweeps and self.client is None:
             notes.append(f"no training runs or sweeps under {', '.join(self.storage)}")
         ordered = sorted(runs.values(), key=lambda row: (row.status not in ACTIVE_STATUSES, -(row.updated or now)))
         return ordered, sorted(sweeps.values(), key=lambda sweep: (sweep.status != "RUNNING", sweep.name))
+
+    @staticmethod
+    def _scan(
+        scanner: StorageScanner,
+        layout: Layout,
+        by_dir: dict[str, RunRow],
+        runs: dict[str, RunRow],
+        sweeps: dict[str, SweepRow],
+        now: float,
+    ) -> None:
+        """Add one root's sweeps (their trials' runs too, marked with the sweep) and standalone runs."""
+        for directory in layout.sweeps:
+            found = read_sweep(scanner, directory, layout, by_dir, now)
+            if found is None or run_key(found[0].url) in sweeps:
+                continue
+            sweeps[run_key(found[0].url)] = found[0]
+            for run in found[1]:
+                runs.setdefault(run_key(run.run_dir) if run.run_dir else run.name, run)
+        for directory in layout.runs:
+            files = scanner.read_run(directory, layout.sizes)
+            if files is None or run_key(files.url) in runs:
+                continue
+            key = run_key(files.url)
+            row = run_row(files, directory.rsplit("/", 1)[-1] or _last(scanner.root), now)
+            runs[key] = merge_run(row, by_dir[key]) if key in by_dir else row
 
 
 def _under(path: str, root: str) -> bool:
@@ -200,11 +212,3 @@ def _under(path: str, root: str) -> bool:
 
 def _last(url: str) -> str:
     return url.split("?")[0].rstrip("/").rsplit("/", 1)[-1]
-
-
-def storage_exists(url: str) -> bool:
-    """Whether a storage root can be listed and holds anything."""
-    try:
-        return bool(open_storage(url).list())
-    except (StorageError, OSError):
-        return False

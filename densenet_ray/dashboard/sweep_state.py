@@ -51,67 +51,80 @@ def read_sweep(
 ) -> tuple[SweepRow, list[RunRow]] | None:
     """The sweep at ``directory`` and its trials' run rows; ``train_runs`` (keyed by :func:`run_key`) are the
     cluster's view of runs, which wins over the files' for status. None when ``sweep.json`` cannot be read."""
-    from densenet_ray.tune.sweeps import trial_label
-
     now = time.time() if now is None else now
     description = scanner.read_json(_join(directory, "sweep.json"), layout.sizes)
     if not isinstance(description, dict):
         return None
-    searched = list(description.get("searched") or [])
     results = scanner.read_json(_join(directory, RESULTS_FILE), layout.sizes)
     saved = {row["trial"]: row for row in (results or {}).get("rows", [])} if isinstance(results, dict) else {}
-    state_files = sorted(
-        name
-        for name in layout.sizes
-        if name.startswith(_join(directory, "experiment_state-"))
-        and "/" not in name[len(directory) + 1 if directory else 0 :]
-    )
-    states = tune_trial_states(scanner.read_json(state_files[-1], layout.sizes) or {}) if state_files else {}
-
-    trials_root = _join(directory, TRIALS_DIR)
-    run_dirs = {run.rsplit("/", 1)[-1]: run for run in _trial_dirs(layout, trials_root)}
-    trial_ids = sorted(set(states) | {name.removeprefix("train-") for name in run_dirs})
+    states = _tune_states(scanner, directory, layout)
+    run_dirs = {run.rsplit("/", 1)[-1]: run for run in _trial_dirs(layout, _join(directory, TRIALS_DIR))}
+    name = _name(scanner, directory)
     rows, runs = [], []
-    for trial_id in trial_ids:
+    for trial_id in sorted(set(states) | {run.removeprefix("train-") for run in run_dirs}):
         relative = run_dirs.get(f"train-{trial_id}")
         files = scanner.read_run(relative, layout.sizes) if relative else None
         run = _trial_run(files, f"train-{trial_id}", train_runs, now)
         if run is not None:
-            run.sweep = _name(scanner, directory)
+            run.sweep = name
             runs.append(run)
         options = files.config if files else {**(description.get("options") or {}), **states[trial_id]["trial"]}
         status = _trial_status(states.get(trial_id, {}).get("status"), saved.get(f"train-{trial_id}"), run)
-        rows.append(
-            TrialRow(
-                trial_id=trial_id,
-                label=_label(trial_label, options, searched),
-                status=status,
-                options={key: options.get(key) for key in (searched or ["model"]) if key in options},
-                epoch=run.epoch if run else 0,
-                epochs=run.epochs if run else options.get("epochs"),
-                test_error=run.test_error if run else None,
-                best_test_error=run.best_test_error if run else None,
-                run_dir=run.run_dir if run else None,
-            )
-        )
+        rows.append(_trial_row(trial_id, status, options, list(description.get("searched") or []), run))
     sweep = SweepRow(
-        name=_name(scanner, directory),
+        name=name,
         url=scanner.url(directory),
         kind=str(description.get("kind", "custom")),
         scheduler=str(description.get("scheduler", "fifo")),
         status=_sweep_status(bool(saved), rows, runs, now),
-        trials=sorted(
-            rows, key=lambda row: (STATUS_ORDER.index(row.status) if row.status in STATUS_ORDER else 99, row.trial_id)
-        ),
+        trials=sorted(rows, key=lambda row: (_status_rank(row.status), row.trial_id)),
     )
-    for row in rows:
+    _add_summary(sweep)
+    return sweep, runs
+
+
+def _tune_states(scanner: StorageScanner, directory: str, layout: Layout) -> dict[str, dict[str, Any]]:
+    """The trials in Tune's newest experiment state file (their names carry a sortable timestamp)."""
+    prefix = _join(directory, "experiment_state-")
+    files = sorted(name for name in layout.sizes if name.startswith(prefix) and "/" not in name[len(prefix) :])
+    return tune_trial_states(scanner.read_json(files[-1], layout.sizes) or {}) if files else {}
+
+
+def _trial_row(
+    trial_id: str, status: str, options: dict[str, Any], searched: list[str], run: RunRow | None
+) -> TrialRow:
+    from densenet_ray.tune.sweeps import trial_label
+
+    try:
+        label = trial_label(options, searched)
+    except (KeyError, ValueError, TypeError):
+        label = str(options.get("model", "?"))
+    return TrialRow(
+        trial_id=trial_id,
+        label=label,
+        status=status,
+        options={key: options.get(key) for key in (searched or ["model"]) if key in options},
+        epoch=run.epoch if run else 0,
+        epochs=run.epochs if run else options.get("epochs"),
+        test_error=run.test_error if run else None,
+        best_test_error=run.best_test_error if run else None,
+        run_dir=run.run_dir if run else None,
+    )
+
+
+def _status_rank(status: str) -> int:
+    return STATUS_ORDER.index(status) if status in STATUS_ORDER else len(STATUS_ORDER)
+
+
+def _add_summary(sweep: SweepRow) -> None:
+    """Trial counts by status, and the trial with the lowest best test error so far."""
+    for row in sweep.trials:
         sweep.counts[row.status] = sweep.counts.get(row.status, 0) + 1
-    measured = [row for row in rows if row.best_test_error is not None]
+    measured = [row for row in sweep.trials if row.best_test_error is not None]
     if measured:
-        best = min(measured, key=lambda row: row.best_test_error or 0.0)
+        best = min(measured, key=lambda row: (row.best_test_error or 0.0, row.trial_id))
         sweep.best_trial, sweep.best_label = best.trial_id, best.label
         sweep.best_test_error, sweep.best_options = best.best_test_error, best.options
-    return sweep, runs
 
 
 def _trial_dirs(layout: Layout, trials_root: str) -> list[str]:
@@ -179,13 +192,6 @@ def _sweep_status(finished: bool, trials: list[TrialRow], runs: list[RunRow], no
     if not runs:
         return "PENDING"
     return "INTERRUPTED"
-
-
-def _label(trial_label: Any, options: dict[str, Any], searched: list[str]) -> str:
-    try:
-        return trial_label(options, searched)
-    except (KeyError, ValueError, TypeError):
-        return str(options.get("model", "?"))
 
 
 def _name(scanner: StorageScanner, directory: str) -> str:
