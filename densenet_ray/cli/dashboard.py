@@ -85,10 +85,8 @@ def _console(args: argparse.Namespace) -> Console:
     from densenet_ray.cli.output import make_console
 
     if args.force_color:
-        return Console(force_terminal=True, width=None if sys.stdout.isatty() else 160)
-    if args.no_color:
-        return Console(no_color=True, width=None if sys.stdout.isatty() else 160)
-    return make_console()
+        return make_console(force_terminal=True)
+    return make_console(no_color=True) if args.no_color else make_console()
 
 
 def dashboard_command(args: argparse.Namespace) -> int:

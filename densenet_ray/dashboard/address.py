@@ -15,7 +15,7 @@ import os
 import subprocess
 import sys
 
-from densenet_ray.dashboard.client import ClusterError
+from densenet_ray.dashboard.client import ClusterError, token_path
 
 GCS_LOOKUP_SECONDS = 20.0
 
@@ -44,7 +44,7 @@ def _dashboard_from_gcs(address: str | None) -> str | None:
     mode once per process, and may retry a dead GCS for a minute; a child keeps all of that out of this one."""
     command = [sys.executable, "-m", "densenet_ray.dashboard.address", address or ""]
     env = dict(os.environ)
-    if not env.get("RAY_AUTH_MODE") and (env.get("RAY_AUTH_TOKEN") or os.path.exists(_token_path())):
+    if not env.get("RAY_AUTH_MODE") and (env.get("RAY_AUTH_TOKEN") or token_path().exists()):
         env["RAY_AUTH_MODE"] = "token"  # a local cluster started with token auth (Ray 2.60's default)
     try:
         done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=GCS_LOOKUP_SECONDS)
@@ -62,10 +62,6 @@ def _dashboard_from_gcs(address: str | None) -> str | None:
     if answer.get("error"):
         raise ClusterError(answer["error"])
     return answer.get("url")
-
-
-def _token_path() -> str:
-    return os.environ.get("RAY_AUTH_TOKEN_PATH") or os.path.join(os.path.expanduser("~"), ".ray", "auth_token")
 
 
 def _lookup(address: str | None) -> str | None:

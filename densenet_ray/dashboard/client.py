@@ -24,13 +24,18 @@ class ClusterError(Exception):
     """The cluster could not be read; the message is one line."""
 
 
+def token_path() -> Path:
+    """Where Ray keeps the cluster token on this machine: ``RAY_AUTH_TOKEN_PATH``, else ``~/.ray/auth_token``."""
+    return Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
+
+
 def auth_token(address: str) -> tuple[str | None, str]:
     """The token to send and where it came from. ``RAY_AUTH_TOKEN``, else (with ``RAY_AUTH_MODE=token``, or for a
     cluster on this machine) the file at ``RAY_AUTH_TOKEN_PATH`` or ``~/.ray/auth_token``, as Ray's own clients
     read it. A remote cluster gets a token file only when ``RAY_AUTH_MODE=token`` says so."""
     if os.environ.get("RAY_AUTH_TOKEN"):
         return os.environ["RAY_AUTH_TOKEN"].strip(), "RAY_AUTH_TOKEN"
-    path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
+    path = token_path()
     wanted = os.environ.get("RAY_AUTH_MODE", "").lower() == "token" or urlparse(address).hostname in LOOPBACK
     if os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled" or not wanted:
         return None, ""

@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from densenet_ray.dashboard.client import ClusterError, DashboardClient
-from densenet_ray.dashboard.runs import TRIALS_DIR, Layout, StorageScanner, run_key, run_row
+from densenet_ray.dashboard.runs import TRIALS_DIR, Layout, StorageScanner, run_key, run_row, url_name
 from densenet_ray.dashboard.snapshot import (
     ACTIVE_STATUSES,
     ClusterInfo,
@@ -28,7 +28,6 @@ from densenet_ray.dashboard.sweep_state import merge_run, read_sweep
 from densenet_ray.data.storage import StorageError, child_url, split_url
 
 ALIVE = "ALIVE"
-_FAILED: list[dict[str, Any]] = []  # the Train run API failed (a note says why), as opposed to None: not recorded
 
 
 def train_run_dir(run: dict[str, Any]) -> str | None:
@@ -81,33 +80,42 @@ class Poller:
         self.scanners: dict[str, StorageScanner] = {}
         self.note = note  # why there is no cluster, shown with every snapshot
 
-    def read_cluster(self, notes: list[str]) -> tuple[ClusterInfo, list[dict[str, Any]], list[dict[str, Any]] | None]:
-        """Cluster figures, the raw jobs and the raw Train runs (None: not recorded or no answer). An unreachable
-        or unauthorised dashboard raises :class:`ClusterError`; an endpoint that fails after that (a busy head can
-        be slow to answer) becomes a note and its part of the snapshot stays empty."""
+    def read_cluster(self, notes: list[str]) -> tuple[ClusterInfo, list[dict[str, Any]], list[dict[str, Any]]]:
+        """Cluster figures, the raw jobs and the raw Train runs. An unreachable or unauthorised dashboard raises
+        :class:`ClusterError`; an endpoint that fails after that (a busy head can be slow to answer) becomes a note
+        and its part of the snapshot stays empty."""
         assert self.client is not None
         version = self.client.version()
-        nodes = self._part(self.client.nodes, [], notes)
+        nodes = self._part(self.client.nodes, notes) or []
         info = cluster_info(self.client.address, version, nodes, self.client.cluster_status())
-        jobs = self._part(self.client.jobs, [], notes)
-        runs = self._part(self.client.train_runs, None, notes)
+        jobs = self._part(self.client.jobs, notes) or []
+        try:
+            runs = self.client.train_runs()
+        except ClusterError as error:
+            notes.append(str(error))
+            return info, jobs, []
         info.train_state = runs is not None
-        return info, jobs, runs
+        if runs is None:
+            notes.append(
+                "Ray Train run state is off on this cluster: start it with RAY_TRAIN_ENABLE_STATE_TRACKING=1 "
+                "(runs and sweeps are still read from storage)"
+            )
+        return info, jobs, runs or []
 
     @staticmethod
-    def _part(read: Any, empty: Any, notes: list[str]) -> Any:
+    def _part(read: Any, notes: list[str]) -> Any:
         try:
             return read()
         except ClusterError as error:
             notes.append(str(error))
-            return _FAILED if empty is None else empty
+            return None
 
     def poll(self, strict: bool = False) -> Snapshot:
         """Everything, now. With ``strict``, a cluster that cannot be read raises; otherwise it becomes a note and
         the snapshot shows storage alone."""
         now = time.time()
         notes = [self.note] if self.note else []
-        cluster, raw_jobs, raw_runs = None, [], None
+        cluster, raw_jobs, raw_runs = None, [], []
         if self.client is not None:
             try:
                 cluster, raw_jobs, raw_runs = self.read_cluster(notes)
@@ -117,24 +125,10 @@ class Poller:
                 notes.append(str(error))
         jobs = job_rows(raw_jobs, now)
         by_job_id = {row.job_id: row for row in jobs if row.job_id}
-        if raw_runs is _FAILED:
-            cluster.train_state, raw_runs = False, None
-        elif cluster is not None and raw_runs is None:
-            notes.append(
-                "Ray Train run state is off on this cluster: start it with RAY_TRAIN_ENABLE_STATE_TRACKING=1 "
-                "(runs and sweeps are still read from storage)"
-            )
-        cluster_runs = [train_run_row(run, by_job_id) for run in raw_runs or []]
-        runs, sweeps = self._from_storage(cluster_runs, notes, now, strict)
-        return Snapshot(
-            time=now,
-            cluster=cluster,
-            jobs=jobs,
-            runs=runs,
-            sweeps=sweeps,
-            storage=self.roots(cluster_runs),
-            notes=notes,
-        )
+        cluster_runs = [train_run_row(run, by_job_id) for run in raw_runs]
+        roots = self.roots(cluster_runs)
+        runs, sweeps = self._from_storage(roots, cluster_runs, notes, now, strict)
+        return Snapshot(time=now, cluster=cluster, jobs=jobs, runs=runs, sweeps=sweeps, storage=roots, notes=notes)
 
     def roots(self, cluster_runs: list[RunRow]) -> list[str]:
         """The storage roots to scan: the user's, then the roots of the cluster's runs (a sweep trial's root is its
@@ -157,13 +151,13 @@ class Poller:
         return self.scanners[root]
 
     def _from_storage(
-        self, cluster_runs: list[RunRow], notes: list[str], now: float, strict: bool = False
+        self, roots: list[str], cluster_runs: list[RunRow], notes: list[str], now: float, strict: bool = False
     ) -> tuple[list[RunRow], list[SweepRow]]:
         """Runs and sweeps under every root, joined with the cluster's runs (keyed by run directory)."""
         by_dir = {run_key(run.run_dir): run for run in cluster_runs if run.run_dir}
         runs: dict[str, RunRow] = {}
         sweeps: dict[str, SweepRow] = {}
-        for root in self.roots(cluster_runs):
+        for root in roots:
             try:
                 scanner = self._scanner(root)
                 layout = scanner.layout()
@@ -202,13 +196,9 @@ class Poller:
             if files is None or run_key(files.url) in runs:
                 continue
             key = run_key(files.url)
-            row = run_row(files, directory.rsplit("/", 1)[-1] or _last(scanner.root), now)
+            row = run_row(files, url_name(files.url), now)
             runs[key] = merge_run(row, by_dir[key]) if key in by_dir else row
 
 
 def _under(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip("/") + "/")
-
-
-def _last(url: str) -> str:
-    return url.split("?")[0].rstrip("/").rsplit("/", 1)[-1]

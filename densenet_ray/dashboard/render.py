@@ -15,6 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from densenet_ray.dashboard.snapshot import RunRow, Snapshot, SweepRow
+from densenet_ray.tune.report import percent
 
 SPARKS = "▁▂▃▄▅▆▇█"
 STATUS_STYLES = {
@@ -70,10 +71,6 @@ def clock(stamp: float | None, now: float | None = None) -> str:
     local, today = time.localtime(stamp), time.localtime(now if now is not None else time.time())
     same_day = local[:3] == today[:3]
     return time.strftime("%H:%M:%S" if same_day else "%m-%d %H:%M", local)
-
-
-def percent(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.2f}"
 
 
 def number(value: float | None, digits: int = 1) -> str:

@@ -16,9 +16,9 @@ import yaml
 
 from densenet_ray.dashboard.snapshot import RunRow
 from densenet_ray.data.storage import ObjectInfo, Storage, StorageError, child_url, open_storage
+from densenet_ray.train.launcher import CONFIG_FILE, METRICS_FILE, PROGRESS_FILE
+from densenet_ray.tune.report import SWEEP_FILE, TRIALS_DIR
 
-CONFIG_FILE, METRICS_FILE, PROGRESS_FILE = "config.yaml", "metrics.jsonl", "progress.json"
-SWEEP_FILE, TRIALS_DIR = "sweep.json", "trials"
 STALE_SECONDS = 600.0  # a run whose files have not changed for this long is not running any more
 
 
@@ -33,13 +33,19 @@ class RunFiles:
     updated: float | None = None
 
 
+TUNE_STATE_PREFIX = "experiment_state-"  # Tune's own state file in the experiment (sweep) directory
+
+
 @dataclass
 class Layout:
-    """The run and sweep directories found under one storage root, as paths relative to it."""
+    """What one listing of a storage root holds, as paths relative to it: standalone run directories, sweep
+    directories, each sweep's trial run directories and its newest Tune state file, and every object's size."""
 
     runs: list[str]
     sweeps: list[str]
     sizes: dict[str, int]
+    trials: dict[str, list[str]] = field(default_factory=dict)
+    tune_state: dict[str, str] = field(default_factory=dict)
 
 
 def run_key(url: str) -> str:
@@ -48,21 +54,29 @@ def run_key(url: str) -> str:
     return url.split("?", 1)[0].rstrip("/")
 
 
+def url_name(url: str) -> str:
+    """The last path element of a directory URL: ``s3://b/sweeps/wide?q`` -> ``wide``."""
+    return run_key(url).rsplit("/", 1)[-1]
+
+
 def find_layout(objects: list[ObjectInfo]) -> Layout:
     """Run directories (holding ``config.yaml``) and sweep directories (holding ``sweep.json``) in a listing; the
     runs under a sweep's ``trials/`` belong to the sweep and are not listed as runs."""
     sizes = {info.name: info.size for info in objects}
     sweeps = sorted(_parent(name) for name in sizes if _base(name) == SWEEP_FILE)
-    trial_roots = {_join(sweep, TRIALS_DIR) for sweep in sweeps}
-    runs = sorted(
-        parent
-        for name in sizes
-        if _base(name) == CONFIG_FILE
-        and (parent := _parent(name)) is not None
-        and _parent(parent) not in trial_roots
-        and not _inside_checkpoint(parent)
-    )
-    return Layout(runs=runs, sweeps=sweeps, sizes=sizes)
+    sweep_of_trials = {_join(sweep, TRIALS_DIR): sweep for sweep in sweeps}
+    layout = Layout(runs=[], sweeps=sweeps, sizes=sizes, trials={sweep: [] for sweep in sweeps})
+    for name in sorted(sizes):
+        parent = _parent(name)
+        if _base(name).startswith(TUNE_STATE_PREFIX) and parent in layout.trials:
+            layout.tune_state[parent] = name  # sorted names: the newest timestamp comes last
+        elif _base(name) != CONFIG_FILE or _inside_checkpoint(parent):
+            continue
+        elif _parent(parent) in sweep_of_trials:
+            layout.trials[sweep_of_trials[_parent(parent)]].append(parent)
+        else:
+            layout.runs.append(parent)
+    return layout
 
 
 def _base(name: str) -> str:

@@ -6,6 +6,7 @@ Nothing here draws or talks to the network; :func:`build_snapshot` joins what th
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -150,17 +151,17 @@ def job_rows(jobs: list[dict[str, Any]], now: float | None = None) -> list[JobRo
     return rows
 
 
-SECRET_WORDS = ("SECRET", "TOKEN", "PASSWORD", "PASSWD", "CREDENTIAL", "ACCESS_KEY", "API_KEY", "SESSION_KEY")
+SECRET_WORDS = "SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL|ACCESS_KEY|API_KEY|SESSION_KEY"
+SECRET_ASSIGNMENT = re.compile(rf"(\b[\w.-]*(?:{SECRET_WORDS})[\w.-]*=)(\S+)", re.IGNORECASE)
+SECRET_FLAG = re.compile(rf"(--[\w-]*(?:{SECRET_WORDS.replace('_', '[-_]')})[\w-]*[ =])(\S+)", re.IGNORECASE)
+URL_PASSWORD = re.compile(r"(\w+://[^/\s:@]+:)[^@\s/]+@")
 
 
 def mask_secrets(text: str) -> str:
     """``NAME=value`` and ``--name value`` pairs whose name looks like a secret, and passwords in URLs, masked."""
-    import re
-
-    words = "|".join(SECRET_WORDS)
-    text = re.sub(rf"(\b[\w.-]*(?:{words})[\w.-]*=)(\S+)", r"\1***", text, flags=re.IGNORECASE)
-    text = re.sub(rf"(--[\w-]*(?:{words.replace('_', '[-_]')})[\w-]*[ =])(\S+)", r"\1***", text, flags=re.IGNORECASE)
-    return re.sub(r"(\w+://[^/\s:@]+:)[^@\s/]+@", r"\1***@", text)
+    text = SECRET_ASSIGNMENT.sub(r"\1***", text)
+    text = SECRET_FLAG.sub(r"\1***", text)
+    return URL_PASSWORD.sub(r"\1***@", text)
 
 
 def shorten(text: str, width: int) -> str:

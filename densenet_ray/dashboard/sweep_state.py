@@ -11,19 +11,20 @@ from typing import Any
 
 from densenet_ray.dashboard.runs import (
     STALE_SECONDS,
-    TRIALS_DIR,
+    SWEEP_FILE,
     Layout,
     RunFiles,
     StorageScanner,
     _join,
     run_key,
     run_row,
+    url_name,
 )
 from densenet_ray.dashboard.snapshot import RunRow, SweepRow, TrialRow
+from densenet_ray.tune.report import RESULTS_JSON
 
-RESULTS_FILE = "results.json"
-# Tune's trial statuses and the words our sweep table uses for them (TERMINATED splits into FINISHED and STOPPED).
-TUNE_STATUS = {"PENDING": "PENDING", "RUNNING": "RUNNING", "PAUSED": "PAUSED", "ERROR": "ERROR"}
+# Tune's trial statuses shown as they are; TERMINATED splits into FINISHED and STOPPED (by epochs done).
+TUNE_STATUSES = {"PENDING", "RUNNING", "PAUSED", "ERROR"}
 RESULT_STATUS = {"complete": "FINISHED", "stopped": "STOPPED", "error": "ERROR", "interrupted": "INTERRUPTED"}
 STATUS_ORDER = ("RUNNING", "PENDING", "PAUSED", "FINISHED", "STOPPED", "INTERRUPTED", "ERROR")
 
@@ -52,14 +53,15 @@ def read_sweep(
     """The sweep at ``directory`` and its trials' run rows; ``train_runs`` (keyed by :func:`run_key`) are the
     cluster's view of runs, which wins over the files' for status. None when ``sweep.json`` cannot be read."""
     now = time.time() if now is None else now
-    description = scanner.read_json(_join(directory, "sweep.json"), layout.sizes)
+    description = scanner.read_json(_join(directory, SWEEP_FILE), layout.sizes)
     if not isinstance(description, dict):
         return None
-    results = scanner.read_json(_join(directory, RESULTS_FILE), layout.sizes)
+    results = scanner.read_json(_join(directory, RESULTS_JSON), layout.sizes)
     saved = {row["trial"]: row for row in (results or {}).get("rows", [])} if isinstance(results, dict) else {}
-    states = _tune_states(scanner, directory, layout)
-    run_dirs = {run.rsplit("/", 1)[-1]: run for run in _trial_dirs(layout, _join(directory, TRIALS_DIR))}
-    name = _name(scanner, directory)
+    state_file = layout.tune_state.get(directory)
+    states = tune_trial_states(scanner.read_json(state_file, layout.sizes) or {}) if state_file else {}
+    run_dirs = {run.rsplit("/", 1)[-1]: run for run in layout.trials.get(directory, [])}
+    name = url_name(scanner.url(directory))
     rows, runs = [], []
     for trial_id in sorted(set(states) | {run.removeprefix("train-") for run in run_dirs}):
         relative = run_dirs.get(f"train-{trial_id}")
@@ -81,13 +83,6 @@ def read_sweep(
     )
     _add_summary(sweep)
     return sweep, runs
-
-
-def _tune_states(scanner: StorageScanner, directory: str, layout: Layout) -> dict[str, dict[str, Any]]:
-    """The trials in Tune's newest experiment state file (their names carry a sortable timestamp)."""
-    prefix = _join(directory, "experiment_state-")
-    files = sorted(name for name in layout.sizes if name.startswith(prefix) and "/" not in name[len(prefix) :])
-    return tune_trial_states(scanner.read_json(files[-1], layout.sizes) or {}) if files else {}
 
 
 def _trial_row(
@@ -127,17 +122,6 @@ def _add_summary(sweep: SweepRow) -> None:
         sweep.best_test_error, sweep.best_options = best.best_test_error, best.options
 
 
-def _trial_dirs(layout: Layout, trials_root: str) -> list[str]:
-    prefix = trials_root + "/"
-    return sorted(
-        {
-            name[: name.rfind("/")]
-            for name in layout.sizes
-            if name.startswith(prefix) and name.endswith("/config.yaml") and name.count("/") == prefix.count("/") + 1
-        }
-    )
-
-
 def _trial_run(files: RunFiles | None, name: str, train_runs: dict[str, RunRow], now: float) -> RunRow | None:
     if files is None:
         return None
@@ -170,10 +154,10 @@ def _trial_status(tune_status: str | None, saved: dict[str, Any] | None, run: Ru
             return "RUNNING"
     if tune_status == "TERMINATED":
         return "STOPPED"  # ended by the scheduler before its last epoch
-    if tune_status in TUNE_STATUS:
+    if tune_status in TUNE_STATUSES:
         if tune_status == "RUNNING" and run is not None and run.status == "STOPPED":
             return "INTERRUPTED"  # Tune's last saved state says running, but the files stopped changing long ago
-        return TUNE_STATUS[tune_status]
+        return tune_status
     if run is None:
         return "PENDING"
     return {"ACTIVE": "RUNNING", "STOPPED": "INTERRUPTED", "ABORTED": "STOPPED"}.get(run.status, run.status)
@@ -192,8 +176,3 @@ def _sweep_status(finished: bool, trials: list[TrialRow], runs: list[RunRow], no
     if not runs:
         return "PENDING"
     return "INTERRUPTED"
-
-
-def _name(scanner: StorageScanner, directory: str) -> str:
-    url = scanner.url(directory).split("?")[0].rstrip("/")
-    return url.rsplit("/", 1)[-1]

@@ -21,6 +21,7 @@ from densenet_ray.train.config import TrainConfig
 
 METRICS_FILE = "metrics.jsonl"
 CONFIG_FILE = "config.yaml"
+PROGRESS_FILE = "progress.json"  # rank 0's in-epoch progress, rewritten every few seconds
 
 
 def run_name(config: TrainConfig) -> str:
@@ -61,7 +62,7 @@ def _follow(run_dir: str, stop: threading.Event, print_line: Any) -> None:
     storage = open_storage(run_dir)
     while not stop.wait(1.0) or seen == 0:
         try:
-            progress = storage.read_bytes("progress.json") if storage.exists("progress.json") else b""
+            progress = storage.read_bytes(PROGRESS_FILE) if storage.exists(PROGRESS_FILE) else b""
             if progress and progress != last_progress:
                 last_progress = progress
                 p = json.loads(progress)

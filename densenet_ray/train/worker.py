@@ -72,9 +72,10 @@ class _Progress:
     """
 
     def __init__(self, config: TrainConfig, interval: float = 10.0) -> None:
-        from densenet_ray.train.launcher import run_url
+        from densenet_ray.train.launcher import PROGRESS_FILE, run_url
 
-        self.url, self.interval, self.last = run_url(config), interval, time.perf_counter()
+        self.url, self.file = run_url(config), PROGRESS_FILE
+        self.interval, self.last = interval, time.perf_counter()
         self.started = self.last
 
     def update(self, epoch: int, batch: int, batches: int, stats: Any, world: int) -> None:
@@ -90,7 +91,7 @@ class _Progress:
         record["images_per_s"] = stats.samples * world / max(now - self.started, 1e-9)
         record["eta_seconds"] = (now - self.started) / max(stats.steps, 1) * (batches - batch)
         with contextlib.suppress(StorageError, OSError):  # progress display only; never fail training over it
-            open_storage(self.url).write_bytes("progress.json", json.dumps(record).encode())
+            open_storage(self.url).write_bytes(self.file, json.dumps(record).encode())
 
     def new_epoch(self) -> None:
         self.started = self.last = time.perf_counter()

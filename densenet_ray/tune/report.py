@@ -178,7 +178,8 @@ def load_saved(experiment_url: str) -> tuple[dict[str, Any], list[TrialRow]] | N
     return document, rows
 
 
-def _percent(value: float | None) -> str:
+def percent(value: float | None) -> str:
+    """A fraction as a percentage with two decimals, or ``-``."""
     return "-" if value is None else f"{100 * value:.2f}"
 
 
@@ -200,8 +201,8 @@ def render(rows: list[TrialRow], title: str) -> Any:
         table.add_row(
             row.label,
             f"{row.params:,}",
-            _percent(row.final_test_error),
-            _percent(row.best_test_error),
+            percent(row.final_test_error),
+            percent(row.best_test_error),
             "-" if row.seconds_per_iteration is None else f"{row.seconds_per_iteration:.3f}",
             "-" if row.peak_memory_mb is None else f"{row.peak_memory_mb:.0f}",
             "-" if row.images_per_s is None else f"{row.images_per_s:.1f}",

@@ -31,8 +31,8 @@ class FakeClient:
 
     address = "http://127.0.0.1:8265"
 
-    def __init__(self, runs, fail=None):
-        self.runs, self.fail = runs, fail
+    def __init__(self, runs, fail=None, runs_fail=None):
+        self.runs, self.fail, self.runs_fail = runs, fail, runs_fail
 
     def version(self):
         if self.fail:
@@ -58,6 +58,8 @@ class FakeClient:
         ]
 
     def train_runs(self):
+        if self.runs_fail:
+            raise ClusterError(self.runs_fail)
         return self.runs
 
 
@@ -133,6 +135,11 @@ def test_state_tracking_off_and_unreadable_cluster_become_notes(tmp_path) -> Non
     assert [run.name for run in snapshot.runs] == ["r"]  # storage still shown while the cluster is away
     with pytest.raises(ClusterError):
         down.poll(strict=True)
+    slow = _poller(FakeClient([], runs_fail="http://127.0.0.1:8265/api/train/v2/runs/v1: timed out"), [str(tmp_path)])
+    snapshot = slow.poll(strict=True)  # one endpoint failing after the head answered: a note, not an error
+    assert snapshot.cluster is not None and not snapshot.cluster.train_state
+    assert snapshot.notes == ["http://127.0.0.1:8265/api/train/v2/runs/v1: timed out"]
+    assert [job.submission_id for job in snapshot.jobs] == ["train-1"] and [run.name for run in snapshot.runs] == ["r"]
 
 
 def test_unreadable_storage_is_an_error_first_then_a_note(tmp_path) -> None:

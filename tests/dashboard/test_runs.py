@@ -17,6 +17,12 @@ def _scan(root):
     return scanner, layout
 
 
+def _row(root, name):
+    """The row of the run ``name`` under ``root``, read as the dashboard reads it, at the fixed clock."""
+    scanner, layout = _scan(root)
+    return run_row(scanner.read_run(name, layout.sizes), name, NOW)
+
+
 def test_layout_separates_runs_from_sweep_trials_and_checkpoints() -> None:
     names = [
         "a/config.yaml",
@@ -26,19 +32,21 @@ def test_layout_separates_runs_from_sweep_trials_and_checkpoints() -> None:
         "sw/sweep.json",
         "sw/trials/train-1/config.yaml",
         "sw/trial_driver_1/params.json",
+        "sw/experiment_state-2026-11-26_01-00-00.json",
+        "sw/experiment_state-2026-11-26_02-00-00.json",  # written on resume: the newer one counts
         "x/checkpoint_1/config.yaml",
     ]
     layout = find_layout([ObjectInfo(name, 1) for name in names])
     assert layout.runs == ["a", "nested/b"]
-    assert layout.sweeps == ["sw"]
+    assert layout.sweeps == ["sw"] and layout.trials == {"sw": ["sw/trials/train-1"]}
+    assert layout.tune_state == {"sw": "sw/experiment_state-2026-11-26_02-00-00.json"}
     root_run = find_layout([ObjectInfo("config.yaml", 1), ObjectInfo("metrics.jsonl", 1)])
     assert root_run.runs == [""]  # --storage pointed at one run directory
 
 
 def test_finished_run(tmp_path) -> None:
     write_run(tmp_path, "done", epochs=3, errors=[0.6, 0.4, 0.45], last_time=NOW - 3600)
-    scanner, layout = _scan(tmp_path)
-    row = run_row(scanner.read_run("done", layout.sizes), "done", NOW)
+    row = _row(tmp_path, "done")
     assert (row.status, row.status_source, row.epoch, row.epochs) == ("FINISHED", "storage", 3, 3)
     assert row.progress == 1.0 and row.eta_s == 0.0
     assert row.test_error == 0.45 and row.best_test_error == 0.4 and row.best_epoch == 2
@@ -58,8 +66,7 @@ def test_active_run_counts_the_current_epoch_and_estimates_time_left(tmp_path) -
         "time": NOW - 5,
     }
     write_run(tmp_path, "live", epochs=10, errors=[0.7, 0.5], last_time=NOW - 20, progress=progress)
-    scanner, layout = _scan(tmp_path)
-    row = run_row(scanner.read_run("live", layout.sizes), "live", NOW)
+    row = _row(tmp_path, "live")
     assert row.status == "ACTIVE" and row.epoch == 2
     assert row.progress == pytest.approx(2.25 / 10)
     # The current epoch's own ETA, then 7 more epochs at the 60 s the last two epochs took (evaluation included).
@@ -70,8 +77,7 @@ def test_active_run_counts_the_current_epoch_and_estimates_time_left(tmp_path) -
 
 def test_run_without_recent_writes_is_stopped(tmp_path) -> None:
     write_run(tmp_path, "old", epochs=10, errors=[0.7], last_time=NOW - STALE_SECONDS - 1)
-    scanner, layout = _scan(tmp_path)
-    row = run_row(scanner.read_run("old", layout.sizes), "old", NOW)
+    row = _row(tmp_path, "old")
     assert row.status == "STOPPED" and row.progress == pytest.approx(0.1)
     assert row.eta_s == pytest.approx(9 * 35.0)  # one epoch so far: its training time per epoch
 
@@ -87,8 +93,7 @@ def test_first_epoch_in_progress_has_an_eta_from_progress_alone(tmp_path) -> Non
         "time": NOW,
     }
     write_run(tmp_path, "new", epochs=2, errors=[], last_time=NOW, progress=progress)
-    scanner, layout = _scan(tmp_path)
-    row = run_row(scanner.read_run("new", layout.sizes), "new", NOW)
+    row = _row(tmp_path, "new")
     assert row.status == "ACTIVE" and row.epoch == 0 and row.progress == pytest.approx(0.125)
     assert row.eta_s == pytest.approx(90.0 + 120.0)  # 90 s for this epoch, then one epoch of 90 / 0.75 s
     assert row.test_error is None and row.error_history == []
