@@ -210,11 +210,14 @@ def main() -> None:
         return
 
     from densenet_ray.train.config import TrainConfig
-    from densenet_ray.train.launcher import ensure_data
+    from densenet_ray.train.data_cache import ensure_data
+    from densenet_ray.train.resolved import resolve
 
-    data = args.data or ensure_data(
-        TrainConfig(source=args.source), print_line=lambda line: print(line, file=sys.stderr)
-    )
+    data = args.data
+    if not data:
+        spec = resolve(TrainConfig(source=args.source)).data
+        ensure_data(spec, print_line=lambda line: print(line, file=sys.stderr))
+        data = spec.data
     result: dict[str, Any] = {
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()},
         "python": platform.python_version(),

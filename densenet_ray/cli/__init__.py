@@ -10,10 +10,10 @@ from collections.abc import Sequence
 from densenet_ray import __version__
 from densenet_ray.cli import cluster, dashboard, data, evaluate, models, train, tune
 from densenet_ray.data.storage import StorageError
+from densenet_ray.errors import DataError, RunFailed, UserError
 
-
-class UserError(Exception):
-    """A mistake in what the user asked for; printed as one line, no traceback."""
+# Printed as one line with exit code 1. Anything else is a bug and keeps its traceback.
+ONE_LINE_ERRORS = (UserError, StorageError, DataError, RunFailed)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -39,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the process exit code (0 success, 1 failure or bad input, 2 usage error)."""
+    """Run the CLI; returns the process exit code (0 success, 1 failure or bad input, 2 usage error).
+    ``DENSENET_RAY_DEBUG=1`` shows the traceback of one-line errors too."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):
@@ -47,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.handler(args) or 0)
-    except (UserError, ValueError, StorageError) as error:
+    except ONE_LINE_ERRORS as error:
         if os.environ.get("DENSENET_RAY_DEBUG"):
             raise
         print(f"error: {error}", file=sys.stderr)

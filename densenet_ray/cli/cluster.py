@@ -8,6 +8,8 @@ import io
 import logging
 import sys
 
+from densenet_ray.errors import UserError
+
 
 def add_parser(groups: argparse._SubParsersAction) -> None:
     """Mount ``cluster validate``."""
@@ -39,7 +41,7 @@ def validate_cluster_config(path: str) -> None:
         where = "/".join(str(part) for part in getattr(error, "absolute_path", []) or [])
         first = message.strip().splitlines()[0] if message.strip() else type(error).__name__
         suffix = f" (at {where})" if where else ""
-        raise ValueError(f"{path} is not a valid Ray cluster config: {first}{suffix}") from None
+        raise UserError(f"{path} is not a valid Ray cluster config: {first}{suffix}") from None
 
 
 def validate_command(args: argparse.Namespace) -> int:

@@ -9,7 +9,8 @@ import sys
 
 from rich.console import Console
 
-DEFAULT_ROOT = os.path.join(os.path.expanduser("~"), "densenet-ray")  # holds runs/ and sweeps/ by default
+from densenet_ray.errors import UserError
+from densenet_ray.paths import HOME_ROOT, absolute_location
 
 
 def add_parser(groups: argparse._SubParsersAction) -> None:
@@ -52,9 +53,9 @@ def storage_roots(given: list[str] | None) -> list[str]:
         if "://" in root and not root.startswith("file://"):
             roots.append(root)
             continue
-        path = os.path.abspath(os.path.expanduser(root.removeprefix("file://")))
+        path = absolute_location(root.removeprefix("file://"))
         if not os.path.isdir(path):
-            raise ValueError(f"--storage {root}: no such directory (give a run or sweep storage directory, or s3://)")
+            raise UserError(f"--storage {root}: no such directory (give a run or sweep storage directory, or s3://)")
         roots.append(path)
     return roots
 
@@ -66,15 +67,15 @@ def make_poller(address: str | None, roots: list[str], no_cluster: bool = False)
 
     if no_cluster:
         if address or not roots:
-            raise ValueError("--no-cluster reads storage only: give --storage, and no --address")
+            raise UserError("--no-cluster reads storage only: give --storage, and no --address")
         return Poller(None, roots, note="storage only (--no-cluster)")
     url = resolve_address(address)
     if url is not None:
         return Poller(url, roots)
-    if not roots and os.path.isdir(DEFAULT_ROOT):
-        roots = [DEFAULT_ROOT]
+    if not roots and os.path.isdir(HOME_ROOT):
+        roots = [HOME_ROOT]
     if not roots:
-        raise ValueError(
+        raise UserError(
             "no Ray cluster runs on this machine and no --storage was given: pass --address http://HEAD:8265 "
             "(or set RAY_ADDRESS), or --storage DIR|s3://... to read runs without a cluster"
         )
@@ -95,9 +96,9 @@ def dashboard_command(args: argparse.Namespace) -> int:
     from densenet_ray.dashboard.render import render
 
     if args.interval < MIN_INTERVAL:
-        raise ValueError(f"--interval {args.interval:g} is too short: data is polled at most once a second (>= 1)")
+        raise UserError(f"--interval {args.interval:g} is too short: data is polled at most once a second (>= 1)")
     if args.limit < 1:
-        raise ValueError(f"--limit {args.limit} must be at least 1")
+        raise UserError(f"--limit {args.limit} must be at least 1")
     roots = storage_roots(args.storage)
     try:
         poller = make_poller(args.address, roots, args.no_cluster)
@@ -106,7 +107,7 @@ def dashboard_command(args: argparse.Namespace) -> int:
             return run_live(poller, _console(args), args.interval, args.limit)
         snapshot = poller.poll(strict=True)
         if poller.client is None and not snapshot.runs and not snapshot.sweeps:
-            raise ValueError(
+            raise UserError(
                 f"no training runs or sweeps under {', '.join(poller.storage)} (a run directory holds config.yaml "
                 "and metrics.jsonl, a sweep's holds sweep.json)"
             )

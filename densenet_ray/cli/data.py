@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import os
 import time
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from densenet_ray.cli.ray_options import add_ray_arguments, ray_options
 from densenet_ray.data.sources import DATASETS, Source
-
-DEFAULT_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "densenet-ray", "downloads")
+from densenet_ray.errors import UserError
+from densenet_ray.paths import DOWNLOADS_DIR
 
 
 def add_parser(groups: argparse._SubParsersAction) -> None:
@@ -27,6 +27,7 @@ def add_parser(groups: argparse._SubParsersAction) -> None:
     build.add_argument("--split", help="split to write (cifar: train|test, svhn: train|test|extra; default train)")
     build.add_argument("--shard-size", type=int, default=1000, help="samples per shard (default 1000)")
     build.add_argument("--parallel", type=int, default=1, help="build shard ranges in N Ray tasks")
+    add_ray_arguments(build)
     build.add_argument("--stats-samples", type=int, default=50_000, help="images used for mean/std (default 50000)")
     build.add_argument(
         "--holdout-per-class",
@@ -46,7 +47,7 @@ def add_parser(groups: argparse._SubParsersAction) -> None:
         const=None,
         help="write samples in source order (class, then file name) instead",
     )
-    build.add_argument("--cache-dir", default=DEFAULT_CACHE, help="where downloads are kept")
+    build.add_argument("--cache-dir", default=DOWNLOADS_DIR, help="where downloads are kept")
     build.add_argument("--endpoint-url", help="S3 endpoint (default: AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL)")
     build.set_defaults(handler=build_command)
 
@@ -79,15 +80,15 @@ def build_command(args: argparse.Namespace) -> int:
     from densenet_ray.data.sources import open_source
 
     if args.parallel < 1:
-        raise ValueError(f"--parallel {args.parallel} must be at least 1")
+        raise UserError(f"--parallel {args.parallel} must be at least 1")
     if args.shard_size < 1:
-        raise ValueError(f"--shard-size {args.shard_size} must be a positive number of samples")
+        raise UserError(f"--shard-size {args.shard_size} must be a positive number of samples")
     source = open_source(args.dataset, args.source, args.split, args.cache_dir)
     if args.holdout_per_class:
         from densenet_ray.data.sources import FileListSource, split_holdout
 
         if not isinstance(source, FileListSource):
-            raise ValueError("--holdout-per-class applies to imagefolder sources only")
+            raise UserError("--holdout-per-class applies to imagefolder sources only")
         for part in split_holdout(source, args.holdout_per_class):
             _build_one(args, part)
         return 0
@@ -111,16 +112,16 @@ def _build_one(args: argparse.Namespace, source: Source) -> None:
             fields["rate"] = f"{done / elapsed:,.0f} samples/s {fields['bytes'] / elapsed / 1e6:.1f} MB/s"
             progress.advance(task, samples)
 
-        manifest = build_dataset(
-            source,
-            args.out,
-            shard_size=args.shard_size,
-            parallel=args.parallel,
-            stats_samples=args.stats_samples,
-            progress=advance,
-            endpoint_url=args.endpoint_url,
-            order_seed=args.order_seed,
-        )
+        options = {"shard_size": args.shard_size, "stats_samples": args.stats_samples, "progress": advance}
+        options.update(endpoint_url=args.endpoint_url, order_seed=args.order_seed)
+        if args.parallel > 1:
+            from densenet_ray.data.parallel_build import build_dataset_parallel
+
+            manifest = build_dataset_parallel(
+                source, args.out, args.parallel, ray_options(args), console.print, **options
+            )
+        else:
+            manifest = build_dataset(source, args.out, **options)
     if manifest.undecodable:
         shown = ", ".join(manifest.undecodable[:10]) + (" ..." if len(manifest.undecodable) > 10 else "")
         print(f"warning: {len(manifest.undecodable)} image(s) do not decode (kept, listed in the manifest): {shown}")
@@ -135,7 +136,7 @@ def inspect_command(args: argparse.Namespace) -> int:
 
     manifests = find_manifests(args.url, args.endpoint_url)
     if not manifests:
-        raise ValueError(f"no shard manifests at {args.url}")
+        raise UserError(f"no shard manifests at {args.url}")
     for storage, manifest in manifests:
         size = "x".join(str(v) for v in manifest.image_size) if manifest.image_size else "variable-size"
         print(f"{manifest.split}: {manifest.dataset}, {storage.join(manifest.split + '.json')}")
@@ -157,7 +158,7 @@ def verify_command(args: argparse.Namespace) -> int:
         manifests = [(s, m) for s, m in manifests if m.split == args.split]
     if not manifests:
         wanted = f" for split {args.split!r}" if args.split else ""
-        raise ValueError(f"no shard manifests{wanted} at {args.url}")
+        raise UserError(f"no shard manifests{wanted} at {args.url}")
     console = Console(stderr=True)
     samples = shards = 0
     problems: list[str] = []

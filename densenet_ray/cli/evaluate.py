@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 
 import torch
+
+from densenet_ray.errors import UserError
+from densenet_ray.paths import absolute_location
 
 
 def add_parser(groups: argparse._SubParsersAction) -> None:
@@ -27,25 +29,24 @@ def evaluate_command(args: argparse.Namespace) -> int:
     from densenet_ray.data.transforms import for_dataset
     from densenet_ray.models import create_model
     from densenet_ray.train.checkpoint import load_checkpoint, load_initial_weights, state_dict_of
-    from densenet_ray.train.config import TrainConfig
-    from densenet_ray.train.engine import evaluate
+    from densenet_ray.train.config import NUM_CLASSES
+    from densenet_ray.train.engine import StepContext, evaluate
+    from densenet_ray.train.run_dir import flat_options
 
-    path = args.checkpoint if "://" in args.checkpoint else os.path.abspath(os.path.expanduser(args.checkpoint))
-    loaded = load_checkpoint(path, "checkpoint")
-    saved = loaded.get("config") if isinstance(loaded, dict) and isinstance(loaded.get("config"), dict) else None
-    run = TrainConfig(**saved) if saved else TrainConfig(dataset=args.dataset or "cifar10", model=args.model)
-    if args.dataset:
-        run.dataset = args.dataset
-    if args.model:
-        run.model = args.model
-    if not run.model:
-        raise ValueError(f"{args.checkpoint} is a plain state_dict: give --model (and --dataset)")
-    model = create_model(run.model, **run.model_overrides())
-    load_initial_weights(model, state_dict_of(loaded, path, "checkpoint"), "checkpoint")
-    split = args.split or run.eval_split or "test"
+    loaded = load_checkpoint(absolute_location(args.checkpoint), "checkpoint")
+    saved = flat_options(loaded.get("config")) if isinstance(loaded, dict) else None
+    saved = saved or {}
+    dataset = args.dataset or saved.get("dataset") or "cifar10"
+    model_name = args.model or saved.get("model")
+    if not model_name:
+        raise UserError(f"{args.checkpoint} is a plain state_dict: give --model (and --dataset)")
+    overrides = {key: saved.get(key) for key in ("depth", "growth_rate", "bottleneck", "reduction", "drop_rate")}
+    model = create_model(model_name, num_classes=NUM_CLASSES[dataset], **overrides)
+    load_initial_weights(model, state_dict_of(loaded, args.checkpoint, "checkpoint"), "checkpoint")
+    split = args.split or saved.get("eval_split") or "test"
     config = PipelineConfig(args.data, split, args.batch_size, loader_workers=args.loader_workers, train=False)
-    loader = make_loader(config, for_dataset(run.dataset, train=False))
-    result = evaluate(model, loader, torch.device("cpu"))
+    loader = make_loader(config, for_dataset(dataset, train=False))
+    result = evaluate(StepContext(model, torch.device("cpu")), loader)
     if args.json:
         print(
             json.dumps(
@@ -60,7 +61,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
         )
     else:
         print(
-            f"{run.model} on {split} ({result.samples} samples): top-1 error {100 * result.top1_error:.2f} %, "
+            f"{model_name} on {split} ({result.samples} samples): top-1 error {100 * result.top1_error:.2f} %, "
             f"top-5 error {100 * result.top5_error:.2f} %, loss {result.loss:.4f}"
         )
     return 0

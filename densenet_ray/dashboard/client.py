@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-TRAIN_RUNS = "/api/train/v2/runs/v1"  # the Train V2 API; /api/train/v2/runs is V1's and has no V2 runs (RAY.md 4)
+TRAIN_RUNS = "/api/train/v2/runs/v1"  # the Train V2 API; /api/train/v2/runs is V1's and has no V2 runs
 TRAIN_STATE_OFF = "Train state data is not available"
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 

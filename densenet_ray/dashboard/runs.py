@@ -16,7 +16,16 @@ import yaml
 
 from densenet_ray.dashboard.snapshot import RunRow
 from densenet_ray.data.storage import ObjectInfo, Storage, StorageError, child_url, open_storage
-from densenet_ray.train.launcher import CONFIG_FILE, METRICS_FILE, PROGRESS_FILE
+from densenet_ray.train.run_dir import (
+    CONFIG_FILE,
+    METRICS_FILE,
+    PROGRESS_FILE,
+    EpochRecord,
+    ProgressRecord,
+    flat_options,
+    parse_metrics,
+    parse_progress,
+)
 from densenet_ray.tune.report import SWEEP_FILE, TRIALS_DIR
 
 STALE_SECONDS = 600.0  # a run whose files have not changed for this long is not running any more
@@ -28,8 +37,8 @@ class RunFiles:
 
     url: str
     config: dict[str, Any]
-    records: list[dict[str, Any]] = field(default_factory=list)  # per-epoch lines of metrics.jsonl
-    progress: dict[str, Any] | None = None
+    records: list[EpochRecord] = field(default_factory=list)
+    progress: ProgressRecord | None = None
     updated: float | None = None
 
 
@@ -131,34 +140,23 @@ class StorageScanner:
 
     def read_run(self, directory: str, sizes: dict[str, int]) -> RunFiles | None:
         """The run at ``directory`` (relative to the root); None when its config is not a training config."""
-        config = self._read(_join(directory, CONFIG_FILE), sizes, yaml.safe_load)
-        if not isinstance(config, dict) or "model" not in config or "epochs" not in config:
+        config = flat_options(self._read(_join(directory, CONFIG_FILE), sizes, yaml.safe_load))
+        if config is None:
             return None
-        lines = self._read(_join(directory, METRICS_FILE), sizes, _parse_jsonl) or []
-        records = [record for record in lines if not record.get("mid_epoch")]
-        finished = bool(records) and int(records[-1].get("epoch", 0)) >= int(config["epochs"])
-        progress = self._read(_join(directory, PROGRESS_FILE), sizes, json.loads, fresh=not finished)
-        times = [record.get("time") for record in lines[-1:]] + [(progress or {}).get("time")]
-        updated = max((stamp for stamp in times if isinstance(stamp, (int, float))), default=None)
-        return RunFiles(self.url(directory), config, records, progress if isinstance(progress, dict) else None, updated)
-
-
-def _parse_jsonl(data: bytes) -> list[dict[str, Any]]:
-    records = []
-    for line in data.decode().splitlines():
-        try:
-            records.append(json.loads(line))
-        except ValueError:
-            continue  # a torn last line on a store without atomic writes
-    return records
+        records, mid = self._read(_join(directory, METRICS_FILE), sizes, parse_metrics) or ([], [])
+        finished = bool(records) and records[-1].epoch >= int(config["epochs"])
+        progress = self._read(_join(directory, PROGRESS_FILE), sizes, parse_progress, fresh=not finished)
+        times = [record.time for record in [*records, *mid]] + [progress.time if progress else None]
+        updated = max((stamp for stamp in times if isinstance(stamp, int | float)), default=None)
+        return RunFiles(self.url(directory), config, records, progress, updated)
 
 
 def run_row(files: RunFiles, name: str, now: float | None = None) -> RunRow:
     """A run's row from its files alone: status from whether its epochs are done and its files still change."""
     now = time.time() if now is None else now
-    config, records, progress = files.config, files.records, files.progress
+    config, records = files.config, files.records
     epochs = int(config["epochs"])
-    done = int(records[-1]["epoch"]) if records else 0
+    done = records[-1].epoch if records else 0
     if done >= epochs:
         status = "FINISHED"
     elif files.updated is not None and now - files.updated < STALE_SECONDS:
@@ -167,40 +165,43 @@ def run_row(files: RunFiles, name: str, now: float | None = None) -> RunRow:
         status = "STOPPED"
     row = RunRow(name=name, run_dir=files.url, status=status, status_source="storage", model=_model_name(config))
     row.epoch, row.epochs, row.updated = done, epochs, files.updated
-    row.loss_history = [float(record["loss"]) for record in records if "loss" in record]
-    row.error_history = [float(record["test_error"]) for record in records if "test_error" in record]
+    row.loss_history = [float(record.loss) for record in records]
+    row.error_history = [float(record.test_error) for record in records if record.test_error is not None]
     if records:
         last = records[-1]
-        row.loss, row.test_error = last.get("loss"), last.get("test_error")
-        row.best_test_error = last.get("best_test_error", min(row.error_history, default=None))
+        row.loss, row.test_error = last.loss, last.test_error
+        row.best_test_error = last.best_test_error
+        if row.best_test_error is None:
+            row.best_test_error = min(row.error_history, default=None)
         if row.error_history:
-            row.best_epoch = int(records[row.error_history.index(min(row.error_history))]["epoch"])
-        row.images_per_s = last.get("steady_images_per_s") or last.get("images_per_s")
+            best = min(row.error_history)
+            row.best_epoch = next(record.epoch for record in records if record.test_error == best)
+        row.images_per_s = last.steady_images_per_s or last.images_per_s
     fraction = float(done)
-    current = progress if progress and int(progress.get("epoch", 0)) == done + 1 and done < epochs else None
+    current = files.progress if files.progress and files.progress.epoch == done + 1 and done < epochs else None
     if current:
-        fraction += min(float(current["batch"]) / max(float(current["batches"]), 1.0), 1.0)
-        row.loss, row.images_per_s = current.get("loss", row.loss), current.get("images_per_s", row.images_per_s)
+        fraction += min(float(current.batch) / max(float(current.batches), 1.0), 1.0)
+        row.loss, row.images_per_s = current.loss, current.images_per_s
     row.progress = 1.0 if status == "FINISHED" else min(fraction / max(epochs, 1), 1.0)
     row.eta_s = _eta(records, current, epochs, fraction) if status != "FINISHED" else 0.0
     return row
 
 
-def _eta(records: list[dict[str, Any]], current: dict[str, Any] | None, epochs: int, done: float) -> float | None:
+def _eta(records: list[EpochRecord], current: ProgressRecord | None, epochs: int, done: float) -> float | None:
     """Seconds left: the wall time between the last two epochs (evaluation included), or the last epoch's training
     time, per remaining epoch; the current epoch's own ETA while it runs."""
-    stamps = [record["time"] for record in records if isinstance(record.get("time"), (int, float))]
+    stamps = [record.time for record in records if isinstance(record.time, int | float)]
     if len(stamps) >= 2:
         per_epoch = stamps[-1] - stamps[-2]
-    elif records and records[-1].get("epoch_seconds"):
-        per_epoch = float(records[-1]["epoch_seconds"])
-    elif current and current.get("eta_seconds") is not None and float(current["batch"]) > 0:
-        part = float(current["batch"]) / max(float(current["batches"]), 1.0)
-        per_epoch = float(current["eta_seconds"]) / max(1.0 - part, 1e-9)
+    elif records and records[-1].epoch_seconds:
+        per_epoch = float(records[-1].epoch_seconds)
+    elif current and current.batch > 0:
+        part = float(current.batch) / max(float(current.batches), 1.0)
+        per_epoch = float(current.eta_seconds) / max(1.0 - part, 1e-9)
     else:
         return None
-    if current and current.get("eta_seconds") is not None:
-        return float(current["eta_seconds"]) + max(epochs - int(done) - 1, 0) * per_epoch
+    if current:
+        return float(current.eta_seconds) + max(epochs - int(done) - 1, 0) * per_epoch
     return max(epochs - done, 0.0) * per_epoch
 
 

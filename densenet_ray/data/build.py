@@ -22,6 +22,7 @@ from densenet_ray.data.manifest import Manifest, ShardInfo, manifest_name, write
 from densenet_ray.data.shards import PixelStats, sample_key, shard_name, write_shard
 from densenet_ray.data.sources import Source
 from densenet_ray.data.storage import Storage, open_storage
+from densenet_ray.errors import UserError
 
 ProgressCallback = Callable[[int, int], None]  # (samples done in this call, bytes written in this call)
 
@@ -61,10 +62,10 @@ def sample_order(num_samples: int, seed: int | None) -> tuple[int, ...] | None:
 
 def plan_build(source: Source, shard_size: int, stats_samples: int, order_seed: int | None = 0) -> BuildPlan:
     if shard_size < 1:
-        raise ValueError(f"--shard-size {shard_size} must be a positive number of samples")
+        raise UserError(f"--shard-size {shard_size} must be a positive number of samples")
     total = len(source)
     if total == 0:
-        raise ValueError(f"{source.location} has no samples for split {source.split!r}")
+        raise UserError(f"{source.location} has no samples for split {source.split!r}")
     return BuildPlan(source.split, total, shard_size, max(1, math.ceil(total / max(stats_samples, 1))), order_seed)
 
 
@@ -88,27 +89,34 @@ def build_shard_range(
     return infos, stats
 
 
+# Writes every shard of a plan: (source, storage, plan, progress) -> (shard infos, pixel statistics).
+ShardWriter = Callable[[Source, Storage, BuildPlan, "ProgressCallback | None"], tuple[list[ShardInfo], PixelStats]]
+
+
+def write_all_shards(
+    source: Source, storage: Storage, plan: BuildPlan, progress: ProgressCallback | None
+) -> tuple[list[ShardInfo], PixelStats]:
+    """The sequential :data:`ShardWriter`: every shard, in order, in this process."""
+    return build_shard_range(source, storage, plan, range(plan.num_shards), progress)
+
+
 def build_dataset(
     source: Source,
     out_url: str,
     shard_size: int = 1000,
-    parallel: int = 1,
     stats_samples: int = 50_000,
     progress: ProgressCallback | None = None,
     endpoint_url: str | None = None,
     order_seed: int | None = 0,
+    write_shards: ShardWriter = write_all_shards,
 ) -> Manifest:
     """Shard ``source`` into ``out_url`` and write the manifest last; returns the manifest. Samples are written in
-    the permutation ``order_seed`` gives (None: source order)."""
+    the permutation ``order_seed`` gives (None: source order); ``write_shards`` writes them (in Ray tasks for
+    :func:`densenet_ray.data.parallel_build.build_dataset_parallel`)."""
     storage = open_storage(out_url, endpoint_url)
     plan = plan_build(source, shard_size, stats_samples, order_seed)
     storage.delete(manifest_name(plan.split))  # no stale manifest may describe a half-rebuilt split
-    if parallel > 1:
-        from densenet_ray.data.parallel_build import build_in_ray_tasks
-
-        infos, stats = build_in_ray_tasks(source, out_url, endpoint_url, plan, parallel, progress)
-    else:
-        infos, stats = build_shard_range(source, storage, plan, range(plan.num_shards), progress)
+    infos, stats = write_shards(source, storage, plan, progress)
     mean, std = stats.mean_std()
     sizes = sorted(stats.sizes)
     manifest = Manifest(

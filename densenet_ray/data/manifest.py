@@ -10,6 +10,7 @@ import json
 from dataclasses import asdict, dataclass, field
 
 from densenet_ray.data.storage import Storage, StorageError, open_storage, split_url
+from densenet_ray.errors import UserError
 
 FORMAT = "densenet-ray-shards/1"
 
@@ -82,7 +83,7 @@ class Manifest:
             data["shards"] = [ShardInfo(**shard) for shard in data["shards"]]
             return cls(**data)
         except (ValueError, TypeError, KeyError, AttributeError) as error:
-            raise ValueError(f"{where} is not a densenet-ray shard manifest ({error})") from None
+            raise UserError(f"{where} is not a densenet-ray shard manifest ({error})") from None
 
 
 def manifest_name(split: str) -> str:
@@ -121,7 +122,7 @@ def load_manifest(url: str, split: str | None = None, endpoint_url: str | None =
         raise StorageError(f"no shard manifest for {wanted} at {url} (build one with `densenet-ray data build`)")
     if len(manifests) > 1:
         splits = ", ".join(m.split for _, m in manifests)
-        raise ValueError(f"{url} holds several splits ({splits}); choose one with --split")
+        raise UserError(f"{url} holds several splits ({splits}); choose one with --split")
     return manifests[0]
 
 

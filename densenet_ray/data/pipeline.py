@@ -6,7 +6,7 @@ Training, per epoch:
 2. shards split by rank (ranks read disjoint shards), then by loader worker;
 3. each worker streams its shards' raw samples through a shuffle buffer seeded by
    ``(seed, epoch, rank, worker, pass)``, then decodes, transforms and batches inside the worker (per-sample IPC
-   costs 4x, DATA.md section 6);
+   costs 4x in our measurements);
 4. every rank yields exactly ``floor(N / (world_size * batch_size))`` batches: a worker whose shards run short
    starts another pass over them, one with samples left over stops, so DDP never waits on a rank that ran dry.
 
@@ -27,7 +27,6 @@ the manifest lists as undecodable are dropped before the shuffle, so they do not
 from __future__ import annotations
 
 import io
-import math
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -35,14 +34,20 @@ from typing import Any
 
 import torch
 
+from densenet_ray.data.epoch_plan import (
+    eval_batches_per_rank,
+    eval_shards,
+    mix,
+    shard_permutation,
+    train_batches_per_rank,
+    worker_batch_count,
+    worker_shards,
+)
 from densenet_ray.data.manifest import Manifest, ShardInfo, load_manifest
 from densenet_ray.data.storage import Storage, StorageError
+from densenet_ray.errors import DataError, UserError
 
 Transform = Callable[[Any], torch.Tensor]
-
-
-class DataError(RuntimeError):
-    """The data cannot be read as the manifest describes (truncated shard, too many corrupt samples)."""
 
 
 @dataclass(frozen=True)
@@ -61,7 +66,6 @@ class PipelineConfig:
         start_batch: the first batch to yield (resume); batches before it are skipped without decoding.
         shuffle_buffer: raw samples held in each worker's shuffle buffer.
         max_corrupt_fraction: the fraction of a worker's samples that may fail to decode before it is an error.
-        endpoint_url: S3 endpoint for ``s3://`` data (default: the AWS environment variables).
     """
 
     data: str
@@ -76,7 +80,6 @@ class PipelineConfig:
     start_batch: int = 0
     shuffle_buffer: int = 2000
     max_corrupt_fraction: float = 0.01
-    endpoint_url: str | None = None
 
     def validate(self) -> None:
         if self.batch_size < 1:
@@ -87,38 +90,6 @@ class PipelineConfig:
             raise ValueError(f"loader_workers {self.loader_workers} must be >= 0")
         if self.start_batch < 0:
             raise ValueError(f"start_batch {self.start_batch} must be >= 0")
-
-
-def _mix(*parts: int) -> int:
-    """A stable 63-bit seed from integers (Python's hash of ints is stable, but be explicit)."""
-    value = 0x9E3779B97F4A7C15
-    for part in parts:
-        value = (value ^ (int(part) & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9 & 0xFFFFFFFFFFFFFFFF
-        value ^= value >> 31
-    return value & 0x7FFFFFFFFFFFFFFF
-
-
-def train_batches_per_rank(num_samples: int, world_size: int, batch_size: int) -> int:
-    """``floor(N / (world_size * batch_size))``: the training batches every rank yields per epoch."""
-    return num_samples // (world_size * batch_size)
-
-
-def shard_permutation(num_shards: int, seed: int, epoch: int) -> list[int]:
-    """The epoch's global shard order, the same on every rank."""
-    order = list(range(num_shards))
-    random.Random(_mix(seed, epoch, 1)).shuffle(order)
-    return order
-
-
-def worker_shards(shards: list[int], rank: int, world_size: int, worker: int, workers: int) -> list[int]:
-    """Shards of ``shards`` read by (rank, worker); falls back to wider sets so no worker is ever empty."""
-    rank_shards = shards[rank::world_size] or shards
-    return rank_shards[worker::workers] or rank_shards
-
-
-def worker_batch_count(total_batches: int, worker: int, workers: int) -> int:
-    """Batches ``j < total_batches`` with ``j % workers == worker``."""
-    return max(0, math.ceil((total_batches - worker) / workers))
 
 
 @dataclass(frozen=True)
@@ -144,9 +115,6 @@ class _WorkerStream(torch.utils.data.IterableDataset):
         info = torch.utils.data.get_worker_info()
         loader_worker, workers = (info.id, info.num_workers) if info else (0, 1)
         config = self.plan.config
-        from densenet_ray.data.s3reader import register_with_webdataset
-
-        register_with_webdataset()  # spawned workers start without it
         torch.set_num_threads(1)  # decode in parallel processes, not threads
         if config.train:
             # Rotate roles so that loader worker 0 produces global batch start_batch (DataLoader reads in order).
@@ -170,14 +138,14 @@ class _WorkerStream(torch.utils.data.IterableDataset):
         pass_index = 0
         while produced < wanted:
             emitted_this_pass = False
-            rng = random.Random(_mix(config.seed, config.epoch, config.rank, worker, pass_index, 2))
+            rng = random.Random(mix(config.seed, config.epoch, config.rank, worker, pass_index, 2))
             for key, image_bytes, label in _shuffled(self._raw(mine), rng, config.shuffle_buffer):
                 emitted_this_pass = True
                 if to_skip:
                     to_skip -= 1
                     continue
                 seen += 1
-                tensor = _decode(image_bytes, plan.transform, _mix(config.seed, config.epoch, int(key), pass_index))
+                tensor = _decode(image_bytes, plan.transform, mix(config.seed, config.epoch, int(key), pass_index))
                 if tensor is None:
                     failures += 1
                     skipped_in_batch += 1
@@ -197,11 +165,11 @@ class _WorkerStream(torch.utils.data.IterableDataset):
     # -- evaluation -------------------------------------------------------------------------------------------
     def _evaluate(self, worker: int, workers: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]]:
         plan, config = self.plan, self.plan.config
-        mine = _eval_shards(len(plan.manifest.shards), config.rank, config.world_size)[worker::workers]
+        mine = eval_shards(len(plan.manifest.shards), config.rank, config.world_size)[worker::workers]
         batch: list[tuple[torch.Tensor | None, int]] = []
         skipped = 0
         for key, image_bytes, label in self._raw(mine, drop_undecodable=False):
-            tensor = _decode(image_bytes, plan.transform, _mix(config.seed, int(key)))
+            tensor = _decode(image_bytes, plan.transform, mix(config.seed, int(key)))
             if tensor is None:
                 skipped += 1  # keep its slot, masked out, so batch counts stay what the manifest implies
             batch.append((tensor, label))
@@ -320,23 +288,6 @@ def _collate(
     return images, labels, mask, skipped
 
 
-def _eval_shards(num_shards: int, rank: int, world_size: int) -> list[int]:
-    return list(range(num_shards))[rank::world_size]
-
-
-def eval_batches_per_rank(manifest: Manifest, world_size: int, workers: int, batch_size: int) -> int:
-    """Evaluation batches every rank yields: the most any rank needs, so all ranks run the same count."""
-    most = 0
-    for rank in range(world_size):
-        mine = _eval_shards(len(manifest.shards), rank, world_size)
-        count = 0
-        for worker in range(max(workers, 1)):
-            samples = sum(manifest.shards[i].samples for i in mine[worker :: max(workers, 1)])
-            count += math.ceil(samples / batch_size)
-        most = max(most, count)
-    return most
-
-
 class EpochLoader:
     """One epoch of batches for one rank.
 
@@ -346,14 +297,14 @@ class EpochLoader:
 
     def __init__(self, config: PipelineConfig, transform: Transform | None = None) -> None:
         config.validate()
-        storage, manifest = load_manifest(config.data, config.split, config.endpoint_url)
+        storage, manifest = load_manifest(config.data, config.split)
         self.config, self.manifest, self.skipped = config, manifest, 0
         workers = max(config.loader_workers, 1)
         usable = manifest.num_samples - len(manifest.undecodable)
         if config.train:
             self.total_batches = train_batches_per_rank(usable, config.world_size, config.batch_size)
             if self.total_batches == 0:
-                raise ValueError(
+                raise UserError(
                     f"{usable} samples cannot fill one batch of {config.batch_size} on each of {config.world_size} "
                     "rank(s); lower the batch size"
                 )
@@ -370,7 +321,7 @@ class EpochLoader:
             persistent_workers=False,
             prefetch_factor=4 if config.loader_workers else None,
             # Its own generator: DataLoader draws a base seed per iterator, which must not consume the caller's RNG.
-            generator=torch.Generator().manual_seed(_mix(config.seed, config.epoch, config.rank, 3)),
+            generator=torch.Generator().manual_seed(mix(config.seed, config.epoch, config.rank, 3)),
         )
 
     def __len__(self) -> int:
@@ -427,3 +378,6 @@ def _original_message(error: Exception) -> str:
 def make_loader(config: PipelineConfig, transform: Transform | None = None) -> EpochLoader:
     """The loader the training worker calls each epoch (see :class:`PipelineConfig`)."""
     return EpochLoader(config, transform)
+
+
+__all__ = ["DataError", "EpochLoader", "PipelineConfig", "make_loader", "train_batches_per_rank"]

@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from densenet_ray.errors import UserError
+
 IMAGE_EXTENSIONS = {".jpg": "jpg", ".jpeg": "jpg", ".png": "png", ".bmp": "bmp", ".webp": "webp"}
 
 # Official download locations and the MD5 checksums published with them (the CIFAR page lists the CIFAR ones; the
@@ -104,15 +106,15 @@ class _CifarLoader:
 def cifar_source(dataset: str, tarball: str, split: str) -> ArraySource:
     """CIFAR-10/100 from the official python tarball; ``split`` is ``train`` or ``test``."""
     if split not in ("train", "test"):
-        raise ValueError(f"split {split!r} is not in {dataset}; choose train or test")
+        raise UserError(f"split {split!r} is not in {dataset}; choose train or test")
     if not tarfile.is_tarfile(tarball):
-        raise ValueError(f"{tarball} is not a tar archive (expected the official {dataset} python tarball)")
+        raise UserError(f"{tarball} is not a tar archive (expected the official {dataset} python tarball)")
     ten = dataset == "cifar10"
     with tarfile.open(tarball) as archive:
         names = {Path(m.name).name: m for m in archive.getmembers() if m.isfile()}
         meta_name = "batches.meta" if ten else "meta"
         if meta_name not in names:
-            raise ValueError(f"{tarball} has no {meta_name}: it is not the official {dataset} python tarball")
+            raise UserError(f"{tarball} has no {meta_name}: it is not the official {dataset} python tarball")
         meta = pickle.load(archive.extractfile(names[meta_name]), encoding="bytes")  # noqa: S301 - official data
     classes = [name.decode() for name in meta[b"label_names" if ten else b"fine_label_names"]]
     if ten:
@@ -121,7 +123,7 @@ def cifar_source(dataset: str, tarball: str, split: str) -> ArraySource:
         members = (split,)
     missing = [m for m in members if m not in names]
     if missing:
-        raise ValueError(f"{tarball} lacks {', '.join(missing)}: it is not the official {dataset} python tarball")
+        raise UserError(f"{tarball} lacks {', '.join(missing)}: it is not the official {dataset} python tarball")
     loader = _CifarLoader(tarball, members, b"labels" if ten else b"fine_labels")
     return ArraySource(dataset, split, classes, tarball, loader)
 
@@ -142,10 +144,10 @@ class _SvhnLoader:
 def svhn_source(directory: str, split: str) -> ArraySource:
     """SVHN from the official cropped-digit ``{split}_32x32.mat`` files; ``split`` is train, test or extra."""
     if split not in ("train", "test", "extra"):
-        raise ValueError(f"split {split!r} is not in svhn; choose train, test or extra")
+        raise UserError(f"split {split!r} is not in svhn; choose train, test or extra")
     path = os.path.join(directory, f"{split}_32x32.mat") if os.path.isdir(directory) else directory
     if not os.path.isfile(path):
-        raise ValueError(f"{path} does not exist (expected the official SVHN {split}_32x32.mat)")
+        raise UserError(f"{path} does not exist (expected the official SVHN {split}_32x32.mat)")
     return ArraySource("svhn", split, [str(d) for d in range(10)], path, _SvhnLoader(path))
 
 
@@ -189,13 +191,13 @@ class FileListSource(Source):
 def split_holdout(source: FileListSource, per_class: int) -> tuple[FileListSource, FileListSource]:
     """``(train, test)``: the last ``per_class`` images of every class (in file-name order) become ``test``."""
     if per_class < 1:
-        raise ValueError(f"--holdout-per-class {per_class} must be positive")
+        raise UserError(f"--holdout-per-class {per_class} must be positive")
     by_class: dict[int, list[_Entry]] = {}
     for entry in source.entries:
         by_class.setdefault(entry.label, []).append(entry)
     short = [source.classes[label] for label, entries in by_class.items() if len(entries) <= per_class]
     if short:
-        raise ValueError(f"--holdout-per-class {per_class} leaves no training images for class(es) {', '.join(short)}")
+        raise UserError(f"--holdout-per-class {per_class} leaves no training images for class(es) {', '.join(short)}")
     keep = [e for label in sorted(by_class) for e in by_class[label][:-per_class]]
     held = [e for label in sorted(by_class) for e in by_class[label][-per_class:]]
     train = FileListSource(source.dataset, "train", source.classes, source.location, keep)
@@ -214,7 +216,7 @@ def _class_layout(paths: list[tuple[str, ...]]) -> tuple[str | None, list[tuple[
         return None, [(p[0], p) for p in paths]
     if depths == {3} and len({p[0] for p in paths}) == 1:
         return paths[0][0], [(p[1], p) for p in paths]
-    raise ValueError(
+    raise UserError(
         "expected class-folder layout: <class>/<image> or <split>/<class>/<image> "
         f"(found images at depths {sorted(d - 1 for d in depths)})"
     )
@@ -233,9 +235,9 @@ def imagefolder_source(location: str, split: str | None = None) -> FileListSourc
     elif os.path.isfile(location) and tarfile.is_tarfile(location):
         found = _tar_images(location)
     else:
-        raise ValueError(f"{location} is neither a directory nor a tar archive of class folders")
+        raise UserError(f"{location} is neither a directory nor a tar archive of class folders")
     if not found:
-        raise ValueError(f"{location} contains no images ({', '.join(sorted(IMAGE_EXTENSIONS))})")
+        raise UserError(f"{location} contains no images ({', '.join(sorted(IMAGE_EXTENSIONS))})")
     split_folder, labelled = _class_layout([item[0] for item in found])
     classes = sorted({cls for cls, _ in labelled})
     index = {cls: i for i, cls in enumerate(classes)}
@@ -324,11 +326,11 @@ def download(dataset: str, cache_dir: str) -> list[str]:
                     while chunk := response.read(1 << 20):
                         out.write(chunk)
             except OSError as error:
-                raise ValueError(f"cannot download {url} ({error}); pass --source with a local copy") from None
+                raise UserError(f"cannot download {url} ({error}); pass --source with a local copy") from None
             actual = _md5(partial)
             if actual != md5:
                 os.unlink(partial)
-                raise ValueError(f"{url} has MD5 {actual}, not the published {md5}; the download is corrupt")
+                raise UserError(f"{url} has MD5 {actual}, not the published {md5}; the download is corrupt")
             os.replace(partial, path)
         paths.append(path)
     return paths
@@ -345,16 +347,16 @@ def _md5(path: str) -> str:
 def open_source(dataset: str, source: str | None, split: str | None, cache_dir: str) -> Source:
     """The :class:`Source` for ``densenet-ray data build DATASET [--source SRC] [--split NAME]``."""
     if dataset not in DATASETS:
-        raise ValueError(f"unknown dataset {dataset!r}; choose one of: {', '.join(DATASETS)}")
+        raise UserError(f"unknown dataset {dataset!r}; choose one of: {', '.join(DATASETS)}")
     if dataset == "imagefolder":
         if not source:
-            raise ValueError("imagefolder needs --source (a class-folder directory or .tar)")
+            raise UserError("imagefolder needs --source (a class-folder directory or .tar)")
         return imagefolder_source(source, split)
     if source is None:
         files = download(dataset, cache_dir)
         source = files[0] if dataset != "svhn" else os.path.dirname(files[0])
     if not os.path.exists(source):
-        raise ValueError(f"--source {source} does not exist")
+        raise UserError(f"--source {source} does not exist")
     if dataset == "svhn":
         return svhn_source(source, split or "train")
     return cifar_source(dataset, source, split or "train")

@@ -1,4 +1,4 @@
-"""The paper's input transforms (DENSENET.md section 4), built on ``torchvision.transforms.v2``.
+"""The paper's input transforms (section 4.1: crops, flips, per-channel normalisation), on ``transforms.v2``.
 
 Every transform takes a PIL RGB image and returns a float CHW tensor.
 """
@@ -9,6 +9,8 @@ from collections.abc import Sequence
 
 import torch
 from torchvision.transforms import v2
+
+from densenet_ray.errors import UserError
 
 # Per-channel statistics on the [0, 1] scale, as the original code uses them (DN-data).
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4824, 0.4467), (0.2471, 0.2435, 0.2616)
@@ -109,4 +111,4 @@ def for_dataset(dataset: str, train: bool, augment: bool = True) -> v2.Compose:
         return svhn()
     if dataset == "imagenet":
         return imagenet_train() if train else imagenet_eval()
-    raise ValueError(f"no transforms for dataset {dataset!r}; choose cifar10, cifar100, svhn or imagenet")
+    raise UserError(f"no transforms for dataset {dataset!r}; choose cifar10, cifar100, svhn or imagenet")

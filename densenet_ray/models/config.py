@@ -6,9 +6,11 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
+from densenet_ray.errors import UserError
+
 Form = Literal["cifar", "imagenet"]
 
-# ImageNet block configurations keyed by the depth they are named by (DENSENET.md section 2). 264 and 232 use 12
+# ImageNet block configurations keyed by the depth they are named by (paper, Table 1). 264 and 232 use 12
 # layers in the second block: the technical report's footnote says 32, but only 12 reproduces its 33M/55M/73M.
 IMAGENET_BLOCKS: dict[int, tuple[int, ...]] = {
     121: (6, 12, 24, 16),
@@ -61,7 +63,7 @@ class DenseNetConfig:
         unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
         if unknown:
             valid = ", ".join(f.name for f in dataclasses.fields(self))
-            raise ValueError(f"unknown DenseNet option(s) {', '.join(unknown)}; valid options: {valid}")
+            raise UserError(f"unknown DenseNet option(s) {', '.join(unknown)}; valid options: {valid}")
         return dataclasses.replace(self, **{key: value for key, value in changes.items() if value is not None})
 
     @property
@@ -99,27 +101,27 @@ class DenseNetConfig:
     def validate(self) -> None:
         """Raise ``ValueError`` with a one-line explanation when the configuration cannot be built."""
         if self.form not in NATIVE_RESOLUTION:
-            raise ValueError(f"form {self.form!r} is not one of: cifar, imagenet")
+            raise UserError(f"form {self.form!r} is not one of: cifar, imagenet")
         if self.growth_rate < 1:
-            raise ValueError(f"growth_rate {self.growth_rate} must be a positive integer")
+            raise UserError(f"growth_rate {self.growth_rate} must be a positive integer")
         if not 0 < self.reduction <= 1:
-            raise ValueError(f"reduction {self.reduction} must be in (0, 1]")
+            raise UserError(f"reduction {self.reduction} must be in (0, 1]")
         if not 0 <= self.drop_rate < 1:
-            raise ValueError(f"drop_rate {self.drop_rate} must be in [0, 1)")
+            raise UserError(f"drop_rate {self.drop_rate} must be in [0, 1)")
         if self.num_classes is not None and self.num_classes < 1:
-            raise ValueError(f"num_classes {self.num_classes} must be a positive integer")
+            raise UserError(f"num_classes {self.num_classes} must be a positive integer")
         if self.stem_channels is not None and self.stem_channels < 1:
-            raise ValueError(f"stem_channels {self.stem_channels} must be a positive integer")
+            raise UserError(f"stem_channels {self.stem_channels} must be a positive integer")
         if self.bn_size < 1:
-            raise ValueError(f"bn_size {self.bn_size} must be a positive integer")
+            raise UserError(f"bn_size {self.bn_size} must be a positive integer")
         if self.block_config is not None:
             if not self.block_config or any(int(n) < 1 for n in self.block_config):
-                raise ValueError(f"block_config {tuple(self.block_config)} must list at least one positive count")
+                raise UserError(f"block_config {tuple(self.block_config)} must list at least one positive count")
             return
         if self.form == "imagenet":
             if self.depth not in IMAGENET_BLOCKS:
                 known = ", ".join(str(d) for d in sorted(IMAGENET_BLOCKS))
-                raise ValueError(
+                raise UserError(
                     f"depth {self.depth} has no standard ImageNet DenseNet; use one of {known} or give block_config"
                 )
             return
@@ -129,7 +131,7 @@ class DenseNetConfig:
         if self.depth < minimum or (self.depth - 4) % step:
             below = self.depth - (self.depth - 4) % step
             nearest = [minimum] if self.depth < minimum else [below, below + step]
-            raise ValueError(
+            raise UserError(
                 f"depth {self.depth} does not fit a {kind} with N layers per block; nearest valid depths: "
                 + ", ".join(str(d) for d in nearest)
             )

@@ -19,7 +19,8 @@ from densenet_ray.models.config import DenseNetConfig
 from densenet_ray.models.efficient import SharedScratch, concat_norm_relu_conv
 
 # The original torchvision .pth files named dense-layer submodules "norm.1", "conv.2", ...; dots are no longer
-# allowed in module names, so such keys are renamed to "norm1", "conv2" (DENSENET.md section 8).
+# allowed in module names, so such keys are renamed to "norm1", "conv2" (as torchvision's own
+# models/densenet.py _load_state_dict does).
 _LEGACY_KEY = re.compile(
     r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$"
 )
@@ -67,8 +68,6 @@ class _DenseLayer(nn.Module):
 
 class _DenseBlock(nn.ModuleDict):
     """N dense layers; layer i sees the concatenation of the block input and every earlier layer's output."""
-
-    _version = 2
 
     def __init__(
         self, num_layers: int, in_channels: int, growth_rate: int, bottleneck: bool, bn_size: int, drop_rate: float

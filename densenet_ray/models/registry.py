@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
+from densenet_ray.errors import UserError
 from densenet_ray.models.config import DenseNetConfig
 from densenet_ray.models.densenet import DenseNet
 
@@ -48,7 +49,7 @@ def get_entry(name: str) -> ModelEntry:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(_REGISTRY)}") from None
+        raise UserError(f"unknown model {name!r}; choose one of: {', '.join(_REGISTRY)}") from None
 
 
 def resolve_config(name: str | None = None, **overrides: object) -> DenseNetConfig:

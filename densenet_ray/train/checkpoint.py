@@ -10,9 +10,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from densenet_ray.errors import UserError
+
 CLASSIFIER_KEYS = ("classifier.weight", "classifier.bias")
 STATE_FILE = "state.pt"
-# torchvision publishes ImageNet weights for these four (DENSENET.md section 8).
+# torchvision publishes ImageNet weights for these four (torchvision.models.DenseNet121_Weights and siblings).
 PRETRAINED = {
     "densenet121": "DenseNet121_Weights",
     "densenet161": "DenseNet161_Weights",
@@ -34,8 +36,8 @@ def _read_checkpoint_bytes(path: str, flag: str) -> bytes:
         if name and folder.exists(name):
             return folder.read_bytes(name)
     except StorageError as error:
-        raise ValueError(f"{flag} {path}: {error}") from None
-    raise ValueError(f"{flag} {path} does not exist (a checkpoint directory, state.pt or a .pth file)")
+        raise UserError(f"{flag} {path}: {error}") from None
+    raise UserError(f"{flag} {path} does not exist (a checkpoint directory, state.pt or a .pth file)")
 
 
 def load_checkpoint(path: str, flag: str = "--init-from") -> Any:
@@ -48,11 +50,11 @@ def load_checkpoint(path: str, flag: str = "--init-from") -> Any:
         path = path.removeprefix("file://")
         source = os.path.join(path, STATE_FILE) if os.path.isdir(path) else path
         if not os.path.isfile(source):
-            raise ValueError(f"{flag} {path} does not exist (a checkpoint directory, state.pt or a .pth file)")
+            raise UserError(f"{flag} {path} does not exist (a checkpoint directory, state.pt or a .pth file)")
     try:
         return torch.load(source, map_location="cpu", weights_only=False)
     except Exception as error:  # pickle and zip errors come in many types
-        raise ValueError(f"{flag} {path} is not a PyTorch checkpoint ({type(error).__name__})") from None
+        raise UserError(f"{flag} {path} is not a PyTorch checkpoint ({type(error).__name__})") from None
 
 
 def state_dict_of(loaded: Any, path: str, flag: str = "--init-from") -> dict[str, torch.Tensor]:
@@ -63,7 +65,7 @@ def state_dict_of(loaded: Any, path: str, flag: str = "--init-from") -> dict[str
     elif isinstance(loaded, dict) and isinstance(loaded.get("state_dict"), dict):
         loaded = loaded["state_dict"]
     if not isinstance(loaded, dict) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
-        raise ValueError(f"{flag} {path} holds no state_dict")
+        raise UserError(f"{flag} {path} holds no state_dict")
     return {key.removeprefix("module."): value for key, value in loaded.items()}
 
 
@@ -77,7 +79,7 @@ def pretrained_state_dict(model_name: str) -> dict[str, torch.Tensor]:
     import torchvision.models
 
     if model_name not in PRETRAINED:
-        raise ValueError(
+        raise UserError(
             f"--pretrained: torchvision has ImageNet weights for {', '.join(PRETRAINED)} only, not {model_name!r}"
         )
     weights = getattr(torchvision.models, PRETRAINED[model_name]).DEFAULT
@@ -86,7 +88,7 @@ def pretrained_state_dict(model_name: str) -> dict[str, torch.Tensor]:
     except Exception as error:  # URLError, HTTPError, hash mismatch, a truncated file: all mean "no weights here"
         reason = str(getattr(error, "reason", "") or error).splitlines()[0][:160] or type(error).__name__
         cache = os.path.join(torch.hub.get_dir(), "checkpoints")
-        raise ValueError(
+        raise UserError(
             f"--pretrained: cannot get {weights.url} ({reason}); with no internet, copy that file into {cache} "
             f"or pass it with --init-from"
         ) from None
@@ -107,9 +109,9 @@ def load_initial_weights(
         result = model.load_state_dict(state, strict=not kept_fresh)
     except RuntimeError as error:  # shape mismatches: name the first one, not all of them
         first = next((line.strip() for line in str(error).splitlines() if "size mismatch" in line), str(error))
-        raise ValueError(f"{flag} {label} does not fit the model ({first[:200]})") from None
+        raise UserError(f"{flag} {label} does not fit the model ({first[:200]})") from None
     unexpected = list(result.unexpected_keys) if result else []
     missing = [key for key in (result.missing_keys if result else []) if key not in kept_fresh]
     if missing or unexpected:
-        raise ValueError(f"{flag} {label} does not fit the model: missing {missing[:3]}, unexpected {unexpected[:3]}")
+        raise UserError(f"{flag} {label} does not fit the model: missing {missing[:3]}, unexpected {unexpected[:3]}")
     return kept_fresh

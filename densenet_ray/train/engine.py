@@ -20,7 +20,6 @@ class TrainStats:
     correct: int = 0
     samples: int = 0
     steps: int = 0
-    seconds: float = 0.0
     data_seconds: float = 0.0
 
     @property
@@ -42,83 +41,101 @@ class EvalStats:
     samples: int
 
 
-def _autocast(device: torch.device, amp: str | None):  # noqa: ANN202 - a context manager
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp or "")
+def _autocast(device: torch.device, amp: str):  # noqa: ANN202 - a context manager
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
     return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
 
 
+@dataclass
+class StepContext:
+    """What every step of a pass needs besides the batches.
+
+    Attributes:
+        model: the (possibly DDP-wrapped, compiled) model.
+        device: where batches go.
+        amp: ``off``, ``bf16`` or ``fp16`` autocast.
+        channels_last: convert each batch to channels-last memory format.
+        optimizer: training only.
+        scaler: the fp16 gradient scaler, or None.
+        set_lr: ``set_lr(i)`` sets (and returns) the learning rate of batch ``i`` of the epoch (training only).
+    """
+
+    model: nn.Module
+    device: torch.device
+    amp: str = "off"
+    channels_last: bool = False
+    optimizer: torch.optim.Optimizer | None = None
+    scaler: torch.amp.GradScaler | None = None
+    set_lr: Callable[[int], float] | None = None
+
+    def to_device(self, images: torch.Tensor) -> torch.Tensor:
+        images = images.to(self.device, non_blocking=True)
+        return images.contiguous(memory_format=torch.channels_last) if self.channels_last else images
+
+
+def _step(context: StepContext, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimisation step; returns the loss and logits (detached)."""
+    assert context.optimizer is not None
+    with _autocast(context.device, context.amp):
+        logits = context.model(images)
+        loss = F.cross_entropy(logits, labels)
+    context.optimizer.zero_grad(set_to_none=True)
+    if context.scaler is not None:
+        context.scaler.scale(loss).backward()
+        context.scaler.step(context.optimizer)
+        context.scaler.update()
+    else:
+        loss.backward()
+        context.optimizer.step()
+    return loss.detach(), logits.detach()
+
+
 def train_epoch(
-    model: nn.Module,
+    context: StepContext,
     batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
-    optimizer: torch.optim.Optimizer,
-    set_lr: Callable[[int], float],
-    device: torch.device,
-    amp: str | None = None,
-    scaler: torch.amp.GradScaler | None = None,
-    channels_last: bool = False,
     max_steps: int = 0,
     first_step: int = 0,
     on_step: Callable[[int, TrainStats], None] | None = None,
 ) -> TrainStats:
-    """Train over ``batches``; ``set_lr(i)`` sets and returns the learning rate of batch ``i`` of the epoch.
-
-    ``first_step`` is the epoch's index of the first batch (after a resume); ``max_steps`` (0 = all) bounds the
-    batch index, the same on every rank, so DDP stays in step.
-    """
-    model.train()
+    """Train over ``batches``. ``first_step`` is the epoch's index of the first batch (after a resume);
+    ``max_steps`` (0 = all) bounds the batch index, the same on every rank, so DDP stays in step; ``on_step(i,
+    stats)`` runs after each step."""
+    context.model.train()
     stats = TrainStats()
-    start = waited = time.perf_counter()
+    waited = time.perf_counter()
     for index, (images, labels) in enumerate(batches, start=first_step):
         stats.data_seconds += time.perf_counter() - waited
         if max_steps and index >= max_steps:
             break
-        set_lr(index)
-        images = images.to(device, non_blocking=True)
-        if channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        labels = labels.to(device, non_blocking=True)
-        with _autocast(device, amp):
-            logits = model(images)
-            loss = F.cross_entropy(logits, labels)
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
-        stats.loss_sum += float(loss.detach()) * len(labels)
-        stats.correct += int((logits.detach().argmax(1) == labels).sum())
+        if context.set_lr is not None:
+            context.set_lr(index)
+        labels = labels.to(context.device, non_blocking=True)
+        loss, logits = _step(context, context.to_device(images), labels)
+        stats.loss_sum += float(loss) * len(labels)
+        stats.correct += int((logits.argmax(1) == labels).sum())
         stats.samples += len(labels)
         stats.steps += 1
         if on_step:
             on_step(index, stats)
         waited = time.perf_counter()
-    stats.seconds = time.perf_counter() - start
     return stats
 
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module,
+    context: StepContext,
     batches: Iterable[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
-    device: torch.device,
-    amp: str | None = None,
-    channels_last: bool = False,
     max_batches: int = 0,
 ) -> EvalStats:
     """Top-1/top-5 error over the masked rows of every batch, summed over all ranks when DDP is initialised."""
-    model.eval()
-    totals = torch.zeros(4, dtype=torch.float64, device=device)  # loss sum, top-1 hits, top-5 hits, samples
+    context.model.eval()
+    totals = torch.zeros(4, dtype=torch.float64, device=context.device)  # loss sum, top-1, top-5 hits, samples
     for index, (images, labels, mask) in enumerate(batches):
         if max_batches and index >= max_batches:
             break
-        images, labels, mask = images.to(device), labels.to(device), mask.to(device)
-        if channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        with _autocast(device, amp):
-            logits = model(images).float()
+        images, labels, mask = context.to_device(images), labels.to(context.device), mask.to(context.device)
+        with _autocast(context.device, context.amp):
+            logits = context.model(images).float()
         losses = F.cross_entropy(logits, labels, reduction="none")
         top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices
         hits5 = (top5 == labels[:, None]).any(1)

@@ -1,6 +1,6 @@
 """A sweep's result table, read from storage alone (no Ray): one row per trial, ratios to the baseline, Pareto fronts.
 
-Every trial is a training run under ``<experiment>/trials/<trial>/`` with the training issue's ``config.yaml`` and
+Every trial is a training run under ``<experiment>/trials/<trial>/`` with its ``config.yaml`` and
 ``metrics.jsonl``; that is all this module reads, so ``tune show`` works on finished and running sweeps alike, from
 a laptop. The finished table is saved beside the experiment as ``results.json`` and ``results.csv``.
 """
@@ -13,9 +13,9 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import yaml
-
 from densenet_ray.data.storage import Storage, StorageError, child_url, open_storage
+from densenet_ray.errors import UserError
+from densenet_ray.train.run_dir import CONFIG_FILE, RunDirectory
 
 TRIALS_DIR = "trials"
 RESULTS_JSON = "results.json"
@@ -42,9 +42,9 @@ class TrialRow:
     ratios: dict[str, float] = field(default_factory=dict)
     pareto_time: bool = False
     pareto_memory: bool = False
+    cause: str = ""  # a failed trial's one-line error
 
 
-COSTS = {"params": "params", "seconds_per_iteration": "s/iter", "peak_memory_mb": "memory"}
 RATIO_KEYS = ("params", "final_test_error", "seconds_per_iteration", "peak_memory_mb", "images_per_s")
 
 
@@ -63,30 +63,26 @@ def read_trial(storage: Storage, trial: str, searched: list[str] | None = None) 
     """The row of the training run ``trial`` under the trials directory; None before its config is written."""
     from densenet_ray.tune.sweeps import trial_label
 
-    if not storage.exists(f"{trial}/config.yaml"):
+    run = RunDirectory(storage.join(trial))
+    config = run.read_config()
+    if config is None:
         return None
-    config = yaml.safe_load(storage.read_bytes(f"{trial}/config.yaml"))
-    lines = (
-        storage.read_bytes(f"{trial}/metrics.jsonl").decode().splitlines()
-        if storage.exists(f"{trial}/metrics.jsonl")
-        else []
-    )
-    records = [record for record in map(json.loads, lines) if not record.get("mid_epoch")]
+    records, _ = run.metrics()
     row = TrialRow(
         trial=trial,
         label=trial_label(config, searched),
         options=config,
         params=_params(config),
-        epochs_done=records[-1]["epoch"] if records else 0,
+        epochs_done=records[-1].epoch if records else 0,
         epochs=int(config["epochs"]),
     )
     if records:
         last = records[-1]
-        row.final_test_error, row.best_test_error = last["test_error"], last["best_test_error"]
+        row.final_test_error, row.best_test_error = last.test_error, last.best_test_error
         # Time and memory: the median over epochs (the first epoch carries start-up costs; later ones are steady).
-        row.seconds_per_iteration = _median([r["seconds_per_iteration"] for r in records])
-        row.peak_memory_mb = max(r["peak_memory_mb"] for r in records)
-        row.images_per_s = _median([r.get("steady_images_per_s", r["images_per_s"]) for r in records])
+        row.seconds_per_iteration = _median([r.seconds_per_iteration or 0.0 for r in records])
+        row.peak_memory_mb = max(r.peak_memory_mb or 0.0 for r in records)
+        row.images_per_s = _median([r.steady_images_per_s or r.images_per_s or 0.0 for r in records])
         row.status = "complete" if row.epochs_done >= row.epochs else "running"
     return row
 
@@ -136,7 +132,7 @@ def collect(
 ) -> list[TrialRow]:
     """Every trial's row under ``experiment_url``, sorted by parameter count, with ratios and fronts."""
     trials = open_storage(child_url(experiment_url, TRIALS_DIR))
-    names = sorted({info.name.split("/", 1)[0] for info in trials.list() if info.name.endswith("/config.yaml")})
+    names = sorted({info.name.split("/", 1)[0] for info in trials.list() if info.name.endswith("/" + CONFIG_FILE)})
     rows = [row for row in (read_trial(trials, name, searched) for name in names) if row is not None]
     rows.sort(key=lambda row: (row.params, row.label, row.trial))
     return finish_rows(rows, baseline)
@@ -224,7 +220,7 @@ def plot(rows: list[TrialRow], path: str, title: str) -> None:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise ValueError("--plot needs matplotlib: pip install 'densenet-ray[plot]'") from None
+        raise UserError("--plot needs matplotlib: pip install 'densenet-ray[plot]'") from None
     measured = [row for row in rows if row.final_test_error is not None]
     figure, axes = plt.subplots(1, 2, figsize=(11, 4.5))
     for axis, cost, flag, label in (

@@ -1,7 +1,8 @@
-"""Running a sweep on Ray Tune: every trial is the Train driver of one training run (RAY.md section 2).
+"""Running a sweep on Ray Tune: every trial is the Train driver of one training run.
 
-A V2 ``TorchTrainer`` cannot be handed to a ``Tuner``; instead each Tune trial is a function that builds and fits
-the training issue's Ray Train run, whose ``TuneReportCallback`` forwards rank 0's per-epoch metrics to Tune. The
+A Ray Train V2 ``TorchTrainer`` cannot be handed to a ``Tuner`` (Ray's migration guide, ray-project/ray#49454);
+instead each Tune trial is a function that builds and fits one training run, whose ``TuneReportCallback``
+forwards rank 0's per-epoch metrics to Tune. The
 trial itself holds next to nothing (0.01 CPU, or a sliver of a ``TRAIN_DRIVER`` resource when the cluster has one)
 and at most as many trials run as the cluster can give all their workers, so a small cluster never deadlocks with
 trial drivers holding the CPUs their workers wait for.
@@ -13,9 +14,9 @@ id>/`` (each a complete training run directory) and, at the end, ``results.json`
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
-import os
 import time
 from dataclasses import asdict
 from typing import Any
@@ -23,7 +24,11 @@ from typing import Any
 from ray import tune
 
 from densenet_ray.data.storage import StorageError, child_url, open_storage
+from densenet_ray.ray_session import ClusterNeeds, RayOptions, ray_session
 from densenet_ray.train.config import TrainConfig
+from densenet_ray.train.preflight import check_data
+from densenet_ray.train.ray_storage import ray_storage
+from densenet_ray.train.resolved import ResolvedConfig, derive, resolve
 from densenet_ray.tune import report
 from densenet_ray.tune.sweeps import Distribution, Sweep, trial_label
 
@@ -38,9 +43,10 @@ def trial_driver(tune_config: dict[str, Any]) -> None:
 
     from densenet_ray.train.launcher import launch
 
-    options = {**tune_config["base"], **tune_config.get("trial", {})}
-    options["name"] = f"train-{ray.tune.get_context().get_trial_id()}"
-    launch(TrainConfig(**options), callbacks=[TuneReportCallback()], follow=False)
+    base = ResolvedConfig.from_document(tune_config["base"])
+    name = f"train-{ray.tune.get_context().get_trial_id()}"
+    config = derive(base, tune_config.get("trial", {}), tune_config["trials_root"], name)
+    launch(config, callbacks=[TuneReportCallback()], follow=False)
 
 
 def driver_resources(cluster: dict[str, float]) -> dict[str, float]:
@@ -127,114 +133,120 @@ class TrialProgress(tune.Callback):
         _print(f"trial {trial.trial_id} failed; its log: {trial.error_file or trial.local_path}")
 
 
-def _validate(sweep: Sweep, base: dict[str, Any]) -> None:
+def _validate(sweep: Sweep, base: ResolvedConfig, trials_root: str) -> None:
     """Every grid trial (or one sample of the space) must be a valid training configuration before Ray starts."""
     samples = sweep.grid or [{name: d.values[0] for name, d in sweep.space.items()}]
     for trial in samples:
-        TrainConfig.from_sources(base, trial).resolved()
+        derive(base, trial, trials_root, "check")
+
+
+def _describe(sweep: Sweep, base: ResolvedConfig, name: str, experiment: str) -> tuple[dict[str, Any], list[str]]:
+    """``sweep.json``'s content and the searched options; a resumed sweep keeps what it was started with (Tune
+    restores its own parameter space)."""
+    searched = sorted(sweep.space) if sweep.space else []
+    description = {"kind": sweep.kind, "baseline": sweep.baseline, "searched": searched, "scheduler": sweep.scheduler}
+    description.update(grid=sweep.grid, space={k: asdict(v) for k, v in sweep.space.items()}, options=base.flat())
+    try:
+        saved = report.read_sweep(experiment)
+        if saved:
+            sweep.baseline = saved.get("baseline")
+            return saved, list(saved.get("searched") or [])
+        open_storage(experiment).write_bytes(report.SWEEP_FILE, json.dumps(description, indent=2).encode())
+    except (StorageError, OSError) as error:
+        raise StorageError(f"--storage {base.storage.root} is not writable ({error})") from None
+    return description, searched
+
+
+def _tuner(sweep: Sweep, base: ResolvedConfig, name: str, concurrent: int, searched: list[str], trainable: Any,
+           print_line: Any) -> Any:  # fmt: skip
+    """A new Tuner, or the restored one when the experiment exists under ``name``."""
+    storage_path, filesystem = ray_storage(base.storage.root)
+    tune_path = storage_path.rstrip("/") + "/" + name if filesystem else child_url(base.storage.root, name)
+    if tune.Tuner.can_restore(tune_path, storage_filesystem=filesystem):
+        print_line(f"resuming sweep {name}: finished trials are kept, the others continue from checkpoints")
+        return tune.Tuner.restore(
+            tune_path, trainable=trainable, resume_unfinished=True, resume_errored=True, storage_filesystem=filesystem
+        )
+    experiment = child_url(base.storage.root, name)
+    space: dict[str, Any] = {"base": base.to_document(), "trials_root": child_url(experiment, report.TRIALS_DIR)}
+    space["trial"] = tune.grid_search(sweep.grid) if sweep.grid else _search_space(sweep.space)
+    workers = base.execution.workers
+    print_line(
+        f"sweep {name}: {len(sweep.grid) or 'sampled'} trials x {sweep.num_samples}, {concurrent} at a time, "
+        f"{workers} worker(s) each, scheduler {sweep.scheduler}"
+    )
+    tune_config = tune.TuneConfig(
+        metric="test_error", mode="min", scheduler=_scheduler(sweep, base.optim.epochs),
+        num_samples=sweep.num_samples, max_concurrent_trials=concurrent,
+    )  # fmt: skip
+    run_config = tune.RunConfig(
+        name=name, storage_path=storage_path, storage_filesystem=filesystem, verbose=0,
+        callbacks=[TrialProgress(searched)],
+    )  # fmt: skip
+    return tune.Tuner(trainable, param_space=space, tune_config=tune_config, run_config=run_config)
+
+
+def _fit(sweep: Sweep, base: ResolvedConfig, name: str, max_concurrent: int | None, searched: list[str],
+         print_line: Any, options: RayOptions | None) -> list[tuple[str, str]]:  # fmt: skip
+    """Run the trials; returns each failed trial's directory and one-line cause."""
+    import ray
+
+    execution = base.execution
+    needs = ClusterNeeds(
+        cpus=execution.workers * execution.cpus_per_worker + DRIVER_SHARE,
+        gpus=execution.workers if execution.gpu else 0,
+        what=f"one trial of {execution.workers} workers x {execution.cpus_per_worker} CPU",
+        resources={DRIVER_RESOURCE: 1}, dashboard=True,
+    )  # fmt: skip
+    with ray_session(needs, options, print_line):
+        cluster = ray.cluster_resources()
+        concurrent = max_concurrent_trials(cluster, execution.workers, execution.cpus_per_worker, execution.gpu,
+                                           max_concurrent)  # fmt: skip
+        trainable = tune.with_resources(trial_driver, driver_resources(cluster))
+        for events in _EVENTS.values():
+            events.clear()
+        grid = _tuner(sweep, base, name, concurrent, searched, trainable, print_line).fit()
+        return [(result.path, _cause(result.error)) for result in grid if result.error]
+
+
+def _cause(error: BaseException) -> str:
+    """The innermost error's first line: Tune wraps the trial's own exception."""
+    while getattr(error, "cause", None) is not None or error.__cause__ is not None:
+        error = getattr(error, "cause", None) or error.__cause__  # type: ignore[assignment]
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[-1] if lines and "Traceback" in lines[0] else (lines[0] if lines else type(error).__name__)
 
 
 def run_sweep(
-    sweep: Sweep, base: TrainConfig, name: str | None, max_concurrent: int | None, print_line: Any = print
+    sweep: Sweep,
+    base_options: TrainConfig,
+    name: str | None,
+    max_concurrent: int | None,
+    print_line: Any = print,
+    ray_options: RayOptions | None = None,
 ) -> tuple[str, list[report.TrialRow]]:
-    """Run (or resume, when ``name`` exists) ``sweep`` with ``base`` as every trial's options; returns the
-    experiment URL and the finished rows (also saved as ``results.json`` and ``results.csv``)."""
-    import ray
-
-    from densenet_ray.train.launcher import ensure_data, ray_storage, storage_root
-
-    base = base.resolved()  # dataset defaults, storage root
-    base.data = ensure_data(base, print_line)
-    name = name or f"{sweep.kind}-{base.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
-    root = storage_root(base)
-    experiment = child_url(root, name)
-    trial_base = {**base.to_dict(), **sweep.options, "storage": child_url(experiment, report.TRIALS_DIR)}
-    trial_base.update(name=None, source=None)
-    _validate(sweep, trial_base)
-    searched = sorted(sweep.space) if sweep.space else []
-    description = {"kind": sweep.kind, "baseline": sweep.baseline, "searched": searched, "scheduler": sweep.scheduler}
-    description.update(grid=sweep.grid, space={k: asdict(v) for k, v in sweep.space.items()}, options=trial_base)
-    try:
-        saved = report.read_sweep(experiment)
-        if saved:  # resuming: the experiment keeps what it was started with (Tune restores its own param space)
-            description, searched = saved, list(saved.get("searched") or [])
-            sweep.baseline = saved.get("baseline")
-        else:
-            open_storage(experiment).write_bytes(report.SWEEP_FILE, json.dumps(description, indent=2).encode())
-    except (StorageError, OSError) as error:
-        raise StorageError(f"--storage {base.storage} is not writable ({error})") from None
-
-    started_here = False
-    if not ray.is_initialized():
-        if os.environ.get("RAY_ADDRESS"):
-            ray.init(log_to_driver=False)
-        else:
-            cpus = max(os.cpu_count() or 1, base.workers * base.cpus_per_worker)
-            # The dashboard serves the state API, which Ray Train's PlacementGroupCleaner needs: without it, every
-            # trial the scheduler stops (ASHA, and any trial reaching max_t) leaks its workers' placement group and
-            # the next trials wait forever for those CPUs.
-            ray.init(
-                num_cpus=cpus,
-                resources={DRIVER_RESOURCE: 1},
-                include_dashboard=True,
-                dashboard_host="127.0.0.1",
-                log_to_driver=False,
-            )
-            started_here = True
-    try:
-        cluster = ray.cluster_resources()
-        concurrent = max_concurrent_trials(cluster, base.workers, base.cpus_per_worker, base.gpu, max_concurrent)
-        trainable = tune.with_resources(trial_driver, driver_resources(cluster))
-        storage_path, filesystem = ray_storage(root)
-        tune_path = storage_path.rstrip("/") + "/" + name if filesystem else child_url(root, name)
-        for events in _EVENTS.values():
-            events.clear()
-        if tune.Tuner.can_restore(tune_path, storage_filesystem=filesystem):
-            print_line(f"resuming sweep {name}: finished trials are kept, the others continue from checkpoints")
-            tuner = tune.Tuner.restore(
-                tune_path,
-                trainable=trainable,
-                resume_unfinished=True,
-                resume_errored=True,
-                storage_filesystem=filesystem,
-            )
-        else:
-            space: dict[str, Any] = {"base": trial_base}
-            space["trial"] = tune.grid_search(sweep.grid) if sweep.grid else _search_space(sweep.space)
-            print_line(
-                f"sweep {name}: {len(sweep.grid) or 'sampled'} trials x {sweep.num_samples}, {concurrent} at a time, "
-                f"{base.workers} worker(s) each, scheduler {sweep.scheduler}"
-            )
-            tuner = tune.Tuner(
-                trainable,
-                param_space=space,
-                tune_config=tune.TuneConfig(
-                    metric="test_error",
-                    mode="min",
-                    scheduler=_scheduler(sweep, int(trial_base["epochs"])),
-                    num_samples=sweep.num_samples,
-                    max_concurrent_trials=concurrent,
-                ),
-                run_config=tune.RunConfig(
-                    name=name,
-                    storage_path=storage_path,
-                    storage_filesystem=filesystem,
-                    verbose=0,
-                    callbacks=[TrialProgress(searched)],
-                ),
-            )
-        grid = tuner.fit()
-        failed = [result.path for result in grid if result.error]
-    finally:
-        if started_here:
-            ray.shutdown()
+    """Run (or resume, when ``name`` exists) ``sweep`` with ``base_options`` as every trial's options; returns the
+    experiment URL and the rows (also saved as ``results.json`` and ``results.csv``). Rows of failed trials carry
+    their one-line cause."""
+    fixed = {key: value for key, value in sweep.options.items()}
+    options = TrainConfig.from_sources(
+        dataclasses.asdict(base_options), fixed, origins=("flags", "the sweep's options")
+    )
+    base = resolve(dataclasses.replace(options, name=None, source=options.source))
+    check_data(base, print_line)
+    name = name or f"{sweep.kind}-{base.data.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    experiment = child_url(base.storage.root, name)
+    _validate(sweep, base, child_url(experiment, report.TRIALS_DIR))
+    description, searched = _describe(sweep, base, name, experiment)
+    failures = _fit(sweep, base, name, max_concurrent, searched, print_line, ray_options)
     rows = report.collect(experiment, sweep.baseline, searched)
     unfinished = _EVENTS["started"] - _EVENTS["ended"]
     for row in rows:
         trial_id = row.trial.removeprefix("train-")
         if row.status != "complete":  # Tune's trial directories carry the trial id, as our run names do
-            failed_here = any(trial_id in path for path in failed)
-            row.status = "error" if failed_here else "interrupted" if trial_id in unfinished else "stopped"
+            cause = next((cause for path, cause in failures if trial_id in path), None)
+            row.status = "error" if cause is not None else "interrupted" if trial_id in unfinished else "stopped"
+            row.cause = cause or ""
     if unfinished:
         raise SweepInterrupted(f"sweep {name} interrupted; rerun with --name {name} to finish it")
     report.save(experiment, rows, {"name": name, "experiment": experiment, **description})

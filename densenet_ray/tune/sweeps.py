@@ -1,7 +1,8 @@
 """What a sweep is: its trials (a grid of model options, or a search space from YAML) and its scheduler. No Ray.
 
-The named sweeps are the paper's studies: ``wide`` (the seed's Wide-DenseNet-BC table, DENSENET.md section 6),
-``deep`` (BC, k=12, growing depth) and ``growth`` (BC, L=100, growing k). ``custom`` reads a space file::
+The named sweeps are the paper's studies: ``wide`` (the Wide-DenseNet-BC table of the authors' reference
+implementation, github.com/liuzhuang13/DenseNet), ``deep`` (BC, k=12, growing depth) and ``growth`` (BC,
+L=100, growing k). ``custom`` reads a space file::
 
     scheduler: asha            # fifo or asha
     grace_period: 1            # ASHA: epochs before a trial can be stopped
@@ -23,6 +24,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from densenet_ray.errors import UserError
 from densenet_ray.train.config import TrainConfig, read_yaml_mapping
 
 SCHEDULERS = ("fifo", "asha")
@@ -72,7 +74,7 @@ NAMED_SWEEPS: dict[str, tuple[str, list[dict[str, Any]]]] = {
 def named_sweep(kind: str, scheduler: str = "fifo") -> Sweep:
     """The sweep called ``kind`` (``wide``, ``deep`` or ``growth``); its first trial, BC-100-12, is the baseline."""
     if kind not in NAMED_SWEEPS:
-        raise ValueError(f"unknown sweep {kind!r}; choose one of: {', '.join(NAMED_SWEEPS)}, custom")
+        raise UserError(f"unknown sweep {kind!r}; choose one of: {', '.join(NAMED_SWEEPS)}, custom")
     _, grid = NAMED_SWEEPS[kind]
     baseline = next(trial for trial in grid if trial.get("depth", 100) == 100 and trial.get("growth_rate", 12) == 12)
     return Sweep(kind, grid=[dict(trial) for trial in grid], scheduler=scheduler, baseline=dict(baseline))
@@ -84,25 +86,25 @@ def _training_options() -> set[str]:
 
 def _check_option(name: str, where: str) -> None:
     if name in SWEEP_OWNED:
-        raise ValueError(f"{where}: {name!r} is set by the sweep itself and cannot be searched or fixed")
+        raise UserError(f"{where}: {name!r} is set by the sweep itself and cannot be searched or fixed")
     if name not in _training_options():
-        raise ValueError(f"{where}: {name!r} is not a training option (see densenet-ray train cifar --help)")
+        raise UserError(f"{where}: {name!r} is not a training option (see densenet-ray train cifar --help)")
 
 
 def _distribution(name: str, spec: Any, path: str) -> Distribution:
     where = f"{path}: space.{name}"
     if not isinstance(spec, dict) or len(spec) != 1:
-        raise ValueError(f"{where} must be one of {{{', '.join(DISTRIBUTIONS)}: ...}}, not {spec!r}")
+        raise UserError(f"{where} must be one of {{{', '.join(DISTRIBUTIONS)}: ...}}, not {spec!r}")
     kind, values = next(iter(spec.items()))
     if kind not in DISTRIBUTIONS:
-        raise ValueError(f"{where}: unknown distribution {kind!r}; use one of: {', '.join(DISTRIBUTIONS)}")
+        raise UserError(f"{where}: unknown distribution {kind!r}; use one of: {', '.join(DISTRIBUTIONS)}")
     if not isinstance(values, list) or not values:
-        raise ValueError(f"{where}: {kind} takes a non-empty list, not {values!r}")
+        raise UserError(f"{where}: {kind} takes a non-empty list, not {values!r}")
     if kind in ("uniform", "loguniform", "randint"):
         if len(values) != 2 or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
-            raise ValueError(f"{where}: {kind} takes [low, high] numbers, not {values!r}")
+            raise UserError(f"{where}: {kind} takes [low, high] numbers, not {values!r}")
         if not values[0] < values[1] or (kind == "loguniform" and values[0] <= 0):
-            raise ValueError(f"{where}: {kind} needs 0 < low < high (low > 0 for loguniform), not {values!r}")
+            raise UserError(f"{where}: {kind} needs 0 < low < high (low > 0 for loguniform), not {values!r}")
     return Distribution(kind, tuple(values))
 
 
@@ -112,12 +114,12 @@ def load_space(path: str, scheduler: str | None = None) -> Sweep:
     known = {"scheduler", "grace_period", "reduction_factor", "num_samples", "options", "space"}
     unknown = sorted(set(document) - known)
     if unknown:
-        raise ValueError(f"{path}: unknown entry {unknown[0]!r}; expected some of: {', '.join(sorted(known))}")
+        raise UserError(f"{path}: unknown entry {unknown[0]!r}; expected some of: {', '.join(sorted(known))}")
     space_spec, options = document.get("space"), document.get("options") or {}
     if not isinstance(space_spec, dict) or not space_spec:
-        raise ValueError(f"{path}: 'space' must map training options to distributions, e.g. lr: {{grid: [0.1]}}")
+        raise UserError(f"{path}: 'space' must map training options to distributions, e.g. lr: {{grid: [0.1]}}")
     if not isinstance(options, dict):
-        raise ValueError(f"{path}: 'options' must map training options to values")
+        raise UserError(f"{path}: 'options' must map training options to values")
     for name in options:
         _check_option(str(name), f"{path}: options")
     space = {}
@@ -134,18 +136,13 @@ def load_space(path: str, scheduler: str | None = None) -> Sweep:
         num_samples=document.get("num_samples", 1),
     )
     if sweep.scheduler not in SCHEDULERS:
-        raise ValueError(f"{path}: scheduler {sweep.scheduler!r} is not one of: {', '.join(SCHEDULERS)}")
+        raise UserError(f"{path}: scheduler {sweep.scheduler!r} is not one of: {', '.join(SCHEDULERS)}")
     for name in ("grace_period", "reduction_factor", "num_samples"):
         value = getattr(sweep, name)
         if not isinstance(value, int) or isinstance(value, bool) or value < (2 if name == "reduction_factor" else 1):
             low = 2 if name == "reduction_factor" else 1
-            raise ValueError(f"{path}: {name} must be an integer >= {low}, not {value!r}")
+            raise UserError(f"{path}: {name} must be an integer >= {low}, not {value!r}")
     return sweep
-
-
-def trial_options(base: dict[str, Any], trial: dict[str, Any]) -> TrainConfig:
-    """A trial's training configuration: the sweep's fixed options, then the trial's own (checked, one line)."""
-    return TrainConfig.from_sources(base, trial)
 
 
 def describe(options: dict[str, Any]) -> str:

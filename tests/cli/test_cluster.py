@@ -8,7 +8,8 @@ import pytest
 import yaml
 
 from densenet_ray.cli import build_parser, main
-from densenet_ray.cli.train import config_from_args
+from densenet_ray.cli.train import options_from_args
+from densenet_ray.train.resolved import resolve
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPES = {
@@ -65,10 +66,11 @@ def test_every_gpu_worker_type_names_an_instance_profile_and_no_keys() -> None:
 @pytest.mark.parametrize("name", sorted(RECIPES))
 def test_each_recipe_loads_with_config(name: str) -> None:
     family, model = RECIPES[name]
-    args = build_parser().parse_args(["train", family, "--config", str(ROOT / "jobs" / name), "--epochs", "2"])
-    config = config_from_args(args, "imagenet" if family == "imagenet" else "cifar10")
-    assert config.model == model and config.epochs == 2  # flags override the file
-    assert config.batch_size is not None and config.batch_size % config.workers == 0 and config.gpu
+    argv = ["train", family, "--config", str(ROOT / "jobs" / name), "--epochs", "2", "--data", "s3://bucket/shards"]
+    args = build_parser().parse_args(argv)
+    config = resolve(options_from_args(args, "imagenet" if family == "imagenet" else "cifar10"))
+    assert config.model.name == model and config.optim.epochs == 2  # flags override the file
+    assert config.optim.batch_size % config.execution.workers == 0 and config.execution.gpu
 
 
 def test_recipes_are_the_papers() -> None:

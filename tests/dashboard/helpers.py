@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 from densenet_ray.train.config import TrainConfig
+from densenet_ray.train.resolved import resolve
 
 NOW = 1_800_000_000.0  # a fixed clock for every test
 
@@ -46,7 +47,7 @@ def write_run(
     """A run directory with ``len(errors)`` finished epochs (one minute apart, the last at ``last_time``)."""
     directory = root / name
     directory.mkdir(parents=True)
-    config = TrainConfig(depth=16, epochs=epochs, storage=str(root), name=name, **options).resolved().to_dict()
+    config = resolve(TrainConfig(depth=16, epochs=epochs, storage=str(root), name=name, **options)).to_document()
     (directory / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     lines = []
     for index, error in enumerate(errors):
@@ -63,7 +64,7 @@ def write_sweep(root: Path, name: str, searched: list[str], grid: list[dict[str,
     """A sweep directory with its ``sweep.json`` (trials are added with :func:`write_run` under ``trials/``)."""
     directory = root / name
     (directory / "trials").mkdir(parents=True)
-    options = TrainConfig(depth=16, epochs=2, storage=str(directory / "trials")).resolved().to_dict()
+    options = resolve(TrainConfig(depth=16, epochs=2, storage=str(directory / "trials"))).flat()
     description = {
         "kind": "custom",
         "baseline": None,

@@ -111,11 +111,12 @@ def test_scanner_rereads_a_file_only_when_its_size_changes(tmp_path) -> None:
     assert reads == ["r/progress.json"]  # a running run's progress is rewritten in place: always read
     with open(run / "metrics.jsonl", "a") as handle:
         for epoch in range(2, 6):
-            line = {"time": NOW + 60 * epoch, "epoch": epoch, "epochs": 5, "loss": 1.0, "test_error": 0.3}
+            line = {"time": NOW + 60 * epoch, "epoch": epoch, "epochs": 5, "step": 100 * epoch, "loss": 1.0}
+            line["test_error"] = 0.3
             handle.write(json.dumps(line) + "\n")
     reads.clear()
     files = scanner.read_run("r", scanner.layout().sizes)
-    assert reads == ["r/metrics.jsonl"] and [record["epoch"] for record in files.records] == [1, 2, 3, 4, 5]
+    assert reads == ["r/metrics.jsonl"] and [record.epoch for record in files.records] == [1, 2, 3, 4, 5]
     reads.clear()
     scanner.read_run("r", scanner.layout().sizes)
     assert reads == []  # finished and unchanged: nothing read at all
@@ -128,7 +129,7 @@ def test_torn_last_line_and_foreign_configs_are_tolerated(tmp_path) -> None:
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "config.yaml").write_text("name: not a training run\n")
     scanner, layout = _scan(tmp_path)
-    assert [record["epoch"] for record in scanner.read_run("r", layout.sizes).records] == [1, 2]
+    assert [record.epoch for record in scanner.read_run("r", layout.sizes).records] == [1, 2]
     assert scanner.read_run("other", layout.sizes) is None
 
 

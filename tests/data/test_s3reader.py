@@ -6,8 +6,8 @@ import hashlib
 
 import pytest
 
-from densenet_ray.data.s3reader import open_s3
 from densenet_ray.data.storage import StorageError, open_storage, s3_client
+from densenet_ray.data.storage.s3reader import open_s3
 from tests.data.faultproxy import CutProxy
 
 pytestmark = pytest.mark.integration

@@ -11,6 +11,7 @@ import torchvision
 from densenet_ray.models import create_model
 from densenet_ray.train.checkpoint import load_initial_weights
 from densenet_ray.train.config import TrainConfig
+from densenet_ray.train.resolved import resolve
 
 
 def test_torchvision_weights_with_a_new_classifier(tmp_path) -> None:
@@ -43,13 +44,13 @@ def test_legacy_keys_and_our_checkpoint(tmp_path) -> None:
 
 def test_init_from_errors(tmp_path) -> None:
     with pytest.raises(ValueError, match="--init-from .*missing.pth does not exist"):
-        TrainConfig(init_from=str(tmp_path / "missing.pth")).resolved()
+        resolve(TrainConfig(init_from=str(tmp_path / "missing.pth")))
     torch.save(create_model("densenet_bc100_k12").state_dict(), tmp_path / "bc100.pth")
     with pytest.raises(ValueError, match="--init-from .*bc100.pth does not fit the model"):
-        TrainConfig(dataset="imagenet", workers=4, init_from=str(tmp_path / "bc100.pth")).resolved()
+        resolve(TrainConfig(dataset="imagenet", workers=4, init_from=str(tmp_path / "bc100.pth"), data="/no/data"))
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="is not a PyTorch checkpoint"):
-        TrainConfig(init_from=str(tmp_path / "junk.pth")).resolved()
+        resolve(TrainConfig(init_from=str(tmp_path / "junk.pth")))
 
 
 def test_pretrained_goes_through_torchvisions_weights_api(tmp_path, monkeypatch) -> None:
@@ -69,7 +70,9 @@ def test_pretrained_goes_through_torchvisions_weights_api(tmp_path, monkeypatch)
     assert torch.equal(
         model.features.denseblock4.denselayer16.conv2.weight, reference.features.denseblock4.denselayer16.conv2.weight
     )
-    TrainConfig(dataset="imagenet", workers=4, pretrained=True).resolved()  # checked before any worker starts
+    resolve(
+        TrainConfig(dataset="imagenet", workers=4, pretrained=True, data="/no/data")
+    )  # checked before any worker starts
 
 
 def test_pretrained_errors(tmp_path, monkeypatch) -> None:
@@ -81,11 +84,11 @@ def test_pretrained_errors(tmp_path, monkeypatch) -> None:
     with pytest.raises(
         ValueError, match=r"^--pretrained: cannot get https://download\.pytorch\.org/.*densenet169.*"
     ) as info:
-        TrainConfig(dataset="imagenet", model="densenet169", workers=4, pretrained=True).resolved()
+        resolve(TrainConfig(dataset="imagenet", model="densenet169", workers=4, pretrained=True, data="/no/data"))
     assert "--init-from" in str(info.value) and "\n" not in str(info.value)
     with pytest.raises(
         ValueError, match="ImageNet weights for densenet121, densenet161, densenet169, densenet201 only"
     ):
-        TrainConfig(model="densenet_bc100_k12", pretrained=True).resolved()
+        resolve(TrainConfig(model="densenet_bc100_k12", pretrained=True))
     with pytest.raises(ValueError, match="not both"):
-        TrainConfig(dataset="imagenet", workers=4, pretrained=True, init_from="x.pth").resolved()
+        resolve(TrainConfig(dataset="imagenet", workers=4, pretrained=True, init_from="x.pth", data="/no/data"))

@@ -1,4 +1,5 @@
-"""Training configuration: paper defaults, YAML < flags, one-line errors, the original learning-rate schedules."""
+"""Training options and their resolution: paper defaults, YAML < flags, types and ranges checked in one line, the
+resolved config's groups, and the original learning-rate schedules."""
 
 from __future__ import annotations
 
@@ -6,28 +7,80 @@ import math
 
 import pytest
 
+from densenet_ray.errors import UserError
+from densenet_ray.paths import RUNS_ROOT, dataset_cache
 from densenet_ray.train.config import TrainConfig, learning_rate
+from densenet_ray.train.resolved import ResolvedConfig, derive, resolve
 
 
 def test_paper_defaults_per_dataset() -> None:
-    cifar = TrainConfig(dataset="cifar10").resolved()
-    assert (cifar.model, cifar.batch_size, cifar.epochs, cifar.eval_split) == ("densenet_bc100_k12", 64, 300, "test")
-    imagenet = TrainConfig(dataset="imagenet", workers=4).resolved()
-    assert (imagenet.model, imagenet.batch_size, imagenet.epochs, imagenet.eval_split) == (
-        "densenet121",
-        256,
-        90,
-        "val",
-    )
-    assert TrainConfig(dataset="svhn").resolved().epochs == 40
-    assert TrainConfig(dataset="cifar100").num_classes == 100
+    cifar = resolve(TrainConfig(dataset="cifar10"))
+    assert (cifar.model.name, cifar.optim.batch_size, cifar.optim.epochs) == ("densenet_bc100_k12", 64, 300)
+    assert (cifar.data.eval_split, cifar.data.data, cifar.model.num_classes) == ("test", dataset_cache("cifar10"), 10)
+    assert (cifar.model.depth, cifar.model.growth_rate, cifar.model.bottleneck, cifar.model.reduction) == (
+        100, 12, True, 0.5,
+    )  # fmt: skip
+    assert cifar.storage.root == RUNS_ROOT and cifar.storage.run_url == f"{RUNS_ROOT}/{cifar.storage.name}"
+    imagenet = resolve(TrainConfig(dataset="imagenet", workers=4, data="/no/data"))
+    assert (imagenet.model.name, imagenet.optim.batch_size, imagenet.optim.epochs) == ("densenet121", 256, 90)
+    assert (imagenet.data.eval_split, imagenet.model.num_classes) == ("val", 1000)
+    assert resolve(TrainConfig(dataset="svhn")).optim.epochs == 40
+    assert resolve(TrainConfig(dataset="cifar100")).model.num_classes == 100
+
+
+def test_relative_locations_become_absolute_once(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    config = resolve(TrainConfig(data="shards", storage="runs", name="a", init_from=None))
+    assert config.data.data == str(tmp_path / "shards")
+    assert config.storage.run_url == str(tmp_path / "runs" / "a")
+    s3 = resolve(TrainConfig(data="s3://b/shards", storage="s3://b/runs?endpoint_override=h:1", name="a"))
+    assert s3.storage.run_url == "s3://b/runs/a?endpoint_override=h:1" and s3.data.data == "s3://b/shards"
+
+
+def test_the_document_round_trips_and_flattens_to_the_options() -> None:
+    config = resolve(TrainConfig(depth=40, amp="bf16", name="x", worker_resources={"fake_gpu": 1}))
+    assert ResolvedConfig.from_document(config.to_document()) == config
+    flat = config.flat()
+    assert (flat["model"], flat["depth"], flat["amp"], flat["name"], flat["epochs"]) == (
+        "densenet_bc100_k12", 40, "bf16", "x", 300,
+    )  # fmt: skip
+    assert resolve(TrainConfig(**flat)) == config
+
+
+def test_a_trial_derives_from_the_resolved_base() -> None:
+    base = resolve(TrainConfig(depth=40, epochs=3, name="base"))
+    trial = derive(base, {"growth_rate": 24, "lr": 0.05}, "/sweeps/s/trials", "train-1")
+    assert (trial.model.depth, trial.model.growth_rate, trial.optim.lr, trial.optim.epochs) == (40, 24, 0.05, 3)
+    assert trial.storage.run_url == "/sweeps/s/trials/train-1"
+    with pytest.raises(UserError, match="depth: 'forty' in the trial must be an integer"):
+        derive(base, {"depth": "forty"}, "/s", "t")
 
 
 def test_yaml_then_flags() -> None:
     config = TrainConfig.from_sources({"epochs": 10, "lr": 0.05}, {"epochs": 3, "lr": None, "workers": 1})
     assert (config.epochs, config.lr, config.workers) == (3, 0.05, 1)
-    with pytest.raises(ValueError, match="unknown option\\(s\\) in config file: epoks"):
+    assert TrainConfig.from_sources({"lr": 1}, {}).lr == 1.0 and isinstance(
+        TrainConfig.from_sources({"lr": 1}, {}).lr, float
+    )
+    with pytest.raises(UserError, match="unknown option\\(s\\) in config file: epoks"):
         TrainConfig.from_sources({"epoks": 3}, {})
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"depth": "forty"}, "depth: 'forty' in --config c.yaml must be an integer"),
+        ({"epochs": 2.5}, "epochs: 2.5 in --config c.yaml must be an integer"),
+        ({"lr": "fast"}, "lr: 'fast' in --config c.yaml must be a number"),
+        ({"gpu": "yes"}, "gpu: 'yes' in --config c.yaml must be true or false"),
+        ({"workers": True}, "workers: True in --config c.yaml must be an integer"),
+        ({"model": 121}, "model: 121 in --config c.yaml must be a string"),
+    ],
+)
+def test_wrong_types_in_yaml_are_one_line(values: dict, message: str) -> None:
+    with pytest.raises(UserError) as raised:
+        TrainConfig.from_sources(values, {}, origins=("--config c.yaml", "flags"))
+    assert str(raised.value) == message
 
 
 @pytest.mark.parametrize(
@@ -38,74 +91,38 @@ def test_yaml_then_flags() -> None:
         ({"lr_schedule": "linear"}, "--lr-schedule 'linear' is not one of: step, cosine"),
         ({"amp": "fp8"}, "--amp 'fp8' is not one of: bf16, fp16"),
         ({"epochs": 0}, "--epochs 0 must be at least 1"),
+        ({"keep_checkpoints": 0}, "--keep-checkpoints 0 must be at least 1"),
+        ({"weight_decay": -1.0}, "--weight-decay -1.0 must be >= 0"),
         ({"sync_bn": True, "workers": 2}, "--sync-bn needs --gpu"),
+        ({"dataset": "imagenet"}, "--data is required for ImageNet"),
+        ({"depth": 101}, "depth 101 does not fit a DenseNet-BC/B"),
     ],
 )
 def test_bad_values_are_one_line_errors(changes: dict, message: str) -> None:
-    with pytest.raises(ValueError, match=message.replace("(", "\\(").replace(")", "\\)")):
-        TrainConfig(**changes).resolved()
+    with pytest.raises(UserError) as raised:
+        resolve(TrainConfig(**changes))
+    assert str(raised.value).startswith(message) and "\n" not in str(raised.value)
 
 
 def test_cifar_step_schedule_is_149_75_76() -> None:
-    config = TrainConfig(dataset="cifar10").resolved()
-    rates = [learning_rate(config, epoch, 0, 782) for epoch in range(300)]
+    config = resolve(TrainConfig(dataset="cifar10"))
+    rates = [learning_rate(config.optim, "cifar10", epoch, 0, 782) for epoch in range(300)]
     assert [rates.count(0.1), rates.count(pytest.approx(0.01)), rates.count(pytest.approx(0.001))] == [149, 75, 76]
 
 
 def test_imagenet_step_and_cosine() -> None:
-    config = TrainConfig(dataset="imagenet", workers=4).resolved()
-    assert [learning_rate(config, e, 0, 10) for e in (0, 29, 30, 60)] == pytest.approx([0.1, 0.1, 0.01, 0.001])
-    cosine = TrainConfig(dataset="imagenet", workers=4, lr_schedule="cosine", epochs=100, lr=0.1).resolved()
-    assert learning_rate(cosine, 0, 0, 10) == pytest.approx(0.1)
-    assert learning_rate(cosine, 50, 0, 10) == pytest.approx(0.05)
-    assert learning_rate(cosine, 25, 5, 10) == pytest.approx(0.05 * (1 + math.cos(math.pi * 255 / 1000)))
-
-
-def test_first_use_builds_the_dataset_with_a_holdout(tmp_path, fixture_tar, monkeypatch) -> None:
-    from densenet_ray.data.manifest import load_manifest
-    from densenet_ray.train import launcher
-
-    monkeypatch.setattr(launcher, "DATA_CACHE", str(tmp_path))
-    monkeypatch.setattr(launcher, "HOLDOUT_PER_CLASS", 10)
-    config = TrainConfig(dataset="cifar10", source=fixture_tar).resolved()
-    lines: list[str] = []
-    directory = launcher.ensure_data(config, lines.append)
-    assert directory == str(tmp_path / "cifar10")
-    assert load_manifest(directory, "train")[1].num_samples == 400
-    assert load_manifest(directory, "test")[1].num_samples == 100
-    assert any("holding out the last 10 images per class" in line for line in lines)
-    assert launcher.ensure_data(config, lines.append) == directory  # built once
-    assert sum("first use" in line for line in lines) == 1
-    from densenet_ray.data.build import build_dataset
-    from densenet_ray.data.sources import imagefolder_source
-
-    build_dataset(imagefolder_source(fixture_tar), directory, shard_size=1000, order_seed=None)  # an old cache
-    launcher.ensure_data(config, lines.append)
-    assert sum("first use" in line for line in lines) == 2  # class-sorted shards are rebuilt
-    assert load_manifest(directory, "train")[1].order_seed == 0
-    with pytest.raises(ValueError, match="--data is required for ImageNet"):
-        launcher.ensure_data(TrainConfig(dataset="imagenet", workers=4).resolved())
+    optim = resolve(TrainConfig(dataset="imagenet", workers=4, data="/no/data")).optim
+    assert [learning_rate(optim, "imagenet", e, 0, 10) for e in (0, 29, 30, 60)] == pytest.approx(
+        [0.1, 0.1, 0.01, 0.001]
+    )
+    cosine = resolve(TrainConfig(dataset="imagenet", workers=4, lr_schedule="cosine", epochs=100, data="/d")).optim
+    assert learning_rate(cosine, "imagenet", 0, 0, 10) == pytest.approx(0.1)
+    assert learning_rate(cosine, "imagenet", 50, 0, 10) == pytest.approx(0.05)
+    assert learning_rate(cosine, "imagenet", 25, 5, 10) == pytest.approx(0.05 * (1 + math.cos(math.pi * 255 / 1000)))
 
 
 def test_holdout_split_errors(fixture_tar) -> None:
     from densenet_ray.data.sources import imagefolder_source, split_holdout
 
-    with pytest.raises(ValueError, match="--holdout-per-class 50 leaves no training images for class\\(es\\) airplane"):
+    with pytest.raises(UserError, match="--holdout-per-class 50 leaves no training images for class\\(es\\) airplane"):
         split_holdout(imagefolder_source(fixture_tar), 50)
-
-
-def test_orphan_checkpoints_are_removed(tmp_path) -> None:
-    import json
-
-    from densenet_ray.train.launcher import remove_orphan_checkpoints
-
-    for name in ("checkpoint_a", "checkpoint_b", "checkpoint_c"):
-        (tmp_path / name).mkdir()
-        (tmp_path / name / "state.pt").write_bytes(b"x")
-    snapshot = {
-        "checkpoint_results": [{"checkpoint_dir_name": "checkpoint_a"}, {"checkpoint_dir_name": "checkpoint_c"}]
-    }
-    (tmp_path / "checkpoint_manager_snapshot.json").write_text(json.dumps(snapshot))
-    assert remove_orphan_checkpoints(str(tmp_path)) == ["checkpoint_b"]
-    assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == ["checkpoint_a", "checkpoint_c"]
-    assert remove_orphan_checkpoints(str(tmp_path / "missing")) == []

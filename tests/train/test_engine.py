@@ -10,7 +10,7 @@ from densenet_ray.data.pipeline import PipelineConfig, make_loader
 from densenet_ray.data.sources import imagefolder_source
 from densenet_ray.data.transforms import cifar_eval
 from densenet_ray.models import create_model
-from densenet_ray.train.engine import evaluate, train_epoch
+from densenet_ray.train.engine import StepContext, evaluate, train_epoch
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,7 @@ def test_training_lowers_the_loss_on_real_images(shards) -> None:
     losses = []
     for epoch in range(4):
         loader = make_loader(PipelineConfig(shards, "train", 50, loader_workers=0, epoch=epoch), cifar_eval())
-        stats = train_epoch(model, loader, optimizer, lambda i: 0.1, device)
+        stats = train_epoch(StepContext(model, device, optimizer=optimizer, set_lr=lambda i: 0.1), loader)
         assert stats.steps == 10 and stats.samples == 500
         losses.append(stats.loss)
     assert losses[-1] < losses[0] - 0.2, losses
@@ -38,7 +38,7 @@ def test_training_lowers_the_loss_on_real_images(shards) -> None:
 def test_evaluation_counts_every_masked_sample_exactly(shards) -> None:
     model = create_model("densenet_bc100_k12", depth=16, num_classes=10)
     loader = make_loader(PipelineConfig(shards, "train", 64, loader_workers=0, train=False), cifar_eval())
-    stats = evaluate(model, loader, torch.device("cpu"))
+    stats = evaluate(StepContext(model, torch.device("cpu")), loader)
     assert stats.samples == 500
     assert 0 <= stats.top5_error <= stats.top1_error <= 1
     # The same numbers computed by hand over the unpadded rows:

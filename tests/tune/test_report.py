@@ -25,7 +25,8 @@ def _write_trial(root, trial: str, options: dict, records: list[dict]) -> None:
     (directory / "config.yaml").write_text(yaml.safe_dump({"dataset": "cifar10", "epochs": 2, **options}))
     lines = [json.dumps({"mid_epoch": True, "epoch": 0, "step": 3, "loss": 2.0})]  # mid-epoch lines are skipped
     for epoch, (error, seconds, memory) in enumerate(records, start=1):
-        record = {"epoch": epoch, "test_error": error, "best_test_error": error, "seconds_per_iteration": seconds}
+        record = {"epoch": epoch, "epochs": 2, "step": 10 * epoch, "loss": 2.0 - epoch / 10, "test_error": error}
+        record.update(best_test_error=error, seconds_per_iteration=seconds)
         record.update(peak_memory_mb=memory, images_per_s=64 / seconds, steady_images_per_s=64 / seconds)
         lines.append(json.dumps(record))
     (directory / "metrics.jsonl").write_text("\n".join(lines) + "\n")

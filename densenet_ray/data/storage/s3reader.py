@@ -1,4 +1,4 @@
-"""A streaming S3 object reader that survives broken connections, registered with webdataset for ``s3://``.
+"""A streaming S3 object reader that survives broken connections.
 
 Neither webdataset (it streams a tar with no retry) nor botocore (client retries do not cover body reads) recovers
 from a connection that breaks in the middle of an object. :class:`ResumableS3Reader` streams one GetObject; when
@@ -23,7 +23,8 @@ import time
 from typing import Any
 from urllib.parse import urlparse
 
-from densenet_ray.data.storage import StorageError, describe_s3_error, s3_client
+from densenet_ray.data.storage.base import StorageError
+from densenet_ray.data.storage.s3client import describe_s3_error, s3_client
 
 log = logging.getLogger(__name__)
 
@@ -222,17 +223,3 @@ def open_s3(
 ) -> io.BufferedReader:
     """A buffered, resumable binary stream of the S3 object at ``url``; close it (or use ``with``) when done."""
     return io.BufferedReader(ResumableS3Reader(url, endpoint_url, max_resumes, readahead=readahead), buffer_size)
-
-
-def _gopen_s3(url: str, mode: str = "rb", bufsize: int = 8192, **_: Any) -> io.BufferedReader:
-    if "r" not in mode:
-        raise ValueError(f"s3:// URLs are read-only in webdataset pipelines (mode {mode!r})")
-    return open_s3(url)
-
-
-def register_with_webdataset() -> None:
-    """Make webdataset open ``s3://`` URLs with the resumable reader (inherited by forked loader workers)."""
-    import importlib
-
-    # ``webdataset.gopen`` the attribute is the function; the dispatch table lives in the module of that name.
-    importlib.import_module("webdataset.gopen").gopen_schemes["s3"] = _gopen_s3

@@ -1,0 +1,94 @@
+"""The one definition of every training option's flag, shared by ``train`` and ``tune``.
+
+Every flag defaults to ``None``, so a ``--config`` file's value is overridden only by a flag the user gave, and the
+paper's defaults are filled in by :func:`densenet_ray.train.resolved.resolve`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Iterable
+from typing import Any
+
+FLAG = {"action": "store_const", "const": True, "default": None}
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not JSON; expected an object like '{{\"fake_gpu\": 1}}'"
+        ) from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a JSON object")
+    return value
+
+
+# (group, flag, argparse keywords); the destination is the TrainConfig field of the flag's name.
+OPTIONS: list[tuple[str, str, dict[str, Any]]] = [
+    ("data", "--data", {"help": "shard directory or s3:// prefix (from `densenet-ray data build`)"}),
+    ("data", "--source", {"help": "without --data: build ~/.cache/densenet-ray/<dataset> from this local copy on "
+                          "first use (official tarball, .mat directory, or class-folder dir/tar)"}),
+    ("data", "--eval-split", {"help": "evaluation split (default test for CIFAR/SVHN, val for ImageNet)"}),
+    ("data", "--loader-workers", {"type": int, "help": "DataLoader processes per worker decoding images (default 1; "
+                                  "0 decodes in the training process)"}),
+    ("data", "--no-augment", {"dest": "augment", "action": "store_const", "const": False,
+                              "help": "train without the paper's augmentation (crops and flips)"}),
+    ("model", "--model", {"help": "registered model name (see `densenet-ray models`)"}),
+    ("model", "--depth", {"type": int, "help": "L, the network depth (default: the model's)"}),
+    ("model", "--growth-rate", {"type": int, "help": "k, feature maps each dense layer adds (default: the model's)"}),
+    ("model", "--bottleneck", {"dest": "bottleneck", **FLAG, "help": "B: 1x1 bottleneck convolutions"}),
+    ("model", "--no-bottleneck", {"dest": "bottleneck", "action": "store_const", "const": False,
+                                  "help": "no bottleneck convolutions (the basic DenseNet)"}),
+    ("model", "--reduction", {"type": float, "help": "compression theta of the transition layers (0.5 for C)"}),
+    ("model", "--drop-rate", {"type": float, "help": "dropout after each convolution (paper: 0.2 without "
+                              "augmentation)"}),
+    ("model", "--memory-efficient", {**FLAG, "help": "recompute concatenation and BN in backward: memory grows "
+                                     "linearly with depth"}),
+    ("model", "--init-from", {"help": "start from these weights: a run checkpoint or a torchvision-format "
+                              "state_dict (a classifier of another class count is re-initialised)"}),
+    ("model", "--pretrained", {**FLAG, "help": "start from torchvision's ImageNet weights (densenet121/161/169/201)"}),
+    ("optimisation", "--batch-size", {"type": int, "help": "global batch size (paper: 64 CIFAR/SVHN, 256 ImageNet)"}),
+    ("optimisation", "--epochs", {"type": int, "help": "epochs (paper: 300 CIFAR, 40 SVHN, 90 ImageNet)"}),
+    ("optimisation", "--lr", {"type": float, "help": "initial learning rate (default 0.1)"}),
+    ("optimisation", "--lr-schedule", {"choices": ("step", "cosine"), "help": "step (the paper's /10 drops, "
+                                       "default) or cosine per iteration"}),
+    ("optimisation", "--seed", {"type": int, "help": "seed of the initialisation, data order and augmentation"}),
+    ("execution", "--cpus-per-worker", {"type": int, "help": "CPUs each Ray Train worker reserves (default 1)"}),
+    ("execution", "--gpu", {**FLAG, "help": "one GPU per worker (NCCL DDP)"}),
+    ("execution", "--worker-resources", {"type": _json_object, "metavar": "JSON", "help": "custom resources each "
+                                         "worker also needs, e.g. '{\"accelerator_type:A100\": 0.001}'"}),
+    ("execution", "--amp", {"choices": ("bf16", "fp16"), "help": "autocast precision (default off: fp32)"}),
+    ("execution", "--channels-last", {**FLAG, "help": "channels-last memory format"}),
+    ("execution", "--compile", {**FLAG, "help": "torch.compile the model before the DDP wrap"}),
+    ("execution", "--sync-bn", {**FLAG, "help": "synchronise BatchNorm statistics across GPU workers"}),
+    ("execution", "--max-failures", {"type": int, "help": "worker-group restarts Ray may make (default 0; -1 "
+                                     "unlimited)"}),
+    ("execution", "--checkpoint-every-steps", {"type": int, "help": "also checkpoint every N steps within an epoch"}),
+    ("execution", "--keep-checkpoints", {"type": int, "help": "checkpoints kept in the run directory (default 2)"}),
+    ("execution", "--limit-train-batches", {"type": int, "help": "at most N training batches per epoch (debugging)"}),
+    ("execution", "--limit-eval-batches", {"type": int, "help": "at most N evaluation batches (debugging)"}),
+]  # fmt: skip
+
+
+def destination(flag: str, keywords: dict[str, Any]) -> str:
+    return keywords.get("dest", flag.removeprefix("--").replace("-", "_"))
+
+
+def add_training_options(parser: argparse.ArgumentParser, fields: Iterable[str] | None = None) -> list[str]:
+    """Add the flags of ``fields`` (TrainConfig names; all when None), grouped; returns the fields added."""
+    wanted = None if fields is None else set(fields)
+    groups: dict[str, Any] = {}
+    added: list[str] = []
+    for group, flag, keywords in OPTIONS:
+        field = destination(flag, keywords)
+        if wanted is not None and field not in wanted:
+            continue
+        if group not in groups:
+            groups[group] = parser.add_argument_group(group)
+        groups[group].add_argument(flag, **keywords)
+        if field not in added:
+            added.append(field)
+    return added

@@ -1,0 +1,28 @@
+"""Where things live by default, and how a user's path or URL becomes an absolute location. The one owner of both.
+
+Runs and sweeps default to ``~/densenet-ray/{runs,sweeps}``; built datasets and downloads to
+``~/.cache/densenet-ray``. Paths are made absolute once, on the driver, so workers on other machines or in other
+working directories see the same location.
+"""
+
+from __future__ import annotations
+
+import os
+
+HOME_ROOT = os.path.join(os.path.expanduser("~"), "densenet-ray")  # holds runs/ and sweeps/ by default
+RUNS_ROOT = os.path.join(HOME_ROOT, "runs")
+SWEEPS_ROOT = os.path.join(HOME_ROOT, "sweeps")
+CACHE_DIR = os.path.join(os.path.expanduser("~"), ".cache", "densenet-ray")
+DOWNLOADS_DIR = os.path.join(CACHE_DIR, "downloads")
+
+
+def absolute_location(location: str) -> str:
+    """A URL (``s3://``, ``file://``) unchanged; a local path with ``~`` expanded, made absolute."""
+    if "://" in location:
+        return location
+    return os.path.abspath(os.path.expanduser(location))
+
+
+def dataset_cache(dataset: str) -> str:
+    """The directory a dataset's shards are built into on first use."""
+    return os.path.join(CACHE_DIR, dataset)

@@ -1,0 +1,174 @@
+"""Which Ray cluster a command runs on, and the one way training, sweeps and parallel builds connect to it.
+
+In order:
+
+1. Ray already initialised in this process (a Python API caller, a Tune trial's driver): use it as it is.
+2. ``RAY_ADDRESS`` set: connect to that cluster. Its resources are not checked, because an autoscaling cluster
+   adds nodes when work waits.
+3. A live cluster started on this machine with ``ray start`` (Ray records its address in
+   ``<ray temp dir>/ray_current_cluster``): connect to it, as a plain ``ray.init()`` would, say so in one line and
+   check that the job fits in it. ``--local`` skips this and starts a private instance even then.
+4. Otherwise a private local instance sized for the job, shut down when the command ends. A recorded cluster that
+   does not answer (its head crashed or the machine rebooted without ``ray stop``) gets one line and is otherwise
+   left alone: its stale file belongs to whoever started it.
+
+Only what this module started is shut down; a cluster it connected to keeps running. Ray's own start-up and info
+logging stays in Ray's log files unless ``verbose`` is set.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from densenet_ray.errors import UserError
+
+PrintLine = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """How the user asked to run: ``local`` forces a private instance; ``verbose`` lets Ray's logging through."""
+
+    local: bool = False
+    verbose: bool = False
+
+
+@dataclass(frozen=True)
+class ClusterNeeds:
+    """What a job needs from the cluster at once, and how a private instance for it is started.
+
+    Attributes:
+        cpus: CPUs the job must hold at once (training: workers x CPUs per worker).
+        private_cpus: the CPUs a private instance gets beyond ``cpus`` (a parallel build's task count); at least
+            this machine's CPU count.
+        gpus: GPUs the job holds at once.
+        what: the job's shape in words, for the error when it cannot fit (``2 workers x 1 CPU``).
+        resources: custom resources a private instance defines (a sweep's ``TRAIN_DRIVER``).
+        dashboard: a private instance also starts the dashboard, whose state API Ray Train's placement-group
+            cleaner needs when trials are stopped early.
+    """
+
+    cpus: float
+    gpus: float = 0.0
+    private_cpus: int = 0
+    what: str = ""
+    resources: dict[str, float] = field(default_factory=dict)
+    dashboard: bool = False
+
+
+@dataclass(frozen=True)
+class Session:
+    """The cluster in use: ``kind`` is ``existing`` (already initialised), ``address`` (``RAY_ADDRESS``),
+    ``machine`` (a live cluster on this machine) or ``private`` (started here)."""
+
+    kind: str
+    address: str | None = None
+
+
+def recorded_local_cluster() -> str | None:
+    """The GCS address the latest ``ray start`` on this machine recorded (under Ray's temp directory), if any."""
+    from ray._common.utils import get_ray_address_file
+
+    path = get_ray_address_file(None)
+    try:
+        with open(path) as handle:
+            return handle.read().strip() or None
+    except OSError:
+        return None
+
+
+def answers(address: str, timeout: float = 2.0) -> bool:
+    """Whether something accepts connections at ``host:port`` (a dead head's port refuses at once)."""
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def _init_kwargs(options: RayOptions) -> dict[str, object]:
+    return {
+        "log_to_driver": options.verbose,
+        "logging_level": logging.INFO if options.verbose else logging.ERROR,
+        "configure_logging": True,
+    }
+
+
+def _check_fit(needs: ClusterNeeds, address: str, print_line: PrintLine) -> None:
+    """One line before any worker starts when the job can never fit in the cluster; a note when it must wait."""
+    import ray
+
+    total, free = ray.cluster_resources(), ray.available_resources()
+    for name, wanted in (("CPU", needs.cpus), ("GPU", needs.gpus)):
+        if wanted and total.get(name, 0) + 1e-9 < wanted:
+            raise UserError(
+                f"the job needs {wanted:g} {name}s ({needs.what}) but the Ray cluster at {address} has "
+                f"{total.get(name, 0):g}; ask for fewer, or pass --local for a private instance sized for the job"
+            )
+        if wanted and free.get(name, 0) + 1e-9 < wanted:
+            print_line(f"{free.get(name, 0):g} of the cluster's {total.get(name, 0):g} {name}s are free now: waiting")
+
+
+def _start_private(needs: ClusterNeeds, options: RayOptions) -> None:
+    import ray
+
+    cpus = max(
+        os.cpu_count() or 1, int(needs.cpus + 0.999), needs.private_cpus
+    )  # logical CPUs: a small machine may oversubscribe
+    ray.init(
+        address="local",
+        num_cpus=cpus,
+        num_gpus=int(needs.gpus) if needs.gpus else None,
+        resources=dict(needs.resources) or None,
+        include_dashboard=needs.dashboard,
+        dashboard_host="127.0.0.1",
+        **_init_kwargs(options),
+    )
+
+
+def connect(needs: ClusterNeeds, options: RayOptions, print_line: PrintLine = print) -> Session:
+    """Initialise Ray for a job as the module docstring says; returns which cluster it is."""
+    import ray
+
+    if ray.is_initialized():
+        return Session("existing")
+    address = os.environ.get("RAY_ADDRESS")
+    if address and not options.local:
+        ray.init(**_init_kwargs(options))
+        return Session("address", address)
+    recorded = None if options.local else recorded_local_cluster()
+    if recorded and answers(recorded):
+        ray.init(address=recorded, **_init_kwargs(options))
+        print_line(f"using the Ray cluster at {recorded} started on this machine (--local for a private one)")
+        try:
+            _check_fit(needs, recorded, print_line)
+        except BaseException:
+            ray.shutdown()  # disconnects this driver; the cluster keeps running
+            raise
+        return Session("machine", recorded)
+    if recorded:
+        print_line(f"the Ray cluster recorded at {recorded} does not answer; starting a private local instance")
+    _start_private(needs, options)
+    return Session("private")
+
+
+@contextlib.contextmanager
+def ray_session(
+    needs: ClusterNeeds, options: RayOptions | None = None, print_line: PrintLine = print
+) -> Iterator[Session]:
+    """Ray for the duration of a ``with`` block: connected or started by :func:`connect`, then disconnected (a
+    private instance is shut down; a cluster connected to keeps running)."""
+    import ray
+
+    session = connect(needs, options or RayOptions(), print_line)
+    try:
+        yield session
+    finally:
+        if session.kind != "existing":
+            ray.shutdown()

@@ -1,0 +1,79 @@
+"""The driver's progress lines while a run trains: one per epoch record, and in-epoch lines from rank 0's progress
+file, read from the run directory (so they work the same for local and ``s3://`` storage)."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable
+
+from densenet_ray.data.storage import StorageError
+from densenet_ray.train.run_dir import EpochRecord, MidEpochRecord, ProgressRecord, RunDirectory
+
+
+def progress_line(p: ProgressRecord) -> str:
+    return (
+        f"epoch {p.epoch} [{p.batch}/{p.batches}]: loss {p.loss:.4f}, {p.images_per_s:.1f} img/s, "
+        f"epoch ETA {p.eta_seconds / 60:.1f} min"
+    )
+
+
+def epoch_line(record: EpochRecord) -> str:
+    remaining = (record.epochs - record.epoch) * (record.epoch_seconds or 0.0)
+    return (
+        f"epoch {record.epoch}/{record.epochs}: loss {record.loss:.4f}, "
+        f"test error {100 * (record.test_error or 0):.2f} % (best {100 * (record.best_test_error or 0):.2f} %), "
+        f"{record.images_per_s or 0:.1f} img/s, ETA {remaining / 60:.1f} min"
+    )
+
+
+def mid_epoch_line(record: MidEpochRecord) -> str:
+    return f"epoch {record.epoch + 1} step {record.step}: loss {record.loss:.4f}"
+
+
+class Follower:
+    """A daemon thread printing new records every second until :meth:`stop` (which prints what is left)."""
+
+    def __init__(self, run_url: str, print_line: Callable[[str], None]) -> None:
+        self.run, self.print_line = RunDirectory(run_url), print_line
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="follow-run", daemon=True)
+        self._seen = 0  # records already printed (or written by an earlier attempt); metrics.jsonl only grows
+        self._last_progress: ProgressRecord | None = None
+
+    def start(self) -> None:
+        self._seen = self._count()
+        self._last_progress = self.run.progress()
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+
+    def _records(self) -> list[EpochRecord | MidEpochRecord]:
+        epochs, mid = self.run.metrics()
+        return sorted([*epochs, *mid], key=lambda record: record.time or 0.0)
+
+    def _count(self) -> int:
+        return len(self._records())
+
+    def _loop(self) -> None:
+        while True:
+            stopping = self._stop.wait(1.0)
+            # A file being replaced or a storage hiccup: the next poll reads it.
+            with contextlib.suppress(StorageError, OSError, ValueError):
+                self._poll()
+            if stopping:
+                return
+
+    def _poll(self) -> None:
+        progress = self.run.progress()
+        if progress is not None and progress != self._last_progress:
+            self._last_progress = progress
+            self.print_line(progress_line(progress))
+        epochs, mid = self.run.metrics()
+        for record in sorted([*epochs, *mid], key=lambda r: r.time or 0.0):
+            if self._key(record) not in self._seen:
+                self._seen.add(self._key(record))
+                self.print_line(mid_epoch_line(record) if isinstance(record, MidEpochRecord) else epoch_line(record))

@@ -1,0 +1,110 @@
+"""Everything checked before any Ray worker starts: data, manifests, run identity, the lease, the checkpoint to
+resume from, storage writability. Each failure is one line (:class:`~densenet_ray.errors.UserError` or
+:class:`~densenet_ray.data.storage.StorageError`)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass
+from typing import Any
+
+from densenet_ray.data.manifest import Manifest, load_manifest
+from densenet_ray.data.storage import StorageError
+from densenet_ray.errors import UserError
+from densenet_ray.train.checkpoint import STATE_FILE
+from densenet_ray.train.data_cache import ensure_data
+from densenet_ray.train.resolved import ResolvedConfig
+from densenet_ray.train.run_dir import RunDirectory
+from densenet_ray.train.run_guard import Lease, check_identity, run_identity
+
+
+@dataclass
+class PreparedRun:
+    """A run ready for Ray: its config (with the checkpoint fallback, if any), directory and held lease."""
+
+    config: ResolvedConfig
+    run: RunDirectory
+    lease: Lease
+
+
+def manifest_fingerprint(manifest: Manifest) -> str:
+    """The identity of a split's shards: their names, sample counts and SHA-256, wherever they are stored."""
+    digest = hashlib.sha256()
+    for shard in manifest.shards:
+        digest.update(f"{shard.name}:{shard.samples}:{shard.sha256}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def check_data(config: ResolvedConfig, print_line: Any = print) -> str:
+    """Build the default cache if needed, open both splits' manifests and check one global batch fits; returns
+    the training shards' fingerprint."""
+    data = config.data
+    ensure_data(data, print_line)
+    _, train = load_manifest(data.data, "train")
+    load_manifest(data.data, data.eval_split)
+    usable = train.num_samples - len(train.undecodable)
+    if usable < config.optim.batch_size:
+        raise UserError(
+            f"{data.data} has {usable} training samples, fewer than one global batch of {config.optim.batch_size}; "
+            "lower --batch-size"
+        )
+    return manifest_fingerprint(train)
+
+
+def _loads(run: RunDirectory, name: str) -> str | None:
+    """None when the checkpoint's training state loads, else why not."""
+    import torch
+
+    try:
+        state = torch.load(
+            io.BytesIO(run.storage.read_bytes(f"{name}/{STATE_FILE}")), map_location="cpu", weights_only=False
+        )
+    except Exception as error:  # pickle and zip errors come in many types; a missing file is StorageError
+        return f"{type(error).__name__}: {str(error).splitlines()[0][:120] if str(error) else ''}".rstrip(": ")
+    missing = [key for key in ("model", "optimizer", "epoch", "next_batch") if key not in state]
+    return f"its state lacks {', '.join(missing)}" if missing else None
+
+
+def choose_checkpoint(config: ResolvedConfig, run: RunDirectory, print_line: Any = print) -> ResolvedConfig:
+    """The config with a fallback checkpoint when Ray's latest committed one does not load; one line says which was
+    skipped and why. An error naming the files when none loads."""
+    committed = run.committed_checkpoints()
+    problems: list[str] = []
+    for name in committed:
+        problem = _loads(run, name)
+        if problem is None:
+            if not problems:
+                return config
+            print_line(f"skipped checkpoint {committed[0]} ({problems[0]}); resuming from {name}")
+            return config.with_execution(skip_checkpoint=committed[0], resume_from=run.checkpoint_url(name))
+        problems.append(problem)
+    if committed:
+        files = ", ".join(f"{name}/{STATE_FILE} ({problem})" for name, problem in zip(committed, problems, strict=True))
+        raise UserError(f"no checkpoint of run {run.url} loads: {files}; start a new run with another --name")
+    return config
+
+
+def prepare_run(config: ResolvedConfig, print_line: Any = print) -> PreparedRun:
+    """Every check, in order, then the lease taken and ``config.yaml`` written; nothing in the run directory changes
+    when a check fails."""
+    fingerprint = check_data(config, print_line)
+    run = RunDirectory(config.storage.run_url)
+    identity = run_identity(config, fingerprint)
+    lease = Lease(run)
+    try:
+        check_identity(run.read_identity(), identity, config.storage.name)
+        lease.acquire()
+    except StorageError as error:
+        raise StorageError(f"--storage {config.storage.root} is not writable ({error})") from None
+    try:
+        check_identity(run.read_identity(), identity, config.storage.name)  # a driver may have just created it
+        config = choose_checkpoint(config, run, print_line)
+        if run.read_identity() is None:
+            run.write_identity(identity)
+        run.write_config(config.to_document())
+    except BaseException:
+        lease.release()
+        raise
+    lease.start_renewing()
+    return PreparedRun(config, run, lease)

@@ -1,0 +1,92 @@
+"""What a worker tells the outside while it trains: rank 0's in-epoch progress file, the per-epoch record, and the
+fault injection the recovery tests use."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import resource
+import time
+from typing import Any
+
+import torch
+
+from densenet_ray.data.storage import StorageError
+from densenet_ray.train.engine import EvalStats, TrainStats
+from densenet_ray.train.run_dir import EpochRecord, ProgressRecord, RunDirectory
+
+FAULT_ENV = "DENSENET_RAY_FAULT"  # "STEP:RANK:MARKER_FILE": kill that rank once at that global step
+
+
+class InEpochProgress:
+    """Rank 0 rewrites ``progress.json`` every ``interval`` seconds; the driver and the dashboard show it. Reports to
+    Ray would each wait for a controller poll, so in-epoch progress goes through storage instead."""
+
+    def __init__(self, run_url: str, interval: float = 10.0) -> None:
+        self.run = RunDirectory(run_url)
+        self.interval, self.last = interval, time.perf_counter()
+        self.started = self.last
+
+    def new_epoch(self) -> None:
+        self.started = self.last = time.perf_counter()
+
+    def update(self, epoch: int, batch: int, batches: int, stats: TrainStats, world: int) -> None:
+        now = time.perf_counter()
+        if now - self.last < self.interval:
+            return
+        self.last = now
+        elapsed = max(now - self.started, 1e-9)
+        record = ProgressRecord(
+            epoch + 1, batch, batches, stats.loss, stats.samples * world / elapsed,
+            elapsed / max(stats.steps, 1) * (batches - batch), time.time(),
+        )  # fmt: skip
+        with contextlib.suppress(StorageError, OSError):  # progress display only; never fail training over it
+            self.run.write_progress(record)
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """The process's peak memory: CUDA's allocator peak on a GPU, the resident set's peak on a CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def epoch_record(
+    loop: Any, epoch: int, stats: TrainStats, result: EvalStats, train_seconds: float, steady: float | None
+) -> dict[str, Any]:
+    """The epoch's :class:`EpochRecord` as the metrics dict Ray reports (and ``metrics.jsonl`` stores)."""
+    images_per_s = stats.samples * loop.world / max(train_seconds, 1e-9)
+    record = EpochRecord(
+        epoch=epoch + 1,
+        epochs=loop.config.optim.epochs,
+        step=loop.state.global_step,
+        loss=stats.loss,
+        train_error=stats.error,
+        test_loss=result.loss,
+        test_error=result.top1_error,
+        test_top5_error=result.top5_error,
+        best_test_error=loop.state.best_error,
+        test_samples=result.samples,
+        lr=loop.optimizer.param_groups[0]["lr"],
+        images_per_s=images_per_s,
+        steady_images_per_s=images_per_s if steady is None else steady,
+        first_step_time=loop.first_step_time,
+        seconds_per_iteration=train_seconds / max(stats.steps, 1),
+        epoch_seconds=train_seconds,
+        data_wait_fraction=stats.data_seconds / max(train_seconds, 1e-9),
+        peak_memory_mb=peak_memory_mb(loop.device),
+    )
+    return {key: value for key, value in dataclasses.asdict(record).items() if value is not None}
+
+
+def maybe_inject_fault(global_step: int, rank: int) -> None:
+    """Fault injection for testing recovery: the process dies as a crashed or preempted worker would."""
+    spec = os.environ.get(FAULT_ENV)
+    if not spec:
+        return
+    step, fault_rank, marker = spec.split(":", 2)
+    if global_step == int(step) and rank == int(fault_rank) and not os.path.exists(marker):
+        with open(marker, "w") as handle:  # once only: the restarted worker must get past this step
+            handle.write(str(global_step))
+        os._exit(1)

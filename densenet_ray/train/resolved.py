@@ -1,0 +1,216 @@
+"""The resolved training configuration: every default filled in, every value checked, grouped by concern.
+
+:class:`~densenet_ray.train.config.TrainConfig` is what a user writes (flat options, ``None`` meaning "the paper's
+default"); :func:`resolve` turns it, once, at the entry point, into a :class:`ResolvedConfig` with no optional
+fields. Everything after that (the launcher, the workers, a sweep's trials) takes the resolved config; a sweep
+derives each trial's from its resolved base with :func:`derive`. ``config.yaml`` in every run directory is
+:meth:`ResolvedConfig.to_document`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from densenet_ray.data.storage import child_url
+from densenet_ray.errors import UserError
+from densenet_ray.paths import RUNS_ROOT, absolute_location, dataset_cache
+from densenet_ray.train.config import DEFAULT_BATCH, DEFAULT_EPOCHS, DEFAULT_MODEL, EVAL_SPLIT, NUM_CLASSES, TrainConfig
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """The network and its starting weights (``init_from`` empty: fresh initialisation)."""
+
+    name: str
+    num_classes: int
+    depth: int
+    growth_rate: int
+    bottleneck: bool
+    reduction: float
+    drop_rate: float
+    memory_efficient: bool
+    init_from: str
+    pretrained: bool
+
+    def create_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of ``create_model(name, **kwargs)``."""
+        fields = ("num_classes", "depth", "growth_rate", "bottleneck", "reduction", "drop_rate", "memory_efficient")
+        return {name: getattr(self, name) for name in fields}
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Where the shards are and how they are read; ``source`` builds the default cache on first use."""
+
+    dataset: str
+    data: str
+    eval_split: str
+    augment: bool
+    loader_workers: int
+    source: str
+
+
+@dataclass(frozen=True)
+class OptimSpec:
+    """SGD with Nesterov momentum (paper section 4.2) and the schedule; ``batch_size`` is global."""
+
+    batch_size: int
+    epochs: int
+    lr: float
+    lr_schedule: str
+    momentum: float
+    weight_decay: float
+    seed: int
+
+
+@dataclass(frozen=True)
+class ExecutionSpec:
+    """How the run executes: workers and their resources, numerics, checkpoints, debugging limits.
+
+    ``amp`` is ``off``, ``bf16`` or ``fp16``. When the newest committed checkpoint does not load and an older one
+    does, the launcher sets ``skip_checkpoint`` to the bad one's directory name and ``resume_from`` to the good
+    one's URL (both empty: resume from Ray's latest checkpoint, if any)."""
+
+    workers: int
+    gpu: bool
+    cpus_per_worker: int
+    worker_resources: dict[str, float]
+    amp: str
+    channels_last: bool
+    compile: bool
+    sync_bn: bool
+    max_failures: int
+    checkpoint_every_steps: int
+    keep_checkpoints: int
+    limit_train_batches: int
+    limit_eval_batches: int
+    resume_from: str = ""
+    skip_checkpoint: str = ""
+
+
+@dataclass(frozen=True)
+class StorageSpec:
+    """The run directory: ``run_url`` is ``<root>/<name>``, absolute, computed once on the driver."""
+
+    root: str
+    name: str
+    run_url: str
+
+
+@dataclass(frozen=True)
+class ResolvedConfig:
+    """A training run's complete, checked configuration."""
+
+    model: ModelSpec
+    data: DataSpec
+    optim: OptimSpec
+    execution: ExecutionSpec
+    storage: StorageSpec
+
+    @property
+    def per_worker_batch(self) -> int:
+        return self.optim.batch_size // self.execution.workers
+
+    def to_document(self) -> dict[str, Any]:
+        """The nested mapping saved as ``config.yaml`` and handed to the workers."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_document(cls, document: dict[str, Any]) -> ResolvedConfig:
+        """The inverse of :meth:`to_document`."""
+        groups = {"model": ModelSpec, "data": DataSpec, "optim": OptimSpec}
+        groups.update(execution=ExecutionSpec, storage=StorageSpec)
+        try:
+            return cls(**{name: spec(**document[name]) for name, spec in groups.items()})
+        except (KeyError, TypeError) as error:
+            raise UserError(f"not a densenet-ray run configuration ({error})") from None
+
+    def flat(self) -> dict[str, Any]:
+        """The options as a user writes them (the fields of ``TrainConfig``), for labels and tables."""
+        values: dict[str, Any] = {}
+        for group in (self.model, self.data, self.optim, self.execution, self.storage):
+            values.update(dataclasses.asdict(group))
+        values["model"] = self.model.name
+        values["amp"] = None if self.execution.amp == "off" else self.execution.amp
+        fields = {field.name for field in dataclasses.fields(TrainConfig)}
+        return {key: value for key, value in values.items() if key in fields}
+
+    def with_execution(self, **changes: Any) -> ResolvedConfig:
+        return dataclasses.replace(self, execution=dataclasses.replace(self.execution, **changes))
+
+
+def _model_spec(options: TrainConfig, model_name: str) -> ModelSpec:
+    from densenet_ray.models import resolve_config
+
+    overrides = {"depth": options.depth, "growth_rate": options.growth_rate, "bottleneck": options.bottleneck}
+    overrides.update(reduction=options.reduction, drop_rate=options.drop_rate)
+    model = resolve_config(model_name, num_classes=NUM_CLASSES[options.dataset], **overrides)
+    init_from = absolute_location(options.init_from) if options.init_from else ""
+    if init_from and options.pretrained:
+        raise UserError("give --init-from FILE or --pretrained, not both")
+    return ModelSpec(
+        model_name, NUM_CLASSES[options.dataset], model.depth, model.growth_rate, model.bottleneck,
+        model.reduction, model.drop_rate, bool(options.memory_efficient), init_from, bool(options.pretrained),
+    )  # fmt: skip
+
+
+def check_initial_weights(model: ModelSpec) -> None:
+    """Load ``--init-from`` or ``--pretrained`` once into a fresh model, so a bad file or missing weights is one line
+    before Ray starts."""
+    if not (model.init_from or model.pretrained):
+        return
+    from densenet_ray.models import create_model
+    from densenet_ray.train.checkpoint import load_initial_weights, pretrained_state_dict
+
+    network = create_model(model.name, **model.create_kwargs())
+    if model.pretrained:
+        load_initial_weights(network, pretrained_state_dict(model.name), "--pretrained")
+    else:
+        load_initial_weights(network, model.init_from)
+
+
+def _data_location(options: TrainConfig) -> str:
+    if options.data:
+        return absolute_location(options.data)
+    if options.dataset == "imagenet":
+        raise UserError("--data is required for ImageNet (build shards with `densenet-ray data build imagefolder`)")
+    return dataset_cache(options.dataset)
+
+
+def resolve(options: TrainConfig, check_weights: bool = True) -> ResolvedConfig:
+    """The resolved form of ``options``: dataset defaults, absolute locations, a run name, every value checked
+    (:class:`UserError`, one line). ``check_weights`` loads the starting weights once to check them."""
+    options.validate()
+    dataset = options.dataset
+    model = _model_spec(options, options.model or DEFAULT_MODEL[dataset])
+    if check_weights:
+        check_initial_weights(model)
+    data = DataSpec(
+        dataset, _data_location(options), options.eval_split or EVAL_SPLIT[dataset], options.augment,
+        options.loader_workers, absolute_location(options.source) if options.source else "",
+    )  # fmt: skip
+    optim = OptimSpec(
+        DEFAULT_BATCH[dataset] if options.batch_size is None else options.batch_size,
+        DEFAULT_EPOCHS[dataset] if options.epochs is None else options.epochs,
+        options.lr, options.lr_schedule, options.momentum, options.weight_decay, options.seed,
+    )  # fmt: skip
+    execution = ExecutionSpec(
+        options.workers, options.gpu, options.cpus_per_worker, dict(options.worker_resources or {}),
+        options.amp or "off", options.channels_last, options.compile, options.sync_bn, options.max_failures,
+        options.checkpoint_every_steps, options.keep_checkpoints, options.limit_train_batches,
+        options.limit_eval_batches,
+    )  # fmt: skip
+    root = absolute_location(options.storage or RUNS_ROOT)
+    name = options.name or f"{dataset}-{model.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return ResolvedConfig(model, data, optim, execution, StorageSpec(root, name, child_url(root, name)))
+
+
+def derive(base: ResolvedConfig, changes: dict[str, Any], storage_root: str, name: str) -> ResolvedConfig:
+    """A sweep trial's config: ``base``'s options with ``changes`` (searched options) applied, checked, in the run
+    directory ``<storage_root>/<name>``. The starting weights were checked with the base and are not reloaded."""
+    options = TrainConfig.from_sources(base.flat(), changes, origins=("the sweep's options", "the trial"))
+    options = dataclasses.replace(options, storage=storage_root, name=name)
+    return resolve(options, check_weights=False)

@@ -1,0 +1,234 @@
+"""The run directory ``<storage>/<name>``: its layout, its records, their one writer and one reader.
+
+Files (local or ``s3://``), each written atomically:
+
+- ``config.yaml``: the resolved configuration (:meth:`ResolvedConfig.to_document`); older runs hold flat options.
+- ``run.json``: the run's identity, what defines its computation; a resume with other values is refused.
+- ``lease.json``: which driver owns the run now, until when (see :class:`Lease`).
+- ``metrics.jsonl``: one :class:`EpochRecord` per epoch and one :class:`MidEpochRecord` per mid-epoch checkpoint.
+- ``progress.json``: rank 0's :class:`ProgressRecord`, rewritten every few seconds during an epoch.
+- ``error.txt``: the full worker traceback of the last failed attempt.
+- ``checkpoint_*/`` and ``checkpoint_manager_snapshot.json``: Ray Train's checkpoints and which it committed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from densenet_ray.data.storage import LocalStorage, Storage, StorageError, child_url, open_storage
+
+CONFIG_FILE = "config.yaml"
+IDENTITY_FILE = "run.json"
+LEASE_FILE = "lease.json"
+METRICS_FILE = "metrics.jsonl"
+PROGRESS_FILE = "progress.json"
+ERROR_FILE = "error.txt"
+SNAPSHOT_FILE = "checkpoint_manager_snapshot.json"  # Ray Train's record of its committed checkpoints
+CHECKPOINT_PREFIX = "checkpoint_"
+RUN_FORMAT = "densenet-ray-run/1"
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """What rank 0 reports after each epoch (errors are fractions; rates are images per second over all ranks)."""
+
+    epoch: int
+    epochs: int
+    step: int
+    loss: float
+    train_error: float | None = None
+    test_loss: float | None = None
+    test_error: float | None = None
+    test_top5_error: float | None = None
+    best_test_error: float | None = None
+    test_samples: int | None = None
+    lr: float | None = None
+    images_per_s: float | None = None
+    steady_images_per_s: float | None = None
+    first_step_time: float | None = None
+    seconds_per_iteration: float | None = None
+    epoch_seconds: float | None = None
+    data_wait_fraction: float | None = None
+    skipped_samples: int | None = None
+    peak_memory_mb: float | None = None
+    time: float | None = None
+
+
+@dataclass(frozen=True)
+class MidEpochRecord:
+    """A mid-epoch checkpoint's report (``--checkpoint-every-steps``); ``epoch`` is 0-indexed, as the state's."""
+
+    epoch: int
+    step: int
+    loss: float
+    mid_epoch: bool = True
+    time: float | None = None
+
+
+@dataclass(frozen=True)
+class ProgressRecord:
+    """Rank 0's position in the current epoch (``epoch`` 1-indexed, ``batch`` done of ``batches``)."""
+
+    epoch: int
+    batch: int
+    batches: int
+    loss: float
+    images_per_s: float
+    eta_seconds: float
+    time: float
+
+
+def _from_dict(kind: type, values: dict[str, Any]) -> Any:
+    """A record from a parsed line: unknown keys (from a newer version) are ignored."""
+    names = {field.name for field in dataclasses.fields(kind)}
+    return kind(**{key: value for key, value in values.items() if key in names})
+
+
+def record_from_metrics(values: dict[str, Any]) -> EpochRecord | MidEpochRecord:
+    """The record a reported metrics dict (or a parsed line) holds."""
+    return _from_dict(MidEpochRecord if values.get("mid_epoch") else EpochRecord, values)
+
+
+def metrics_line(record: EpochRecord | MidEpochRecord) -> bytes:
+    """A record as its ``metrics.jsonl`` line, stamped with the time it is written."""
+    values = dataclasses.asdict(record)
+    values["time"] = values.get("time") or time.time()
+    return (json.dumps(values, default=float) + "\n").encode()
+
+
+def parse_metrics(data: bytes) -> tuple[list[EpochRecord], list[MidEpochRecord]]:
+    """The records of a ``metrics.jsonl``; torn or foreign lines are skipped (a store without atomic appends)."""
+    epochs: list[EpochRecord] = []
+    mid: list[MidEpochRecord] = []
+    for line in data.decode(errors="replace").splitlines():
+        try:
+            record = record_from_metrics(json.loads(line))
+            (mid if isinstance(record, MidEpochRecord) else epochs).append(record)
+        except (ValueError, TypeError, AttributeError):
+            continue
+    return epochs, mid
+
+
+def parse_progress(data: bytes) -> ProgressRecord | None:
+    try:
+        return _from_dict(ProgressRecord, json.loads(data))
+    except (ValueError, TypeError, AttributeError):
+        return None
+
+
+def flat_options(document: Any) -> dict[str, Any] | None:
+    """A ``config.yaml`` document as flat training options (``model``, ``epochs``, ...): the resolved, nested form
+    or the flat form of runs written before it. None when it is not a training configuration."""
+    if not isinstance(document, dict):
+        return None
+    if isinstance(document.get("model"), dict) and isinstance(document.get("optim"), dict):
+        from densenet_ray.train.resolved import ResolvedConfig
+
+        try:
+            return ResolvedConfig.from_document(document).flat()
+        except ValueError:
+            return None
+    return document if "model" in document and "epochs" in document else None
+
+
+class RunDirectory:
+    """One run directory: reads and writes its files (see the module docstring)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.storage: Storage = open_storage(url)
+
+    @classmethod
+    def at(cls, root: str, name: str) -> RunDirectory:
+        return cls(child_url(root, name))
+
+    # -- configuration and identity ----------------------------------------------------------------------------
+    def write_config(self, document: dict[str, Any]) -> None:
+        self.storage.write_bytes(CONFIG_FILE, yaml.safe_dump(document, sort_keys=False).encode())
+
+    def read_config(self) -> dict[str, Any] | None:
+        """The saved configuration as flat options, or None."""
+        if not self.storage.exists(CONFIG_FILE):
+            return None
+        return flat_options(yaml.safe_load(self.storage.read_bytes(CONFIG_FILE)))
+
+    def read_identity(self) -> dict[str, Any] | None:
+        if not self.storage.exists(IDENTITY_FILE):
+            return None
+        return json.loads(self.storage.read_bytes(IDENTITY_FILE)).get("identity")
+
+    def write_identity(self, identity: dict[str, Any]) -> None:
+        document = {"format": RUN_FORMAT, "created": time.time(), "identity": identity}
+        self.storage.write_bytes(IDENTITY_FILE, json.dumps(document, indent=2).encode())
+
+    # -- records -----------------------------------------------------------------------------------------------
+    def append(self, record: EpochRecord | MidEpochRecord) -> None:
+        """Add a record to ``metrics.jsonl`` (rewritten whole, atomically: the file is small)."""
+        existing = self.storage.read_bytes(METRICS_FILE) if self.storage.exists(METRICS_FILE) else b""
+        self.storage.write_bytes(METRICS_FILE, existing + metrics_line(record))
+
+    def metrics(self) -> tuple[list[EpochRecord], list[MidEpochRecord]]:
+        if not self.storage.exists(METRICS_FILE):
+            return [], []
+        return parse_metrics(self.storage.read_bytes(METRICS_FILE))
+
+    def write_progress(self, record: ProgressRecord) -> None:
+        self.storage.write_bytes(PROGRESS_FILE, json.dumps(dataclasses.asdict(record)).encode())
+
+    def progress(self) -> ProgressRecord | None:
+        return parse_progress(self.storage.read_bytes(PROGRESS_FILE)) if self.storage.exists(PROGRESS_FILE) else None
+
+    def write_error(self, text: str) -> str:
+        """Save a failed attempt's full traceback; returns where it is."""
+        self.storage.write_bytes(ERROR_FILE, text.encode())
+        return self.storage.join(ERROR_FILE)
+
+    # -- checkpoints -------------------------------------------------------------------------------------------
+    def committed_checkpoints(self) -> list[str]:
+        """The checkpoint directories Ray Train committed, newest first (by its own ordering of report indexes)."""
+        if not self.storage.exists(SNAPSHOT_FILE):
+            return []
+        snapshot = json.loads(self.storage.read_bytes(SNAPSHOT_FILE))
+        names = [result.get("checkpoint_dir_name", "") for result in snapshot.get("checkpoint_results", [])]
+        latest = (snapshot.get("latest_checkpoint_result") or {}).get("checkpoint_dir_name", "")
+        return sorted({name for name in [*names, latest] if name}, reverse=True)
+
+    def remove_orphan_checkpoints(self) -> list[str]:
+        """Delete checkpoint directories Ray uploaded but never committed (a crash between the upload and the
+        controller's poll leaves them; ray-project/ray#41700); returns their names. Resuming only ever uses
+        committed checkpoints."""
+        committed = set(self.committed_checkpoints())
+        if not committed:
+            return []
+        objects = [info.name for info in self.storage.list(CHECKPOINT_PREFIX)]
+        orphans = sorted({name.split("/", 1)[0] for name in objects if "/" in name} - committed)
+        for orphan in orphans:
+            if isinstance(self.storage, LocalStorage):
+                shutil.rmtree(os.path.join(self.storage.root, orphan), ignore_errors=True)
+            else:
+                for name in objects:
+                    if name.startswith(orphan + "/"):
+                        self.storage.delete(name)
+        return orphans
+
+    def checkpoint_url(self, name: str) -> str:
+        return child_url(self.url, name)
+
+
+def clean_up(run: RunDirectory, print_line: Any) -> None:
+    """Housekeeping after a run: orphan checkpoints go. A problem here is one warning line, never a failure."""
+    try:
+        removed = run.remove_orphan_checkpoints()
+    except (StorageError, OSError, ValueError) as error:
+        print_line(f"warning: could not clean up {run.url} ({type(error).__name__}: {error}); the run is unaffected")
+        return
+    if removed:
+        print_line(f"removed {len(removed)} checkpoint(s) Ray never committed: {', '.join(removed)}")
