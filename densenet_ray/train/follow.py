@@ -72,8 +72,7 @@ class Follower:
         if progress is not None and progress != self._last_progress:
             self._last_progress = progress
             self.print_line(progress_line(progress))
-        epochs, mid = self.run.metrics()
-        for record in sorted([*epochs, *mid], key=lambda r: r.time or 0.0):
-            if self._key(record) not in self._seen:
-                self._seen.add(self._key(record))
-                self.print_line(mid_epoch_line(record) if isinstance(record, MidEpochRecord) else epoch_line(record))
+        records = self._records()
+        for record in records[self._seen :]:
+            self.print_line(mid_epoch_line(record) if isinstance(record, MidEpochRecord) else epoch_line(record))
+        self._seen = len(records)

@@ -15,7 +15,7 @@ from densenet_ray.errors import UserError
 from densenet_ray.train.checkpoint import STATE_FILE
 from densenet_ray.train.data_cache import ensure_data
 from densenet_ray.train.resolved import ResolvedConfig
-from densenet_ray.train.run_dir import RunDirectory
+from densenet_ray.train.run_dir import RunDirectory, clean_up
 from densenet_ray.train.run_guard import Lease, check_identity, run_identity
 
 
@@ -99,6 +99,7 @@ def prepare_run(config: ResolvedConfig, print_line: Any = print) -> PreparedRun:
         raise StorageError(f"--storage {config.storage.root} is not writable ({error})") from None
     try:
         check_identity(run.read_identity(), identity, config.storage.name)  # a driver may have just created it
+        clean_up(run, print_line)  # checkpoints a crashed earlier attempt uploaded but Ray never committed
         config = choose_checkpoint(config, run, print_line)
         if run.read_identity() is None:
             run.write_identity(identity)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import yaml
 
 from densenet_ray.data.build import build_dataset
 from densenet_ray.data.sources import imagefolder_source
+from tests.train.run_helpers import small_run, train
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -19,22 +21,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 @pytest.fixture(scope="module")
 def shards(cifar_shards) -> str:
     return cifar_shards
-
-
-def _train(*args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    return subprocess.run(
-        [sys.executable, "-m", "densenet_ray.cifar", *args], capture_output=True, text=True, env=env, timeout=600
-    )
-
-
-def _small_run(shards: str, storage, **options: object) -> list[str]:
-    """Arguments for a tiny 2-worker run (BC-16, batch 50, in-process decoding) plus ``options`` as flags."""
-    args = ["--data", shards, "--workers", "2", "--batch-size", "50", "--depth", "16", "--loader-workers", "0"]
-    args += ["--storage", str(storage)]
-    for key, value in options.items():
-        args += [f"--{key.replace('_', '-')}", str(value)]
-    return args
 
 
 def _assert_evaluates_to(checkpoint: str, shards: str, reported_error: float) -> None:
@@ -53,8 +39,8 @@ def _assert_evaluates_to(checkpoint: str, shards: str, reported_error: float) ->
 
 
 def test_two_worker_run_then_the_same_name_continues(shards, tmp_path) -> None:
-    common = _small_run(shards, tmp_path, name="run1")  # 10 steps of 2 x 25 images: the whole slice per epoch
-    first = _train(*common, "--epochs", "2")
+    common = small_run(shards, tmp_path, name="run1")  # 10 steps of 2 x 25 images: the whole slice per epoch
+    first = train(*common, "--epochs", "2")
     assert first.returncode == 0, first.stderr[-3000:]
     assert "epoch 1/2: loss" in first.stdout and "densenet-ray run summary" in first.stdout
     run = tmp_path / "run1"
@@ -62,14 +48,20 @@ def test_two_worker_run_then_the_same_name_continues(shards, tmp_path) -> None:
     assert [r["epoch"] for r in records] == [1, 2]
     assert all(r["test_samples"] == 500 and r["step"] == 10 * r["epoch"] for r in records)
     config = yaml.safe_load((run / "config.yaml").read_text())
-    assert config["model"] == "densenet_bc100_k12" and config["depth"] == 16 and config["batch_size"] == 50
+    assert (config["model"]["name"], config["model"]["depth"], config["optim"]["batch_size"]) == (
+        "densenet_bc100_k12",
+        16,
+        50,
+    )
+    assert not first.stderr.strip(), first.stderr  # quiet: none of Ray's or PyTorch's own start-up lines
+    assert not (run / "lease.json").exists()  # released at the end
     assert any(p.name.startswith("checkpoint_") and (p / "state.pt").exists() for p in run.iterdir())
 
     # The saved checkpoint evaluates, in one process, to the error the distributed run reported.
     last = max((p for p in run.iterdir() if p.is_dir() and p.name.startswith("checkpoint_")), key=lambda p: p.name)
     _assert_evaluates_to(str(last), shards, records[-1]["test_error"])
 
-    second = _train(*common, "--epochs", "3")
+    second = train(*common, "--epochs", "3")
     assert second.returncode == 0, second.stderr[-3000:]
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == [1, 2, 3]  # continued: epoch 3 only, step counter carried on
@@ -84,13 +76,13 @@ def test_two_worker_run_with_s3_run_storage(shards, bucket, moto_server, monkeyp
     monkeypatch.delenv("AWS_ENDPOINT_URL_S3")
     host = moto_server.removeprefix("http://")
     storage = f"s3://{bucket}/runs?endpoint_override={host}&scheme=http"
-    completed = _train(*_small_run(shards, storage, name="s3run", epochs=2))
+    completed = train(*small_run(shards, storage, name="s3run", epochs=2))
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert "densenet-ray run summary" in completed.stdout
     run = open_storage(f"s3://{bucket}/runs/s3run", endpoint_url=moto_server)
     records = [json.loads(line) for line in run.read_bytes("metrics.jsonl").decode().splitlines()]
     assert [r["epoch"] for r in records] == [1, 2] and records[-1]["loss"] < records[0]["loss"]
-    assert yaml.safe_load(run.read_bytes("config.yaml"))["storage"] == storage
+    assert yaml.safe_load(run.read_bytes("config.yaml"))["storage"]["root"] == storage
     checkpoints = sorted({info.name.split("/")[0] for info in run.list("checkpoint_") if "/" in info.name})
     assert checkpoints and run.exists(f"{checkpoints[-1]}/state.pt")
 
@@ -100,27 +92,36 @@ def test_two_worker_run_with_s3_run_storage(shards, bucket, moto_server, monkeyp
 
 
 @pytest.mark.parametrize(
-    ("args", "message"),
+    ("args", "code", "message"),
     [
-        (["--data", "DATA", "--model", "densenet_bc101"], "error: unknown model 'densenet_bc101'"),
-        (["--data", "DATA", "--depth", "101"], "error: depth 101 does not fit a DenseNet-BC/B"),
-        (["--data", "DATA", "--batch-size", "63", "--workers", "2"], "error: global --batch-size 63 is not divisible"),
-        (["--data", "EMPTY"], "error: no shard manifest for split 'train' at"),
-        (["--data", "DATA", "--storage", "/proc/forbidden"], "error: --storage /proc/forbidden is not writable"),
-        (["--data", "DATA", "--dataset", "mnist"], "densenet-ray train cifar: error: argument --dataset"),
-        (["--data", "DATA", "--pretrained"], "error: --pretrained: torchvision has ImageNet weights for densenet121"),
+        (["--data", "DATA", "--model", "densenet_bc101"], 1, "error: unknown model 'densenet_bc101'"),
+        (["--data", "DATA", "--depth", "101"], 1, "error: depth 101 does not fit a DenseNet-BC/B"),
+        (
+            ["--data", "DATA", "--batch-size", "63", "--workers", "2"],
+            1,
+            "error: global --batch-size 63 is not divisible",
+        ),
+        (["--data", "EMPTY"], 1, "error: no shard manifest for split 'train' at"),
+        (["--data", "DATA", "--storage", "/proc/forbidden"], 1, "error: --storage /proc/forbidden is not writable"),
+        (["--data", "DATA", "--dataset", "mnist"], 2, "densenet-ray train cifar: error: argument --dataset"),
+        (
+            ["--data", "DATA", "--pretrained"],
+            1,
+            "error: --pretrained: torchvision has ImageNet weights for densenet121",
+        ),
+        (["--data", "DATA", "--batch-size", "1000"], 1, "error: DATA has 500 training samples, fewer than one global"),
     ],
 )
-def test_bad_input_is_one_line(args, message, shards, tmp_path) -> None:
+def test_bad_input_is_one_line(args, code, message, shards, tmp_path) -> None:
     args = [a.replace("DATA", shards).replace("EMPTY", str(tmp_path)) for a in args]
-    completed = _train(*args, "--storage", str(tmp_path)) if "--storage" not in args else _train(*args)
-    assert completed.returncode in (1, 2), completed.stderr
+    completed = train(*args, "--storage", str(tmp_path)) if "--storage" not in args else train(*args)
+    assert completed.returncode == code, completed.stderr
     lines = [line for line in completed.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith(message), completed.stderr
+    assert len(lines) == 1 and lines[0].startswith(message.replace("DATA", shards)), completed.stderr
 
 
 def test_storage_in_a_missing_bucket_is_one_line(shards, aws_env) -> None:
-    completed = _train("--data", shards, "--storage", "s3://no-such-bucket-here/runs")
+    completed = train("--data", shards, "--storage", "s3://no-such-bucket-here/runs")
     lines = [line for line in completed.stderr.splitlines() if line.strip()]
     assert completed.returncode == 1 and len(lines) == 1, completed.stderr
     assert lines[0].startswith("error: --storage s3://no-such-bucket-here/runs is not writable (bucket "), lines[0]
@@ -139,7 +140,7 @@ def _final_state(run) -> dict:
 def test_killed_worker_resumes_to_bitwise_identical_weights(shards, tmp_path) -> None:
     import torch
 
-    common = _small_run(
+    common = small_run(
         shards,
         tmp_path,
         epochs=2,
@@ -149,13 +150,13 @@ def test_killed_worker_resumes_to_bitwise_identical_weights(shards, tmp_path) ->
         keep_checkpoints=10,
         max_failures=1,
     )
-    clean = _train(*common, "--name", "clean")
+    clean = train(*common, "--name", "clean")
     assert clean.returncode == 0, clean.stderr[-3000:]
     marker = tmp_path / "fault-injected"
     env_fault = f"9:1:{marker}"  # rank 1 dies at global step 9: mid-epoch 2, after the step-8 checkpoint
     os.environ["DENSENET_RAY_FAULT"] = env_fault
     try:
-        faulty = _train(*common, "--name", "faulty")
+        faulty = train(*common, "--name", "faulty")
     finally:
         del os.environ["DENSENET_RAY_FAULT"]
     assert faulty.returncode == 0, faulty.stderr[-3000:]
@@ -215,18 +216,25 @@ def test_imagenet_entry_point_trains_densenet121_on_real_jpegs(fixture_tar, tmp_
     record = json.loads((tmp_path / "runs" / "in1k" / "metrics.jsonl").read_text().splitlines()[-1])
     assert record["step"] == 2 and record["test_samples"] == 4  # 1 eval batch of 2 per rank
     config = yaml.safe_load((tmp_path / "runs" / "in1k" / "config.yaml").read_text())
-    assert (config["model"], config["eval_split"], config["dataset"]) == ("densenet121", "val", "imagenet")
-    assert config["init_from"] == str(weights)
+    assert (config["model"]["name"], config["data"]["eval_split"], config["data"]["dataset"]) == (
+        "densenet121",
+        "val",
+        "imagenet",
+    )
+    assert config["model"]["init_from"] == str(weights)
 
 
 def test_bf16_autocast_channels_last_and_compile(shards, tmp_path) -> None:
     """--amp bf16 --channels-last --compile on CPU workers: the compiled model goes under DDP and trains."""
-    args = _small_run(shards, tmp_path, epochs=1, limit_train_batches=3, limit_eval_batches=2, name="fast")
-    completed = _train(*args, "--amp", "bf16", "--channels-last", "--compile")
+    args = small_run(shards, tmp_path, epochs=1, limit_train_batches=3, limit_eval_batches=2, name="fast")
+    completed = train(*args, "--amp", "bf16", "--channels-last", "--compile")
     assert completed.returncode == 0, completed.stderr[-3000:]
     record = json.loads((tmp_path / "fast" / "metrics.jsonl").read_text().splitlines()[-1])
-    assert record["step"] == 3 and record["test_samples"] == 100 and 0 < record["loss"] < 10
+    # A 1-epoch step schedule is past both drops (50 % and 75 % of the epochs) from its first epoch: 0.1 / 100.
+    assert record["step"] == 3 and record["test_samples"] == 100 and record["lr"] == pytest.approx(0.001)
+    assert abs(record["loss"] - math.log(10)) < 0.35  # three steps from initialisation: still near chance
     config = yaml.safe_load((tmp_path / "fast" / "config.yaml").read_text())
-    assert (config["amp"], config["channels_last"], config["compile"]) == ("bf16", True, True)
+    execution = config["execution"]
+    assert (execution["amp"], execution["channels_last"], execution["compile"]) == ("bf16", True, True)
     state = _final_state(tmp_path / "fast")  # saved unwrapped: loads into a plain model
     assert not [key for key in state["model"] if key.startswith(("module.", "_orig_mod."))]
