@@ -100,6 +100,23 @@ def _init_kwargs(options: RayOptions) -> dict[str, object]:
     }
 
 
+def _use_local_token(options: RayOptions) -> None:
+    """Send this machine's Ray token (``~/.ray/auth_token``, written by ``ray start``) when ``RAY_AUTH_MODE`` is
+    unset, as ``ray.init()`` does when it starts a local instance: since Ray 2.52 a local ``ray start`` head requires
+    it (https://docs.ray.io/en/latest/ray-security/token-auth.html). Ray 2.60 exposes this step only in a private
+    module, pinned with the rest of Ray."""
+    from ray._private.authentication import authentication_token_setup
+
+    logger = logging.getLogger(authentication_token_setup.__name__)
+    level = logger.level
+    if not options.verbose:
+        logger.setLevel(logging.ERROR)  # its "token authentication is enabled" notice is start-up chatter
+    try:
+        authentication_token_setup.maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+    finally:
+        logger.setLevel(level)
+
+
 def _check_fit(needs: ClusterNeeds, address: str, print_line: PrintLine) -> None:
     """One line before any worker starts when the job can never fit in the cluster; a note when it must wait."""
     import ray
@@ -144,6 +161,7 @@ def connect(needs: ClusterNeeds, options: RayOptions, print_line: PrintLine = pr
         return Session("address", address)
     recorded = None if options.local else recorded_local_cluster()
     if recorded and answers(recorded):
+        _use_local_token(options)
         ray.init(address=recorded, **_init_kwargs(options))
         print_line(f"using the Ray cluster at {recorded} started on this machine (--local for a private one)")
         try:

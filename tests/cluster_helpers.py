@@ -66,12 +66,19 @@ def _descendants(pid: int) -> set[int]:
 
 @contextmanager
 def ray_head(
-    tmp_path: Path, num_cpus: int = 2, extra_args: tuple[str, ...] = (), gcs_port: int | None = None, **env: str
+    tmp_path: Path,
+    num_cpus: int = 2,
+    extra_args: tuple[str, ...] = (),
+    gcs_port: int | None = None,
+    temp_dir: Path | None = None,
+    **env: str,
 ) -> Iterator[Head]:
-    """Start a head on 127.0.0.1 with free ports, yield it once its job server answers, then stop it by pid."""
+    """Start a head on 127.0.0.1 with free ports, yield it once its job server answers, then stop it by pid.
+    ``temp_dir`` is Ray's temp directory (where ``ray start`` records the cluster's address); by default a fresh
+    one no driver finds by itself."""
     dashboard, gcs = free_port(), gcs_port or free_port()
     log = tmp_path / "ray-start.log"
-    temp_dir = Path(f"/tmp/rt-{os.getpid()}-{dashboard}")  # short: Ray's unix socket paths have a length limit
+    temp_dir = temp_dir or Path(f"/tmp/rt-{os.getpid()}-{dashboard}")  # short: unix socket paths have a length limit
     command = [str(BIN / "ray"), "start", "--head", "--block", f"--num-cpus={num_cpus}", f"--port={gcs}"]
     command += ["--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}", f"--temp-dir={temp_dir}"]
     command += ["--include-dashboard=true", *extra_args]

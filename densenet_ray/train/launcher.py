@@ -2,7 +2,8 @@
 
 :func:`launch` takes a resolved config. Before Ray starts it builds the default dataset cache if needed, opens
 both manifests, refuses a resume whose options change the computation, takes the run directory's lease, finds the
-newest committed checkpoint that loads, and writes ``config.yaml``. Then it runs the ``TorchTrainer`` on the cluster
+newest committed checkpoint that loads, and writes ``config.yaml`` (the lease and the writes come after Ray has
+checked that the run fits in the cluster). Then it runs the ``TorchTrainer`` on the cluster
 :mod:`densenet_ray.ray_session` chooses. A failure inside Ray ends as :class:`~densenet_ray.errors.RunFailed`: one
 line with the worker's own exception and rank, the full traceback in the run's ``error.txt``.
 """
@@ -19,7 +20,7 @@ from densenet_ray.data.storage import StorageError, child_url
 from densenet_ray.errors import RunFailed
 from densenet_ray.ray_session import ClusterNeeds, RayOptions, ray_session
 from densenet_ray.train.follow import Follower
-from densenet_ray.train.preflight import prepare_run
+from densenet_ray.train.preflight import check_run, claim_run
 from densenet_ray.train.ray_storage import ray_storage
 from densenet_ray.train.resolved import ResolvedConfig
 from densenet_ray.train.run_dir import RunDirectory, clean_up, record_from_metrics
@@ -105,10 +106,11 @@ def launch(
     """Run ``config`` on Ray Train; returns the last epoch's metrics plus ``run_dir``, ``wall_seconds`` and
     ``checkpoint``. ``callbacks`` are more Ray Train ``UserCallback``s (a Tune trial adds its
     ``TuneReportCallback``); ``follow`` prints progress lines while the run goes."""
-    prepared = prepare_run(config, print_line)
-    run = prepared.run
-    try:
-        with ray_session(cluster_needs(config), ray_options, print_line):
+    checked = check_run(config, print_line)  # before Ray starts: data, manifests, identity
+    with ray_session(cluster_needs(config), ray_options, print_line):  # refuses a run the cluster cannot fit
+        prepared = claim_run(checked, print_line)
+        run = prepared.run
+        try:
             follower = Follower(run.url, print_line)
             if follow:
                 follower.start()
@@ -117,8 +119,8 @@ def launch(
                 result = _fit(prepared.config, callbacks, run)
             finally:
                 follower.stop()
-    finally:
-        prepared.lease.release()
+        finally:
+            prepared.lease.release()
     clean_up(run, print_line)
     checkpoint = child_url(run.url, os.path.basename(result.checkpoint.path.rstrip("/"))) if result.checkpoint else None
     final = dict(result.return_value or result.metrics or {})

@@ -85,15 +85,33 @@ def choose_checkpoint(config: ResolvedConfig, run: RunDirectory, print_line: Any
     return config
 
 
-def prepare_run(config: ResolvedConfig, print_line: Any = print) -> PreparedRun:
-    """Every check, in order, then the lease taken and ``config.yaml`` written; nothing in the run directory changes
-    when a check fails."""
+@dataclass
+class CheckedRun:
+    """A run that passed the read-only checks: its directory and identity, not yet claimed."""
+
+    config: ResolvedConfig
+    run: RunDirectory
+    identity: dict[str, Any]
+
+
+def check_run(config: ResolvedConfig, print_line: Any = print) -> CheckedRun:
+    """The read-only checks (data, manifests, identity): nothing is written to the run directory."""
     fingerprint = check_data(config, print_line)
     run = RunDirectory(config.storage.run_url)
     identity = run_identity(config, fingerprint)
-    lease = Lease(run)
     try:
         check_identity(run.read_identity(), identity, config.storage.name)
+    except StorageError as error:
+        raise StorageError(f"--storage {config.storage.root} is not readable ({error})") from None
+    return CheckedRun(config, run, identity)
+
+
+def claim_run(checked: CheckedRun, print_line: Any = print) -> PreparedRun:
+    """Take the lease, choose the checkpoint to resume from, write ``config.yaml`` (and ``run.json`` for a new run);
+    the lease is released again when any of it fails."""
+    config, run, identity = checked.config, checked.run, checked.identity
+    lease = Lease(run)
+    try:
         lease.acquire()
     except StorageError as error:
         raise StorageError(f"--storage {config.storage.root} is not writable ({error})") from None
