@@ -102,7 +102,12 @@ def run_command(args: argparse.Namespace) -> int:
         return 130
     _print_table(console, rows, _title(experiment), args.plot)
     console.print(f"saved {report.RESULTS_CSV} and {report.RESULTS_JSON} in {experiment}")
-    return 1 if any(row.status == "error" for row in rows) else 0
+    failed = [row for row in rows if row.status == "error"]
+    for row in failed:
+        print(f"trial {row.trial} ({row.label}) failed: {row.cause}", file=sys.stderr)
+    if failed:
+        print(f"error: {len(failed)} of {len(rows)} trials failed", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _title(experiment: str) -> str:

@@ -3,7 +3,7 @@
 :class:`~densenet_ray.train.config.TrainConfig` is what a user writes (flat options, ``None`` meaning "the paper's
 default"); :func:`resolve` turns it, once, at the entry point, into a :class:`ResolvedConfig` with no optional
 fields. Everything after that (the launcher, the workers, a sweep's trials) takes the resolved config; a sweep
-derives each trial's from its resolved base with :func:`derive`. ``config.yaml`` in every run directory is
+derives each trial's with :func:`derive` from its base options, checked once. ``config.yaml`` in every run directory is
 :meth:`ResolvedConfig.to_document`.
 """
 
@@ -208,9 +208,20 @@ def resolve(options: TrainConfig, check_weights: bool = True) -> ResolvedConfig:
     return ResolvedConfig(model, data, optim, execution, StorageSpec(root, name, child_url(root, name)))
 
 
-def derive(base: ResolvedConfig, changes: dict[str, Any], storage_root: str, name: str) -> ResolvedConfig:
-    """A sweep trial's config: ``base``'s options with ``changes`` (searched options) applied, checked, in the run
-    directory ``<storage_root>/<name>``. The starting weights were checked with the base and are not reloaded."""
-    options = TrainConfig.from_sources(base.flat(), changes, origins=("the sweep's options", "the trial"))
+def anchored(options: TrainConfig, config: ResolvedConfig) -> TrainConfig:
+    """``options`` with the locations ``config`` resolved them to (absolute on this driver) and no run name: the
+    base a sweep's trials are derived from. Model and schedule options stay as the user gave them, so a trial that
+    changes ``model`` gets that model's own depth and growth rate."""
+    return dataclasses.replace(
+        options, data=config.data.data, storage=config.storage.root, name=None,
+        init_from=config.model.init_from or None, source=config.data.source or None,
+    )  # fmt: skip
+
+
+def derive(base: TrainConfig, changes: dict[str, Any], storage_root: str, name: str) -> ResolvedConfig:
+    """A sweep trial's resolved config: the sweep's :func:`anchored` base options with ``changes`` (the searched
+    options) applied, checked, in the run directory ``<storage_root>/<name>``. The starting weights were checked
+    with the base and are not reloaded."""
+    options = TrainConfig.from_sources(dataclasses.asdict(base), changes, origins=("the sweep's options", "the trial"))
     options = dataclasses.replace(options, storage=storage_root, name=name)
     return resolve(options, check_weights=False)

@@ -4,7 +4,8 @@ lease (one live driver per run directory at a time), both on local disk and on S
 The lease is a small JSON file naming its owner and an expiry a minute ahead, renewed by a thread in the driver.
 It is taken and renewed with the storage's compare-and-swap write (``flock`` locally, S3 conditional writes), so two
 drivers starting the same run at once cannot both win; a driver that died stops renewing and its lease lapses, so
-a crash never blocks a resume for longer than the expiry.
+a crash never blocks a resume for longer than the expiry (on the same machine, not at all: a holder whose process is
+gone has lapsed).
 """
 
 from __future__ import annotations
@@ -71,6 +72,22 @@ class _LeaseRecord:
     expires: float
 
 
+def _alive(holder: _LeaseRecord) -> bool:
+    """A holder is alive until its lease expires; on this machine, only while its process exists too (a driver
+    killed with its Ray actor, as Tune does to a trial when a sweep is interrupted, never releases its lease)."""
+    if holder.expires <= time.time():
+        return False
+    if holder.host != socket.gethostname():
+        return True
+    try:
+        os.kill(holder.pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's live process
+    return True
+
+
 class Lease:
     """This driver's hold on a run directory: :meth:`acquire`, keep it with :meth:`start_renewing`, :meth:`release`."""
 
@@ -93,7 +110,7 @@ class Lease:
                 holder = _LeaseRecord(**json.loads(current[0]))
             except (ValueError, TypeError):
                 holder = None  # unreadable: treat as lapsed
-            if holder and holder.owner != self.owner and holder.expires > time.time():
+            if holder and holder.owner != self.owner and _alive(holder):
                 raise RunInUse(
                     f"run {self.run.url} is in use by pid {holder.pid} on {holder.host} (its lease runs until "
                     f"{time.strftime('%H:%M:%S', time.localtime(holder.expires))}); wait for it to end, or use "

@@ -28,7 +28,7 @@ from densenet_ray.ray_session import ClusterNeeds, RayOptions, ray_session
 from densenet_ray.train.config import TrainConfig
 from densenet_ray.train.preflight import check_data
 from densenet_ray.train.ray_storage import ray_storage
-from densenet_ray.train.resolved import ResolvedConfig, derive, resolve
+from densenet_ray.train.resolved import ResolvedConfig, anchored, derive, resolve
 from densenet_ray.tune import report
 from densenet_ray.tune.sweeps import Distribution, Sweep, trial_label
 
@@ -43,7 +43,7 @@ def trial_driver(tune_config: dict[str, Any]) -> None:
 
     from densenet_ray.train.launcher import launch
 
-    base = ResolvedConfig.from_document(tune_config["base"])
+    base = TrainConfig(**tune_config["base"])
     name = f"train-{ray.tune.get_context().get_trial_id()}"
     config = derive(base, tune_config.get("trial", {}), tune_config["trials_root"], name)
     launch(config, callbacks=[TuneReportCallback()], follow=False)
@@ -133,7 +133,7 @@ class TrialProgress(tune.Callback):
         _print(f"trial {trial.trial_id} failed; its log: {trial.error_file or trial.local_path}")
 
 
-def _validate(sweep: Sweep, base: ResolvedConfig, trials_root: str) -> None:
+def _validate(sweep: Sweep, base: TrainConfig, trials_root: str) -> None:
     """Every grid trial (or one sample of the space) must be a valid training configuration before Ray starts."""
     samples = sweep.grid or [{name: d.values[0] for name, d in sweep.space.items()}]
     for trial in samples:
@@ -157,8 +157,8 @@ def _describe(sweep: Sweep, base: ResolvedConfig, name: str, experiment: str) ->
     return description, searched
 
 
-def _tuner(sweep: Sweep, base: ResolvedConfig, name: str, concurrent: int, searched: list[str], trainable: Any,
-           print_line: Any) -> Any:  # fmt: skip
+def _tuner(sweep: Sweep, base: ResolvedConfig, base_options: TrainConfig, name: str, concurrent: int,
+           searched: list[str], trainable: Any, print_line: Any) -> Any:  # fmt: skip
     """A new Tuner, or the restored one when the experiment exists under ``name``."""
     storage_path, filesystem = ray_storage(base.storage.root)
     tune_path = storage_path.rstrip("/") + "/" + name if filesystem else child_url(base.storage.root, name)
@@ -168,7 +168,8 @@ def _tuner(sweep: Sweep, base: ResolvedConfig, name: str, concurrent: int, searc
             tune_path, trainable=trainable, resume_unfinished=True, resume_errored=True, storage_filesystem=filesystem
         )
     experiment = child_url(base.storage.root, name)
-    space: dict[str, Any] = {"base": base.to_document(), "trials_root": child_url(experiment, report.TRIALS_DIR)}
+    space: dict[str, Any] = {"base": dataclasses.asdict(base_options)}
+    space["trials_root"] = child_url(experiment, report.TRIALS_DIR)
     space["trial"] = tune.grid_search(sweep.grid) if sweep.grid else _search_space(sweep.space)
     workers = base.execution.workers
     print_line(
@@ -186,8 +187,8 @@ def _tuner(sweep: Sweep, base: ResolvedConfig, name: str, concurrent: int, searc
     return tune.Tuner(trainable, param_space=space, tune_config=tune_config, run_config=run_config)
 
 
-def _fit(sweep: Sweep, base: ResolvedConfig, name: str, max_concurrent: int | None, searched: list[str],
-         print_line: Any, options: RayOptions | None) -> list[tuple[str, str]]:  # fmt: skip
+def _fit(sweep: Sweep, base: ResolvedConfig, base_options: TrainConfig, name: str, max_concurrent: int | None,
+         searched: list[str], print_line: Any, options: RayOptions | None) -> list[tuple[str, str]]:  # fmt: skip
     """Run the trials; returns each failed trial's directory and one-line cause."""
     import ray
 
@@ -205,7 +206,7 @@ def _fit(sweep: Sweep, base: ResolvedConfig, name: str, max_concurrent: int | No
         trainable = tune.with_resources(trial_driver, driver_resources(cluster))
         for events in _EVENTS.values():
             events.clear()
-        grid = _tuner(sweep, base, name, concurrent, searched, trainable, print_line).fit()
+        grid = _tuner(sweep, base, base_options, name, concurrent, searched, trainable, print_line).fit()
         return [(result.path, _cause(result.error)) for result in grid if result.error]
 
 
@@ -232,13 +233,14 @@ def run_sweep(
     options = TrainConfig.from_sources(
         dataclasses.asdict(base_options), fixed, origins=("flags", "the sweep's options")
     )
-    base = resolve(dataclasses.replace(options, name=None, source=options.source))
+    base = resolve(dataclasses.replace(options, name=None))  # checked once, starting weights included
     check_data(base, print_line)
+    trial_options = anchored(options, base)
     name = name or f"{sweep.kind}-{base.data.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
     experiment = child_url(base.storage.root, name)
-    _validate(sweep, base, child_url(experiment, report.TRIALS_DIR))
+    _validate(sweep, trial_options, child_url(experiment, report.TRIALS_DIR))
     description, searched = _describe(sweep, base, name, experiment)
-    failures = _fit(sweep, base, name, max_concurrent, searched, print_line, ray_options)
+    failures = _fit(sweep, base, trial_options, name, max_concurrent, searched, print_line, ray_options)
     rows = report.collect(experiment, sweep.baseline, searched)
     unfinished = _EVENTS["started"] - _EVENTS["ended"]
     for row in rows:

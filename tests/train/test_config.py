@@ -10,7 +10,7 @@ import pytest
 from densenet_ray.errors import UserError
 from densenet_ray.paths import RUNS_ROOT, dataset_cache
 from densenet_ray.train.config import TrainConfig, learning_rate
-from densenet_ray.train.resolved import ResolvedConfig, derive, resolve
+from densenet_ray.train.resolved import ResolvedConfig, anchored, derive, resolve
 
 
 def test_paper_defaults_per_dataset() -> None:
@@ -47,11 +47,18 @@ def test_the_document_round_trips_and_flattens_to_the_options() -> None:
     assert resolve(TrainConfig(**flat)) == config
 
 
-def test_a_trial_derives_from_the_resolved_base() -> None:
-    base = resolve(TrainConfig(depth=40, epochs=3, name="base"))
+def test_a_trial_derives_from_the_anchored_base_options(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    options = TrainConfig(depth=40, epochs=3, name="base", data="shards")
+    base = anchored(options, resolve(options))
+    assert base.data == str(tmp_path / "shards") and base.name is None
     trial = derive(base, {"growth_rate": 24, "lr": 0.05}, "/sweeps/s/trials", "train-1")
     assert (trial.model.depth, trial.model.growth_rate, trial.optim.lr, trial.optim.epochs) == (40, 24, 0.05, 3)
-    assert trial.storage.run_url == "/sweeps/s/trials/train-1"
+    assert trial.storage.run_url == "/sweeps/s/trials/train-1" and trial.data.data == str(tmp_path / "shards")
+    wide = derive(
+        anchored(TrainConfig(epochs=3), resolve(TrainConfig(epochs=3))), {"model": "wide_densenet_bc40_k36"}, "/s", "t"
+    )
+    assert (wide.model.name, wide.model.depth, wide.model.growth_rate) == ("wide_densenet_bc40_k36", 40, 36)
     with pytest.raises(UserError, match="depth: 'forty' in the trial must be an integer"):
         derive(base, {"depth": "forty"}, "/s", "t")
 

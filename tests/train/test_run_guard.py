@@ -73,6 +73,22 @@ def test_a_live_lease_refuses_a_second_driver_and_a_lapsed_one_does_not(run) -> 
     successor.release()
 
 
+def test_a_lease_of_a_dead_process_on_this_machine_has_lapsed(tmp_path) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    run = RunDirectory(str(tmp_path / "run"))
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    holder = {"owner": "killed", "host": socket.gethostname(), "pid": int(dead.stdout), "expires": time.time() + 60}
+    run.storage.write_bytes(LEASE_FILE, json.dumps(holder).encode())
+    Lease(run).acquire()  # its process is gone: no need to wait for the expiry
+    elsewhere = {**holder, "owner": "remote", "host": "another-host"}
+    run.storage.write_bytes(LEASE_FILE, json.dumps(elsewhere).encode())
+    with pytest.raises(RunInUse):
+        Lease(run).acquire()  # another machine's driver: only its expiry says it is gone
+
+
 def test_renewal_keeps_the_lease_alive(tmp_path) -> None:
     run = RunDirectory(str(tmp_path / "run"))
     lease = Lease(run, seconds=0.6)

@@ -147,3 +147,34 @@ def test_bad_space_file_is_one_line(cifar_shards, tmp_path) -> None:
     lines = [line for line in completed.stderr.splitlines() if line.strip()]
     assert completed.returncode == 1 and len(lines) == 1, completed.stderr
     assert lines[0].startswith("error: ") and "unknown distribution 'gaussian'" in lines[0]
+
+
+def test_a_data_prefix_without_shards_is_one_line_before_ray_starts(tmp_path) -> None:
+    started = time.monotonic()
+    completed = _tune("wide", "--data", str(tmp_path / "empty"), "--storage", str(tmp_path), timeout=120)
+    lines = [line for line in completed.stderr.splitlines() if line.strip()]
+    assert completed.returncode == 1 and len(lines) == 1, completed.stderr
+    assert lines[0] == f"error: no shard manifest for split 'train' at {tmp_path / 'empty'} (build one with " \
+        "`densenet-ray data build`)"  # fmt: skip
+    assert not (tmp_path / "wide").exists() and time.monotonic() - started < 60  # no trial, no Ray
+
+
+def test_failed_trials_are_counted_with_their_causes(cifar_shards, tmp_path) -> None:
+    import shutil
+
+    data = tmp_path / "shards"
+    shutil.copytree(cifar_shards, data)
+    for shard in data.glob("train-*.tar"):  # every shard truncated after its manifest was written
+        shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
+    space = _space(
+        tmp_path, "options: {model: densenet_bc100_k12, depth: 16, epochs: 1}\nspace:\n  lr: {grid: [0.1, 0.05]}\n"
+    )
+    args = ["custom", "--data", str(data), "--space", space, "--storage", str(tmp_path), "--name", "bad"]
+    completed = _tune(*args, *SMALL[2:], "--max-concurrent", "1")
+    assert completed.returncode == 1, completed.stderr[-3000:]
+    causes = [line for line in completed.stderr.splitlines() if line.startswith("trial train-")]
+    assert len(causes) == 2, completed.stderr[-3000:]
+    for line in causes:
+        assert ") failed: training failed on rank " in line and ": DataError: shard " in line, line
+        assert "is truncated or corrupt" in line and line.endswith("error.txt)"), line
+    assert completed.stderr.splitlines()[-1] == "error: 2 of 2 trials failed"
