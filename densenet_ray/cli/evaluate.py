@@ -18,8 +18,8 @@ def add_parser(groups: argparse._SubParsersAction) -> None:
     parser.add_argument("--split", help="split to evaluate (default: the run's evaluation split, else test)")
     parser.add_argument("--model", help="model name (needed for a plain state_dict; default: the run's)")
     parser.add_argument("--dataset", choices=("cifar10", "cifar100", "svhn", "imagenet"), help="for transforms")
-    parser.add_argument("--batch-size", type=int, default=100)
-    parser.add_argument("--loader-workers", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=100, help="images per batch (default 100)")
+    parser.add_argument("--loader-workers", type=int, default=1, help="DataLoader decoding processes (default 1)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.set_defaults(handler=evaluate_command)
 

@@ -59,7 +59,7 @@ def add_parser(groups: argparse._SubParsersAction) -> None:
     show = commands.add_parser("show", help="reprint a sweep's table from storage (no cluster needed)")
     show.add_argument("sweep", metavar="NAME|PATH", help="a sweep name under --storage, or its directory or URL")
     show.add_argument("--storage", help=f"where sweeps live (default {SWEEPS_ROOT})")
-    show.add_argument("--plot", metavar="FILE.png")
+    show.add_argument("--plot", metavar="FILE.png", help="also draw error vs time and vs memory (needs matplotlib)")
     show.add_argument("--json", action="store_true", help="print the rows as JSON")
     show.set_defaults(handler=show_command)
 

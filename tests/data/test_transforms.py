@@ -80,7 +80,13 @@ def test_lighting_adds_the_pca_offset() -> None:
     assert torch.equal(Lighting(0.0)(image), image)
 
 
-def test_for_dataset_and_unknown() -> None:
-    assert for_dataset("cifar100", train=False) is not None
+def test_for_dataset_and_unknown(image) -> None:
+    from densenet_ray.data.transforms import CIFAR100_MEAN, CIFAR100_STD, cifar_eval
+
+    torch.testing.assert_close(
+        for_dataset("cifar100", train=False)(image), cifar_eval(CIFAR100_MEAN, CIFAR100_STD)(image)
+    )
+    torch.manual_seed(0)
+    assert torch.equal(for_dataset("cifar10", train=True, augment=False)(image), cifar_eval()(image))  # no crops
     with pytest.raises(ValueError, match="no transforms for dataset 'mnist'"):
         for_dataset("mnist", train=True)

@@ -1,0 +1,41 @@
+"""Every flag of every command has a help line, and the training flags are defined once for ``train`` and ``tune``."""
+
+from __future__ import annotations
+
+import argparse
+
+from densenet_ray.cli import build_parser
+
+
+def _commands(parser: argparse.ArgumentParser, path: str = "densenet-ray"):  # noqa: ANN202 - a generator
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                yield from _commands(child, f"{path} {name}")
+
+
+def test_every_flag_has_a_help_line() -> None:
+    missing = [
+        f"{path} {action.option_strings[0]}"
+        for path, parser in _commands(build_parser())
+        for action in parser._actions
+        if action.option_strings and action.dest != "help" and not (action.help or "").strip()
+    ]
+    assert missing == []
+
+
+def test_train_and_tune_share_the_training_flags() -> None:
+    commands = dict(_commands(build_parser()))
+
+    def flags(path: str) -> dict[str, argparse.Action]:
+        return {option: action for action in commands[path]._actions for option in action.option_strings}
+
+    train, tune = flags("densenet-ray train cifar"), flags("densenet-ray tune wide")
+    for flag in ("--lr", "--batch-size", "--amp", "--memory-efficient", "--loader-workers", "--no-augment"):
+        assert (train[flag].help, train[flag].type, train[flag].dest) == (
+            tune[flag].help,
+            tune[flag].type,
+            tune[flag].dest,
+        )
+    assert tune["--workers-per-trial"].dest == "workers" and "--name" in tune and "--local" in train
