@@ -113,7 +113,16 @@ def find_manifests(url: str, endpoint_url: str | None = None) -> list[tuple[Stor
 
 
 def load_manifest(url: str, split: str | None = None, endpoint_url: str | None = None) -> tuple[Storage, Manifest]:
-    """The manifest of ``split`` at ``url`` (a manifest file, or a directory holding ``{split}.json``)."""
+    """The manifest of ``split`` at ``url`` (a manifest file, or a directory holding ``{split}.json``). With a
+    split, a directory costs one read: the manifest's name is known, so nothing is listed."""
+    if split is not None and not url.rstrip("/").endswith(".json"):
+        storage = open_storage(url, endpoint_url)
+        name = manifest_name(split)
+        if storage.exists(name):
+            manifest = Manifest.from_json(_read_text(storage, name), storage.join(name))
+            if manifest.split == split:
+                return storage, manifest
+        raise StorageError(f"no shard manifest for split {split!r} at {url} (build one with `densenet-ray data build`)")
     manifests = find_manifests(url, endpoint_url)
     if split is not None:
         manifests = [(s, m) for s, m in manifests if m.split == split]

@@ -50,17 +50,21 @@ class S3Storage(Storage):
             raise self._fail(error, prefix) from None
         return sorted(found, key=lambda info: info.name)
 
-    def _head(self, name: str) -> dict | None:
+    def _unless_missing(self, name: str, call: Any) -> Any:
+        """``call()``, or None when the object does not exist; other failures become :class:`StorageError`."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            return self.client.head_object(Bucket=self.bucket, Key=self.key(name))
+            return call()
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 return None
             raise self._fail(error, name) from None
         except BotoCoreError as error:
             raise self._fail(error, name) from None
+
+    def _head(self, name: str) -> dict | None:
+        return self._unless_missing(name, lambda: self.client.head_object(Bucket=self.bucket, Key=self.key(name)))
 
     def exists(self, name: str) -> bool:
         return self._head(name) is not None
@@ -90,17 +94,11 @@ class S3Storage(Storage):
                 raise self._fail(error, name) from None
 
     def read_versioned(self, name: str) -> tuple[bytes, str] | None:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
+        def read() -> tuple[bytes, str]:
             response = self.client.get_object(Bucket=self.bucket, Key=self.key(name))
             return response["Body"].read(), str(response["ETag"])
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                return None
-            raise self._fail(error, name) from None
-        except BotoCoreError as error:
-            raise self._fail(error, name) from None
+
+        return self._unless_missing(name, read)
 
     def write_if(self, name: str, data: bytes, version: str | None) -> bool:
         # S3 conditional writes: If-None-Match: * creates only, If-Match: ETag replaces only that version
