@@ -184,7 +184,7 @@ def _ratio(row: TrialRow, key: str) -> str:
 
 
 def render(rows: list[TrialRow], title: str) -> Any:
-    """A rich table laid out like the seed's (model, params, error, s/iter, memory) plus ratios and fronts."""
+    """A rich table of model, params, error, s/iter and memory plus ratios and fronts."""
     from rich.table import Table
 
     table = Table(title=title, title_justify="left")

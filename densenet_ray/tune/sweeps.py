@@ -63,7 +63,7 @@ def _bc(depth: int, growth_rate: int) -> dict[str, Any]:
 BC100 = {"model": "densenet_bc100_k12"}
 NAMED_SWEEPS: dict[str, tuple[str, list[dict[str, Any]]]] = {
     "wide": (
-        "the seed's Wide-DenseNet-BC table: BC L=100 k=12 against Wide-BC L=40 k=36, 48, 60",
+        "the reference implementation's Wide-DenseNet-BC table: BC L=100 k=12 against Wide-BC L=40 k=36, 48, 60",
         [BC100, *({"model": f"wide_densenet_bc40_k{k}"} for k in (36, 48, 60))],
     ),
     "deep": ("DenseNet-BC k=12 at L = 40, 100, 160, 250", [_bc(depth, 12) for depth in (40, 100, 160, 250)]),
@@ -160,7 +160,7 @@ def describe(options: dict[str, Any]) -> str:
         return f"DenseNet-{model.depth} k={model.growth_rate}"
     form = ("B" if model.bottleneck else "") + ("C" if model.reduction < 1 else "")
     if form == "BC" and model.depth == 40 and model.growth_rate > 24:
-        form = "Wide-BC"  # the seed's name for its shallow, wide BC models
+        form = "Wide-BC"  # the reference implementation's name for shallow, wide BC models
     return f"{form} L={model.depth} k={model.growth_rate}".strip()
 
 
