@@ -14,6 +14,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from densenet_ray.models.config import DenseNetConfig
 from densenet_ray.models.efficient import SharedScratch, concat_norm_relu_conv
@@ -45,16 +46,20 @@ class _DenseLayer(nn.Module):
         self.memory_efficient = False
         self.scratch: SharedScratch | None = None
 
-    def _first_conv(self, features: list[torch.Tensor]) -> torch.Tensor:
-        if (
-            self.memory_efficient
-            and self.scratch is not None
-            and type(self.norm1) is nn.BatchNorm2d  # SyncBatchNorm needs its own backward: use the standard path
-            and torch.is_grad_enabled()
-            and any(f.requires_grad for f in features)
-        ):
-            return concat_norm_relu_conv(features, self.norm1, self.conv1, self.scratch, len(features) == 1)
+    def _concat_norm_relu_conv(self, *features: torch.Tensor) -> torch.Tensor:
         return self.conv1(self.relu1(self.norm1(torch.cat(features, 1))))
+
+    def _first_conv(self, features: list[torch.Tensor]) -> torch.Tensor:
+        if not (self.memory_efficient and torch.is_grad_enabled() and any(f.requires_grad for f in features)):
+            return self._concat_norm_relu_conv(*features)
+        if torch.compiler.is_compiling():
+            # Under torch.compile a checkpointed region is recomputed by the compiled backward, which needs only
+            # the convolution's input back: concat, BN and ReLU are recomputed, the convolution is not, and the
+            # BN running statistics move once (the recomputation is not a second module call).
+            return checkpoint(self._concat_norm_relu_conv, *features, use_reentrant=False)
+        if self.scratch is not None and type(self.norm1) is nn.BatchNorm2d:  # SyncBatchNorm: its own backward
+            return concat_norm_relu_conv(features, self.norm1, self.conv1, self.scratch, len(features) == 1)
+        return self._concat_norm_relu_conv(*features)
 
     def _dropout(self, x: torch.Tensor) -> torch.Tensor:
         return F.dropout(x, p=self.drop_rate, training=self.training) if self.drop_rate > 0 else x
@@ -79,7 +84,8 @@ class _DenseBlock(nn.ModuleDict):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         layers = list(self.values())
-        scratch = layers[0].scratch if layers[0].memory_efficient and torch.is_grad_enabled() else None
+        eager_efficient = layers[0].memory_efficient and torch.is_grad_enabled() and not torch.compiler.is_compiling()
+        scratch = layers[0].scratch if eager_efficient else None
         if scratch is not None:
             scratch.reserve(x, layers[-1].norm1.num_features)
         features = [x]

@@ -196,3 +196,24 @@ def test_autocast_on_cuda_matches_standard(dtype: torch.dtype) -> None:
     efficient_params = dict(efficient.named_parameters())
     for key, param in standard.named_parameters():
         torch.testing.assert_close(efficient_params[key].grad, param.grad, rtol=5e-2, atol=5e-3, msg=key)
+
+
+@pytest.mark.slow
+def test_memory_efficient_mode_compiles_into_one_graph_with_the_same_gradients() -> None:
+    """Under torch.compile the memory-efficient layers trace without a graph break, give the standard mode's
+    gradients and move the BatchNorm running statistics once per step."""
+    standard, efficient = _pair("densenet_bc100_k12", {"depth": 16}, torch.float32)
+    images = torch.randn(4, 3, 32, 32)
+    labels = torch.randint(0, 10, (4,))
+    explanation = torch._dynamo.explain(copy.deepcopy(efficient))(images)  # explain runs the model
+    assert (explanation.graph_count, explanation.graph_break_count) == (1, 0)
+    torch._dynamo.reset()
+    for model in (standard, efficient):
+        F.cross_entropy(torch.compile(model)(images), labels).backward()
+    efficient_params = dict(efficient.named_parameters())
+    for key, param in standard.named_parameters():
+        torch.testing.assert_close(efficient_params[key].grad, param.grad, rtol=1e-4, atol=1e-5, msg=key)
+    efficient_buffers = dict(efficient.named_buffers())
+    for key, buffer in standard.named_buffers():
+        torch.testing.assert_close(efficient_buffers[key], buffer, rtol=1e-5, atol=1e-6, msg=key)
+    assert int(efficient.features.denseblock1.denselayer1.norm1.num_batches_tracked) == 1
