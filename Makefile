@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test test-fast lint format bench-model bench-data bench-train clean
+.PHONY: setup demo test test-fast lint format bench-model bench-speed bench-data bench-train clean
 
 setup: $(STAMP)
 
@@ -41,6 +41,11 @@ format: setup
 bench-model: setup
 	$(BIN)/python benchmarks/model.py --out benchmarks/results/model-cpu.json --markdown
 
+bench-speed: setup
+	$(BIN)/python benchmarks/model.py --part speed --out benchmarks/results/speed-cpu.json --markdown
+	$(BIN)/python benchmarks/train.py --part speed --source $(CIFAR_JPEG) --out benchmarks/results/demo-speed-cpu.json \
+		--markdown
+
 bench-data: setup
 	$(BIN)/python benchmarks/data.py --out benchmarks/results/data-cpu.json --markdown
 
@@ -48,7 +53,7 @@ bench-data: setup
 CIFAR_JPEG ?= ../shared/data/cifar10-jpeg/train.tar
 bench-train: setup
 	$(BIN)/python benchmarks/train.py --source $(CIFAR_JPEG) --out benchmarks/results/train-cpu.json --markdown
-	$(BIN)/python benchmarks/train.py --part learning --epochs 4 --source $(CIFAR_JPEG) \
+	$(BIN)/python benchmarks/train.py --part learning --epochs 4 --precision auto fp32 --source $(CIFAR_JPEG) \
 		--out benchmarks/results/learning-cpu.json --markdown
 
 clean:

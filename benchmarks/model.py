@@ -15,6 +15,7 @@ Usage::
     python benchmarks/model.py                       # CPU, JSON to stdout
     python benchmarks/model.py --out benchmarks/results/model-cpu.json --markdown
     python benchmarks/model.py --device cuda --amp bf16 --channels-last
+    python benchmarks/model.py --part speed --out benchmarks/results/speed-cpu.json --markdown   # our default
 """
 
 from __future__ import annotations
@@ -267,6 +268,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--skip-depth", action="store_true", help="skip the memory-vs-depth sweep")
     parser.add_argument("--out", help="also write the JSON report to this file (atomically)")
     parser.add_argument("--markdown", action="store_true", help="print the README tables to stderr")
+    parser.add_argument(
+        "--part",
+        choices=("modes", "speed"),
+        default="modes",
+        help="modes: ours vs torchvision, "
+        "standard and memory-efficient (this page); speed: our default step vs torchvision's "
+        "(benchmarks/speed.py)",
+    )
+    parser.add_argument("--quick", action="store_true", help="speed part: BC-40-12 only, two rounds, no memory")
     parser.add_argument("--measure-memory", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -279,6 +289,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.measure_memory:
         print(json.dumps(peak_memory(Variant(**json.loads(args.measure_memory)), args)))
         return 0
+    if args.part == "speed":
+        return _speed(args, argv)
     throughput, memory = [], []
     for model, resolution, batch in THROUGHPUT_CASES:
         if args.only and model != args.only:
@@ -302,16 +314,35 @@ def main(argv: list[str] | None = None) -> int:
         "memory": memory,
         "depth_scaling": depth_scaling,
     }
-    text = json.dumps(report, indent=2)
-    if args.out:
-        tmp = f"{args.out}.tmp"
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(tmp, "w") as handle:
-            handle.write(text + "\n")
-        os.replace(tmp, args.out)
-    print(text)
+    _write(report, args.out)
     if args.markdown and depth_scaling:
         print(markdown(report), file=sys.stderr)
+    return 0
+
+
+def _write(report: dict, out: str | None) -> None:
+    text = json.dumps(report, indent=2)
+    if out:
+        tmp = f"{out}.tmp"
+        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+        with open(tmp, "w") as handle:
+            handle.write(text + "\n")
+        os.replace(tmp, out)
+    print(text)
+
+
+def _speed(args: argparse.Namespace, argv: list[str] | None) -> int:
+    import speed
+
+    report = {
+        "benchmark": "speed",
+        "command": "python benchmarks/model.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "machine": machine(args),
+        **speed.run(args.device, args.rounds, args.steps, args.quick),
+    }
+    _write(report, args.out)
+    if args.markdown:
+        print(speed.markdown(report), file=sys.stderr)
     return 0
 
 

@@ -86,12 +86,15 @@ def run_plain(data: str, steps: int, memory_efficient: bool, cores: int) -> dict
     return result
 
 
-def run_ray(data: str, steps: int, memory_efficient: bool, workers: int, cpus: int, storage: str) -> dict[str, Any]:
+def run_ray(
+    data: str, steps: int, memory_efficient: bool, workers: int, cpus: int, storage: str, numerics: tuple[str, ...] = ()
+) -> dict[str, Any]:
     name = f"bench-{workers}x{cpus}-{'eff' if memory_efficient else 'std'}-{time.time_ns()}"
     command = [sys.executable, "-m", "densenet_ray.cifar", "--data", data, *MODEL, "--batch-size", str(BATCH)]
     command += ["--epochs", "1", "--limit-train-batches", str(steps), "--limit-eval-batches", "1"]
     command += ["--workers", str(workers), "--cpus-per-worker", str(cpus), "--storage", storage, "--name", name]
     command += ["--memory-efficient"] if memory_efficient else []
+    command += list(numerics)
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     started = time.time()
     completed = subprocess.run(command, capture_output=True, env=env)
@@ -104,6 +107,7 @@ def run_ray(data: str, steps: int, memory_efficient: bool, workers: int, cpus: i
         "first_step_seconds": record["first_step_time"] - started,
         "peak_memory_mb": record["peak_memory_mb"],  # per worker
         "wall_seconds": time.time() - started,
+        "acceleration": record.get("acceleration"),
     }
 
 
@@ -141,9 +145,52 @@ def throughput(data: str, steps: int, rounds: int) -> dict[str, Any]:
     return {"steps": steps, "batch": BATCH, "cores": cores, "variants": summary, "ratios": ratios}
 
 
-def learning(data: str, epochs: int) -> dict[str, Any]:
+def demo_flags(precision: str) -> tuple[str, ...]:
+    """The numerics flags of the demo's run (one epoch of 45,000 images at batch 64 on 2 workers) under ``precision``:
+    ``fp32`` is the configuration before ``--precision`` existed; ``auto`` is spelled out as what it resolves to for
+    the demo's length here, because the benchmark's shorter runs would otherwise not compile."""
+    import torch
+
+    from densenet_ray.train.acceleration import choose
+
+    if precision == "fp32":
+        return ("--precision", "fp32", "--no-channels-last", "--no-compile")
+    chosen = choose("auto", None, None, torch.device("cpu"), 45000 // BATCH)
+    return ("--precision", chosen.precision, "--channels-last" if chosen.channels_last else "--no-channels-last",
+            "--compile" if chosen.compile else "--no-compile")  # fmt: skip
+
+
+def speed(data: str, steps: int, rounds: int) -> dict[str, Any]:
+    """The demo's job (BC-40-12, 2 workers) with today's defaults against ``--precision fp32`` as before, side by
+    side; the inductor cache starts empty, so round 1 of the default pays the compile and round 2 reuses it."""
+    cores = os.cpu_count() or 1
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="bench-inductor-")
+    variants = {label: demo_flags(precision) for label, precision in (("fp32 (before)", "fp32"), ("default", "auto"))}
+    measured: dict[str, list[dict[str, Any]]] = {label: [] for label in variants}
+    with tempfile.TemporaryDirectory() as storage:
+        for round_index in range(rounds):
+            for label, flags in variants.items():
+                result = run_ray(data, steps, False, cores, 1, storage, flags)
+                measured[label].append(result)
+                print(f"round {round_index + 1}: {label}: {json.dumps(result)}", file=sys.stderr)
+    summary = {
+        label: {
+            "flags": " ".join(variants[label]),
+            "steady_images_per_s": statistics.median(r["steady_images_per_s"] for r in results),
+            "first_step_seconds_by_round": [r["first_step_seconds"] for r in results],
+            "peak_memory_mb": statistics.median(r["peak_memory_mb"] for r in results),
+            "rounds": results,
+        }
+        for label, results in measured.items()
+    }
+    ratio = summary["default"]["steady_images_per_s"] / summary["fp32 (before)"]["steady_images_per_s"]
+    return {"steps": steps, "batch": BATCH, "workers": cores, "variants": summary, "default / fp32": ratio}
+
+
+def learning(data: str, epochs: int, precision: str = "auto") -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as storage:
         command = [sys.executable, "-m", "densenet_ray.cifar", "--data", data, *MODEL, "--epochs", str(epochs)]
+        command += ["--precision", precision]
         command += ["--lr-schedule", "cosine", "--workers", "2", "--storage", storage, "--name", "learning"]
         started = time.time()
         env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
@@ -156,6 +203,8 @@ def learning(data: str, epochs: int) -> dict[str, Any]:
     return {
         "model": "densenet_bc100_k12 depth 40 (BC-40-12)",
         "schedule": f"cosine, lr 0.1, batch 64, {epochs} epochs, 2 Ray workers",
+        "precision": precision,
+        "acceleration": records[0].get("acceleration"),
         "train_samples": 45000,
         "curve": [{key: record[key] for key in keys} for record in records],
         "final_test_error": records[-1]["test_error"],
@@ -180,6 +229,24 @@ def markdown(result: dict[str, Any]) -> str:
             )
         lines += ["", "| ratio | value |", "|---|---|"]
         lines += [f"| {label} | {value:.3f} |" for label, value in t["ratios"].items()]
+    if "speed" in result:
+        sp = result["speed"]
+        lines += [
+            "",
+            f"The demo's job ({sp['workers']} workers, {sp['steps']} steps), default against fp32 as before:",
+            "",
+        ]
+        lines += ["| variant | flags | images/s | time to first step, by round (s) |", "|---|---|---|---|"]
+        for label, values in sp["variants"].items():
+            firsts = ", ".join(f"{seconds:.1f}" for seconds in values["first_step_seconds_by_round"])
+            lines.append(f"| {label} | `{values['flags']}` | {values['steady_images_per_s']:.1f} | {firsts} |")
+        lines += ["", f"default / fp32: {sp['default / fp32']:.2f}x"]
+    for precision, learn in result.get("learning_by_precision", {}).items():
+        curve = ", ".join(f"{100 * r['test_error']:.2f} %" for r in learn["curve"])
+        lines += [
+            "",
+            f"Learning check `--precision {precision}` ({learn['acceleration']}): test error by epoch {curve}",
+        ]
     if "learning" in result:
         learn = result["learning"]
         lines += ["", f"Learning check: {learn['model']}, {learn['schedule']}:", ""]
@@ -193,7 +260,8 @@ def markdown(result: dict[str, Any]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--part", choices=("throughput", "learning", "all"), default="throughput")
+    parser.add_argument("--part", choices=("throughput", "speed", "learning", "all"), default="throughput")
+    parser.add_argument("--precision", nargs="+", default=["auto"], help="learning check: one run per precision")
     parser.add_argument("--source", help="CIFAR-10 source for the shards (e.g. ../shared/data/cifar10-jpeg/train.tar)")
     parser.add_argument("--data", help="prebuilt shards (default: ~/.cache/densenet-ray/cifar10, built from --source)")
     parser.add_argument("--steps", type=int, default=80, help="training steps per throughput measurement")
@@ -224,8 +292,13 @@ def main() -> None:
     }
     if args.part in ("throughput", "all"):
         result["throughput"] = throughput(data, args.steps, args.rounds)
+    if args.part in ("speed", "all"):
+        result["speed"] = speed(data, args.steps, args.rounds)
     if args.part in ("learning", "all"):
-        result["learning"] = learning(data, args.epochs)
+        runs = [learning(data, args.epochs, precision) for precision in args.precision]
+        result["learning"] = runs[0]
+        if len(runs) > 1:
+            result["learning_by_precision"] = {run["precision"]: run for run in runs}
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:

@@ -1,7 +1,8 @@
 """Where things live by default, and how a user's path or URL becomes an absolute location. The one owner of both.
 
 Runs and sweeps default to ``~/densenet-ray/{runs,sweeps}``; built datasets and downloads to
-``~/.cache/densenet-ray``. Paths are made absolute once, on the driver, so workers on other machines or in other
+``~/.cache/densenet-ray`` (with the compiled-graph
+cache in its ``inductor/``). Paths are made absolute once, on the driver, so workers on other machines or in other
 working directories see the same location.
 """
 
@@ -14,6 +15,7 @@ RUNS_ROOT = os.path.join(HOME_ROOT, "runs")
 SWEEPS_ROOT = os.path.join(HOME_ROOT, "sweeps")
 CACHE_DIR = os.path.join(os.path.expanduser("~"), ".cache", "densenet-ray")
 DOWNLOADS_DIR = os.path.join(CACHE_DIR, "downloads")
+COMPILE_CACHE_DIR = os.path.join(CACHE_DIR, "inductor")  # torch.compile's cache, shared by runs and workers
 
 
 def absolute_location(location: str) -> str:

@@ -9,6 +9,7 @@ import torch
 
 from densenet_ray.errors import UserError
 from densenet_ray.paths import absolute_location
+from densenet_ray.train.config import PRECISIONS
 
 
 def add_parser(groups: argparse._SubParsersAction) -> None:
@@ -20,6 +21,11 @@ def add_parser(groups: argparse._SubParsersAction) -> None:
     parser.add_argument("--dataset", choices=("cifar10", "cifar100", "svhn", "imagenet"), help="for transforms")
     parser.add_argument("--batch-size", type=int, default=100, help="images per batch (default 100)")
     parser.add_argument("--loader-workers", type=int, default=1, help="DataLoader decoding processes (default 1)")
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        help="default: the run's (auto resolves for this machine, as training does); fp32 is the exact reference",
+    )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.set_defaults(handler=evaluate_command)
 
@@ -28,6 +34,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
     from densenet_ray.data.pipeline import PipelineConfig, make_loader
     from densenet_ray.data.transforms import for_dataset
     from densenet_ray.models import create_model
+    from densenet_ray.train.acceleration import choose
     from densenet_ray.train.checkpoint import load_checkpoint, load_initial_weights, state_dict_of
     from densenet_ray.train.config import NUM_CLASSES
     from densenet_ray.train.engine import StepContext, evaluate
@@ -46,12 +53,15 @@ def evaluate_command(args: argparse.Namespace) -> int:
     split = args.split or saved.get("eval_split") or "test"
     config = PipelineConfig(args.data, split, args.batch_size, loader_workers=args.loader_workers, train=False)
     loader = make_loader(config, for_dataset(dataset, train=False))
-    result = evaluate(StepContext(model, torch.device("cpu")), loader)
+    device = torch.device("cpu")
+    precision = choose(args.precision or saved.get("precision") or "auto", False, False, device, 0).precision
+    result = evaluate(StepContext(model, device, precision), loader)
     if args.json:
         print(
             json.dumps(
                 {
                     "split": split,
+                    "precision": precision,
                     "samples": result.samples,
                     "loss": result.loss,
                     "top1_error": result.top1_error,
@@ -62,6 +72,6 @@ def evaluate_command(args: argparse.Namespace) -> int:
     else:
         print(
             f"{model_name} on {split} ({result.samples} samples): top-1 error {100 * result.top1_error:.2f} %, "
-            f"top-5 error {100 * result.top5_error:.2f} %, loss {result.loss:.4f}"
+            f"top-5 error {100 * result.top5_error:.2f} %, loss {result.loss:.4f} ({precision})"
         )
     return 0

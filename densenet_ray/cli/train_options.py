@@ -11,6 +11,8 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
+from densenet_ray.train.config import PRECISIONS
+
 FLAG = {"action": "store_const", "const": True, "default": None}
 
 
@@ -60,9 +62,15 @@ OPTIONS: list[tuple[str, str, dict[str, Any]]] = [
     ("execution", "--gpu", {**FLAG, "help": "one GPU per worker (NCCL DDP)"}),
     ("execution", "--worker-resources", {"type": _json_object, "metavar": "JSON", "help": "custom resources each "
                                          "worker also needs, e.g. '{\"accelerator_type:A100\": 0.001}'"}),
-    ("execution", "--amp", {"choices": ("bf16", "fp16"), "help": "autocast precision (default off: fp32)"}),
-    ("execution", "--channels-last", {**FLAG, "help": "channels-last memory format"}),
-    ("execution", "--compile", {**FLAG, "help": "torch.compile the model before the DDP wrap"}),
+    ("execution", "--precision", {"choices": PRECISIONS, "help": "auto (default): bf16 autocast where the worker's "
+                                  "hardware multiplies bf16 natively, else fp32; fp32 is the exact reference"}),
+    ("execution", "--channels-last", {**FLAG, "help": "channels-last memory format (default: auto, where faster)"}),
+    ("execution", "--no-channels-last", {"dest": "channels_last", "action": "store_const", "const": False,
+                                         "help": "NCHW memory format"}),
+    ("execution", "--compile", {**FLAG, "help": "torch.compile the model (default: auto, for runs of 500+ steps "
+                                "where inductor has a compiler)"}),
+    ("execution", "--no-compile", {"dest": "compile", "action": "store_const", "const": False,
+                                   "help": "run the model eagerly"}),
     ("execution", "--sync-bn", {**FLAG, "help": "synchronise BatchNorm statistics across GPU workers"}),
     ("execution", "--max-failures", {"type": int, "help": "worker-group restarts Ray may make (default 0; -1 "
                                      "unlimited)"}),

@@ -21,7 +21,7 @@ from densenet_ray.tune import report
 # The training options a sweep passes to every trial (the sweep itself owns names, storage and failures).
 SHARED_TRAINING_OPTIONS = (
     "data", "source", "epochs", "cpus_per_worker", "gpu", "batch_size", "lr", "lr_schedule", "augment", "seed",
-    "memory_efficient", "loader_workers", "amp", "channels_last", "compile", "limit_train_batches",
+    "memory_efficient", "loader_workers", "precision", "channels_last", "compile", "limit_train_batches",
     "limit_eval_batches", "keep_checkpoints",
 )  # fmt: skip
 

@@ -66,6 +66,7 @@ class PipelineConfig:
         start_batch: the first batch to yield (resume); batches before it are skipped without decoding.
         shuffle_buffer: raw samples held in each worker's shuffle buffer.
         max_corrupt_fraction: the fraction of a worker's samples that may fail to decode before it is an error.
+        pin_memory: batches in page-locked memory, so copies to a GPU can be asynchronous.
     """
 
     data: str
@@ -80,6 +81,7 @@ class PipelineConfig:
     start_batch: int = 0
     shuffle_buffer: int = 2000
     max_corrupt_fraction: float = 0.01
+    pin_memory: bool = False
 
     def validate(self) -> None:
         if self.batch_size < 1:
@@ -319,6 +321,7 @@ class EpochLoader:
             batch_size=None,
             num_workers=config.loader_workers,
             persistent_workers=False,
+            pin_memory=config.pin_memory,
             prefetch_factor=4 if config.loader_workers else None,
             # Its own generator: DataLoader draws a base seed per iterator, which must not consume the caller's RNG.
             generator=torch.Generator().manual_seed(mix(config.seed, config.epoch, config.rank, 3)),

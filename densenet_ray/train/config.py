@@ -17,6 +17,7 @@ DEFAULT_BATCH = {"cifar10": 64, "cifar100": 64, "svhn": 64, "imagenet": 256}
 DEFAULT_EPOCHS = {"cifar10": 300, "cifar100": 300, "svhn": 40, "imagenet": 90}
 EVAL_SPLIT = {"cifar10": "test", "cifar100": "test", "svhn": "test", "imagenet": "val"}
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "svhn": 10, "imagenet": 1000}
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # auto: resolved on each worker (train/acceleration.py)
 
 
 @dataclass
@@ -52,9 +53,9 @@ class TrainConfig:
     cpus_per_worker: int = 1
     worker_resources: dict[str, float] | None = None
     loader_workers: int = 1
-    amp: str | None = None
-    channels_last: bool = False
-    compile: bool = False
+    precision: str = "auto"
+    channels_last: bool | None = None
+    compile: bool | None = None
     sync_bn: bool = False
     storage: str | None = None
     name: str | None = None
@@ -84,8 +85,8 @@ class TrainConfig:
             )
         if self.lr_schedule not in ("step", "cosine"):
             raise UserError(f"--lr-schedule {self.lr_schedule!r} is not one of: step, cosine")
-        if self.amp not in (None, "bf16", "fp16"):
-            raise UserError(f"--amp {self.amp!r} is not one of: bf16, fp16")
+        if self.precision not in PRECISIONS:
+            raise UserError(f"--precision {self.precision!r} is not one of: {', '.join(PRECISIONS)}")
         if self.worker_resources is not None and (
             not isinstance(self.worker_resources, dict)
             or not all(

@@ -14,13 +14,31 @@ from torch import nn
 
 @dataclass
 class TrainStats:
-    """What one training pass measured (sums, so passes and ranks can be combined)."""
+    """What one training pass measured (sums, so passes and ranks can be combined).
 
-    loss_sum: float = 0.0
-    correct: int = 0
+    The loss and hit sums accumulate on the training device and are read only when asked for (``loss``,
+    ``error``): reading a GPU tensor waits for every queued kernel, so the step loop itself never does.
+    """
+
     samples: int = 0
     steps: int = 0
     data_seconds: float = 0.0
+    sums: torch.Tensor | None = None  # (loss sum, correct), float64 on the device
+
+    def add(self, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        """Count one batch's mean ``loss`` and top-1 hits without a host sync."""
+        batch = torch.stack([loss.double() * len(labels), (logits.argmax(1) == labels).sum().double()])
+        self.sums = batch if self.sums is None else self.sums.add_(batch)
+        self.samples += len(labels)
+        self.steps += 1
+
+    @property
+    def loss_sum(self) -> float:
+        return 0.0 if self.sums is None else float(self.sums[0])
+
+    @property
+    def correct(self) -> int:
+        return 0 if self.sums is None else round(float(self.sums[1]))
 
     @property
     def loss(self) -> float:
@@ -41,8 +59,8 @@ class EvalStats:
     samples: int
 
 
-def _autocast(device: torch.device, amp: str):  # noqa: ANN202 - a context manager
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
+def _autocast(device: torch.device, precision: str):  # noqa: ANN202 - a context manager
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
 
 
@@ -53,7 +71,7 @@ class StepContext:
     Attributes:
         model: the (possibly DDP-wrapped, compiled) model.
         device: where batches go.
-        amp: ``off``, ``bf16`` or ``fp16`` autocast.
+        precision: ``fp32``, or ``bf16`` / ``fp16`` autocast (BatchNorm statistics and the loss stay fp32).
         channels_last: convert each batch to channels-last memory format.
         optimizer: training only.
         scaler: the fp16 gradient scaler, or None.
@@ -62,7 +80,7 @@ class StepContext:
 
     model: nn.Module
     device: torch.device
-    amp: str = "off"
+    precision: str = "fp32"
     channels_last: bool = False
     optimizer: torch.optim.Optimizer | None = None
     scaler: torch.amp.GradScaler | None = None
@@ -76,9 +94,9 @@ class StepContext:
 def _step(context: StepContext, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """One optimisation step; returns the loss and logits (detached)."""
     assert context.optimizer is not None
-    with _autocast(context.device, context.amp):
+    with _autocast(context.device, context.precision):
         logits = context.model(images)
-        loss = F.cross_entropy(logits, labels)
+    loss = F.cross_entropy(logits.float(), labels)
     context.optimizer.zero_grad(set_to_none=True)
     if context.scaler is not None:
         context.scaler.scale(loss).backward()
@@ -99,7 +117,8 @@ def train_epoch(
 ) -> TrainStats:
     """Train over ``batches``. ``first_step`` is the epoch's index of the first batch (after a resume);
     ``max_steps`` (0 = all) bounds the batch index, the same on every rank, so DDP stays in step; ``on_step(i,
-    stats)`` runs after each step."""
+    stats)`` runs after each step. Nothing in the loop reads a device tensor back: batches are copied
+    ``non_blocking`` (from pinned memory on a GPU) and the statistics stay on the device until read."""
     context.model.train()
     stats = TrainStats()
     waited = time.perf_counter()
@@ -111,10 +130,7 @@ def train_epoch(
             context.set_lr(index)
         labels = labels.to(context.device, non_blocking=True)
         loss, logits = _step(context, context.to_device(images), labels)
-        stats.loss_sum += float(loss) * len(labels)
-        stats.correct += int((logits.argmax(1) == labels).sum())
-        stats.samples += len(labels)
-        stats.steps += 1
+        stats.add(loss, logits, labels)
         if on_step:
             on_step(index, stats)
         waited = time.perf_counter()
@@ -134,7 +150,7 @@ def evaluate(
         if max_batches and index >= max_batches:
             break
         images, labels, mask = context.to_device(images), labels.to(context.device), mask.to(context.device)
-        with _autocast(context.device, context.amp):
+        with _autocast(context.device, context.precision):
             logits = context.model(images).float()
         losses = F.cross_entropy(logits, labels, reduction="none")
         top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices

@@ -19,12 +19,16 @@ def progress_line(p: ProgressRecord) -> str:
 
 
 def epoch_line(record: EpochRecord) -> str:
+    """The epoch's summary; the first epoch of an attempt also says how it runs and how long its first step took."""
     remaining = (record.epochs - record.epoch) * (record.epoch_seconds or 0.0)
-    return (
+    line = (
         f"epoch {record.epoch}/{record.epochs}: loss {record.loss:.4f}, "
         f"test error {100 * (record.test_error or 0):.2f} % (best {100 * (record.best_test_error or 0):.2f} %), "
         f"{record.images_per_s or 0:.1f} img/s, ETA {remaining / 60:.1f} min"
     )
+    if record.first_step_seconds is not None:  # only in the epoch where an attempt started
+        line += f" ({record.acceleration or 'fp32'}; first step after {record.first_step_seconds:.1f} s)"
+    return line
 
 
 def mid_epoch_line(record: MidEpochRecord) -> str:

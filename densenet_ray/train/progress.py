@@ -72,6 +72,8 @@ def epoch_record(
         images_per_s=images_per_s,
         steady_images_per_s=images_per_s if steady is None else steady,
         first_step_time=loop.first_step_time,
+        first_step_seconds=loop.first_step_seconds,
+        acceleration=loop.acceleration.describe(),
         seconds_per_iteration=train_seconds / max(stats.steps, 1),
         epoch_seconds=train_seconds,
         data_wait_fraction=stats.data_seconds / max(train_seconds, 1e-9),

@@ -70,17 +70,18 @@ class OptimSpec:
 class ExecutionSpec:
     """How the run executes: workers and their resources, numerics, checkpoints, debugging limits.
 
-    ``amp`` is ``off``, ``bf16`` or ``fp16``. When the newest committed checkpoint does not load and an older one
-    does, the launcher sets ``skip_checkpoint`` to the bad one's directory name and ``resume_from`` to the good
-    one's URL (both empty: resume from Ray's latest checkpoint, if any)."""
+    ``precision`` is one of ``PRECISIONS``; it, ``channels_last`` and ``compile`` (``None``: auto) are resolved on
+    each worker for its own device (:func:`densenet_ray.train.acceleration.choose`). When the newest committed
+    checkpoint does not load and an older one does, the launcher sets ``skip_checkpoint`` to the bad one's directory
+    name and ``resume_from`` to the good one's URL (both empty: resume from Ray's latest checkpoint, if any)."""
 
     workers: int
     gpu: bool
     cpus_per_worker: int
     worker_resources: dict[str, float]
-    amp: str
-    channels_last: bool
-    compile: bool
+    precision: str
+    channels_last: bool | None
+    compile: bool | None
     sync_bn: bool
     max_failures: int
     checkpoint_every_steps: int
@@ -123,6 +124,12 @@ class ResolvedConfig:
         """The inverse of :meth:`to_document`."""
         groups = {"model": ModelSpec, "data": DataSpec, "optim": OptimSpec}
         groups.update(execution=ExecutionSpec, storage=StorageSpec)
+        execution = document.get("execution")
+        if isinstance(execution, dict) and "amp" in execution:  # written before --precision replaced --amp
+            amp = execution["amp"]
+            execution = {key: value for key, value in execution.items() if key != "amp"}
+            execution["precision"] = "fp32" if amp == "off" else amp
+            document = {**document, "execution": execution}
         try:
             return cls(**{name: spec(**document[name]) for name, spec in groups.items()})
         except (KeyError, TypeError) as error:
@@ -134,7 +141,6 @@ class ResolvedConfig:
         for group in (self.model, self.data, self.optim, self.execution, self.storage):
             values.update(dataclasses.asdict(group))
         values["model"] = self.model.name
-        values["amp"] = None if self.execution.amp == "off" else self.execution.amp
         fields = {field.name for field in dataclasses.fields(TrainConfig)}
         return {key: value for key, value in values.items() if key in fields}
 
@@ -199,7 +205,7 @@ def resolve(options: TrainConfig, check_weights: bool = True) -> ResolvedConfig:
     )  # fmt: skip
     execution = ExecutionSpec(
         options.workers, options.gpu, options.cpus_per_worker, dict(options.worker_resources or {}),
-        options.amp or "off", options.channels_last, options.compile, options.sync_bn, options.max_failures,
+        options.precision, options.channels_last, options.compile, options.sync_bn, options.max_failures,
         options.checkpoint_every_steps, options.keep_checkpoints, options.limit_train_batches,
         options.limit_eval_batches,
     )  # fmt: skip

@@ -54,6 +54,8 @@ class EpochRecord:
     images_per_s: float | None = None
     steady_images_per_s: float | None = None
     first_step_time: float | None = None
+    first_step_seconds: float | None = None  # worker start to first step, in the epoch an attempt started
+    acceleration: str | None = None  # what auto resolved to, e.g. "bf16 autocast, channels_last, compiled"
     seconds_per_iteration: float | None = None
     epoch_seconds: float | None = None
     data_wait_fraction: float | None = None

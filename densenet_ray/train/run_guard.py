@@ -40,7 +40,7 @@ def run_identity(config: ResolvedConfig, train_data: str) -> dict[str, Any]:
     identity.update(eval_split=data.eval_split, augment=data.augment, loader_workers=data.loader_workers)
     identity.update(batch_size=optim.batch_size, lr=optim.lr, lr_schedule=optim.lr_schedule)
     identity.update(momentum=optim.momentum, weight_decay=optim.weight_decay, seed=optim.seed)
-    identity.update(workers=execution.workers, amp=execution.amp, sync_bn=execution.sync_bn)
+    identity.update(workers=execution.workers, precision=execution.precision, sync_bn=execution.sync_bn)
     identity.pop("num_classes")  # follows from the dataset
     return identity
 

@@ -15,8 +15,11 @@ from typing import Any
 
 import torch
 
+from densenet_ray.data.epoch_plan import train_batches_per_rank
+from densenet_ray.data.manifest import load_manifest
 from densenet_ray.data.pipeline import EpochLoader, PipelineConfig, make_loader
 from densenet_ray.data.transforms import for_dataset
+from densenet_ray.train.acceleration import DDP_OPTIONS, choose
 from densenet_ray.train.config import learning_rate
 from densenet_ray.train.engine import StepContext, TrainStats, evaluate, train_epoch
 from densenet_ray.train.progress import InEpochProgress, epoch_record, maybe_inject_fault
@@ -34,14 +37,20 @@ class WorkerLoop:
         import ray.train
         import ray.train.torch
 
+        self.started = time.perf_counter()
         context = ray.train.get_context()
         self.config = config
         self.rank, self.world = context.get_world_rank(), context.get_world_size()
         torch.manual_seed(config.optim.seed + self.rank)
         random.seed(config.optim.seed + self.rank)
         self.device = ray.train.torch.get_device()
+        execution = config.execution
+        self.acceleration = choose(
+            execution.precision, execution.channels_last, execution.compile, self.device, self._planned_steps()
+        )
         checkpoint = ray.train.get_checkpoint()
-        self.model = ray.train.torch.prepare_model(build_model(config, self.world, fresh=checkpoint is None))
+        model = build_model(config, self.world, checkpoint is None, self.acceleration)
+        self.model = ray.train.torch.prepare_model(model, parallel_strategy_kwargs=DDP_OPTIONS)
         optim = config.optim
         self.optimizer = torch.optim.SGD(
             self.model.parameters(),
@@ -50,24 +59,35 @@ class WorkerLoop:
             nesterov=True,
             weight_decay=optim.weight_decay,
         )
-        scaler = torch.amp.GradScaler(self.device.type) if config.execution.amp == "fp16" else None
+        scaler = torch.amp.GradScaler(self.device.type) if self.acceleration.precision == "fp16" else None
         self.state = TrainingState()
         load_resume_state(self, checkpoint, scaler)
-        execution = config.execution
-        self.step_context = StepContext(self.model, self.device, execution.amp, execution.channels_last)
+        self.step_context = StepContext(
+            self.model, self.device, self.acceleration.precision, self.acceleration.channels_last
+        )
         self.step_context.optimizer, self.step_context.scaler = self.optimizer, scaler
         self.train_transform = for_dataset(config.data.dataset, train=True, augment=config.data.augment)
         self.eval_transform = for_dataset(config.data.dataset, train=False)
         self.progress = InEpochProgress(config.storage.run_url) if self.rank == 0 else None
         self.first_step_time = 0.0  # wall clock (Unix) when this attempt's first optimizer step finished
+        self.first_step_seconds: float | None = None  # from this loop's start: model build, compile, warm-up
 
     def _pipeline(self, split: str, train: bool, epoch: int = 0, start_batch: int = 0) -> EpochLoader:
         data = self.config.data
         config = PipelineConfig(
             data.data, split, self.config.per_worker_batch, self.rank, self.world, data.loader_workers,
             epoch=epoch, seed=self.config.optim.seed, train=train, start_batch=start_batch,
+            pin_memory=self.device.type == "cuda",
         )  # fmt: skip
         return make_loader(config, self.train_transform if train else self.eval_transform)
+
+    def _planned_steps(self) -> int:
+        """The whole run's optimizer steps (not what is left: a resumed attempt must choose what the first did)."""
+        _, manifest = load_manifest(self.config.data.data, "train")
+        usable = manifest.num_samples - len(manifest.undecodable)
+        per_epoch = train_batches_per_rank(usable, self.world, self.config.per_worker_batch)
+        limit = self.config.execution.limit_train_batches
+        return (min(per_epoch, limit) if limit else per_epoch) * self.config.optim.epochs
 
     def run(self) -> dict[str, Any]:
         """Every remaining epoch; returns the last epoch's record (rank 0's reaches the driver)."""
@@ -98,6 +118,7 @@ class WorkerLoop:
         steady = _steady_rate(stats, warm, started + train_seconds, self.world)
         record = epoch_record(self, epoch, stats, result, train_seconds, steady)
         record["skipped_samples"] = batches.skipped + eval_batches.skipped
+        self.first_step_seconds = None  # said once per attempt
         self.state.epoch, self.state.next_batch = epoch + 1, 0
         with tempfile.TemporaryDirectory() as directory:
             save_checkpoint(self, directory)
@@ -112,7 +133,8 @@ class WorkerLoop:
 
     def _after_step(self, epoch: int, index: int, steps: int, stats: TrainStats, warm: dict[str, float]) -> None:
         self.state.global_step += 1
-        self.first_step_time = self.first_step_time or time.time()
+        if not self.first_step_time:
+            self.first_step_time, self.first_step_seconds = time.time(), time.perf_counter() - self.started
         if stats.steps == WARMUP_STEPS:
             warm.update(time=time.perf_counter(), samples=stats.samples)
         if self.progress is not None:

@@ -19,6 +19,7 @@ from torch import nn
 
 from densenet_ray.data.storage import open_storage
 from densenet_ray.models import create_model
+from densenet_ray.train.acceleration import Acceleration, use_compile_cache
 from densenet_ray.train.checkpoint import STATE_FILE, load_initial_weights, pretrained_state_dict
 from densenet_ray.train.resolved import ResolvedConfig
 
@@ -39,7 +40,7 @@ def unwrap(model: nn.Module) -> nn.Module:
     return getattr(model, "_orig_mod", model)
 
 
-def build_model(config: ResolvedConfig, world: int, fresh: bool) -> nn.Module:
+def build_model(config: ResolvedConfig, world: int, fresh: bool, acceleration: Acceleration) -> nn.Module:
     """The model as the run wants it (starting weights only for a ``fresh`` start; a resumed run loads its own),
     before the DDP wrap."""
     spec, execution = config.model, config.execution
@@ -50,9 +51,10 @@ def build_model(config: ResolvedConfig, world: int, fresh: bool) -> nn.Module:
         load_initial_weights(model, pretrained_state_dict(spec.name), "--pretrained")
     if execution.sync_bn and world > 1:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    if execution.channels_last:
+    if acceleration.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    if execution.compile:
+    if acceleration.compile:
+        use_compile_cache()
         model = torch.compile(model)  # before the DDP wrap
     return model
 

@@ -32,7 +32,7 @@ def test_train_and_tune_share_the_training_flags() -> None:
         return {option: action for action in commands[path]._actions for option in action.option_strings}
 
     train, tune = flags("densenet-ray train cifar"), flags("densenet-ray tune wide")
-    for flag in ("--lr", "--batch-size", "--amp", "--memory-efficient", "--loader-workers", "--no-augment"):
+    for flag in ("--lr", "--batch-size", "--precision", "--memory-efficient", "--loader-workers", "--no-augment"):
         assert (train[flag].help, train[flag].type, train[flag].dest) == (
             tune[flag].help,
             tune[flag].type,

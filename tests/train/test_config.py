@@ -38,10 +38,10 @@ def test_relative_locations_become_absolute_once(tmp_path, monkeypatch) -> None:
 
 
 def test_the_document_round_trips_and_flattens_to_the_options() -> None:
-    config = resolve(TrainConfig(depth=40, amp="bf16", name="x", worker_resources={"fake_gpu": 1}))
+    config = resolve(TrainConfig(depth=40, precision="bf16", name="x", worker_resources={"fake_gpu": 1}))
     assert ResolvedConfig.from_document(config.to_document()) == config
     flat = config.flat()
-    assert (flat["model"], flat["depth"], flat["amp"], flat["name"], flat["epochs"]) == (
+    assert (flat["model"], flat["depth"], flat["precision"], flat["name"], flat["epochs"]) == (
         "densenet_bc100_k12", 40, "bf16", "x", 300,
     )  # fmt: skip
     assert resolve(TrainConfig(**flat)) == config
@@ -96,7 +96,7 @@ def test_wrong_types_in_yaml_are_one_line(values: dict, message: str) -> None:
         ({"dataset": "mnist"}, "unknown dataset 'mnist'; choose one of: cifar10, cifar100, svhn, imagenet"),
         ({"batch_size": 63, "workers": 2}, "global --batch-size 63 is not divisible by --workers 2"),
         ({"lr_schedule": "linear"}, "--lr-schedule 'linear' is not one of: step, cosine"),
-        ({"amp": "fp8"}, "--amp 'fp8' is not one of: bf16, fp16"),
+        ({"precision": "fp8"}, "--precision 'fp8' is not one of: auto, fp32, bf16, fp16"),
         ({"epochs": 0}, "--epochs 0 must be at least 1"),
         ({"keep_checkpoints": 0}, "--keep-checkpoints 0 must be at least 1"),
         ({"weight_decay": -1.0}, "--weight-decay -1.0 must be >= 0"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -51,3 +53,33 @@ def test_evaluation_counts_every_masked_sample_exactly(shards) -> None:
             hits += int((model(images).argmax(1) == labels)[mask].sum())
             total += int(mask.sum())
     assert total == 500 and stats.top1_error == pytest.approx(1 - hits / 500)
+
+
+def test_the_step_loop_reads_nothing_back_from_the_device(shards, monkeypatch) -> None:
+    """Loss and hits accumulate on the device: no ``.item()``, ``float()``, ``int()`` or ``bool()`` of a tensor runs
+    inside the loop (each would wait for the GPU), and the sums equal a loop that reads every step."""
+    torch.manual_seed(0)
+    model = create_model("densenet_bc100_k12", depth=16)
+    reference = copy.deepcopy(model)
+    batches = list(make_loader(PipelineConfig(shards, "train", 50, loader_workers=0), cifar_eval()))
+    reads: list[str] = []
+    for name in ("item", "tolist", "__float__", "__int__", "__bool__", "__index__"):
+        original = getattr(torch.Tensor, name)
+        monkeypatch.setattr(torch.Tensor, name, lambda self, *a, _n=name, _o=original: reads.append(_n) or _o(self, *a))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True)
+    stats = train_epoch(StepContext(model, torch.device("cpu"), optimizer=optimizer), batches)
+    assert reads == []
+    assert stats.loss > 0 and reads  # reading the statistics is the sync, and it is seen
+    monkeypatch.undo()
+    optimizer = torch.optim.SGD(reference.parameters(), lr=0.1, momentum=0.9, nesterov=True)
+    reference.train()
+    loss_sum, correct = 0.0, 0
+    for images, labels in batches:
+        logits = reference(images)
+        loss = torch.nn.functional.cross_entropy(logits, labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        loss_sum, correct = loss_sum + float(loss) * len(labels), correct + int((logits.argmax(1) == labels).sum())
+    assert (stats.steps, stats.samples, stats.correct) == (10, 500, correct)
+    assert stats.loss_sum == pytest.approx(loss_sum, rel=1e-5)

@@ -9,10 +9,12 @@ import subprocess
 import sys
 
 import pytest
+import torch
 import yaml
 
 from densenet_ray.data.build import build_dataset
 from densenet_ray.data.sources import imagefolder_source
+from densenet_ray.train.acceleration import choose
 from tests.train.run_helpers import small_run, train
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -46,6 +48,10 @@ def test_two_worker_run_then_the_same_name_continues(shards, tmp_path) -> None:
     run = tmp_path / "run1"
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == [1, 2]
+    # auto on a 20-step run: this CPU's precision, eager; how it ran is said once, with the time to the first step
+    assert records[0]["acceleration"] == choose("auto", None, None, torch.device("cpu"), 20).describe()
+    assert records[0]["first_step_seconds"] > 0 and records[1]["first_step_seconds"] is None
+    assert f"({records[0]['acceleration']}; first step after" in first.stdout
     assert all(r["test_samples"] == 500 and r["step"] == 10 * r["epoch"] for r in records)
     config = yaml.safe_load((run / "config.yaml").read_text())
     assert (config["model"]["name"], config["model"]["depth"], config["optim"]["batch_size"]) == (
@@ -137,9 +143,9 @@ def _final_state(run) -> dict:
     return final
 
 
-def test_killed_worker_resumes_to_bitwise_identical_weights(shards, tmp_path) -> None:
-    import torch
-
+@pytest.mark.parametrize("numerics", [(), ("--compile",)], ids=["auto", "compiled"])
+def test_killed_worker_resumes_to_bitwise_identical_weights(numerics, shards, tmp_path) -> None:
+    """Under the default numerics (auto: this CPU's precision) eager, and compiled as long runs are."""
     common = small_run(
         shards,
         tmp_path,
@@ -150,6 +156,7 @@ def test_killed_worker_resumes_to_bitwise_identical_weights(shards, tmp_path) ->
         keep_checkpoints=10,
         max_failures=1,
     )
+    common = [*common, *numerics]
     clean = train(*common, "--name", "clean")
     assert clean.returncode == 0, clean.stderr[-3000:]
     marker = tmp_path / "fault-injected"
@@ -225,9 +232,10 @@ def test_imagenet_entry_point_trains_densenet121_on_real_jpegs(fixture_tar, tmp_
 
 
 def test_bf16_autocast_channels_last_and_compile(shards, tmp_path) -> None:
-    """--amp bf16 --channels-last --compile on CPU workers: the compiled model goes under DDP and trains."""
+    """--precision bf16 --channels-last --compile on CPU workers: the compiled model goes under DDP and trains, and
+    the record says how it ran and how long the first step (the compile) took."""
     args = small_run(shards, tmp_path, epochs=1, limit_train_batches=3, limit_eval_batches=2, name="fast")
-    completed = train(*args, "--amp", "bf16", "--channels-last", "--compile")
+    completed = train(*args, "--precision", "bf16", "--channels-last", "--compile")
     assert completed.returncode == 0, completed.stderr[-3000:]
     record = json.loads((tmp_path / "fast" / "metrics.jsonl").read_text().splitlines()[-1])
     # A 1-epoch step schedule is past both drops (50 % and 75 % of the epochs) from its first epoch: 0.1 / 100.
@@ -235,6 +243,7 @@ def test_bf16_autocast_channels_last_and_compile(shards, tmp_path) -> None:
     assert abs(record["loss"] - math.log(10)) < 0.35  # three steps from initialisation: still near chance
     config = yaml.safe_load((tmp_path / "fast" / "config.yaml").read_text())
     execution = config["execution"]
-    assert (execution["amp"], execution["channels_last"], execution["compile"]) == ("bf16", True, True)
+    assert (execution["precision"], execution["channels_last"], execution["compile"]) == ("bf16", True, True)
+    assert record["acceleration"] == "bf16 autocast, channels_last, compiled" and record["first_step_seconds"] > 0
     state = _final_state(tmp_path / "fast")  # saved unwrapped: loads into a plain model
     assert not [key for key in state["model"] if key.startswith(("module.", "_orig_mod."))]
