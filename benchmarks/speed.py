@@ -47,6 +47,7 @@ class Configuration:
     channels_last: bool
     compile: bool
     memory_efficient: bool = False
+    compile_mode: str = "default"  # "reduce-overhead": CUDA graphs
 
 
 def configurations(device: torch.device) -> list[Configuration]:
@@ -64,25 +65,29 @@ def configurations(device: torch.device) -> list[Configuration]:
 
 
 class Step:
-    """A model, its optimizer and a fixed batch of one configuration."""
+    """A model, its optimizer and a fixed batch of one configuration (``depth`` for the BC-k12 CIFAR family)."""
 
-    def __init__(self, depth: int, config: Configuration, device: str) -> None:
+    def __init__(
+        self, depth: int | None, config: Configuration, device: str, model: str = "densenet_bc100_k12",
+        resolution: int = RESOLUTION, batch: int = BATCH,
+    ) -> None:  # fmt: skip
         from model import Variant, build
 
         mode = "memory_efficient" if config.memory_efficient else "standard"
         torch.manual_seed(0)
-        self.model = build(Variant("densenet_bc100_k12", RESOLUTION, BATCH, config.implementation, mode, depth))
+        self.model = build(Variant(model, resolution, batch, config.implementation, mode, depth))
         memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
         self.model = self.model.to(device, memory_format=memory_format).train()
         self.optimizer = torch.optim.SGD(
             self.model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-4
         )
         generator = torch.Generator().manual_seed(0)
-        self.images = torch.randn(BATCH, 3, RESOLUTION, RESOLUTION, generator=generator).to(
+        self.images = torch.randn(batch, 3, resolution, resolution, generator=generator).to(
             device, memory_format=memory_format
         )
-        self.labels = torch.randint(0, 10, (BATCH,), generator=generator).to(device)
-        self.forward = torch.compile(self.model) if config.compile else self.model
+        classes = 1000 if resolution == 224 else 10
+        self.labels = torch.randint(0, classes, (batch,), generator=generator).to(device)
+        self.forward = torch.compile(self.model, mode=config.compile_mode) if config.compile else self.model
         self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.precision)
         self.device = device
 
