@@ -277,6 +277,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "(benchmarks/speed.py)",
     )
     parser.add_argument("--quick", action="store_true", help="speed part: BC-40-12 only, two rounds, no memory")
+    parser.add_argument(
+        "--layouts",
+        action="store_true",
+        help="speed part: also the eager precision x memory-format "
+        "grid and compiled NCHW, which the auto rules come from",
+    )
     parser.add_argument("--measure-memory", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -338,7 +344,7 @@ def _speed(args: argparse.Namespace, argv: list[str] | None) -> int:
         "benchmark": "speed",
         "command": "python benchmarks/model.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "machine": machine(args),
-        **speed.run(args.device, args.rounds, args.steps, args.quick),
+        **speed.run(args.device, args.rounds, args.steps, args.quick, args.layouts),
     }
     _write(report, args.out)
     if args.markdown:

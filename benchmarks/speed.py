@@ -50,12 +50,19 @@ class Configuration:
     compile_mode: str = "default"  # "reduce-overhead": CUDA graphs
 
 
-def configurations(device: torch.device) -> list[Configuration]:
-    """The reference, the old default, torchvision at its best, and our default (both modes)."""
+def configurations(device: torch.device, layouts: bool = False) -> list[Configuration]:
+    """The reference, the old default, torchvision at its best, and our default (both modes); with ``layouts`` also
+    the eager precision x memory-format grid and compiled NCHW that the auto rules are chosen from."""
     from densenet_ray.train.acceleration import choose
 
     default = choose("auto", None, None, device, 10**6)
-    return [
+    grid = [
+        Configuration(f"ours {precision} {'channels_last' if last else 'NCHW'} {'compiled' if compiled else 'eager'}",
+                      "ours", precision, last, compiled)
+        for precision, last, compiled in (("fp32", True, False), ("bf16", False, False), ("bf16", True, False),
+                                          ("bf16", False, True))
+    ] if layouts else []  # fmt: skip
+    return grid + [
         Configuration("torchvision fp32", "torchvision", "fp32", False, False),
         Configuration("ours fp32", "ours", "fp32", False, False),
         Configuration("torchvision best", "torchvision", default.precision, default.channels_last, default.compile),
@@ -102,10 +109,10 @@ class Step:
             torch.cuda.synchronize()
 
 
-def time_model(name: str, depth: int, device: str, rounds: int, steps: int) -> list[dict]:
+def time_model(name: str, depth: int, device: str, rounds: int, steps: int, layouts: bool = False) -> list[dict]:
     """Images/s per configuration (median of interleaved rounds) and the seconds to each one's first two steps."""
     entries = []
-    for config in configurations(torch.device(device)):
+    for config in configurations(torch.device(device), layouts):
         started = time.perf_counter()
         step = Step(depth, config, device)
         step()
@@ -174,11 +181,12 @@ def summarize(results: list[dict], memory: dict[str, dict[str, float]]) -> list[
     return rows
 
 
-def run(device: str, rounds: int, steps: int, quick: bool) -> dict:
+def run(device: str, rounds: int, steps: int, quick: bool, layouts: bool = False) -> dict:
     """The whole comparison; ``quick`` times BC-40-12 only, for two rounds, without the memory part."""
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", tempfile.mkdtemp(prefix="speed-inductor-"))
     models = MODELS[:1] if quick else MODELS
-    results = [r for name, depth in models for r in time_model(name, depth, device, 2 if quick else rounds, steps)]
+    rounds = 2 if quick else rounds
+    results = [r for name, depth in models for r in time_model(name, depth, device, rounds, steps, layouts)]
     memory: dict[str, dict[str, float]] = {}
     if not quick:
         name, depth = MODELS[-1]
