@@ -174,6 +174,7 @@ def test_killed_worker_resumes_to_bitwise_identical_weights(numerics, shards, tm
     assert on_disk <= committed  # nothing Ray never committed is left behind
     a, b = _final_state(tmp_path / "clean"), _final_state(tmp_path / "faulty")
     assert (a["epoch"], a["global_step"]) == (b["epoch"], b["global_step"]) == (2, 12)
+    assert not [key for key in a["model"] if key.startswith(("module.", "_orig_mod."))]  # saved unwrapped
     for key, value in a["model"].items():
         assert torch.equal(value, b["model"][key]), key
 
@@ -231,11 +232,11 @@ def test_imagenet_entry_point_trains_densenet121_on_real_jpegs(fixture_tar, tmp_
     assert config["model"]["init_from"] == str(weights)
 
 
-def test_bf16_autocast_channels_last_and_compile(shards, tmp_path) -> None:
-    """--precision bf16 --channels-last --compile on CPU workers: the compiled model goes under DDP and trains, and
-    the record says how it ran and how long the first step (the compile) took."""
+def test_explicit_bf16_autocast_and_channels_last(shards, tmp_path) -> None:
+    """--precision bf16 --channels-last --no-compile on CPU workers: explicit choices win over auto, the model trains
+    under DDP, and the record says how it ran (the compiled model is checked by the resume test)."""
     args = small_run(shards, tmp_path, epochs=1, limit_train_batches=3, limit_eval_batches=2, name="fast")
-    completed = train(*args, "--precision", "bf16", "--channels-last", "--compile")
+    completed = train(*args, "--precision", "bf16", "--channels-last", "--no-compile")
     assert completed.returncode == 0, completed.stderr[-3000:]
     record = json.loads((tmp_path / "fast" / "metrics.jsonl").read_text().splitlines()[-1])
     # A 1-epoch step schedule is past both drops (50 % and 75 % of the epochs) from its first epoch: 0.1 / 100.
@@ -243,7 +244,7 @@ def test_bf16_autocast_channels_last_and_compile(shards, tmp_path) -> None:
     assert abs(record["loss"] - math.log(10)) < 0.35  # three steps from initialisation: still near chance
     config = yaml.safe_load((tmp_path / "fast" / "config.yaml").read_text())
     execution = config["execution"]
-    assert (execution["precision"], execution["channels_last"], execution["compile"]) == ("bf16", True, True)
-    assert record["acceleration"] == "bf16 autocast, channels_last, compiled" and record["first_step_seconds"] > 0
+    assert (execution["precision"], execution["channels_last"], execution["compile"]) == ("bf16", True, False)
+    assert record["acceleration"] == "bf16 autocast, channels_last, eager" and record["first_step_seconds"] > 0
     state = _final_state(tmp_path / "fast")  # saved unwrapped: loads into a plain model
     assert not [key for key in state["model"] if key.startswith(("module.", "_orig_mod."))]
