@@ -80,6 +80,7 @@ def test_the_step_loop_reads_nothing_back_from_the_device(shards, monkeypatch) -
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        loss_sum, correct = loss_sum + float(loss) * len(labels), correct + int((logits.argmax(1) == labels).sum())
+        loss_sum += float(loss.detach()) * len(labels)
+        correct += int((logits.argmax(1) == labels).sum())
     assert (stats.steps, stats.samples, stats.correct) == (10, 500, correct)
     assert stats.loss_sum == pytest.approx(loss_sum, rel=1e-5)
