@@ -142,6 +142,7 @@ def peak_memory_mb(depth: int, config: Configuration, device: str) -> float:
     step = Step(depth, config, device)
     step()  # the compile happens here, outside the measurement
     if device == "cuda":
+        torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         baseline = torch.cuda.memory_allocated()
         step()

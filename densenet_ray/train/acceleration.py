@@ -58,7 +58,7 @@ def compile_toolchain(device: torch.device) -> bool:
     if device.type == "cuda":
         return importlib.util.find_spec("triton") is not None
     if device.type == "cpu":
-        return any(shutil.which(name) for name in (os.environ.get("CXX", "g++"), "g++", "clang++", "c++"))
+        return any(shutil.which(name) for name in (os.environ.get("CXX", "c++"), "g++", "clang++"))
     return False
 
 

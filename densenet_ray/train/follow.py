@@ -27,7 +27,7 @@ def epoch_line(record: EpochRecord) -> str:
         f"{record.images_per_s or 0:.1f} img/s, ETA {remaining / 60:.1f} min"
     )
     if record.first_step_seconds is not None:  # only in the epoch where an attempt started
-        line += f" ({record.acceleration or 'fp32'}; first step after {record.first_step_seconds:.1f} s)"
+        line += f" ({record.acceleration}; first step after {record.first_step_seconds:.1f} s)"
     return line
 
 

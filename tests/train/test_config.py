@@ -47,6 +47,16 @@ def test_the_document_round_trips_and_flattens_to_the_options() -> None:
     assert resolve(TrainConfig(**flat)) == config
 
 
+@pytest.mark.parametrize(("amp", "precision"), [("off", "fp32"), ("bf16", "bf16")])
+def test_a_document_written_before_precision_still_loads(amp: str, precision: str) -> None:
+    """Run configs saved with ``amp`` (evaluate reads them from old checkpoints) load with its precision."""
+    document = resolve(TrainConfig(depth=40, name="old")).to_document()
+    execution = {key: value for key, value in document["execution"].items() if key != "precision"}
+    old = {**document, "execution": {**execution, "amp": amp}}
+    assert ResolvedConfig.from_document(old).execution.precision == precision
+    assert "amp" in old["execution"]  # the caller's document is left as it was
+
+
 def test_a_trial_derives_from_the_anchored_base_options(tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     options = TrainConfig(depth=40, epochs=3, name="base", data="shards")
