@@ -26,9 +26,8 @@ the manifest lists as undecodable are dropped before the shuffle, so they do not
 
 from __future__ import annotations
 
-import io
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,10 +43,9 @@ from densenet_ray.data.epoch_plan import (
     worker_shards,
 )
 from densenet_ray.data.manifest import Manifest, ShardInfo, load_manifest
+from densenet_ray.data.samples import EncodedBatch, Transform, check_corrupt, collate, decode, encode
 from densenet_ray.data.storage import Storage, StorageError
 from densenet_ray.errors import DataError, UserError
-
-Transform = Callable[[Any], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -67,6 +65,9 @@ class PipelineConfig:
         shuffle_buffer: raw samples held in each worker's shuffle buffer.
         max_corrupt_fraction: the fraction of a worker's samples that may fail to decode before it is an error.
         pin_memory: batches in page-locked memory, so copies to a GPU can be asynchronous.
+        decode_device: where images are decoded: None decodes and transforms in the loader workers (CPU); a device
+            ("cuda:0") makes them ship JPEG bytes and augmentation parameters, decoded in batches there
+            (``--decode gpu``, see ``device_decode``).
     """
 
     data: str
@@ -82,6 +83,7 @@ class PipelineConfig:
     shuffle_buffer: int = 2000
     max_corrupt_fraction: float = 0.01
     pin_memory: bool = False
+    decode_device: str | None = None
 
     def validate(self) -> None:
         if self.batch_size < 1:
@@ -135,7 +137,7 @@ class _WorkerStream(torch.utils.data.IterableDataset):
         to_skip = already * config.batch_size  # raw samples of the batches produced before the resume point
         produced = already
         failures = seen = 0
-        batch: list[tuple[torch.Tensor, int]] = []
+        batch: list[tuple[Any, int]] = []
         skipped_in_batch = 0
         pass_index = 0
         while produced < wanted:
@@ -147,15 +149,15 @@ class _WorkerStream(torch.utils.data.IterableDataset):
                     to_skip -= 1
                     continue
                 seen += 1
-                tensor = _decode(image_bytes, plan.transform, mix(config.seed, config.epoch, int(key), pass_index))
+                tensor = self._prepare(image_bytes, mix(config.seed, config.epoch, int(key), pass_index))
                 if tensor is None:
                     failures += 1
                     skipped_in_batch += 1
-                    _check_corrupt(failures, seen, config.max_corrupt_fraction)
+                    check_corrupt(failures, seen, config.max_corrupt_fraction)
                     continue
                 batch.append((tensor, label))
                 if len(batch) == config.batch_size:
-                    yield _collate(batch, config.batch_size, skipped_in_batch + self._dropped)
+                    yield collate(batch, config.batch_size, skipped_in_batch + self._dropped)
                     batch, skipped_in_batch, self._dropped = [], 0, 0
                     produced += 1
                     if produced >= wanted:
@@ -168,18 +170,24 @@ class _WorkerStream(torch.utils.data.IterableDataset):
     def _evaluate(self, worker: int, workers: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]]:
         plan, config = self.plan, self.plan.config
         mine = eval_shards(len(plan.manifest.shards), config.rank, config.world_size)[worker::workers]
-        batch: list[tuple[torch.Tensor | None, int]] = []
+        batch: list[tuple[Any, int]] = []
         skipped = 0
         for key, image_bytes, label in self._raw(mine, drop_undecodable=False):
-            tensor = _decode(image_bytes, plan.transform, mix(config.seed, int(key)))
+            tensor = self._prepare(image_bytes, mix(config.seed, int(key)))
             if tensor is None:
                 skipped += 1  # keep its slot, masked out, so batch counts stay what the manifest implies
             batch.append((tensor, label))
             if len(batch) == config.batch_size:
-                yield _collate(batch, config.batch_size, skipped)
+                yield collate(batch, config.batch_size, skipped)
                 batch, skipped = [], 0
         if batch:
-            yield _collate(batch, config.batch_size, skipped)
+            yield collate(batch, config.batch_size, skipped)
+
+    def _prepare(self, image_bytes: bytes, seed: int) -> Any:
+        """The decoded, transformed image; or, decoding on the device, the bytes and augmentation parameters."""
+        if self.plan.config.decode_device is not None:
+            return encode(image_bytes, self.plan.transform, seed)
+        return decode(image_bytes, self.plan.transform, seed)
 
     # -- raw samples ------------------------------------------------------------------------------------------
     def _raw(self, shard_indices: list[int], drop_undecodable: bool = True) -> Iterator[tuple[str, bytes, int]]:
@@ -247,49 +255,6 @@ def _shuffled(samples: Iterator[Any], rng: random.Random, size: int) -> Iterator
     yield from buffer
 
 
-def _decode(image_bytes: bytes, transform: Transform | None, seed: int) -> torch.Tensor | None:
-    from PIL import Image
-
-    try:
-        with Image.open(io.BytesIO(image_bytes)) as opened:
-            image = opened.convert("RGB")
-    except Exception:  # PIL raises many exception types for corrupt data
-        return None
-    if transform is None:
-        from torchvision.transforms.v2 import functional as TF
-
-        return TF.to_dtype(TF.pil_to_tensor(image), torch.float32, scale=True)
-    # Per-sample augmentation randomness, independent of what was skipped before; the caller's RNG (dropout, when
-    # decoding runs in the training process) is left exactly as it was.
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return transform(image)
-
-
-def _check_corrupt(failures: int, seen: int, max_fraction: float) -> None:
-    # Judge the fraction once a few samples have been seen, so one early failure is not "100 %".
-    if failures > max(1, max_fraction * max(seen, 100)):
-        raise DataError(
-            f"{failures} of {seen} samples failed to decode, more than the allowed {max_fraction:.1%} "
-            "(run `densenet-ray data verify`)"
-        )
-
-
-def _collate(
-    batch: list[tuple[torch.Tensor | None, int]], size: int, skipped: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
-    template = next((t for t, _ in batch if t is not None), None)
-    if template is None:
-        raise DataError("a whole batch failed to decode")
-    images = torch.zeros((size, *template.shape), dtype=template.dtype)
-    labels = torch.zeros(size, dtype=torch.long)
-    mask = torch.zeros(size, dtype=torch.bool)
-    for row, (tensor, label) in enumerate(batch):
-        if tensor is not None and label >= 0:
-            images[row], labels[row], mask[row] = tensor, label, True
-    return images, labels, mask, skipped
-
-
 class EpochLoader:
     """One epoch of batches for one rank.
 
@@ -354,14 +319,18 @@ class EpochLoader:
             template = self._template()
         while remaining > 0:  # evaluation: equal batch counts on every rank
             images, labels = template
-            yield torch.zeros_like(images), torch.zeros_like(labels), torch.zeros(len(labels), dtype=torch.bool)
+            blank = images.blank() if isinstance(images, EncodedBatch) else torch.zeros_like(images)
+            yield blank, torch.zeros_like(labels), torch.zeros(len(labels), dtype=torch.bool)
             remaining -= 1
 
-    def _template(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def _template(self) -> tuple[Any, torch.Tensor]:
         """A batch-shaped pair built from the first sample, for ranks that have nothing of their own to read."""
         stream = self._dataset
         for _, image_bytes, _ in stream._raw([0], drop_undecodable=False):
-            tensor = _decode(image_bytes, stream.plan.transform, 0)
+            tensor = stream._prepare(image_bytes, 0)
+            if isinstance(tensor, tuple):  # encoded: the device stage shapes masked rows itself
+                images, labels, _, _ = collate([(tensor, 0)], self.config.batch_size, 0)
+                return images.blank(), labels
             if tensor is not None:
                 return tensor.new_zeros((self.config.batch_size, *tensor.shape)), torch.zeros(
                     self.config.batch_size, dtype=torch.long
@@ -379,8 +348,16 @@ def _original_message(error: Exception) -> str:
 
 
 def make_loader(config: PipelineConfig, transform: Transform | None = None) -> EpochLoader:
-    """The loader the training worker calls each epoch (see :class:`PipelineConfig`)."""
-    return EpochLoader(config, transform)
+    """The loader the training worker calls each epoch (see :class:`PipelineConfig`).
+
+    With ``decode_device`` set, the loader's batches are decoded and augmented on that device (a
+    ``DeviceDecodedLoader``, which behaves as an ``EpochLoader``).
+    """
+    if config.decode_device is None:
+        return EpochLoader(config, transform)
+    from densenet_ray.data.device_decode import DeviceDecodedLoader
+
+    return DeviceDecodedLoader(EpochLoader(config, transform), transform, config.decode_device)  # type: ignore
 
 
 __all__ = ["DataError", "EpochLoader", "PipelineConfig", "make_loader", "train_batches_per_rank"]

@@ -18,6 +18,7 @@ DEFAULT_EPOCHS = {"cifar10": 300, "cifar100": 300, "svhn": 40, "imagenet": 90}
 EVAL_SPLIT = {"cifar10": "test", "cifar100": "test", "svhn": "test", "imagenet": "val"}
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "svhn": 10, "imagenet": 1000}
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # auto: resolved on each worker (train/acceleration.py)
+DECODERS = ("cpu", "gpu")  # gpu: data/device_decode.py
 
 
 @dataclass
@@ -53,6 +54,7 @@ class TrainConfig:
     cpus_per_worker: int = 1
     worker_resources: dict[str, float] | None = None
     loader_workers: int = 1
+    decode: str = "cpu"
     precision: str = "auto"
     channels_last: bool | None = None
     compile: bool | None = None
@@ -85,6 +87,13 @@ class TrainConfig:
             )
         if self.lr_schedule not in ("step", "cosine"):
             raise UserError(f"--lr-schedule {self.lr_schedule!r} is not one of: step, cosine")
+        if self.decode not in DECODERS:
+            raise UserError(f"--decode {self.decode!r} is not one of: {', '.join(DECODERS)}")
+        if self.decode == "gpu" and (self.dataset != "imagenet" or not self.gpu):
+            raise UserError(
+                f"--decode gpu decodes ImageNet JPEGs on the workers' GPUs; it needs --dataset imagenet and --gpu "
+                f"(got {self.dataset}{' with --gpu' if self.gpu else ' without --gpu'}): use --decode cpu"
+            )
         if self.precision not in PRECISIONS:
             raise UserError(f"--precision {self.precision!r} is not one of: {', '.join(PRECISIONS)}")
         if self.worker_resources is not None and (

@@ -51,6 +51,7 @@ class DataSpec:
     augment: bool
     loader_workers: int
     source: str
+    decode: str = "cpu"  # not part of the run's identity: both decoders augment every sample alike
 
 
 @dataclass(frozen=True)
@@ -196,7 +197,7 @@ def resolve(options: TrainConfig, check_weights: bool = True) -> ResolvedConfig:
         check_initial_weights(model)
     data = DataSpec(
         dataset, _data_location(options), options.eval_split or EVAL_SPLIT[dataset], options.augment,
-        options.loader_workers, absolute_location(options.source) if options.source else "",
+        options.loader_workers, absolute_location(options.source) if options.source else "", options.decode,
     )  # fmt: skip
     optim = OptimSpec(
         DEFAULT_BATCH[dataset] if options.batch_size is None else options.batch_size,

@@ -77,7 +77,7 @@ class WorkerLoop:
         config = PipelineConfig(
             data.data, split, self.config.per_worker_batch, self.rank, self.world, data.loader_workers,
             epoch=epoch, seed=self.config.optim.seed, train=train, start_batch=start_batch,
-            pin_memory=self.device.type == "cuda",
+            pin_memory=self.device.type == "cuda", decode_device=str(self.device) if data.decode == "gpu" else None,
         )  # fmt: skip
         return make_loader(config, self.train_transform if train else self.eval_transform)
 

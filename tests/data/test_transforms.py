@@ -13,9 +13,6 @@ from PIL import Image
 from densenet_ray.data.transforms import (
     CIFAR10_MEAN,
     CIFAR10_STD,
-    IMAGENET_EIGVAL,
-    IMAGENET_EIGVEC,
-    Lighting,
     cifar_eval,
     cifar_train,
     for_dataset,
@@ -67,17 +64,6 @@ def test_imagenet_transforms_give_224(image) -> None:
     assert imagenet_eval()(big).shape == (3, 224, 224)
     torch.manual_seed(0)
     assert imagenet_train()(big).shape == (3, 224, 224)
-
-
-def test_lighting_adds_the_pca_offset() -> None:
-    torch.manual_seed(0)
-    image = torch.zeros(3, 4, 4)
-    out = Lighting(0.1)(image)
-    torch.manual_seed(0)
-    alpha = torch.randn(3) * 0.1
-    offset = torch.tensor(IMAGENET_EIGVEC) @ (alpha * torch.tensor(IMAGENET_EIGVAL))
-    torch.testing.assert_close(out[:, 0, 0], offset)
-    assert torch.equal(Lighting(0.0)(image), image)
 
 
 def test_for_dataset_and_unknown(image) -> None:

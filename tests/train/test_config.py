@@ -107,6 +107,12 @@ def test_wrong_types_in_yaml_are_one_line(values: dict, message: str) -> None:
         ({"batch_size": 63, "workers": 2}, "global --batch-size 63 is not divisible by --workers 2"),
         ({"lr_schedule": "linear"}, "--lr-schedule 'linear' is not one of: step, cosine"),
         ({"precision": "fp8"}, "--precision 'fp8' is not one of: auto, fp32, bf16, fp16"),
+        ({"decode": "nvjpeg"}, "--decode 'nvjpeg' is not one of: cpu, gpu"),
+        ({"decode": "gpu", "gpu": True}, "--decode gpu decodes ImageNet JPEGs on the workers' GPUs; it needs "
+                                         "--dataset imagenet and --gpu (got cifar10 with --gpu)"),
+        ({"decode": "gpu", "dataset": "imagenet", "data": "/d"}, "--decode gpu decodes ImageNet JPEGs on the "
+                                                                 "workers' GPUs; it needs --dataset imagenet and "
+                                                                 "--gpu (got imagenet without --gpu)"),
         ({"epochs": 0}, "--epochs 0 must be at least 1"),
         ({"keep_checkpoints": 0}, "--keep-checkpoints 0 must be at least 1"),
         ({"weight_decay": -1.0}, "--weight-decay -1.0 must be >= 0"),
@@ -119,6 +125,12 @@ def test_bad_values_are_one_line_errors(changes: dict, message: str) -> None:
     with pytest.raises(UserError) as raised:
         resolve(TrainConfig(**changes))
     assert str(raised.value).startswith(message) and "\n" not in str(raised.value)
+
+
+def test_decode_gpu_reaches_the_resolved_config() -> None:
+    config = resolve(TrainConfig(dataset="imagenet", data="/d", gpu=True, decode="gpu", name="x"), False)
+    assert config.data.decode == "gpu"
+    assert ResolvedConfig.from_document(config.to_document()).data.decode == "gpu"
 
 
 def test_cifar_step_schedule_is_149_75_76() -> None:
