@@ -7,9 +7,11 @@ Parts, each side by side in one process:
   eager, the same compiled, and for BC-100-12 compiled with CUDA graphs (``mode="reduce-overhead"``);
 * ``memory``: peak memory of a BC-100-12 batch-64 step, standard against memory-efficient (the original Torch
   code's figures on a TITAN X: 5,452 MB standard, 1,655 MB in its most memory-efficient mode);
-* ``pipeline``: the ImageNet training pipeline's images/s from local shards with CPU decoding. The shards are
-  built here from the committed CIFAR-10 slice, upscaled to 256x256 JPEGs (real images at ImageNet's size);
-* ``engine``: ``train_epoch`` over that pipeline against a plain loop, densenet121, bf16 channels_last.
+* ``pipeline``: the ImageNet training pipeline's images/s from local shards, CPU decoding in the loader workers
+  against ``--decode gpu`` (batched nvJPEG decoding and augmentation on the GPU). The shards are built here from
+  the committed CIFAR-10 slice, upscaled to 256x256 JPEGs (real images at ImageNet's size);
+* ``engine``: ``train_epoch`` over that pipeline (GPU decoding) against a plain loop, densenet121, bf16
+  channels_last.
 
 ``--device cpu --quick`` runs every part at toy sizes, to check the script before spending GPU time.
 
@@ -138,51 +140,76 @@ def imagenet_shards(directory: str, copies: int) -> str:
     return out
 
 
-def _loader(shards: str, batch: int, loader_workers: int, epoch: int = 0) -> Any:
+def _loader(shards: str, batch: int, loader_workers: int, epoch: int = 0, decode_device: str | None = None) -> Any:
     from densenet_ray.data.pipeline import PipelineConfig, make_loader
     from densenet_ray.data.transforms import for_dataset
 
     pin = torch.cuda.is_available()
-    config = PipelineConfig(shards, "train", batch, loader_workers=loader_workers, epoch=epoch, pin_memory=pin)
+    config = PipelineConfig(shards, "train", batch, loader_workers=loader_workers, epoch=epoch, pin_memory=pin,
+                            decode_device=decode_device)  # fmt: skip
     return make_loader(config, for_dataset("imagenet", train=True))
 
 
-def pipeline_rate(shards: str, batch: int, loader_workers: int, batches: int) -> float:
-    """Images/s of the CPU-decoding ImageNet pipeline alone, after its first batch (the workers' start-up)."""
-    loader = _loader(shards, batch, loader_workers)
+def pipeline_rate(shards: str, batch: int, loader_workers: int, batches: int, decode_device: str | None) -> float:
+    """Images/s of the ImageNet training pipeline alone (``decode_device`` None: CPU decoding in the loader
+    workers; else decoding and augmentation there), after its first batch (the workers' start-up)."""
+    loader = _loader(shards, batch, loader_workers, decode_device=decode_device)
     started, seen = None, 0
     for index, (images, _) in enumerate(loader):
         if index == 1:  # after the workers' start-up
+            _synchronize(images.device)
             started = time.perf_counter()
         elif index > 1:
             seen += len(images)
         if index == batches:
+            _synchronize(images.device)
             break
     return round(seen / (time.perf_counter() - (started or time.perf_counter())), 1)
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def pipelines(shards: str, device: str, batch: int, loader_workers: int, batches: int) -> dict[str, Any]:
+    """CPU decoding against decoding on ``device`` (``--decode gpu``), the same shards and loader workers."""
+    cpu = pipeline_rate(shards, batch, loader_workers, batches, None)
+    on_device = pipeline_rate(shards, batch, loader_workers, batches, device)
+    return {"loader_workers": loader_workers, "batch": batch, "decode_device": device,
+            "decode_cpu_images_per_s": cpu, "decode_gpu_images_per_s": on_device,
+            "gpu_over_cpu": round(on_device / cpu, 2)}  # fmt: skip
 
 
 def engine_against_plain(shards: str, device: str, batch: int, loader_workers: int, steps: int) -> dict[str, float]:
     """densenet121 in bf16 channels_last over the pipeline: ``train_epoch`` against a hand-written loop."""
     from densenet_ray.models import create_model
+    from densenet_ray.train.acceleration import native_bf16
     from densenet_ray.train.engine import StepContext, train_epoch
 
     target = torch.device(device)
     model = create_model("densenet121").to(target, memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-4)
-    context = StepContext(model, target, "bf16", True, optimizer, set_lr=lambda index: 0.1)
+    # bf16 where it is native (every recent GPU); a CPU without it (--quick checks) would emulate it for minutes.
+    precision = "bf16" if native_bf16(target) else "fp32"
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    context = StepContext(model, target, precision, True, optimizer, set_lr=lambda index: 0.1)
+
+    decode_device = device if device == "cuda" else None  # the pipeline should not be what is measured
 
     def engine(epoch: int) -> int:
-        return train_epoch(context, _loader(shards, batch, loader_workers, epoch), max_steps=steps).samples
+        loader = _loader(shards, batch, loader_workers, epoch, decode_device)
+        return train_epoch(context, loader, max_steps=steps).samples
 
     def plain(epoch: int) -> int:
         model.train()
         seen = 0
-        for index, (images, labels) in enumerate(_loader(shards, batch, loader_workers, epoch)):
+        for index, (images, labels) in enumerate(_loader(shards, batch, loader_workers, epoch, decode_device)):
             if index == steps:
                 break
             images = images.to(target, non_blocking=True).contiguous(memory_format=torch.channels_last)
             labels = labels.to(target, non_blocking=True)
-            with torch.autocast(target.type, dtype=torch.bfloat16):
+            with torch.autocast(target.type, dtype=dtype, enabled=precision == "bf16"):
                 loss = F.cross_entropy(model(images).float(), labels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -202,7 +229,7 @@ def engine_against_plain(shards: str, device: str, batch: int, loader_workers: i
             if epoch:
                 rates[label].append(seen / (time.perf_counter() - started))
     result = {label: round(statistics.median(values), 1) for label, values in rates.items()}
-    return {**result, "engine / plain": round(result["engine"] / result["plain"], 3)}
+    return {**result, "engine / plain": round(result["engine"] / result["plain"], 3), "precision": precision}
 
 
 def machine(device: str) -> dict[str, Any]:
@@ -232,10 +259,10 @@ def main(argv: list[str] | None = None) -> int:
         report["memory"] = peak_memory(args.device, args.quick)
     with tempfile.TemporaryDirectory() as directory:
         if {"pipeline", "engine"} & set(args.parts):
-            shards = imagenet_shards(directory, 1 if args.quick else 4)
+            shards = imagenet_shards(directory, 1 if args.quick else 12)
         if "pipeline" in args.parts:
-            rate = pipeline_rate(shards, batch, loader_workers, 4 if args.quick else 25)
-            report["pipeline"] = {"decode": "cpu", "loader_workers": loader_workers, "images_per_s": rate}
+            report["pipeline"] = pipelines(shards, args.device, batch if args.quick else 256, loader_workers,
+                                           4 if args.quick else 20)  # fmt: skip
         if "engine" in args.parts:
             report["engine"] = engine_against_plain(shards, args.device, batch, loader_workers, 3 if args.quick else 20)
     report["seconds"] = round(time.perf_counter() - started, 1)

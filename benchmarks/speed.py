@@ -53,14 +53,18 @@ class Configuration:
 def configurations(device: torch.device, layouts: bool = False) -> list[Configuration]:
     """The reference, the old default, torchvision at its best, and our default (both modes); with ``layouts`` also
     the eager precision x memory-format grid and compiled NCHW that the auto rules are chosen from."""
-    from densenet_ray.train.acceleration import choose
+    from densenet_ray.train.acceleration import choose, native_bf16
 
     default = choose("auto", None, None, device, 10**6)
+    # bf16 only where the hardware has it: emulated, it is many times slower than fp32 and auto never picks it.
+    candidates = [("fp32", True, False), ("fp32", False, True), ("fp32", True, True)]
+    if native_bf16(device):
+        candidates = [("fp32", True, False), ("bf16", False, False), ("bf16", True, False), ("bf16", False, True)]
     grid = [
         Configuration(f"ours {precision} {'channels_last' if last else 'NCHW'} {'compiled' if compiled else 'eager'}",
                       "ours", precision, last, compiled)
-        for precision, last, compiled in (("fp32", True, False), ("bf16", False, False), ("bf16", True, False),
-                                          ("bf16", False, True))
+        for precision, last, compiled in candidates
+        if (precision, last, compiled) != (default.precision, default.channels_last, default.compile)
     ] if layouts else []  # fmt: skip
     return grid + [
         Configuration("torchvision fp32", "torchvision", "fp32", False, False),
