@@ -8,6 +8,8 @@ Files (local or ``s3://``), each written atomically:
 - ``metrics.jsonl``: one :class:`EpochRecord` per epoch and one :class:`MidEpochRecord` per mid-epoch checkpoint.
 - ``progress.json``: rank 0's :class:`ProgressRecord`, rewritten every few seconds during an epoch.
 - ``error.txt``: the full worker traceback of the last failed attempt.
+- ``compile-cache.bin``: rank 0's compiled graphs (``torch.compiler.save_cache_artifacts``), loaded by every worker
+  of later attempts, on any machine, before they compile (see ``train/compile_cache.py``).
 - ``checkpoint_*/`` and ``checkpoint_manager_snapshot.json``: Ray Train's checkpoints and which it committed.
 """
 
@@ -31,6 +33,7 @@ LEASE_FILE = "lease.json"
 METRICS_FILE = "metrics.jsonl"
 PROGRESS_FILE = "progress.json"
 ERROR_FILE = "error.txt"
+COMPILE_ARTIFACTS_FILE = "compile-cache.bin"
 SNAPSHOT_FILE = "checkpoint_manager_snapshot.json"  # Ray Train's record of its committed checkpoints
 CHECKPOINT_PREFIX = "checkpoint_"
 RUN_FORMAT = "densenet-ray-run/1"
@@ -192,6 +195,14 @@ class RunDirectory:
         """Save a failed attempt's full traceback; returns where it is."""
         self.storage.write_bytes(ERROR_FILE, text.encode())
         return self.storage.join(ERROR_FILE)
+
+    def write_compile_artifacts(self, data: bytes) -> None:
+        self.storage.write_bytes(COMPILE_ARTIFACTS_FILE, data)
+
+    def read_compile_artifacts(self) -> bytes | None:
+        if not self.storage.exists(COMPILE_ARTIFACTS_FILE):
+            return None
+        return self.storage.read_bytes(COMPILE_ARTIFACTS_FILE)
 
     # -- checkpoints -------------------------------------------------------------------------------------------
     def committed_checkpoints(self) -> list[str]:

@@ -20,11 +20,12 @@ from densenet_ray.data.manifest import load_manifest
 from densenet_ray.data.pipeline import EpochLoader, PipelineConfig, make_loader
 from densenet_ray.data.transforms import for_dataset
 from densenet_ray.train.acceleration import DDP_OPTIONS, choose
+from densenet_ray.train.compile_cache import load_compile_artifacts, save_compile_artifacts
 from densenet_ray.train.config import learning_rate
 from densenet_ray.train.engine import StepContext, TrainStats, evaluate, train_epoch
 from densenet_ray.train.progress import InEpochProgress, epoch_record, maybe_inject_fault
 from densenet_ray.train.resolved import ResolvedConfig
-from densenet_ray.train.run_dir import MidEpochRecord
+from densenet_ray.train.run_dir import MidEpochRecord, RunDirectory
 from densenet_ray.train.worker_state import TrainingState, build_model, load_resume_state, save_checkpoint
 
 WARMUP_STEPS = 5  # steady-state throughput leaves out each epoch's first steps (allocator, loader start-up)
@@ -47,6 +48,10 @@ class WorkerLoop:
         execution = config.execution
         self.acceleration = choose(
             execution.precision, execution.channels_last, execution.compile, self.device, self._planned_steps()
+        )
+        # Before anything compiles: graphs an earlier attempt compiled, wherever it ran, come from the run directory.
+        self.artifacts_loaded = self.acceleration.compile and load_compile_artifacts(
+            RunDirectory(config.storage.run_url)
         )
         checkpoint = ray.train.get_checkpoint()
         model = build_model(config, self.world, checkpoint is None, self.acceleration)
@@ -118,6 +123,8 @@ class WorkerLoop:
         steady = _steady_rate(stats, warm, started + train_seconds, self.world)
         record = epoch_record(self, epoch, stats, result, train_seconds, steady)
         record["skipped_samples"] = batches.skipped + eval_batches.skipped
+        if self.first_step_seconds is not None:  # the attempt's first epoch: its evaluation graphs are compiled now
+            self._save_compile_artifacts()
         self.first_step_seconds = None  # said once per attempt
         self.state.epoch, self.state.next_batch = epoch + 1, 0
         with tempfile.TemporaryDirectory() as directory:
@@ -135,6 +142,7 @@ class WorkerLoop:
         self.state.global_step += 1
         if not self.first_step_time:
             self.first_step_time, self.first_step_seconds = time.time(), time.perf_counter() - self.started
+            self._save_compile_artifacts()
         if stats.steps == WARMUP_STEPS:
             warm.update(time=time.perf_counter(), samples=stats.samples)
         if self.progress is not None:
@@ -143,6 +151,10 @@ class WorkerLoop:
         every = self.config.execution.checkpoint_every_steps
         if every and (index + 1) % every == 0 and index + 1 < steps:
             self._mid_epoch_checkpoint(epoch, index + 1, stats)
+
+    def _save_compile_artifacts(self) -> None:
+        if self.rank == 0 and self.acceleration.compile and not self.artifacts_loaded:
+            save_compile_artifacts(RunDirectory(self.config.storage.run_url))
 
     def _mid_epoch_checkpoint(self, epoch: int, next_batch: int, stats: TrainStats) -> None:
         import ray.train

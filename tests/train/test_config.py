@@ -108,11 +108,17 @@ def test_wrong_types_in_yaml_are_one_line(values: dict, message: str) -> None:
         ({"lr_schedule": "linear"}, "--lr-schedule 'linear' is not one of: step, cosine"),
         ({"precision": "fp8"}, "--precision 'fp8' is not one of: auto, fp32, bf16, fp16"),
         ({"decode": "nvjpeg"}, "--decode 'nvjpeg' is not one of: cpu, gpu"),
-        ({"decode": "gpu", "gpu": True}, "--decode gpu decodes ImageNet JPEGs on the workers' GPUs; it needs "
-                                         "--dataset imagenet and --gpu (got cifar10 with --gpu)"),
-        ({"decode": "gpu", "dataset": "imagenet", "data": "/d"}, "--decode gpu decodes ImageNet JPEGs on the "
-                                                                 "workers' GPUs; it needs --dataset imagenet and "
-                                                                 "--gpu (got imagenet without --gpu)"),
+        (
+            {"decode": "gpu", "gpu": True},
+            "--decode gpu decodes ImageNet JPEGs on the workers' GPUs; it needs "
+            "--dataset imagenet and --gpu (got cifar10 with --gpu)",
+        ),
+        (
+            {"decode": "gpu", "dataset": "imagenet", "data": "/d"},
+            "--decode gpu decodes ImageNet JPEGs on the "
+            "workers' GPUs; it needs --dataset imagenet and "
+            "--gpu (got imagenet without --gpu)",
+        ),
         ({"epochs": 0}, "--epochs 0 must be at least 1"),
         ({"keep_checkpoints": 0}, "--keep-checkpoints 0 must be at least 1"),
         ({"weight_decay": -1.0}, "--weight-decay -1.0 must be >= 0"),

@@ -7,6 +7,7 @@ import math
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,6 +16,7 @@ import yaml
 from densenet_ray.data.build import build_dataset
 from densenet_ray.data.sources import imagefolder_source
 from densenet_ray.train.acceleration import choose
+from densenet_ray.train.run_dir import COMPILE_ARTIFACTS_FILE
 from tests.train.run_helpers import small_run, train
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -174,6 +176,13 @@ def test_killed_worker_resumes_to_bitwise_identical_weights(numerics, shards, tm
     assert on_disk <= committed  # nothing Ray never committed is left behind
     a, b = _final_state(tmp_path / "clean"), _final_state(tmp_path / "faulty")
     assert (a["epoch"], a["global_step"]) == (b["epoch"], b["global_step"]) == (2, 12)
+    # Compiled runs carry their compiled graphs for restarts on other machines; eager ones have none to carry.
+    artifacts = [tmp_path / name / COMPILE_ARTIFACTS_FILE for name in ("clean", "faulty")]
+    assert (
+        all(p.exists() and p.stat().st_size > 0 for p in artifacts)
+        if numerics
+        else not any(map(Path.exists, artifacts))
+    )
     assert not [key for key in a["model"] if key.startswith(("module.", "_orig_mod."))]  # saved unwrapped
     for key, value in a["model"].items():
         assert torch.equal(value, b["model"][key]), key
