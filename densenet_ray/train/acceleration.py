@@ -7,8 +7,10 @@ rules come from side-by-side measurements (README, Performance; ``benchmarks/mod
   CPUs with AMX or AVX512-BF16), fp32 elsewhere. BatchNorm statistics and the loss stay in fp32 either way.
 * **channels_last**: on, except for bf16 on a CPU without compile, where NCHW measured faster (BC-100-12).
 * **compile**: on for runs of at least :data:`COMPILE_MIN_STEPS` optimizer steps where inductor has its
-  toolchain (a C++ compiler on CPU, Triton on CUDA). A first compile of BC-100-12 takes about two minutes on two
-  cores; the inductor cache (:func:`use_compile_cache`) makes later runs and restarts start in seconds.
+  toolchain (a C++ compiler on CPU, Triton on CUDA), except fp32 on a CPU: on an AVX2-only EPYC the compiled fp32
+  step measured slower than eager channels_last (BC-100-12: 14.9 against 17.7 images/s). A first compile of
+  BC-100-12 takes two to five minutes on two cores; the inductor cache (:func:`use_compile_cache`) and the run's
+  compile artifacts (``compile_cache.py``) make later runs and restarts start in seconds.
 """
 
 from __future__ import annotations
@@ -71,7 +73,8 @@ def choose(
     if precision == "auto":
         precision = "bf16" if native_bf16(device) else "fp32"
     if compile is None:
-        compile = planned_steps >= COMPILE_MIN_STEPS and compile_toolchain(device)
+        pays = not (device.type == "cpu" and precision == "fp32")
+        compile = pays and planned_steps >= COMPILE_MIN_STEPS and compile_toolchain(device)
     if channels_last is None:
         channels_last = not (device.type == "cpu" and precision == "bf16" and not compile)
     return Acceleration(precision, channels_last, compile)

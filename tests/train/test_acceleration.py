@@ -36,6 +36,15 @@ def test_auto_without_native_bf16_or_a_compiler(hardware) -> None:
     assert choose("auto", None, None, CPU, 10**6) == Acceleration("fp32", True, False)
 
 
+def test_fp32_on_a_cpu_stays_eager_even_for_long_runs(hardware) -> None:
+    """Compiled fp32 measured slower than eager channels_last on an AVX2 CPU (README, Performance)."""
+    hardware(bf16=False)
+    assert choose("auto", None, None, CPU, 10**6) == Acceleration("fp32", True, False)
+    hardware(bf16=True)
+    assert choose("fp32", None, None, CPU, 10**6) == Acceleration("fp32", True, False)
+    assert choose("fp32", None, True, CPU, 1) == Acceleration("fp32", True, True)  # still there when asked
+
+
 def test_explicit_choices_win_over_auto(hardware) -> None:
     hardware(bf16=True)
     assert choose("fp32", False, True, CPU, 1) == Acceleration("fp32", False, True)
