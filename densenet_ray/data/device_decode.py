@@ -73,6 +73,11 @@ class DeviceDecodedLoader:
         """Samples that failed to decode so far: in the loader workers (bad headers) and on the device."""
         return self.loader.skipped + self.failed
 
+    @property
+    def total_batches(self) -> int:
+        """This rank's batches in the epoch, as :attr:`EpochLoader.total_batches` (the worker sizes its steps by it)."""
+        return self.loader.total_batches
+
     def __len__(self) -> int:
         return len(self.loader)
 

@@ -7,6 +7,7 @@ a GPU run executes.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -104,6 +105,17 @@ def test_decode_batch_decodes_jpeg_and_png_and_reports_failures(imagenet_like: s
     out = decode_batch(data, torch.device("cpu"))
     assert out[0].shape == out[1].shape == (3, 30, 40) and out[2] is None and out[3] is None
     assert torch.equal(out[1][:, 0, 0], torch.tensor([200, 10, 10], dtype=torch.uint8))
+
+
+def test_it_stands_in_for_an_epoch_loader(imagenet_like: str) -> None:
+    """What the training worker reads off its loader, resumed mid-epoch."""
+    cpu = make_loader(dataclasses.replace(_config(imagenet_like, None), start_batch=2), imagenet_train())
+    device = make_loader(dataclasses.replace(_config(imagenet_like, "cpu"), start_batch=2), imagenet_train())
+    assert isinstance(device, DeviceDecodedLoader)
+    assert (
+        (device.total_batches, len(device), device.skipped) == (cpu.total_batches, len(cpu), cpu.skipped) == (5, 3, 0)
+    )
+    assert [labels.tolist() for _, labels in device] == [labels.tolist() for _, labels in cpu]
 
 
 def test_per_image_transforms_are_refused(imagenet_like: str) -> None:
