@@ -104,9 +104,11 @@ class DeviceDecodedLoader:
         images = decode_batch(data, self.device)
         decoded = torch.tensor([image is not None for image in images], dtype=torch.bool)
         rows = [i for i, image in enumerate(images) if image is not None]
-        size = getattr(self.transform, "size", 224)
+        parameters = encoded.parameters[rows] if encoded.parameters.numel() else None
+        if len(rows) == len(images):  # every row decoded: no scatter into a zeroed batch
+            return self.transform.apply(images, parameters), decoded
+        size = self.transform.size
         out = torch.zeros((len(images), 3, size, size), device=self.device)
         if rows:
-            parameters = encoded.parameters[rows] if encoded.parameters.numel() else None
             out[rows] = self.transform.apply([images[i] for i in rows], parameters)
         return out, decoded
