@@ -11,7 +11,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from densenet_ray.train.config import PRECISIONS
+from densenet_ray.train.config import DECODERS, PRECISIONS
 
 FLAG = {"action": "store_const", "const": True, "default": None}
 
@@ -36,7 +36,7 @@ OPTIONS: list[tuple[str, str, dict[str, Any]]] = [
     ("data", "--eval-split", {"help": "evaluation split (default test for CIFAR/SVHN, val for ImageNet)"}),
     ("data", "--loader-workers", {"type": int, "help": "DataLoader processes per worker decoding images (default 1; "
                                   "0 decodes in the training process)"}),
-    ("data", "--decode", {"choices": ("cpu", "gpu"), "help": "where ImageNet JPEGs are decoded and augmented: cpu "
+    ("data", "--decode", {"choices": DECODERS, "help": "where ImageNet JPEGs are decoded and augmented: cpu "
                           "(default; in the loader processes) or gpu (whole batches on each worker's GPU)"}),
     ("data", "--no-augment", {"dest": "augment", "action": "store_const", "const": False,
                               "help": "train without the paper's augmentation (crops and flips)"}),

@@ -89,7 +89,7 @@ class ImageNetTrain:
         return torch.where(flip.view(-1, 1, 1, 1).to(batch.device), batch.flip(-1), batch)
 
     def __call__(self, image: object) -> torch.Tensor:
-        tensor = TF.pil_to_tensor(image) if not isinstance(image, torch.Tensor) else image
+        tensor = _as_tensor(image)
         return self.apply([tensor], self.sample(tensor.shape[-2], tensor.shape[-1])[None])[0]
 
 
@@ -107,8 +107,12 @@ class ImageNetEval:
         return TF.normalize(torch.stack(crops).float().div_(255), IMAGENET_MEAN, IMAGENET_STD)
 
     def __call__(self, image: object) -> torch.Tensor:
-        tensor = TF.pil_to_tensor(image) if not isinstance(image, torch.Tensor) else image
-        return self.apply([tensor])[0]
+        return self.apply([_as_tensor(image)])[0]
+
+
+def _as_tensor(image: object) -> torch.Tensor:
+    """A PIL image (the CPU path) or a uint8 CHW tensor, as the tensor."""
+    return image if isinstance(image, torch.Tensor) else TF.pil_to_tensor(image)
 
 
 def _blend(images: torch.Tensor, other: torch.Tensor | float, factor: torch.Tensor) -> torch.Tensor:

@@ -33,7 +33,8 @@ def decode_batch(data: list[torch.Tensor], device: torch.device) -> list[torch.T
     """uint8 RGB CHW images on ``device`` (None where a row is empty or does not decode)."""
     images: list[torch.Tensor | None] = [None] * len(data)
     jpegs = [i for i, d in enumerate(data) if d.numel() >= 3 and bytes(d[:3].tolist()) == _JPEG_MAGIC]
-    others = [i for i, d in enumerate(data) if d.numel() and i not in set(jpegs)]
+    jpeg_rows = set(jpegs)
+    others = [i for i, d in enumerate(data) if d.numel() and i not in jpeg_rows]
     if jpegs:
         try:
             decoded = decode_jpeg([data[i] for i in jpegs], mode=ImageReadMode.RGB, device=device)

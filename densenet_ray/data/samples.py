@@ -96,14 +96,13 @@ def collate(batch: list[tuple[Any, int]], size: int, skipped: int) -> tuple[Any,
     for row, (sample, label) in enumerate(batch):
         if sample is not None and label >= 0:
             labels[row], mask[row] = label, True
-    if isinstance(template, tuple):  # encoded
-        empty = torch.empty(0, dtype=torch.uint8)
-        data = [s[0] if s is not None and m else empty for (s, _), m in zip(batch, mask, strict=False)]
+    if isinstance(template, tuple):  # encoded: empty bytes in masked rows
+        data = [torch.empty(0, dtype=torch.uint8)] * size
         parameters = torch.zeros(size, template[1].numel(), dtype=torch.float64)
         for row, (sample, _) in enumerate(batch):
             if mask[row]:
-                parameters[row] = sample[1]
-        return EncodedBatch(data + [empty] * (size - len(batch)), parameters), labels, mask, skipped
+                data[row], parameters[row] = sample
+        return EncodedBatch(data, parameters), labels, mask, skipped
     images = torch.zeros((size, *template.shape), dtype=template.dtype)
     for row, (tensor, _) in enumerate(batch):
         if mask[row]:

@@ -50,9 +50,8 @@ class WorkerLoop:
             execution.precision, execution.channels_last, execution.compile, self.device, self._planned_steps()
         )
         # Before anything compiles: graphs an earlier attempt compiled, wherever it ran, come from the run directory.
-        self.artifacts_loaded = self.acceleration.compile and load_compile_artifacts(
-            RunDirectory(config.storage.run_url)
-        )
+        self.run_directory = RunDirectory(config.storage.run_url) if self.acceleration.compile else None
+        self.artifacts_loaded = self.run_directory is not None and load_compile_artifacts(self.run_directory)
         checkpoint = ray.train.get_checkpoint()
         model = build_model(config, self.world, checkpoint is None, self.acceleration)
         self.model = ray.train.torch.prepare_model(model, parallel_strategy_kwargs=DDP_OPTIONS)
@@ -153,8 +152,8 @@ class WorkerLoop:
             self._mid_epoch_checkpoint(epoch, index + 1, stats)
 
     def _save_compile_artifacts(self) -> None:
-        if self.rank == 0 and self.acceleration.compile and not self.artifacts_loaded:
-            save_compile_artifacts(RunDirectory(self.config.storage.run_url))
+        if self.rank == 0 and self.run_directory is not None and not self.artifacts_loaded:
+            save_compile_artifacts(self.run_directory)
 
     def _mid_epoch_checkpoint(self, epoch: int, next_batch: int, stats: TrainStats) -> None:
         import ray.train

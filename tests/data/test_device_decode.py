@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
-import os
 import tarfile
 from pathlib import Path
 
@@ -121,4 +120,3 @@ def test_it_stands_in_for_an_epoch_loader(imagenet_like: str) -> None:
 def test_per_image_transforms_are_refused(imagenet_like: str) -> None:
     with pytest.raises(UserError, match="--decode cpu"):
         DeviceDecodedLoader(make_loader(_config(imagenet_like, None)), cifar_train(), "cpu")
-    assert os.path.exists(os.path.join(imagenet_like, "train.json"))
