@@ -17,7 +17,7 @@ STEP = """
 import sys, torch
 from torch._dynamo.utils import counters
 from densenet_ray.models import create_model
-from densenet_ray.train.compile_cache import load_compile_artifacts
+from densenet_ray.train.compile_cache import load_compile_artifacts, save_compile_artifacts
 from densenet_ray.train.run_dir import RunDirectory
 run, action = RunDirectory(sys.argv[1]), sys.argv[2]
 loaded = load_compile_artifacts(run) if action == "load" else False
