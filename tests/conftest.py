@@ -1,4 +1,5 @@
-"""Suite-wide fixtures: RNG isolation, GPU auto-skip, the committed CIFAR-10 slice, and S3 on 127.0.0.1.
+"""Suite-wide fixtures: RNG isolation, GPU auto-skip, a Ray token of the suite's own, the committed CIFAR-10 slice,
+and S3 on 127.0.0.1.
 
 S3 goes through a real HTTP server (moto's ThreadedMotoServer, port 0), never the in-process mock, because Ray
 workers and DataLoader workers are other processes.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import os
 import random
+import secrets
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,6 +47,23 @@ def restore_rng_state():
         torch.cuda.set_rng_state_all(cuda_states)
     if numpy is not None:
         numpy.random.set_state(numpy_state)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def ray_auth_token(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One token file for every Ray head and client the suite starts (``RAY_AUTH_TOKEN_PATH``, inherited by every
+    subprocess), so no test reads or writes this machine's ``~/.ray/auth_token``: a fresh machine has none, and a
+    ``ray start --head`` with token auth refuses to start without one. Ray's own tokens are 32 random bytes in hex."""
+    path = tmp_path_factory.mktemp("ray-auth") / "auth_token"
+    path.write_text(secrets.token_hex(32))
+    path.chmod(0o600)
+    previous = os.environ.get("RAY_AUTH_TOKEN_PATH")
+    os.environ["RAY_AUTH_TOKEN_PATH"] = str(path)
+    yield path
+    if previous is None:
+        del os.environ["RAY_AUTH_TOKEN_PATH"]
+    else:
+        os.environ["RAY_AUTH_TOKEN_PATH"] = previous
 
 
 FIXTURE_TAR = Path(__file__).resolve().parent / "fixtures" / "cifar10-train-slice.tar"

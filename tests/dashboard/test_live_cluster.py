@@ -97,7 +97,7 @@ def test_dashboard_follows_a_live_clusters_job_run_and_sweep(cifar_shards, tmp_p
         trials = [run for run in document["runs"] if run["sweep"] == "lr-sweep"]
         assert len(trials) == 2 and all(trial["status"] == "FINISHED" for trial in trials)
 
-        local = _dashboard("--once")  # no address: the cluster running on this machine, its token from ~/.ray
+        local = _dashboard("--once")  # no address: the cluster on this machine, its token at RAY_AUTH_TOKEN_PATH
         assert local.returncode == 0, local.stderr
         assert "\x1b[" not in local.stdout and f"cluster {head.address}" in local.stdout
         for text in ("train-1", "SUCCEEDED", "broken-1", "FAILED", "r1", "Sweep lr-sweep (custom, fifo) FINISHED"):
