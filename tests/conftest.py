@@ -57,13 +57,9 @@ def ray_auth_token(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     path = tmp_path_factory.mktemp("ray-auth") / "auth_token"
     path.write_text(secrets.token_hex(32))
     path.chmod(0o600)
-    previous = os.environ.get("RAY_AUTH_TOKEN_PATH")
-    os.environ["RAY_AUTH_TOKEN_PATH"] = str(path)
-    yield path
-    if previous is None:
-        del os.environ["RAY_AUTH_TOKEN_PATH"]
-    else:
-        os.environ["RAY_AUTH_TOKEN_PATH"] = previous
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RAY_AUTH_TOKEN_PATH", str(path))
+        yield path
 
 
 FIXTURE_TAR = Path(__file__).resolve().parent / "fixtures" / "cifar10-train-slice.tar"

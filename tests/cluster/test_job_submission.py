@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
@@ -15,7 +14,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_job_submission_with_token_auth(cifar_shards, tmp_path) -> None:
+def test_job_submission_with_token_auth(cifar_shards, tmp_path, ray_auth_token) -> None:
     runs = tmp_path / "runs"
     with ray_head(tmp_path, RAY_AUTH_MODE="token") as head:
         family = _descendants(head.process.pid)
@@ -39,7 +38,7 @@ def test_job_submission_with_token_auth(cifar_shards, tmp_path) -> None:
 
         # The SDK sends the token only when told to; in this process Ray's auth mode was read at import, so pass
         # the header itself (the token is the one `ray start` used, never printed).
-        token = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", Path.home() / ".ray" / "auth_token")).read_text().strip()
+        token = ray_auth_token.read_text().strip()
         client = JobSubmissionClient(head.address, headers={"Authorization": f"Bearer {token}"})
         assert client.get_job_status("densenet-job-1") == JobStatus.SUCCEEDED
         info = client.get_job_info("densenet-job-1")
