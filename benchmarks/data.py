@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -36,6 +35,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from machine import cpu_name  # noqa: E402
 
 from densenet_ray.data.build import build_dataset  # noqa: E402
 from densenet_ray.data.manifest import load_manifest  # noqa: E402
@@ -286,9 +287,7 @@ def main(argv: list[str] | None = None) -> int:
         relay.stop()
         resets = proxy.stop()
         server.stop()
-    cpu = platform.processor()
-    with open("/proc/cpuinfo") as info:
-        cpu = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), cpu)
+    cpu = cpu_name()
     report = {
         "benchmark": "data",
         "command": "python benchmarks/data.py " + " ".join(argv if argv is not None else sys.argv[1:]),

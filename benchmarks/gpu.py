@@ -40,6 +40,7 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from machine import cpu_name  # noqa: E402
 from speed import Configuration, Step  # noqa: E402
 
 FIXTURE = os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures", "cifar10-train-slice.tar")
@@ -233,7 +234,7 @@ def engine_against_plain(shards: str, device: str, batch: int, loader_workers: i
 
 
 def machine(device: str) -> dict[str, Any]:
-    name = torch.cuda.get_device_name() if device == "cuda" else platform.processor() or platform.machine()
+    name = torch.cuda.get_device_name() if device == "cuda" else cpu_name()
     return {"device": name, "torch": torch.__version__, "python": platform.python_version(), "cpus": os.cpu_count()}
 
 

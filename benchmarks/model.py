@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
+from machine import cpu_name
 from torch import nn
 
 THROUGHPUT_CASES = [("densenet121", 224, 16), ("densenet_bc100_k12", 32, 64)]
@@ -177,14 +178,8 @@ def memory_in_subprocess(variant: Variant, args: argparse.Namespace) -> dict:
 
 
 def machine(args: argparse.Namespace) -> dict:
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as info:
-            cpu = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
     return {
-        "device": torch.cuda.get_device_name() if args.device == "cuda" else f"CPU: {cpu}",
+        "device": torch.cuda.get_device_name() if args.device == "cuda" else f"CPU: {cpu_name()}",
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,

@@ -36,6 +36,8 @@ import tempfile
 import time
 from typing import Any
 
+from machine import cpu_name
+
 MODEL = ["--model", "densenet_bc100_k12", "--depth", "40"]
 BATCH = 64
 WARMUP_STEPS = 5  # as the worker loop's steady-state figure
@@ -287,7 +289,7 @@ def main() -> None:
         ensure_data(spec, print_line=lambda line: print(line, file=sys.stderr))
         data = spec.data
     result: dict[str, Any] = {
-        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()},
+        "machine": {"cpu": cpu_name(), "cores": os.cpu_count()},
         "python": platform.python_version(),
     }
     if args.part in ("throughput", "all"):

@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -20,6 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 BIN = Path(sys.executable).parent
+# Ray addresses its nodes by 127.0.0.1 instead of the machine's interface (ray/_private/ray_constants.py), so the
+# recorded cluster address and all traffic stay on the loopback.
+LOOPBACK = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 
 
 def free_port() -> int:
@@ -105,20 +109,45 @@ def ray_head(
         shutil.rmtree(temp_dir, ignore_errors=True)  # the session's sockets and logs
 
 
-def stop_head(process: subprocess.Popen, timeout: float = 60) -> None:
-    """SIGTERM to the ``ray start --block`` process, which stops its own cluster; SIGKILL what is left of it."""
+def stop_head(process: subprocess.Popen, grace: float = 3) -> None:
+    """SIGTERM to the ``ray start --block`` process and every process of its cluster at once, SIGKILL to what is left
+    after ``grace`` seconds. Left to itself, ``ray start --block`` stops its processes one after another and took
+    32 s to exit after a job had run (2 cores); a test cluster holds nothing that needs a graceful end."""
     family = _descendants(process.pid)
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    deadline = time.monotonic() + 15
-    for pid in family:
-        while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
-            time.sleep(0.2)
-        if Path(f"/proc/{pid}").exists():
+    for pid in (process.pid, *family):
+        with suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for pid in (process.pid, *family):
+        while time.monotonic() < deadline and _running(pid):
+            time.sleep(0.1)
+        if _running(pid):
             with suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+    process.wait()
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie: an exited process whose parent died stays in /proc until a reaper collects it, and
+    in a container without an init process nobody might."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+@contextmanager
+def recorded_local_head(tmp_path: Path, num_cpus: int = 2) -> Iterator[tuple[Head, dict[str, str]]]:
+    """A head recorded as this machine's live cluster in a private Ray temp directory: yields it with the
+    environment (``RAY_TMPDIR``) under which a run with no RAY_ADDRESS finds it and uses it, as ``ray.init()`` would.
+    The temp root is short because unix socket paths have a length limit."""
+    root = Path(tempfile.mkdtemp(prefix="rs", dir="/tmp"))
+    try:
+        with ray_head(tmp_path, num_cpus=num_cpus, temp_dir=root / "ray", **LOOPBACK) as head:
+            recorded = root / "ray" / "ray_current_cluster"  # written just after the dashboard starts answering
+            deadline = time.monotonic() + 60
+            while not recorded.exists() and time.monotonic() < deadline:
+                time.sleep(0.2)
+            yield head, {"RAY_TMPDIR": str(root), **LOOPBACK}
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

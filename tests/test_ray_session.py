@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -16,13 +15,10 @@ from pathlib import Path
 import pytest
 
 from densenet_ray.ray_session import answers
-from tests.cluster_helpers import free_port, ray_head
+from tests.cluster_helpers import LOOPBACK, free_port, recorded_local_head
 from tests.train.run_helpers import small_run, stderr_lines, train, train_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-# Ray addresses its nodes by 127.0.0.1 instead of the machine's interface (ray/_private/ray_constants.py), so the
-# recorded cluster address and all traffic stay on the loopback.
-LOOPBACK = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 
 
 @pytest.fixture
@@ -43,13 +39,10 @@ def _alive(address: str) -> bool:
         return False
 
 
-def test_a_live_local_cluster_is_used_and_left_running(cifar_shards, tmp_path, ray_tmpdir) -> None:
-    env = train_env(RAY_TMPDIR=str(ray_tmpdir), **LOOPBACK)
-    with ray_head(tmp_path, num_cpus=2, temp_dir=ray_tmpdir / "ray", **LOOPBACK) as head:
-        recorded = ray_tmpdir / "ray" / "ray_current_cluster"  # written just after the dashboard starts answering
-        deadline = time.monotonic() + 60
-        while not recorded.exists() and time.monotonic() < deadline:
-            time.sleep(0.2)
+def test_a_live_local_cluster_is_used_and_left_running(cifar_shards, tmp_path) -> None:
+    with recorded_local_head(tmp_path, num_cpus=2) as (head, cluster_env):
+        env = train_env(**cluster_env)
+        recorded = Path(cluster_env["RAY_TMPDIR"]) / "ray" / "ray_current_cluster"
         assert recorded.read_text().strip() == head.gcs_address
         used = train(
             *small_run(cifar_shards, tmp_path / "runs", name="on-head", epochs=1, limit_train_batches=2), env=env

@@ -17,11 +17,11 @@ import pytest
 from densenet_ray.train.run_dir import LEASE_FILE
 from tests.train.run_helpers import small_run, stderr_lines, train, train_env
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.usefixtures("module_cluster")]
 
 
 @pytest.fixture(scope="module")
-def finished_run(cifar_shards, tmp_path_factory) -> Path:
+def finished_run(module_cluster, cifar_shards, tmp_path_factory) -> Path:
     """A 2-epoch run with a checkpoint per epoch (kept: both), copied by each test that changes it."""
     storage = tmp_path_factory.mktemp("runs")
     completed = train(*small_run(cifar_shards, storage, name="base", epochs=2, limit_train_batches=3))

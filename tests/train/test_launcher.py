@@ -19,11 +19,11 @@ from densenet_ray.train.acceleration import choose
 from densenet_ray.train.run_dir import COMPILE_ARTIFACTS_FILE
 from tests.train.run_helpers import small_run, train
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.usefixtures("module_cluster")]
 
 
 @pytest.fixture(scope="module")
-def shards(cifar_shards) -> str:
+def shards(module_cluster, cifar_shards) -> str:
     return cifar_shards
 
 
@@ -84,7 +84,9 @@ def test_two_worker_run_with_s3_run_storage(shards, bucket, moto_server, monkeyp
     monkeypatch.delenv("AWS_ENDPOINT_URL_S3")
     host = moto_server.removeprefix("http://")
     storage = f"s3://{bucket}/runs?endpoint_override={host}&scheme=http"
-    completed = train(*small_run(shards, storage, name="s3run", epochs=2))
+    # --local: a private instance, whose workers inherit this test's credentials; the module's head started without
+    # them (on a real cluster the workers' own instance profile provides them, never the job's metadata).
+    completed = train(*small_run(shards, storage, name="s3run", epochs=2), "--local")
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert "densenet-ray run summary" in completed.stdout
     run = open_storage(f"s3://{bucket}/runs/s3run", endpoint_url=moto_server)
