@@ -1,7 +1,8 @@
 """The CPU a benchmark ran on, named the same way in every JSON report: the model name and its native-bf16 flags.
 
-The flags matter because the model name alone does not say which bf16 instructions a (virtual) CPU exposes, and
-they decide what ``--precision auto`` picks (``densenet_ray.train.acceleration``).
+The flags matter because the model name alone does not say which bf16 instructions a (virtual) CPU exposes: they
+are the features ``densenet_ray.train.acceleration.native_bf16`` detects (through torch) when ``--precision auto``
+chooses bf16.
 """
 
 from __future__ import annotations

@@ -146,7 +146,9 @@ def recorded_local_head(tmp_path: Path, num_cpus: int = 2) -> Iterator[tuple[Hea
         with ray_head(tmp_path, num_cpus=num_cpus, temp_dir=root / "ray", **LOOPBACK) as head:
             recorded = root / "ray" / "ray_current_cluster"  # written just after the dashboard starts answering
             deadline = time.monotonic() + 60
-            while not recorded.exists() and time.monotonic() < deadline:
+            while not recorded.exists():
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the head at {head.gcs_address} never recorded itself in {recorded}")
                 time.sleep(0.2)
             yield head, {"RAY_TMPDIR": str(root), **LOOPBACK}
     finally:

@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.usefixtures
 
 
 @pytest.fixture(scope="module")
-def shards(module_cluster, cifar_shards) -> str:
+def shards(cifar_shards) -> str:
     return cifar_shards
 
 
