@@ -153,6 +153,7 @@ def test_killed_worker_resumes_to_bitwise_identical_weights(numerics, shards, tm
     common = small_run(
         shards,
         tmp_path,
+        depth=10,  # one dense layer a block: the smallest DenseNet-BC, and the cheapest to compile
         epochs=2,
         limit_train_batches=6,
         checkpoint_every_steps=2,
