@@ -17,12 +17,14 @@ FORMAT = "densenet-ray-shards/1"
 
 @dataclass(frozen=True)
 class ShardInfo:
-    """One tar shard: its file name (relative to the manifest), sample count, size in bytes and SHA-256."""
+    """One tar shard: its file name (relative to the manifest), sample count, size in bytes and SHA-256, and the
+    name of its sample index (``shard_index``; empty for shards built before indexes, read whole)."""
 
     name: str
     samples: int
     bytes: int
     sha256: str
+    index: str = ""
 
 
 @dataclass(frozen=True)

@@ -1,51 +1,57 @@
 """The training and evaluation input pipeline: WebDataset shards to batches, DDP-safe and exactly resumable.
 
-Training, per epoch:
+Training follows the epoch plan (``epoch_plan``): one global sample order per epoch cut into one contiguous span per
+(rank, loader worker) stream, each exactly the samples of that stream's batches, so every used sample is read by
+one stream once and no stream wraps. A stream reads its span (with the shard index, a range read from the middle of
+a shard; without, the shard from its start), passes it through a seeded shuffle buffer, and decodes, transforms and
+batches inside the loader worker (per-sample IPC costs 4x in our measurements). Rank ``r``'s batches hold its share
+of the global batch; a sample that does not decode leaves its batch one row short rather than pulling in another.
 
-1. a shard permutation seeded by ``(seed, epoch)``, identical on every rank;
-2. shards split by rank (ranks read disjoint shards), then by loader worker;
-3. each worker streams its shards' raw samples through a shuffle buffer seeded by
-   ``(seed, epoch, rank, worker, pass)``, then decodes, transforms and batches inside the worker (per-sample IPC
-   costs 4x in our measurements);
-4. every rank yields exactly ``floor(N / (world_size * batch_size))`` batches: a worker whose shards run short
-   starts another pass over them, one with samples left over stops, so DDP never waits on a rank that ran dry.
-
-Batch ``j`` of an epoch comes from logical worker ``j % workers`` (the DataLoader reads workers round-robin), so
-starting at ``start_batch`` rotates the worker roles so that loader worker 0 produces batch ``start_batch`` and
-each worker drops, *before decoding*, the raw samples of the batches it had already produced. Augmentation is
-seeded per sample by ``(seed, epoch, sample key, pass)``, so skipping changes nothing downstream: a resumed epoch
-yields exactly the batches an uninterrupted one would have, for the same world size and loader workers.
+Batch ``j`` of a segment comes from logical worker ``j % workers`` (the DataLoader reads workers round-robin), so a
+resumed segment rotates the worker roles so that loader worker 0 produces the first remaining batch, and each stream
+drops, *before decoding* (and, with an index, before reading), the samples it had already emitted: the buffer's
+emission order is computed from the plan, not replayed from data. Augmentation is seeded per sample by ``(seed,
+epoch, shard, position)``, so a resumed epoch yields exactly the batches an uninterrupted one would have on the same
+layout, and on another layout exactly the samples not yet used.
 
 Evaluation assigns shards to ranks without shuffling and pads with masked rows so that every sample is seen exactly
 once across ranks and every rank yields the same number of equally shaped batches (distributed top-1/top-5 exact).
 
 Images that do not decode are skipped and counted (training) or masked out (evaluation), never slept on; samples
-the manifest lists as undecodable are dropped before the shuffle, so they do not disturb exact resume. More than
-``max_corrupt_fraction`` of a worker's samples failing is an error.
+the manifest lists as undecodable are not decoded at all. More than ``max_corrupt_fraction`` of a worker's samples
+failing is an error.
 """
 
 from __future__ import annotations
 
-import random
+import math
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from densenet_ray.data.epoch_plan import (
+    EpochOrder,
+    Layout,
+    Segment,
+    StreamPlan,
     eval_batches_per_rank,
     eval_shards,
     mix,
-    shard_permutation,
+    plan_epoch,
     train_batches_per_rank,
-    worker_batch_count,
-    worker_shards,
 )
-from densenet_ray.data.manifest import Manifest, ShardInfo, load_manifest
+from densenet_ray.data.manifest import Manifest, load_manifest
 from densenet_ray.data.samples import EncodedBatch, Transform, check_corrupt, collate, decode, encode
+from densenet_ray.data.shard_index import ShardIndex
+from densenet_ray.data.shard_reader import RawSample, load_index, read_positions, read_shard
 from densenet_ray.data.storage import Storage, StorageError
 from densenet_ray.errors import DataError, UserError
+
+Batch = tuple[Any, torch.Tensor, torch.Tensor, int]  # images, labels, mask, samples skipped
 
 
 @dataclass(frozen=True)
@@ -55,14 +61,16 @@ class PipelineConfig:
     Attributes:
         data: the manifest URL, or the directory/prefix holding ``{split}.json``.
         split: which split to read.
-        batch_size: the per-rank batch size.
+        batch_size: the global batch size; rank ``r`` takes its share (``Layout.share``) of every training batch,
+            and ``ceil(batch_size / world_size)`` rows of every evaluation batch.
         rank, world_size: this process's place in the DDP group.
         loader_workers: DataLoader worker processes (0 reads in the calling process).
-        epoch: the epoch number; seeds the shard permutation, the shuffle and the augmentation.
+        epoch: the epoch number; seeds the sample order, the shuffle and the augmentation.
         seed: the run's seed.
-        train: training (shuffled, exact batch count, drop remainder) or evaluation (every sample once, masked).
-        start_batch: the first batch to yield (resume); batches before it are skipped without decoding.
-        shuffle_buffer: raw samples held in each worker's shuffle buffer.
+        train: training (planned spans, exact batch count) or evaluation (every sample once, masked).
+        start_batch: global batches of the epoch already done (resume), counting ``history``'s.
+        history: the epoch's earlier segments, run on other layouts (elastic or changed resume).
+        shuffle_buffer: raw samples held in each stream's shuffle buffer.
         max_corrupt_fraction: the fraction of a worker's samples that may fail to decode before it is an error.
         pin_memory: batches in page-locked memory, so copies to a GPU can be asynchronous.
         decode_device: where images are decoded: None decodes and transforms in the loader workers (CPU); a device
@@ -80,14 +88,19 @@ class PipelineConfig:
     seed: int = 0
     train: bool = True
     start_batch: int = 0
+    history: tuple[Segment, ...] = ()
     shuffle_buffer: int = 2000
     max_corrupt_fraction: float = 0.01
     pin_memory: bool = False
     decode_device: str | None = None
 
+    @property
+    def layout(self) -> Layout:
+        return Layout(self.world_size, self.loader_workers, self.batch_size)
+
     def validate(self) -> None:
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size {self.batch_size} must be positive")
+        if self.batch_size < self.world_size:
+            raise ValueError(f"batch_size {self.batch_size} must be at least the world size {self.world_size}")
         if not 0 <= self.rank < self.world_size:
             raise ValueError(f"rank {self.rank} is not in [0, world_size={self.world_size})")
         if self.loader_workers < 0:
@@ -98,13 +111,16 @@ class PipelineConfig:
 
 @dataclass(frozen=True)
 class _Plan:
-    """Everything a (rank, logical worker) needs, picklable so spawned workers can rebuild their stream."""
+    """Everything a rank's loader workers need, picklable so spawned workers can rebuild their streams."""
 
     config: PipelineConfig
     storage: Storage
     manifest: Manifest
     transform: Transform | None
-    total_batches: int  # per rank, this epoch
+    order: EpochOrder | None  # training only
+    streams: list[StreamPlan]  # this rank's streams of the current segment (training)
+    segment_start: int  # batches of the current segment already done
+    eval_batch: int
 
 
 class _WorkerStream(torch.utils.data.IterableDataset):
@@ -113,75 +129,89 @@ class _WorkerStream(torch.utils.data.IterableDataset):
     def __init__(self, plan: _Plan) -> None:
         super().__init__()
         self.plan = plan
-        self._dropped = 0  # samples the manifest lists as undecodable, dropped before the shuffle
+        self._indexes: dict[int, ShardIndex | None] = {}
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]]:
+    def __iter__(self) -> Iterator[Batch]:
         info = torch.utils.data.get_worker_info()
         loader_worker, workers = (info.id, info.num_workers) if info else (0, 1)
-        config = self.plan.config
         torch.set_num_threads(1)  # decode in parallel processes, not threads
-        if config.train:
-            # Rotate roles so that loader worker 0 produces global batch start_batch (DataLoader reads in order).
-            logical = (loader_worker + config.start_batch) % workers
-            yield from self._train(logical, workers)
+        if self.plan.config.train:
+            # Rotate roles so that loader worker 0 produces the segment's first remaining batch (in-order reads).
+            yield from self._train(self.plan.streams[(loader_worker + self.plan.segment_start) % workers])
         else:
             yield from self._evaluate(loader_worker, workers)
 
     # -- training ---------------------------------------------------------------------------------------------
-    def _train(self, worker: int, workers: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]]:
-        plan, config = self.plan, self.plan.config
-        order = shard_permutation(len(plan.manifest.shards), config.seed, config.epoch)
-        mine = worker_shards(order, config.rank, config.world_size, worker, workers)
-        wanted = worker_batch_count(plan.total_batches, worker, workers)
-        already = worker_batch_count(config.start_batch, worker, workers)
-        to_skip = already * config.batch_size  # raw samples of the batches produced before the resume point
-        produced = already
-        failures = seen = 0
+    def _train(self, stream: StreamPlan) -> Iterator[Batch]:
+        config = self.plan.config
+        emission = stream.emission(config.shuffle_buffer)
+        todo = emission[stream.emitted(self.plan.segment_start) :]
+        undecodable = set(self.plan.manifest.undecodable)
+        held: dict[int, tuple[int, int, RawSample]] = {}
         batch: list[tuple[Any, int]] = []
-        skipped_in_batch = 0
-        pass_index = 0
-        while produced < wanted:
-            emitted_this_pass = False
-            rng = random.Random(mix(config.seed, config.epoch, config.rank, worker, pass_index, 2))
-            for key, image_bytes, label in _shuffled(self._raw(mine), rng, config.shuffle_buffer):
-                emitted_this_pass = True
-                if to_skip:
-                    to_skip -= 1
-                    continue
+        next_out = failures = seen = skipped = 0
+        for index, located in self._read(stream, todo):
+            held[index] = located
+            while next_out < len(todo) and int(todo[next_out]) in held:
+                shard, position, (key, image_bytes, label) = held.pop(int(todo[next_out]))
+                next_out += 1
                 seen += 1
-                tensor = self._prepare(image_bytes, mix(config.seed, config.epoch, int(key), pass_index))
+                tensor = None
+                if key not in undecodable and label >= 0:
+                    tensor = self._prepare(image_bytes, mix(config.seed, config.epoch, shard, position))
                 if tensor is None:
                     failures += 1
-                    skipped_in_batch += 1
+                    skipped += 1
                     check_corrupt(failures, seen, config.max_corrupt_fraction)
-                    continue
-                batch.append((tensor, label))
-                if len(batch) == config.batch_size:
-                    yield collate(batch, config.batch_size, skipped_in_batch + self._dropped)
-                    batch, skipped_in_batch, self._dropped = [], 0, 0
-                    produced += 1
-                    if produced >= wanted:
-                        return
-            if not emitted_this_pass:
-                raise DataError(f"no readable samples in shards {[plan.manifest.shards[i].name for i in mine]}")
-            pass_index += 1  # this worker's shards ran short: wrap into another pass
+                else:
+                    batch.append((tensor, label))
+                if len(batch) + skipped == stream.batch_size:
+                    yield collate(batch, len(batch), skipped)
+                    batch, skipped = [], 0
+        if next_out != len(todo):
+            raise DataError(f"a stream produced {next_out} of its {len(todo)} planned samples")
+
+    def _read(self, stream: StreamPlan, todo: np.ndarray) -> Iterator[tuple[int, tuple[int, int, RawSample]]]:
+        """``(index into the span, (shard, position, sample))`` for the span's samples in ``todo``, in read order."""
+        plan = self.plan
+        assert plan.order is not None
+        wanted = np.sort(todo)
+        shards, positions = plan.order.locate(stream.window[wanted])
+        for start, stop in _runs(shards, positions):
+            shard = int(shards[start])
+            info = plan.manifest.shards[shard]
+            if shard not in self._indexes:
+                self._indexes[shard] = load_index(plan.storage, info)
+            span_indices = wanted[start:stop]
+            for offset, (position, sample) in enumerate(
+                read_positions(plan.storage, info, positions[start:stop].tolist(), self._indexes[shard])
+            ):
+                yield int(span_indices[offset]), (shard, position, sample)
 
     # -- evaluation -------------------------------------------------------------------------------------------
-    def _evaluate(self, worker: int, workers: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]]:
-        plan, config = self.plan, self.plan.config
+    def _evaluate(self, worker: int, workers: int) -> Iterator[Batch]:
+        plan, config, size = self.plan, self.plan.config, self.plan.eval_batch
         mine = eval_shards(len(plan.manifest.shards), config.rank, config.world_size)[worker::workers]
         batch: list[tuple[Any, int]] = []
         skipped = 0
-        for key, image_bytes, label in self._raw(mine, drop_undecodable=False):
-            tensor = self._prepare(image_bytes, mix(config.seed, int(key)))
-            if tensor is None:
-                skipped += 1  # keep its slot, masked out, so batch counts stay what the manifest implies
-            batch.append((tensor, label))
-            if len(batch) == config.batch_size:
-                yield collate(batch, config.batch_size, skipped)
-                batch, skipped = [], 0
+        for shard in mine:
+            info = plan.manifest.shards[shard]
+            count = 0
+            for count, (_, image_bytes, label) in enumerate(read_shard(plan.storage, info), start=1):
+                tensor = self._prepare(image_bytes, mix(config.seed, shard, count - 1))
+                if tensor is None:
+                    skipped += 1  # keep its slot, masked out, so batch counts stay what the manifest implies
+                batch.append((tensor, label))
+                if len(batch) == size:
+                    yield collate(batch, size, skipped)
+                    batch, skipped = [], 0
+            if count != info.samples:
+                raise DataError(
+                    f"shard {plan.storage.join(info.name)} is truncated or corrupt: {count} of {info.samples} "
+                    "samples (run `densenet-ray data verify`)"
+                )
         if batch:
-            yield collate(batch, config.batch_size, skipped)
+            yield collate(batch, size, skipped)
 
     def _prepare(self, image_bytes: bytes, seed: int) -> Any:
         """The decoded, transformed image; or, decoding on the device, the bytes and augmentation parameters."""
@@ -189,70 +219,30 @@ class _WorkerStream(torch.utils.data.IterableDataset):
             return encode(image_bytes, self.plan.transform, seed)
         return decode(image_bytes, self.plan.transform, seed)
 
-    # -- raw samples ------------------------------------------------------------------------------------------
-    def _raw(self, shard_indices: list[int], drop_undecodable: bool = True) -> Iterator[tuple[str, bytes, int]]:
-        plan = self.plan
-        undecodable = set(plan.manifest.undecodable) if drop_undecodable else set()
-        for index in shard_indices:
-            shard = plan.manifest.shards[index]
-            count = 0
-            for key, image_bytes, label in _read_shard(plan.storage, shard):
-                count += 1
-                if key in undecodable:
-                    self._dropped += 1
-                else:
-                    yield key, image_bytes, label
-            if count != shard.samples:
-                raise DataError(
-                    f"shard {plan.storage.join(shard.name)} is truncated or corrupt: {count} of {shard.samples} "
-                    "samples (run `densenet-ray data verify`)"
-                )
+
+def _runs(shards: np.ndarray, positions: np.ndarray) -> Iterator[tuple[int, int]]:
+    """``[start, stop)`` stretches of one shard with rising positions (a span wraps from the order's end to its
+    start, which may be the same shard)."""
+    start = 0
+    for i in range(1, len(shards) + 1):
+        if i == len(shards) or shards[i] != shards[i - 1] or positions[i] <= positions[i - 1]:
+            yield start, i
+            start = i
 
 
-def _read_shard(storage: Storage, shard: ShardInfo) -> Iterator[tuple[str, bytes, int]]:
-    from webdataset.tariterators import tar_file_iterator
-
-    url = storage.join(shard.name)
-    try:
-        with storage.open_read(shard.name) as stream:
-            current_key, members = None, {}
-            for entry in tar_file_iterator(stream):
-                key, _, extension = entry["fname"].partition(".")
-                if key != current_key and members:
-                    yield _sample(current_key, members, url)
-                    members = {}
-                current_key = key
-                members[extension] = entry["data"]
-            if members:
-                yield _sample(current_key, members, url)
-    except (StorageError, DataError):
-        raise
-    except Exception as error:  # tarfile and stream errors: name the shard, not a bare traceback
-        raise DataError(f"cannot read shard {url} ({type(error).__name__}: {error})") from None
+_NOTIFIED: set[str] = set()
 
 
-def _sample(key: str | None, members: dict[str, bytes], url: str) -> tuple[str, bytes, int]:
-    images = [data for extension, data in members.items() if extension != "cls"]
-    try:
-        label = int(members["cls"])
-    except (KeyError, ValueError):
-        label = -1
-    # A sample missing its image or label (a truncated member) still counts, and fails decoding downstream.
-    return str(key), images[0] if images else b"", label
-
-
-def _shuffled(samples: Iterator[Any], rng: random.Random, size: int) -> Iterator[Any]:
-    """A seeded shuffle buffer: fill to ``size``, then emit a random element for each new one, then drain."""
-    buffer: list[Any] = []
-    for sample in samples:
-        if len(buffer) < size:
-            buffer.append(sample)
-            continue
-        index = rng.randrange(len(buffer))
-        buffer[index], sample = sample, buffer[index]
-        yield sample
-    rng.shuffle(buffer)
-    yield from buffer
+def _notice_unindexed(storage: Storage, manifest: Manifest) -> None:
+    """One line per process and dataset when shards have no index (they train, reading whole shards)."""
+    missing = sum(1 for shard in manifest.shards if not shard.index)
+    if missing and storage.url not in _NOTIFIED:
+        _NOTIFIED.add(storage.url)
+        print(
+            f"notice: {missing} of {len(manifest.shards)} shards at {storage.url} have no index; streams read them "
+            f"from their start (add indexes with `densenet-ray data index {storage.url}`)",
+            file=sys.stderr,
+        )
 
 
 class EpochLoader:
@@ -266,20 +256,28 @@ class EpochLoader:
         config.validate()
         storage, manifest = load_manifest(config.data, config.split)
         self.config, self.manifest, self.skipped = config, manifest, 0
-        workers = max(config.loader_workers, 1)
-        usable = manifest.num_samples - len(manifest.undecodable)
+        eval_batch = math.ceil(config.batch_size / config.world_size)
         if config.train:
-            self.total_batches = train_batches_per_rank(usable, config.world_size, config.batch_size)
-            if self.total_batches == 0:
+            if train_batches_per_rank(manifest.num_samples, config.batch_size) == 0:
                 raise UserError(
-                    f"{usable} samples cannot fill one batch of {config.batch_size} on each of {config.world_size} "
-                    "rank(s); lower the batch size"
+                    f"{manifest.num_samples} samples cannot fill one global batch of {config.batch_size}; "
+                    "lower the batch size"
                 )
+            _notice_unindexed(storage, manifest)
+            epoch = plan_epoch(
+                [shard.samples for shard in manifest.shards], config.seed, config.epoch, config.layout,
+                config.history, config.start_batch, config.shuffle_buffer,
+            )  # fmt: skip
+            self.total_batches = epoch.epoch_batches
+            plan = _Plan(
+                config, storage, manifest, transform, epoch.order, epoch.rank_streams(config.rank), epoch.start, 0
+            )
         else:
-            self.total_batches = eval_batches_per_rank(manifest, config.world_size, workers, config.batch_size)
-        if config.start_batch > self.total_batches:
-            raise ValueError(f"start_batch {config.start_batch} is past the epoch's {self.total_batches} batches")
-        plan = _Plan(config, storage, manifest, transform, self.total_batches)
+            workers = max(config.loader_workers, 1)
+            self.total_batches = eval_batches_per_rank(manifest, config.world_size, workers, eval_batch)
+            if config.start_batch > self.total_batches:
+                raise ValueError(f"start_batch {config.start_batch} is past the epoch's {self.total_batches} batches")
+            plan = _Plan(config, storage, manifest, transform, None, [], 0, eval_batch)
         self._dataset = _WorkerStream(plan)
         self._loader = torch.utils.data.DataLoader(
             self._dataset,
@@ -325,16 +323,14 @@ class EpochLoader:
 
     def _template(self) -> tuple[Any, torch.Tensor]:
         """A batch-shaped pair built from the first sample, for ranks that have nothing of their own to read."""
-        stream = self._dataset
-        for _, image_bytes, _ in stream._raw([0], drop_undecodable=False):
+        stream, size = self._dataset, self._dataset.plan.eval_batch
+        for _, image_bytes, _ in read_shard(stream.plan.storage, self.manifest.shards[0]):
             tensor = stream._prepare(image_bytes, 0)
             if isinstance(tensor, tuple):  # encoded: the device stage shapes masked rows itself
-                images, labels, _, _ = collate([(tensor, 0)], self.config.batch_size, 0)
+                images, labels, _, _ = collate([(tensor, 0)], size, 0)
                 return images.blank(), labels
             if tensor is not None:
-                return tensor.new_zeros((self.config.batch_size, *tensor.shape)), torch.zeros(
-                    self.config.batch_size, dtype=torch.long
-                )
+                return tensor.new_zeros((size, *tensor.shape)), torch.zeros(size, dtype=torch.long)
         raise DataError("no sample of the first shard decodes; cannot shape evaluation padding")
 
 

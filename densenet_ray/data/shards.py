@@ -12,6 +12,7 @@ from typing import IO
 import numpy as np
 
 from densenet_ray.data.manifest import ShardInfo
+from densenet_ray.data.shard_index import Member, build_index, index_name, padded, split_member_name
 from densenet_ray.data.storage import Storage
 
 
@@ -87,12 +88,14 @@ class _HashingWriter(io.RawIOBase):
         return len(data)
 
 
-def _add_member(archive: tarfile.TarFile, name: str, data: bytes) -> None:
+def _add_member(archive: tarfile.TarFile, name: str, data: bytes) -> Member:
+    """Append one member; returns it as the index records it (tarfile's ``offset`` is where the archive ends)."""
     info = tarfile.TarInfo(name)
     info.size, info.mtime, info.mode = len(data), 0, 0o444
     info.uid = info.gid = 0
     info.uname = info.gname = ""
     archive.addfile(info, io.BytesIO(data))
+    return Member(split_member_name(name)[1], archive.offset - padded(len(data)), len(data), name)
 
 
 def write_shard(
@@ -106,15 +109,16 @@ def write_shard(
 
     Members have fixed mtime, owner and mode and ustar headers (no per-member PAX header), so rebuilding from the
     same source gives a byte-identical shard. Every ``stats_every``-th sample's pixels go into ``stats``; every
-    sample's size does.
+    sample's size does. The shard's index (DALI's format, see ``shard_index``) is written beside it, after it.
     """
     count = 0
+    members: list[Member] = []
     with storage.open_write(name) as target:
         hashed = _HashingWriter(target)
         with tarfile.open(fileobj=hashed, mode="w|", format=tarfile.USTAR_FORMAT) as archive:
             for key, image, extension, label in samples:
-                _add_member(archive, f"{key}.{extension}", image)
-                _add_member(archive, f"{key}.cls", str(label).encode())
+                members.append(_add_member(archive, f"{key}.{extension}", image))
+                members.append(_add_member(archive, f"{key}.cls", str(label).encode()))
                 if stats is not None:
                     stats.formats.add(extension)
                     try:
@@ -124,4 +128,6 @@ def write_shard(
                     except Exception:  # PIL raises many types; the bytes are kept, the key is reported
                         stats.undecodable.append(key)
                 count += 1
-    return ShardInfo(name=name, samples=count, bytes=hashed.bytes, sha256=hashed.digest.hexdigest())
+    storage.write_bytes(index_name(name), build_index(members).to_text().encode())
+    digest = hashed.digest.hexdigest()
+    return ShardInfo(name=name, samples=count, bytes=hashed.bytes, sha256=digest, index=index_name(name))

@@ -80,10 +80,10 @@ class TrainConfig:
         for name, value in positive.items():
             if value is not None and value < 1:
                 raise UserError(f"--{name.replace('_', '-')} {value} must be at least 1")
-        if self.batch_size is not None and self.batch_size % self.workers:
+        if self.batch_size is not None and self.batch_size < self.workers:
             raise UserError(
-                f"global --batch-size {self.batch_size} is not divisible by --workers {self.workers}; "
-                f"use a multiple of {self.workers}"
+                f"global --batch-size {self.batch_size} is smaller than --workers {self.workers}; every worker needs "
+                f"at least one sample a batch"
             )
         if self.lr_schedule not in ("step", "cosine"):
             raise UserError(f"--lr-schedule {self.lr_schedule!r} is not one of: step, cosine")

@@ -25,9 +25,9 @@ class TrainStats:
     data_seconds: float = 0.0
     sums: torch.Tensor | None = None  # (loss sum, correct), float64 on the device
 
-    def add(self, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
-        """Count one batch's mean ``loss`` and top-1 hits without a host sync."""
-        batch = torch.stack([loss.double() * len(labels), (logits.argmax(1) == labels).sum().double()])
+    def add(self, loss_sum: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        """Count one batch's summed loss and top-1 hits without a host sync."""
+        batch = torch.stack([loss_sum.double(), (logits.argmax(1) == labels).sum().double()])
         self.sums = batch if self.sums is None else self.sums.add_(batch)
         self.samples += len(labels)
         self.steps += 1
@@ -76,6 +76,9 @@ class StepContext:
         optimizer: training only.
         scaler: the fp16 gradient scaler, or None.
         set_lr: ``set_lr(i)`` sets (and returns) the learning rate of batch ``i`` of the epoch (training only).
+        rows_per_rank: the global batch divided by the world size. A rank's loss is its summed sample losses over
+            this, so DDP's gradient average is the mean over the global batch even when ranks hold unequal shares
+            (and a sample that failed to decode drops out without raising the others' weight). None: the batch mean.
     """
 
     model: nn.Module
@@ -85,6 +88,7 @@ class StepContext:
     optimizer: torch.optim.Optimizer | None = None
     scaler: torch.amp.GradScaler | None = None
     set_lr: Callable[[int], float] | None = None
+    rows_per_rank: float | None = None
 
     def to_device(self, images: torch.Tensor) -> torch.Tensor:
         images = images.to(self.device, non_blocking=True)
@@ -92,11 +96,12 @@ class StepContext:
 
 
 def _step(context: StepContext, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """One optimisation step; returns the loss and logits (detached)."""
+    """One optimisation step; returns the summed loss and the logits (detached)."""
     assert context.optimizer is not None
     with _autocast(context.device, context.precision):
         logits = context.model(images)
-    loss = F.cross_entropy(logits.float(), labels)
+    loss_sum = F.cross_entropy(logits.float(), labels, reduction="sum")
+    loss = loss_sum / (context.rows_per_rank or len(labels))
     context.optimizer.zero_grad(set_to_none=True)
     if context.scaler is not None:
         context.scaler.scale(loss).backward()
@@ -105,7 +110,7 @@ def _step(context: StepContext, images: torch.Tensor, labels: torch.Tensor) -> t
     else:
         loss.backward()
         context.optimizer.step()
-    return loss.detach(), logits.detach()
+    return loss_sum.detach(), logits.detach()
 
 
 def train_epoch(
@@ -129,8 +134,8 @@ def train_epoch(
         if context.set_lr is not None:
             context.set_lr(index)
         labels = labels.to(context.device, non_blocking=True)
-        loss, logits = _step(context, context.to_device(images), labels)
-        stats.add(loss, logits, labels)
+        loss_sum, logits = _step(context, context.to_device(images), labels)
+        stats.add(loss_sum, logits, labels)
         if on_step:
             on_step(index, stats)
         waited = time.perf_counter()

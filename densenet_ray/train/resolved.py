@@ -112,10 +112,6 @@ class ResolvedConfig:
     execution: ExecutionSpec
     storage: StorageSpec
 
-    @property
-    def per_worker_batch(self) -> int:
-        return self.optim.batch_size // self.execution.workers
-
     def to_document(self) -> dict[str, Any]:
         """The nested mapping saved as ``config.yaml`` and handed to the workers."""
         return dataclasses.asdict(self)

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from densenet_ray.data.epoch_plan import train_batches_per_rank
+from densenet_ray.data.epoch_plan import Layout, train_batches_per_rank
 from densenet_ray.data.manifest import load_manifest
 from densenet_ray.data.pipeline import EpochLoader, PipelineConfig, make_loader
 from densenet_ray.data.transforms import for_dataset
@@ -70,26 +70,31 @@ class WorkerLoop:
             self.model, self.device, self.acceleration.precision, self.acceleration.channels_last
         )
         self.step_context.optimizer, self.step_context.scaler = self.optimizer, scaler
+        self.step_context.rows_per_rank = config.optim.batch_size / self.world
         self.train_transform = for_dataset(config.data.dataset, train=True, augment=config.data.augment)
         self.eval_transform = for_dataset(config.data.dataset, train=False)
         self.progress = InEpochProgress(config.storage.run_url) if self.rank == 0 else None
         self.first_step_time = 0.0  # wall clock (Unix) when this attempt's first optimizer step finished
         self.first_step_seconds: float | None = None  # from this loop's start: model build, compile, warm-up
 
-    def _pipeline(self, split: str, train: bool, epoch: int = 0, start_batch: int = 0) -> EpochLoader:
+    @property
+    def layout(self) -> Layout:
+        return Layout(self.world, self.config.data.loader_workers, self.config.optim.batch_size)
+
+    def _pipeline(self, split: str, train: bool, epoch: int = 0) -> EpochLoader:
         data = self.config.data
         config = PipelineConfig(
-            data.data, split, self.config.per_worker_batch, self.rank, self.world, data.loader_workers,
-            epoch=epoch, seed=self.config.optim.seed, train=train, start_batch=start_batch,
-            pin_memory=self.device.type == "cuda", decode_device=str(self.device) if data.decode == "gpu" else None,
+            data.data, split, self.config.optim.batch_size, self.rank, self.world, data.loader_workers,
+            epoch=epoch, seed=self.config.optim.seed, train=train, start_batch=self.state.next_batch if train else 0,
+            history=self.state.history if train else (), pin_memory=self.device.type == "cuda",
+            decode_device=str(self.device) if data.decode == "gpu" else None,
         )  # fmt: skip
         return make_loader(config, self.train_transform if train else self.eval_transform)
 
     def _planned_steps(self) -> int:
         """The whole run's optimizer steps (not what is left: a resumed attempt must choose what the first did)."""
         _, manifest = load_manifest(self.config.data.data, "train")
-        usable = manifest.num_samples - len(manifest.undecodable)
-        per_epoch = train_batches_per_rank(usable, self.world, self.config.per_worker_batch)
+        per_epoch = train_batches_per_rank(manifest.num_samples, self.config.optim.batch_size)
         limit = self.config.execution.limit_train_batches
         return (min(per_epoch, limit) if limit else per_epoch) * self.config.optim.epochs
 
@@ -103,7 +108,7 @@ class WorkerLoop:
     def run_epoch(self, epoch: int) -> dict[str, Any]:
         import ray.train
 
-        batches = self._pipeline("train", True, epoch, self.state.next_batch)
+        batches = self._pipeline("train", True, epoch)
         limit = self.config.execution.limit_train_batches
         steps = min(batches.total_batches, limit) if limit else batches.total_batches
         self.step_context.set_lr = lambda index: self._set_lr(epoch, index, steps)
@@ -125,7 +130,7 @@ class WorkerLoop:
         if self.first_step_seconds is not None:  # the attempt's first epoch: its evaluation graphs are compiled now
             self._save_compile_artifacts()
         self.first_step_seconds = None  # said once per attempt
-        self.state.epoch, self.state.next_batch = epoch + 1, 0
+        self.state.epoch, self.state.next_batch, self.state.history = epoch + 1, 0, ()
         with tempfile.TemporaryDirectory() as directory:
             save_checkpoint(self, directory)
             ray.train.report(record, checkpoint=ray.train.Checkpoint.from_directory(directory))

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from densenet_ray.data.epoch_plan import Layout, Segment
 from densenet_ray.data.storage import open_storage
 from densenet_ray.models import create_model
 from densenet_ray.train.acceleration import Acceleration, use_compile_cache
@@ -26,12 +27,14 @@ from densenet_ray.train.resolved import ResolvedConfig
 
 @dataclass
 class TrainingState:
-    """Where training stands: the next epoch and batch to run, optimizer steps so far, the best test error."""
+    """Where training stands: the next epoch and global batch to run, optimizer steps so far, the best test error,
+    and the current epoch's earlier segments (stretches run on another layout, see ``epoch_plan``)."""
 
     epoch: int = 0
     next_batch: int = 0
     global_step: int = 0
     best_error: float = 1.0
+    history: tuple[Segment, ...] = ()
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -71,11 +74,30 @@ def save_checkpoint(loop: Any, directory: str) -> None:
             "next_batch": loop.state.next_batch,
             "global_step": loop.state.global_step,
             "best_error": loop.state.best_error,
+            "history": [segment.to_dict() for segment in loop.state.history],
+            "segment": Segment(loop.layout, loop.state.next_batch - done(loop.state.history)).to_dict(),
             "config": loop.config.to_document(),
         }
         torch.save(state, os.path.join(directory, STATE_FILE))
     rng = {"torch": torch.random.get_rng_state(), "python": random.getstate()}
     torch.save(rng, os.path.join(directory, f"rng-rank{loop.rank}.pt"))
+
+
+def done(history: tuple[Segment, ...]) -> int:
+    return sum(segment.batches for segment in history)
+
+
+def resumed_history(state: dict[str, Any], layout: Layout) -> tuple[Segment, ...]:
+    """The epoch's earlier segments for a run resuming on ``layout``: the checkpoint's, plus its own current
+    segment when that ran on another layout (the new layout then plans the samples not yet used). A checkpoint from
+    before segments were recorded resumes as if on the same layout."""
+    history = tuple(Segment.from_dict(segment) for segment in state.get("history", []))
+    current = state.get("segment")
+    if current is not None:
+        segment = Segment.from_dict(current)
+        if segment.batches and segment.layout != layout:
+            history += (segment,)
+    return history
 
 
 @contextlib.contextmanager
@@ -112,6 +134,7 @@ def load_resume_state(loop: Any, checkpoint: Any, scaler: Any) -> None:
     if scaler is not None and state.get("scaler"):
         scaler.load_state_dict(state["scaler"])
     loop.state = TrainingState(state["epoch"], state["next_batch"], state["global_step"], state["best_error"])
+    loop.state.history = resumed_history(state, loop.layout)
     if rng_bytes is not None:
         rng = torch.load(io.BytesIO(rng_bytes), weights_only=False)
         torch.random.set_rng_state(rng["torch"])

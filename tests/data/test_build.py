@@ -165,9 +165,11 @@ def test_interrupted_build_leaves_no_manifest_and_no_partial_shard(tmp_path, fix
     with pytest.raises(KeyboardInterrupt):
         build_dataset(imagefolder_source(fixture_tar), str(out), shard_size=100, progress=interrupt)
     assert not (out / "train.json").exists()
-    assert sorted(os.listdir(out)) == [f"train-00000{i}.tar" for i in range(5)]  # no temporary files
+    # No temporary files; every shard with its index.
+    assert sorted(os.listdir(out)) == sorted(f"train-00000{i}.{ext}" for i in range(5) for ext in ("idx", "tar"))
     for name in os.listdir(out):  # every shard on disk is complete
-        assert len(_read_shard(out / name)) == 100
+        if name.endswith(".tar"):
+            assert len(_read_shard(out / name)) == 100
 
 
 @pytest.mark.integration

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import tarfile
@@ -11,6 +12,7 @@ import pytest
 import torch
 
 from densenet_ray.data.build import build_dataset
+from densenet_ray.data.epoch_plan import Layout, Segment
 from densenet_ray.data.pipeline import DataError, PipelineConfig, make_loader, train_batches_per_rank
 from densenet_ray.data.sources import imagefolder_source
 from densenet_ray.data.transforms import cifar_eval, cifar_train
@@ -30,19 +32,37 @@ def _row_hashes(images: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor |
     return [hashlib.sha1(images[i].numpy().tobytes() + bytes([int(labels[i])])).hexdigest() for i in rows]
 
 
-@pytest.mark.parametrize("world_size", [1, 2, 3, 4])
-def test_every_rank_yields_the_same_number_of_training_batches(shards, world_size) -> None:
-    expected = train_batches_per_rank(500, world_size, 16)
-    seen_per_rank = []
-    for rank in range(world_size):
-        config = PipelineConfig(shards, "train", 16, rank, world_size, loader_workers=2, epoch=1, seed=7)
-        loader = make_loader(config, cifar_eval())
-        batches = list(loader)
-        assert len(batches) == len(loader) == expected
-        assert all(images.shape == (16, 3, 32, 32) and labels.shape == (16,) for images, labels in batches)
-        seen_per_rank.append({h for images, labels in batches for h in _row_hashes(images, labels)})
-    if world_size > 1:  # ranks read disjoint shards
-        assert all(not (a & b) for i, a in enumerate(seen_per_rank) for b in seen_per_rank[i + 1 :])
+def _epoch(shards: str, world_size: int, workers: int, batch: int, epoch: int = 1, **options) -> list[list]:
+    """Every rank's batches of one training epoch."""
+    return [
+        list(
+            make_loader(
+                PipelineConfig(shards, "train", batch, rank, world_size, workers, epoch, 7, **options), cifar_eval()
+            )
+        )
+        for rank in range(world_size)
+    ]
+
+
+@pytest.mark.filterwarnings("ignore:This DataLoader will create 3 worker processes")
+@pytest.mark.parametrize("world_size", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_a_real_epoch_yields_every_sample_once(shards, world_size, workers) -> None:
+    everything = set(_all_sample_hashes(shards))
+    batch = 23  # 500 = 21 x 23 + 17: 17 samples left out, in a different place each epoch
+    left_out = []
+    for epoch in (1, 2):
+        per_rank = _epoch(shards, world_size, workers, batch, epoch)
+        seen = []
+        for rank, batches in enumerate(per_rank):
+            assert len(batches) == train_batches_per_rank(500, batch) == 21  # DDP: the same count on every rank
+            share = Layout(world_size, workers, batch).share(rank)
+            assert all(images.shape == (share, 3, 32, 32) for images, _ in batches)
+            seen += [h for images, labels in batches for h in _row_hashes(images, labels)]
+        assert len(seen) == len(set(seen)) == 21 * batch  # each used once: no stream wrapped or repeated
+        left_out.append(everything - set(seen))
+        assert len(left_out[-1]) == 17
+    assert left_out[0] != left_out[1]
 
 
 def test_epochs_shuffle_differently_and_reproducibly(shards) -> None:
@@ -57,18 +77,26 @@ def test_epochs_shuffle_differently_and_reproducibly(shards) -> None:
 
 
 @pytest.mark.filterwarnings("ignore:This DataLoader will create 3 worker processes")
-@pytest.mark.parametrize(("world_size", "workers", "start"), [(1, 2, 5), (2, 2, 3), (1, 0, 4), (2, 3, 7)])
+@pytest.mark.parametrize(("world_size", "workers", "start"), [(1, 2, 5), (2, 2, 3), (1, 0, 4), (2, 3, 7), (3, 1, 2)])
 def test_resume_yields_exactly_the_remaining_batches(shards, world_size, workers, start) -> None:
     for rank in range(world_size):
-        config = PipelineConfig(shards, "train", 10, rank, world_size, loader_workers=workers, epoch=2, seed=11)
+        config = PipelineConfig(shards, "train", 20, rank, world_size, loader_workers=workers, epoch=2, seed=11)
         full = list(make_loader(config, cifar_train()))  # random flips and crops: seeded per sample
-        resumed_config = PipelineConfig(
-            shards, "train", 10, rank, world_size, loader_workers=workers, epoch=2, seed=11, start_batch=start
-        )
-        resumed = list(make_loader(resumed_config, cifar_train()))
+        resumed = list(make_loader(dataclasses.replace(config, start_batch=start), cifar_train()))
         assert len(resumed) == len(full) - start
         for (a_images, a_labels), (b_images, b_labels) in zip(full[start:], resumed, strict=True):
             assert torch.equal(a_images, b_images) and torch.equal(a_labels, b_labels)
+
+
+@pytest.mark.parametrize(("old", "new"), [((2, 1), (1, 1)), ((1, 1), (3, 1)), ((3, 1), (2, 1)), ((2, 2), (2, 1))])
+def test_resume_on_another_layout_uses_every_remaining_sample_once(shards, old, new) -> None:
+    batch, done = 20, 6
+    first = [batches[:done] for batches in _epoch(shards, *old, batch, epoch=4)]
+    history = (Segment(Layout(*old, batch), done),)
+    second = _epoch(shards, *new, batch, epoch=4, start_batch=done, history=history)
+    assert all(len(batches) == 25 - done for batches in second)
+    seen = [h for part in (first, second) for batches in part for b in batches for h in _row_hashes(*b)]
+    assert len(seen) == len(set(seen)) == 500
 
 
 def _all_sample_hashes(shards: str) -> list[str]:
@@ -84,7 +112,7 @@ def test_distributed_evaluation_sees_every_sample_exactly_once(shards, world_siz
     assert len(expected) == 500
     seen, counts = [], []
     for rank in range(world_size):
-        config = PipelineConfig(shards, "train", 16, rank, world_size, loader_workers=2, train=False)
+        config = PipelineConfig(shards, "train", 16 * world_size, rank, world_size, loader_workers=2, train=False)
         batches = list(make_loader(config, cifar_eval()))
         counts.append(len(batches))
         assert all(images.shape == (16, 3, 32, 32) for images, _, _ in batches)
@@ -97,7 +125,7 @@ def test_evaluation_with_more_ranks_than_shards(tmp_path, fixture_tar) -> None:
     build_dataset(imagefolder_source(fixture_tar), str(tmp_path), shard_size=250)  # 2 shards, 3 ranks
     counts, seen = [], 0
     for rank in range(3):
-        config = PipelineConfig(str(tmp_path), "train", 50, rank, 3, loader_workers=2, train=False)
+        config = PipelineConfig(str(tmp_path), "train", 150, rank, 3, loader_workers=2, train=False)
         batches = list(make_loader(config, cifar_eval()))
         counts.append(len(batches))
         seen += sum(int(mask.sum()) for _, _, mask in batches)
@@ -105,13 +133,13 @@ def test_evaluation_with_more_ranks_than_shards(tmp_path, fixture_tar) -> None:
 
 
 def _rewrite_member(shard: Path, key: str, data: bytes) -> None:
+    """Overwrite ``key``'s image with ``data`` repeated to the same length (bit rot: the shard's index still fits)."""
     with tarfile.open(shard) as archive:
         members = [(m, archive.extractfile(m).read()) for m in archive.getmembers()]
     with tarfile.open(shard, "w", format=tarfile.USTAR_FORMAT) as archive:
         for member, content in members:
-            content = data if member.name == f"{key}.jpg" else content
-            member.size = len(content)
-
+            if member.name == f"{key}.jpg":
+                content = (data * (len(content) // len(data) + 1))[: len(content)]
             archive.addfile(member, io.BytesIO(content))
 
 
@@ -121,24 +149,24 @@ def test_corrupt_jpeg_is_skipped_and_counted(tmp_path, fixture_tar) -> None:
     with tarfile.open(out / "train-000001.tar") as archive:
         key = archive.getnames()[0].partition(".")[0]
     _rewrite_member(out / "train-000001.tar", key, b"\xff\xd8 corrupt")  # not known to the manifest
-    # One worker reads every sample (500 fill 25 batches exactly, so the skip forces a wrap); with several workers
-    # the corrupt sample may sit in the tail a worker never needs.
-    config = PipelineConfig(str(out), "train", 20, loader_workers=0, seed=1)
+    # 500 samples fill 25 batches exactly, so the corrupt sample is in one of them: that batch is one row short.
+    config = PipelineConfig(str(out), "train", 20, loader_workers=2, seed=1)
     loader = make_loader(config, cifar_eval())
     batches = list(loader)
     assert len(batches) == 25 and loader.skipped == 1
+    assert sorted(len(labels) for _, labels in batches) == [19] + [20] * 24
     eval_loader = make_loader(PipelineConfig(str(out), "train", 20, loader_workers=2, train=False), cifar_eval())
     masked = sum(int(mask.sum()) for _, _, mask in eval_loader)
     assert masked == 499 and eval_loader.skipped == 1
 
 
-def test_samples_listed_undecodable_are_dropped_before_the_shuffle(tmp_path, fixture_tar) -> None:
+def test_samples_listed_undecodable_are_never_decoded(tmp_path, fixture_tar) -> None:
     with tarfile.open(fixture_tar) as archive:
         archive.extractall(tmp_path / "src", filter="data")
     (tmp_path / "src" / "train" / "dog" / "0007.jpg").write_bytes(b"broken")
     manifest = build_dataset(imagefolder_source(str(tmp_path / "src")), str(tmp_path / "out"), shard_size=50)
     assert manifest.undecodable == ["00000257"]
-    loader = make_loader(PipelineConfig(str(tmp_path / "out"), "train", 499, loader_workers=0), cifar_eval())
+    loader = make_loader(PipelineConfig(str(tmp_path / "out"), "train", 500, loader_workers=0), cifar_eval())
     ((images, labels),) = list(loader)
     assert loader.skipped == 1 and labels.shape == (499,)
 
@@ -167,7 +195,7 @@ def test_truncated_shard_fails_clearly(tmp_path, fixture_tar) -> None:
 def test_bad_configuration_errors(shards) -> None:
     with pytest.raises(ValueError, match="rank 2 is not in"):
         make_loader(PipelineConfig(shards, "train", 8, rank=2, world_size=2))
-    with pytest.raises(ValueError, match="cannot fill one batch of 600"):
+    with pytest.raises(ValueError, match="500 samples cannot fill one global batch of 600"):
         make_loader(PipelineConfig(shards, "train", 600))
     with pytest.raises(Exception, match="no shard manifest for split 'test'"):
         make_loader(PipelineConfig(shards, "test", 8))

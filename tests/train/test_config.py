@@ -104,7 +104,7 @@ def test_wrong_types_in_yaml_are_one_line(values: dict, message: str) -> None:
     ("changes", "message"),
     [
         ({"dataset": "mnist"}, "unknown dataset 'mnist'; choose one of: cifar10, cifar100, svhn, imagenet"),
-        ({"batch_size": 63, "workers": 2}, "global --batch-size 63 is not divisible by --workers 2"),
+        ({"batch_size": 3, "workers": 4}, "global --batch-size 3 is smaller than --workers 4; every worker needs at"),
         ({"lr_schedule": "linear"}, "--lr-schedule 'linear' is not one of: step, cosine"),
         ({"precision": "fp8"}, "--precision 'fp8' is not one of: auto, fp32, bf16, fp16"),
         ({"decode": "nvjpeg"}, "--decode 'nvjpeg' is not one of: cpu, gpu"),

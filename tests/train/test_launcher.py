@@ -107,9 +107,9 @@ def test_two_worker_run_with_s3_run_storage(shards, bucket, moto_server, monkeyp
         (["--data", "DATA", "--model", "densenet_bc101"], 1, "error: unknown model 'densenet_bc101'"),
         (["--data", "DATA", "--depth", "101"], 1, "error: depth 101 does not fit a DenseNet-BC/B"),
         (
-            ["--data", "DATA", "--batch-size", "63", "--workers", "2"],
+            ["--data", "DATA", "--batch-size", "1", "--workers", "2"],
             1,
-            "error: global --batch-size 63 is not divisible",
+            "error: global --batch-size 1 is smaller than --workers 2",
         ),
         (["--data", "EMPTY"], 1, "error: no shard manifest for split 'train' at"),
         (["--data", "DATA", "--storage", "/proc/forbidden"], 1, "error: --storage /proc/forbidden is not writable"),

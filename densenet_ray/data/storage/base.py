@@ -45,6 +45,11 @@ class Storage(ABC):
         """A binary stream of the object (S3: the resumable reader)."""
         ...
 
+    @abstractmethod
+    def open_range(self, name: str, start: int, stop: int) -> IO[bytes]:
+        """A binary stream of bytes ``[start, stop)`` of the object (S3: one resumable Range request)."""
+        ...
+
     def read_bytes(self, name: str) -> bytes:
         with self.open_read(name) as stream:
             return stream.read()

@@ -5,10 +5,11 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import io
 import os
 import tempfile
 from collections.abc import Iterator
-from typing import IO
+from typing import IO, Any
 
 from densenet_ray.data.storage.base import ObjectInfo, Storage, StorageError
 
@@ -51,6 +52,11 @@ class LocalStorage(Storage):
             raise StorageError(f"no such file: {self._path(name)}") from None
         except PermissionError:
             raise StorageError(f"permission denied reading {self._path(name)}") from None
+
+    def open_range(self, name: str, start: int, stop: int) -> IO[bytes]:
+        handle = self.open_read(name)
+        handle.seek(start)
+        return io.BufferedReader(_Bounded(handle, stop - start))
 
     @contextlib.contextmanager
     def open_write(self, name: str) -> Iterator[IO[bytes]]:
@@ -112,3 +118,24 @@ def _umask() -> int:
     current = os.umask(0)
     os.umask(current)
     return current
+
+
+class _Bounded(io.RawIOBase):
+    """At most ``remaining`` bytes of an open file, from where it stands; closing closes the file."""
+
+    def __init__(self, handle: IO[bytes], remaining: int) -> None:
+        super().__init__()
+        self.handle, self.remaining = handle, remaining
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")[: self.remaining]
+        count = self.handle.readinto(view) or 0
+        self.remaining -= count
+        return count
+
+    def close(self) -> None:
+        self.handle.close()
+        super().close()

@@ -78,6 +78,9 @@ class S3Storage(Storage):
     def open_read(self, name: str) -> IO[bytes]:
         return open_s3(self.join(name), endpoint_url=self.endpoint_url)
 
+    def open_range(self, name: str, start: int, stop: int) -> IO[bytes]:
+        return open_s3(self.join(name), endpoint_url=self.endpoint_url, start=start, stop=stop)
+
     @contextlib.contextmanager
     def open_write(self, name: str) -> Iterator[IO[bytes]]:
         # S3 makes an object visible only when its upload completes, so staging in a local temporary file and

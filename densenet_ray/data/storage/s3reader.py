@@ -6,7 +6,8 @@ a read fails mid-body it asks again with ``Range: bytes=<received>-`` from the b
 the first response's ETag with ``If-Match`` so two versions of an object are never spliced together. Resumes are
 spaced by jittered exponential backoff and bounded: after ``max_resumes`` consecutive connections that each broke
 before delivering one 64 KB read the reader gives up (a large object on a flaky link may resume many times while it
-progresses). Exhausted resumes, 403, 404 or a changed ETag raise
+progresses). A reader of a byte range (a span of samples, located by the shard index) asks for that range and
+resumes within it. Exhausted resumes, 403, 404 or a changed ETag raise
 :class:`~densenet_ray.data.storage.StorageError` naming the URL and the cause.
 """
 
@@ -20,7 +21,7 @@ import logging
 import random
 import threading
 import time
-from typing import Any
+from typing import IO, Any
 from urllib.parse import urlparse
 
 from densenet_ray.data.storage.base import StorageError
@@ -75,8 +76,11 @@ class ResumableS3Reader(io.RawIOBase):
         backoff: float = 0.1,
         max_backoff: float = 5.0,
         readahead: int = DEFAULT_READAHEAD,
+        start: int = 0,
+        stop: int | None = None,
     ) -> None:
         super().__init__()
+        self.start, self._last = start, "" if stop is None else str(stop - 1)  # HTTP ranges are inclusive
         parsed = urlparse(url)
         self.url, self.bucket, self.key = url, parsed.netloc, parsed.path.lstrip("/")
         self.endpoint_url = endpoint_url
@@ -86,7 +90,7 @@ class ResumableS3Reader(io.RawIOBase):
         self._failing = 0  # consecutive resumes after connections that delivered less than HEALTHY_CONNECTION
         self._resumed_at = 0
         self._transient = _transient_errors()
-        response = self._get()
+        response = self._get(Range=f"bytes={start}-{self._last}") if start or stop is not None else self._get()
         self.etag: str = response["ETag"]
         self.length: int = int(response["ContentLength"])
         self._body = response["Body"]
@@ -194,9 +198,10 @@ class ResumableS3Reader(io.RawIOBase):
         with contextlib.suppress(Exception):  # the connection is already broken; closing it may fail too
             self._body.close()
         self._sleep(self._failing)  # a resume after a healthy connection waits at most `backoff` seconds
-        response = self._get(Range=f"bytes={self._received}-", IfMatch=self.etag)
+        resume_at = self.start + self._received
+        response = self._get(Range=f"bytes={resume_at}-{self._last}", IfMatch=self.etag)
         content_range = response.get("ContentRange", "")
-        if not content_range.startswith(f"bytes {self._received}-"):
+        if not content_range.startswith(f"bytes {resume_at}-"):
             raise StorageError(f"{self.url}: the server ignored the Range request (got {content_range!r})")
         self._body = response["Body"]
 
@@ -220,6 +225,12 @@ def open_s3(
     max_resumes: int = DEFAULT_MAX_RESUMES,
     buffer_size: int = DEFAULT_BUFFER,
     readahead: int = DEFAULT_READAHEAD,
-) -> io.BufferedReader:
-    """A buffered, resumable binary stream of the S3 object at ``url``; close it (or use ``with``) when done."""
-    return io.BufferedReader(ResumableS3Reader(url, endpoint_url, max_resumes, readahead=readahead), buffer_size)
+    start: int = 0,
+    stop: int | None = None,
+) -> IO[bytes]:
+    """A buffered, resumable binary stream of the S3 object at ``url`` (of its bytes ``[start, stop)`` when given:
+    one Range request, resumed within the range); close it (or use ``with``) when done."""
+    if stop is not None and stop <= start:
+        return io.BytesIO(b"")  # S3 answers an empty range with 416
+    reader = ResumableS3Reader(url, endpoint_url, max_resumes, readahead=readahead, start=start, stop=stop)
+    return io.BufferedReader(reader, buffer_size)
