@@ -8,6 +8,7 @@ import time
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from densenet_ray.cli.data_plan import add_parsers as add_plan_and_index_parsers
 from densenet_ray.cli.ray_options import add_ray_arguments, ray_options
 from densenet_ray.data.sources import DATASETS, Source
 from densenet_ray.errors import UserError
@@ -15,8 +16,8 @@ from densenet_ray.paths import DOWNLOADS_DIR
 
 
 def add_parser(groups: argparse._SubParsersAction) -> None:
-    """Mount ``data build``, ``data inspect`` and ``data verify``."""
-    parser = groups.add_parser("data", help="build, inspect and verify WebDataset shards (local or s3://)")
+    """Mount ``data build``, ``data inspect``, ``data verify``, ``data plan`` and ``data index``."""
+    parser = groups.add_parser("data", help="build, inspect, verify, plan and index WebDataset shards (local or s3://)")
     parser.set_defaults(handler=lambda args: parser.print_help() or 2)
     commands = parser.add_subparsers(dest="data_command", metavar="SUBCOMMAND", parser_class=type(parser))
 
@@ -56,11 +57,14 @@ def add_parser(groups: argparse._SubParsersAction) -> None:
     inspect.add_argument("--endpoint-url", help="S3 endpoint")
     inspect.set_defaults(handler=inspect_command)
 
-    verify = commands.add_parser("verify", help="stream every shard, check counts and SHA-256, decode every image")
+    verify = commands.add_parser(
+        "verify", help="stream every shard, check counts, SHA-256 and indexes, decode every image"
+    )
     verify.add_argument("url", metavar="URL", help="a shard directory/prefix or a manifest .json")
     verify.add_argument("--split", help="verify only this split")
     verify.add_argument("--endpoint-url", help="S3 endpoint")
     verify.set_defaults(handler=verify_command)
+    add_plan_and_index_parsers(commands)
 
 
 def _progress(console: Console) -> Progress:

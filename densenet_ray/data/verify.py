@@ -1,4 +1,5 @@
-"""Checking a sharded split end to end: bytes, SHA-256, sample counts, labels and every image's decode."""
+"""Checking a sharded split end to end: bytes, SHA-256, sample counts, labels, every image's decode, and each
+shard's index against the shard's actual member offsets."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO, Any
 
+from densenet_ray.data.indexing import index_problem
 from densenet_ray.data.manifest import Manifest, ShardInfo
+from densenet_ray.data.shard_index import Member, build_index, split_member_name
 from densenet_ray.data.storage import Storage, StorageError
 
 
@@ -54,12 +57,14 @@ def verify_shard(storage: Storage, shard: ShardInfo, num_classes: int) -> tuple[
         with storage.open_read(shard.name) as stream:
             hashed = _HashingReader(stream)
             samples: dict[str, dict[str, bytes]] = {}
+            located: list[Member] = []
             try:
                 with tarfile.open(fileobj=hashed, mode="r|") as archive:
                     for member in archive:
                         if not member.isfile():
                             continue
-                        key, _, extension = member.name.partition(".")
+                        key, extension = split_member_name(member.name)
+                        located.append(Member(extension, member.offset_data, member.size, member.name))
                         samples.setdefault(key, {})[extension] = archive.extractfile(member).read()
             except (tarfile.TarError, EOFError) as error:
                 problems.append(f"{url}: not a complete tar archive ({error})")
@@ -81,6 +86,9 @@ def verify_shard(storage: Storage, shard: ShardInfo, num_classes: int) -> tuple[
         problems.append(f"{url}: {hashed.bytes} bytes, manifest says {shard.bytes}")
     elif hashed.digest.hexdigest() != shard.sha256:
         problems.append(f"{url}: SHA-256 does not match the manifest")
+    index_issue = index_problem(storage, shard, build_index(located)) if shard.index else None
+    if index_issue:
+        problems.append(index_issue)
     return good, problems
 
 

@@ -2,7 +2,8 @@
 
 After ``cut_after`` bytes have gone downstream on a connection it closes both sides with SO_LINGER(1, 0), which
 sends a RST: the client sees a connection reset in the middle of an object body. ``max_cuts`` bounds the damage;
-``cuts`` and ``connections`` count what happened. One thread per connection, so the cut really resets the socket.
+``cuts``, ``connections`` and ``downstream`` (bytes sent to clients) count what happened. One thread per
+connection, so the cut really resets the socket.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ class CutProxy:
         self.target_port, self.cut_after, self.max_cuts = target_port, cut_after, max_cuts
         self.cuts = 0
         self.connections = 0
+        self.downstream = 0
         self._lock = threading.Lock()
         self._server = socket.socket()
         self._server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -70,12 +72,14 @@ class CutProxy:
                             data = data[: max(self.cut_after - sent, 0)]
                             client.sendall(data)
                             sent += len(data)
+                            self._count(len(data))
                             if self._should_cut(sent):
                                 _reset(client)
                                 return
                             continue
                         client.sendall(data)
                         sent += len(data)
+                        self._count(len(data))
                     else:
                         upstream.sendall(data)
         except OSError:
@@ -84,6 +88,10 @@ class CutProxy:
             for sock in (client, upstream):
                 with contextlib.suppress(OSError):
                     sock.close()
+
+    def _count(self, size: int) -> None:
+        with self._lock:
+            self.downstream += size
 
     def stop(self) -> None:
         self._stopped.set()
