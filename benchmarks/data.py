@@ -40,7 +40,8 @@ from machine import cpu_name  # noqa: E402
 
 from densenet_ray.data.build import build_dataset  # noqa: E402
 from densenet_ray.data.manifest import load_manifest  # noqa: E402
-from densenet_ray.data.pipeline import PipelineConfig, _read_shard, make_loader  # noqa: E402
+from densenet_ray.data.pipeline import PipelineConfig, make_loader  # noqa: E402
+from densenet_ray.data.shard_reader import read_shard  # noqa: E402
 from densenet_ray.data.sources import FileListSource, _Entry, imagefolder_source  # noqa: E402
 from densenet_ray.data.storage import open_storage, s3_client  # noqa: E402
 from densenet_ray.data.transforms import cifar_train, imagenet_train  # noqa: E402
@@ -138,7 +139,7 @@ class _RawShards(torch.utils.data.IterableDataset):
         info = torch.utils.data.get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
         for shard in manifest.shards[worker::workers]:
-            count = sum(1 for _ in _read_shard(storage, shard))
+            count = sum(1 for _ in read_shard(storage, shard))
             yield count, shard.bytes
 
 

@@ -5,7 +5,6 @@ start, stopping after the last wanted sample)."""
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import IO
 
 from densenet_ray.data.manifest import ShardInfo
 from densenet_ray.data.shard_index import ShardIndex, parse_index, split_member_name
@@ -69,7 +68,12 @@ def read_positions(
         with storage.open_range(shard.name, cursor, samples[last].end) as stream:
             for position in range(first, last + 1):
                 sample = samples[position]
-                data = _read_exactly(stream, sample.end - cursor, url)
+                data = stream.read(sample.end - cursor)
+                if len(data) != sample.end - cursor:
+                    raise DataError(
+                        f"shard {url} is truncated or corrupt: its bytes end inside sample {position + 1} of "
+                        f"{shard.samples}, where its index says they go on (run `densenet-ray data verify`)"
+                    )
                 if position in wanted:
                     members = {
                         m.extension: data[m.offset - cursor : m.offset - cursor + m.size] for m in sample.members
@@ -94,13 +98,6 @@ def _scan(storage: Storage, shard: ShardInfo, positions: Sequence[int]) -> Itera
         f"shard {storage.join(shard.name)} is truncated or corrupt: {position + 1} of {shard.samples} samples "
         "(run `densenet-ray data verify`)"
     )
-
-
-def _read_exactly(stream: IO[bytes], count: int, url: str) -> bytes:
-    data = stream.read(count)
-    if len(data) != count:
-        raise DataError(f"shard {url} ended early: its index points past the bytes it holds (run `data verify`)")
-    return data
 
 
 def _sample(key: str | None, members: dict[str, bytes]) -> RawSample:

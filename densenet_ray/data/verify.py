@@ -86,7 +86,9 @@ def verify_shard(storage: Storage, shard: ShardInfo, num_classes: int) -> tuple[
         problems.append(f"{url}: {hashed.bytes} bytes, manifest says {shard.bytes}")
     elif hashed.digest.hexdigest() != shard.sha256:
         problems.append(f"{url}: SHA-256 does not match the manifest")
-    index_issue = index_problem(storage, shard, build_index(located)) if shard.index else None
+    # An index is judged against a shard that is as the manifest says; a damaged shard is the problem to report.
+    intact = hashed.bytes == shard.bytes and hashed.digest.hexdigest() == shard.sha256
+    index_issue = index_problem(storage, shard, build_index(located)) if shard.index and intact else None
     if index_issue:
         problems.append(index_issue)
     return good, problems

@@ -70,16 +70,16 @@ class CutProxy:
                     if sock is upstream:
                         if self.cut_after is not None and sent + len(data) >= self.cut_after:
                             data = data[: max(self.cut_after - sent, 0)]
+                            self._count(len(data))  # before sending: a reader may finish before we return
                             client.sendall(data)
                             sent += len(data)
-                            self._count(len(data))
                             if self._should_cut(sent):
                                 _reset(client)
                                 return
                             continue
+                        self._count(len(data))
                         client.sendall(data)
                         sent += len(data)
-                        self._count(len(data))
                     else:
                         upstream.sendall(data)
         except OSError:
