@@ -154,15 +154,10 @@ def inspect_command(args: argparse.Namespace) -> int:
 
 
 def verify_command(args: argparse.Namespace) -> int:
-    from densenet_ray.data.manifest import find_manifests
+    from densenet_ray.data.manifest import select_manifests
     from densenet_ray.data.verify import verify_manifest
 
-    manifests = find_manifests(args.url, args.endpoint_url)
-    if args.split:
-        manifests = [(s, m) for s, m in manifests if m.split == args.split]
-    if not manifests:
-        wanted = f" for split {args.split!r}" if args.split else ""
-        raise UserError(f"no shard manifests{wanted} at {args.url}")
+    manifests = select_manifests(args.url, args.split, args.endpoint_url)
     console = Console(stderr=True)
     samples = shards = 0
     problems: list[str] = []

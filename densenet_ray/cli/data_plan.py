@@ -73,14 +73,9 @@ def plan_command(args: argparse.Namespace) -> int:
 
 def index_command(args: argparse.Namespace) -> int:
     from densenet_ray.data.indexing import index_manifest
-    from densenet_ray.data.manifest import find_manifests
+    from densenet_ray.data.manifest import select_manifests
 
-    manifests = find_manifests(args.url, args.endpoint_url)
-    if args.split:
-        manifests = [(s, m) for s, m in manifests if m.split == args.split]
-    if not manifests:
-        wanted = f" for split {args.split!r}" if args.split else ""
-        raise UserError(f"no shard manifests{wanted} at {args.url}")
+    manifests = select_manifests(args.url, args.split, args.endpoint_url)
     for storage, manifest in manifests:
         written = index_manifest(storage, manifest, args.force)
         print(f"{manifest.split}: wrote {written} of {len(manifest.shards)} shard indexes at {storage.url}")

@@ -216,9 +216,8 @@ def plan_epoch(
     previous = 0
     for index, segment in enumerate(history):
         streams = segment_streams(positions, segment.layout, seed, epoch, index)
-        rank_batches = segment.batches
-        used = [stream.consumed(rank_batches, buffer) for stream in streams]
-        positions = np.setdiff1d(positions, np.concatenate(used) if used else positions[:0], assume_unique=True)
+        used = np.concatenate([stream.consumed(segment.batches, buffer) for stream in streams])
+        positions = np.setdiff1d(positions, used, assume_unique=True)
         previous += segment.batches
     start = done - previous
     streams = segment_streams(positions, layout, seed, epoch, len(history))

@@ -114,6 +114,15 @@ def find_manifests(url: str, endpoint_url: str | None = None) -> list[tuple[Stor
     return found
 
 
+def select_manifests(url: str, split: str | None, endpoint_url: str | None = None) -> list[tuple[Storage, Manifest]]:
+    """The manifests at ``url`` (only ``split``'s when given); :class:`UserError` when there are none."""
+    manifests = [(s, m) for s, m in find_manifests(url, endpoint_url) if split is None or m.split == split]
+    if not manifests:
+        wanted = f" for split {split!r}" if split else ""
+        raise UserError(f"no shard manifests{wanted} at {url}")
+    return manifests
+
+
 def load_manifest(url: str, split: str | None = None, endpoint_url: str | None = None) -> tuple[Storage, Manifest]:
     """The manifest of ``split`` at ``url`` (a manifest file, or a directory holding ``{split}.json``). With a
     split, a directory costs one read: the manifest's name is known, so nothing is listed."""

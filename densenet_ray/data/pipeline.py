@@ -144,16 +144,16 @@ class _WorkerStream(torch.utils.data.IterableDataset):
     # -- training ---------------------------------------------------------------------------------------------
     def _train(self, stream: StreamPlan) -> Iterator[Batch]:
         config = self.plan.config
-        emission = stream.emission(config.shuffle_buffer)
-        todo = emission[stream.emitted(self.plan.segment_start) :]
+        todo = stream.emission(config.shuffle_buffer)[stream.emitted(self.plan.segment_start) :]
+        order = todo.tolist()  # plain ints: the loop below runs once per sample
         undecodable = set(self.plan.manifest.undecodable)
         held: dict[int, tuple[int, int, RawSample]] = {}
         batch: list[tuple[Any, int]] = []
         next_out = failures = seen = skipped = 0
         for index, located in self._read(stream, todo):
             held[index] = located
-            while next_out < len(todo) and int(todo[next_out]) in held:
-                shard, position, (key, image_bytes, label) = held.pop(int(todo[next_out]))
+            while next_out < len(order) and order[next_out] in held:
+                shard, position, (key, image_bytes, label) = held.pop(order[next_out])
                 next_out += 1
                 seen += 1
                 tensor = None
@@ -168,8 +168,8 @@ class _WorkerStream(torch.utils.data.IterableDataset):
                 if len(batch) + skipped == stream.batch_size:
                     yield collate(batch, len(batch), skipped)
                     batch, skipped = [], 0
-        if next_out != len(todo):
-            raise DataError(f"a stream produced {next_out} of its {len(todo)} planned samples")
+        if next_out != len(order):
+            raise DataError(f"a stream produced {next_out} of its {len(order)} planned samples")
 
     def _read(self, stream: StreamPlan, todo: np.ndarray) -> Iterator[tuple[int, tuple[int, int, RawSample]]]:
         """``(index into the span, (shard, position, sample))`` for the span's samples in ``todo``, in read order."""

@@ -84,3 +84,25 @@ def test_the_step_loop_reads_nothing_back_from_the_device(shards, monkeypatch) -
         correct += int((logits.argmax(1) == labels).sum())
     assert (stats.steps, stats.samples, stats.correct) == (10, 500, correct)
     assert stats.loss_sum == pytest.approx(loss_sum, rel=1e-5)
+
+
+def test_unequal_rank_shares_average_to_the_global_batch_mean(shards) -> None:
+    """Global batch 21 on 2 ranks (11 + 10 rows): with each rank's loss divided by 21 / 2, the average of the two
+    ranks' updates (what DDP's gradient average gives) equals one step on the mean loss of all 21 rows. A plain
+    per-rank batch mean would weigh the 10-row rank's samples more; the test checks that it differs too."""
+    ((images, labels),) = list(make_loader(PipelineConfig(shards, "train", 21, loader_workers=0), cifar_eval()))[:1]
+    torch.manual_seed(0)
+    start = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 10))  # no BatchNorm: rows independent
+
+    def update(rows: slice, rows_per_rank: float | None) -> torch.Tensor:
+        model = copy.deepcopy(start)
+        optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+        context = StepContext(model, torch.device("cpu"), optimizer=optimizer, rows_per_rank=rows_per_rank)
+        train_epoch(context, [(images[rows], labels[rows])])
+        return torch.cat([(a - b).flatten() for a, b in zip(start.parameters(), model.parameters(), strict=True)])
+
+    reference = update(slice(0, 21), None)
+    weighted = (update(slice(0, 11), 21 / 2) + update(slice(11, 21), 21 / 2)) / 2
+    torch.testing.assert_close(weighted, reference, rtol=1e-5, atol=1e-7)
+    unweighted = (update(slice(0, 11), None) + update(slice(11, 21), None)) / 2
+    assert not torch.allclose(unweighted, reference, rtol=1e-5, atol=1e-7)
