@@ -153,3 +153,47 @@ def recorded_local_head(tmp_path: Path, num_cpus: int = 2) -> Iterator[tuple[Hea
             yield head, {"RAY_TMPDIR": str(root), **LOOPBACK}
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+# A worker node the way Ray's own ``ray.cluster_utils.Cluster.add_node`` starts one: ``ray._private.node.Node`` with
+# the head's GCS address. ``ray start --address`` cannot be used on one machine: it rewrites a 127.0.0.1 address to
+# the machine's network interface (ray/_private/services.py, ``resolve_ip_for_localhost``), and everything here
+# stays on the loopback.
+_NODE_SCRIPT = """
+import sys, time
+import ray._private.node, ray._private.parameter
+params = ray._private.parameter.RayParams(
+    gcs_address=sys.argv[1], num_cpus=int(sys.argv[2]), num_gpus=0, node_ip_address="127.0.0.1",
+    node_manager_port=0, min_worker_port=0, max_worker_port=0, include_log_monitor=False,
+    object_store_memory=150 * 1024 * 1024,
+)
+params.dashboard_agent_listen_port = None  # its own free port, not the head agent's
+ray._private.node.Node(params, head=False, shutdown_at_exit=True, spawn_reaper=False)
+print("node started", flush=True)
+while True:
+    time.sleep(3600)
+"""
+
+
+@contextmanager
+def ray_worker_node(tmp_path: Path, gcs_address: str, num_cpus: int = 1) -> Iterator[subprocess.Popen]:
+    """A second node on 127.0.0.1 joined to the head at ``gcs_address``, in a process of its own that is yielded
+    once the node runs; the caller may stop it early with :func:`stop_head` (by its pid), and it is stopped at the
+    end in any case."""
+    log = tmp_path / "ray-node.log"
+    with open(log, "w") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-c", _NODE_SCRIPT, gcs_address, str(num_cpus)],
+            stdout=output, stderr=subprocess.STDOUT, env=ray_env(RAY_AUTH_MODE="token", **LOOPBACK),
+            start_new_session=True,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while "node started" not in log.read_text():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the worker node did not start: {log.read_text()[-2000:]}")
+            time.sleep(0.5)
+        yield process
+    finally:
+        if process.poll() is None:
+            stop_head(process)

@@ -21,7 +21,8 @@ def add_train_arguments(parser: argparse.ArgumentParser, datasets: tuple[str, ..
     parser.add_argument("--dataset", choices=datasets, default=None, help=f"default {datasets[0]}")
     add_training_options(parser)
     run = parser.add_argument_group("run")
-    run.add_argument("--workers", type=int, help="Ray Train workers (default 2)")
+    run.add_argument("--workers", help="Ray Train workers: N (default 2), or MIN-MAX to train elastically on as "
+                     "many as the cluster has (a lost node's workers are dropped, the run goes on)")  # fmt: skip
     run.add_argument("--storage", help="run storage: a local path (default ~/densenet-ray/runs) or s3://")
     run.add_argument("--name", help="run name; the same name resumes the run (with options that do not change "
                      "what it computes)")  # fmt: skip

@@ -50,6 +50,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     augment: bool = True
     workers: int = 2
+    min_workers: int | None = None  # elastic: Ray Train runs between min_workers and workers (``--workers MIN-MAX``)
     gpu: bool = False
     cpus_per_worker: int = 1
     worker_resources: dict[str, float] | None = None
@@ -80,6 +81,10 @@ class TrainConfig:
         for name, value in positive.items():
             if value is not None and value < 1:
                 raise UserError(f"--{name.replace('_', '-')} {value} must be at least 1")
+        if self.min_workers is not None and not 1 <= self.min_workers <= self.workers:
+            raise UserError(
+                f"--workers {self.min_workers}-{self.workers}: the least workers must be between 1 and the most"
+            )
         if self.batch_size is not None and self.batch_size < self.workers:
             raise UserError(
                 f"global --batch-size {self.batch_size} is smaller than --workers {self.workers}; every worker needs "
@@ -135,11 +140,24 @@ class TrainConfig:
             unknown = sorted(set(values) - set(fields))
             if unknown:
                 raise UserError(f"unknown option(s) in {origin}: {', '.join(unknown)}")
-            for key, value in values.items():
+            for key, value in _split_worker_range(values, origin).items():
                 if value is not None:
                     _check_type(key, value, str(fields[key].type), origin)
                     merged[key] = float(value) if "float" in str(fields[key].type) and type(value) is int else value
         return cls(**merged)
+
+
+def _split_worker_range(values: dict[str, Any], origin: str) -> dict[str, Any]:
+    """``workers: "MIN-MAX"`` (a flag or YAML) as ``workers: MAX, min_workers: MIN``; other values as they are."""
+    text = values.get("workers")
+    if not isinstance(text, str):
+        return values
+    least, dash, most = text.strip().partition("-")
+    try:
+        low, high = (int(least), int(most)) if dash else (int(least), int(least))
+    except ValueError:
+        raise UserError(f"workers: {text!r} in {origin} must be N or MIN-MAX, e.g. 4 or 2-4") from None
+    return {**values, "workers": high, "min_workers": low if dash else values.get("min_workers")}
 
 
 _TYPE_NAMES = {"str": "a string", "int": "an integer", "float": "a number", "bool": "true or false"}

@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable
 
 from densenet_ray.data.storage import StorageError
-from densenet_ray.train.run_dir import EpochRecord, MidEpochRecord, ProgressRecord, RunDirectory
+from densenet_ray.train.run_dir import AttemptRecord, EpochRecord, MidEpochRecord, ProgressRecord, Record, RunDirectory
 
 
 def progress_line(p: ProgressRecord) -> str:
@@ -35,6 +35,18 @@ def mid_epoch_line(record: MidEpochRecord) -> str:
     return f"epoch {record.epoch + 1} step {record.step}: loss {record.loss:.4f}"
 
 
+def attempt_line(record: AttemptRecord) -> str:
+    where = f"epoch {record.epoch + 1}, global batch {record.batch}"
+    verb = "resumed" if record.resumed else "started"
+    return f"{verb} on {record.world_size} worker(s) at {where}"
+
+
+def record_line(record: Record) -> str:
+    if isinstance(record, AttemptRecord):
+        return attempt_line(record)
+    return mid_epoch_line(record) if isinstance(record, MidEpochRecord) else epoch_line(record)
+
+
 class Follower:
     """A daemon thread printing new records every second until :meth:`stop` (which prints what is left)."""
 
@@ -55,9 +67,8 @@ class Follower:
         if self._thread.is_alive():
             self._thread.join(timeout=5)
 
-    def _records(self) -> list[EpochRecord | MidEpochRecord]:
-        epochs, mid = self.run.metrics()
-        return sorted([*epochs, *mid], key=lambda record: record.time or 0.0)
+    def _records(self) -> list[Record]:
+        return sorted(self.run.records(), key=lambda record: record.time or 0.0)
 
     def _count(self) -> int:
         return len(self._records())
@@ -78,5 +89,5 @@ class Follower:
             self.print_line(progress_line(progress))
         records = self._records()
         for record in records[self._seen :]:
-            self.print_line(mid_epoch_line(record) if isinstance(record, MidEpochRecord) else epoch_line(record))
+            self.print_line(record_line(record))
         self._seen = len(records)

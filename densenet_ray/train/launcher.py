@@ -42,11 +42,12 @@ def _metrics_callback(run_url: str) -> Any:
 
 
 def cluster_needs(config: ResolvedConfig) -> ClusterNeeds:
-    """What the run's worker group holds at once."""
+    """What the run's worker group holds at once (an elastic run: at least its least workers)."""
     execution = config.execution
-    cpus = execution.workers * execution.cpus_per_worker
-    what = f"{execution.workers} workers x {execution.cpus_per_worker} CPU"
-    return ClusterNeeds(cpus=cpus, gpus=execution.workers if execution.gpu else 0, what=what)
+    workers = execution.least_workers
+    cpus = workers * execution.cpus_per_worker
+    what = f"{workers} workers x {execution.cpus_per_worker} CPU"
+    return ClusterNeeds(cpus=cpus, gpus=workers if execution.gpu else 0, what=what)
 
 
 def _worker_env() -> dict[str, str]:
@@ -67,7 +68,11 @@ def _trainer(config: ResolvedConfig, callbacks: Sequence[Any]) -> Any:
         train_loop,
         train_loop_config=config.to_document(),
         scaling_config=ScalingConfig(
-            num_workers=execution.workers,
+            # A (min, max) pair makes the group elastic: Ray Train restarts it with the workers it can get, and the
+            # run resumes from its last checkpoint on the new world size (epoch_plan keeps every epoch exact).
+            num_workers=(execution.least_workers, execution.workers)
+            if execution.least_workers < execution.workers
+            else execution.workers,
             use_gpu=execution.gpu,
             resources_per_worker={**resources, **execution.worker_resources},
         ),

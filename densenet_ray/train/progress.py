@@ -78,6 +78,7 @@ def epoch_record(
         epoch_seconds=train_seconds,
         data_wait_fraction=stats.data_seconds / max(train_seconds, 1e-9),
         peak_memory_mb=peak_memory_mb(loop.device),
+        world_size=loop.world,
     )
     return {key: value for key, value in dataclasses.asdict(record).items() if value is not None}
 

@@ -91,6 +91,11 @@ class ExecutionSpec:
     limit_eval_batches: int
     resume_from: str = ""
     skip_checkpoint: str = ""
+    min_workers: int = 0  # elastic when below ``workers``; 0 (and runs saved before elastic training): fixed
+
+    @property
+    def least_workers(self) -> int:
+        return self.min_workers or self.workers
 
 
 @dataclass(frozen=True)
@@ -204,7 +209,7 @@ def resolve(options: TrainConfig, check_weights: bool = True) -> ResolvedConfig:
         options.workers, options.gpu, options.cpus_per_worker, dict(options.worker_resources or {}),
         options.precision, options.channels_last, options.compile, options.sync_bn, options.max_failures,
         options.checkpoint_every_steps, options.keep_checkpoints, options.limit_train_batches,
-        options.limit_eval_batches,
+        options.limit_eval_batches, min_workers=options.min_workers or options.workers,
     )  # fmt: skip
     root = absolute_location(options.storage or RUNS_ROOT)
     name = options.name or f"{dataset}-{model.name}-{time.strftime('%Y%m%d-%H%M%S')}"

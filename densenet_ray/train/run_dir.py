@@ -5,7 +5,8 @@ Files (local or ``s3://``), each written atomically:
 - ``config.yaml``: the resolved configuration (:meth:`ResolvedConfig.to_document`); older runs hold flat options.
 - ``run.json``: the run's identity, what defines its computation; a resume with other values is refused.
 - ``lease.json``: which driver owns the run now, until when (see :class:`Lease`).
-- ``metrics.jsonl``: one :class:`EpochRecord` per epoch and one :class:`MidEpochRecord` per mid-epoch checkpoint.
+- ``metrics.jsonl``: one :class:`EpochRecord` per epoch, one :class:`MidEpochRecord` per mid-epoch checkpoint and
+  one :class:`AttemptRecord` per start of the worker group (the first and every restart, with its world size).
 - ``progress.json``: rank 0's :class:`ProgressRecord`, rewritten every few seconds during an epoch.
 - ``error.txt``: the full worker traceback of the last failed attempt.
 - ``compile-cache.bin``: rank 0's compiled graphs (``torch.compiler.save_cache_artifacts``), loaded by every worker
@@ -64,6 +65,7 @@ class EpochRecord:
     data_wait_fraction: float | None = None
     skipped_samples: int | None = None
     peak_memory_mb: float | None = None
+    world_size: int | None = None  # the ranks that trained the epoch's last stretch (elastic runs may change it)
     time: float | None = None
 
 
@@ -75,6 +77,20 @@ class MidEpochRecord:
     step: int
     loss: float
     mid_epoch: bool = True
+    world_size: int | None = None
+    time: float | None = None
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    """Rank 0's record of a worker group starting: the first start and every restart, its world size, and where in
+    training it starts (``epoch`` 0-indexed and the global batch, as the checkpoint's)."""
+
+    world_size: int
+    epoch: int
+    batch: int
+    resumed: bool
+    attempt: bool = True
     time: float | None = None
 
 
@@ -97,29 +113,37 @@ def _from_dict(kind: type, values: dict[str, Any]) -> Any:
     return kind(**{key: value for key, value in values.items() if key in names})
 
 
-def record_from_metrics(values: dict[str, Any]) -> EpochRecord | MidEpochRecord:
+Record = EpochRecord | MidEpochRecord | AttemptRecord
+
+
+def record_from_metrics(values: dict[str, Any]) -> Record:
     """The record a reported metrics dict (or a parsed line) holds."""
-    return _from_dict(MidEpochRecord if values.get("mid_epoch") else EpochRecord, values)
+    kind = AttemptRecord if values.get("attempt") else MidEpochRecord if values.get("mid_epoch") else EpochRecord
+    return _from_dict(kind, values)
 
 
-def metrics_line(record: EpochRecord | MidEpochRecord) -> bytes:
+def metrics_line(record: Record) -> bytes:
     """A record as its ``metrics.jsonl`` line, stamped with the time it is written."""
     values = dataclasses.asdict(record)
     values["time"] = values.get("time") or time.time()
     return (json.dumps(values, default=float) + "\n").encode()
 
 
-def parse_metrics(data: bytes) -> tuple[list[EpochRecord], list[MidEpochRecord]]:
-    """The records of a ``metrics.jsonl``; torn or foreign lines are skipped (a store without atomic appends)."""
-    epochs: list[EpochRecord] = []
-    mid: list[MidEpochRecord] = []
+def parse_records(data: bytes) -> list[Record]:
+    """Every record of a ``metrics.jsonl``; torn or foreign lines are skipped (a store without atomic appends)."""
+    records: list[Record] = []
     for line in data.decode(errors="replace").splitlines():
         try:
-            record = record_from_metrics(json.loads(line))
-            (mid if isinstance(record, MidEpochRecord) else epochs).append(record)
+            records.append(record_from_metrics(json.loads(line)))
         except (ValueError, TypeError, AttributeError):
             continue
-    return epochs, mid
+    return records
+
+
+def parse_metrics(data: bytes) -> tuple[list[EpochRecord], list[MidEpochRecord]]:
+    """The epoch and mid-epoch records of a ``metrics.jsonl``."""
+    records = parse_records(data)
+    return [r for r in records if isinstance(r, EpochRecord)], [r for r in records if isinstance(r, MidEpochRecord)]
 
 
 def parse_progress(data: bytes) -> ProgressRecord | None:
@@ -175,7 +199,7 @@ class RunDirectory:
         self.storage.write_bytes(IDENTITY_FILE, json.dumps(document, indent=2).encode())
 
     # -- records -----------------------------------------------------------------------------------------------
-    def append(self, record: EpochRecord | MidEpochRecord) -> None:
+    def append(self, record: Record) -> None:
         """Add a record to ``metrics.jsonl`` (rewritten whole, atomically: the file is small)."""
         existing = self.storage.read_bytes(METRICS_FILE) if self.storage.exists(METRICS_FILE) else b""
         self.storage.write_bytes(METRICS_FILE, existing + metrics_line(record))
@@ -184,6 +208,14 @@ class RunDirectory:
         if not self.storage.exists(METRICS_FILE):
             return [], []
         return parse_metrics(self.storage.read_bytes(METRICS_FILE))
+
+    def records(self) -> list[Record]:
+        """Every record of ``metrics.jsonl``, in the order written."""
+        return parse_records(self.storage.read_bytes(METRICS_FILE)) if self.storage.exists(METRICS_FILE) else []
+
+    def attempts(self) -> list[AttemptRecord]:
+        """Every start of the run's worker group, in order."""
+        return [record for record in self.records() if isinstance(record, AttemptRecord)]
 
     def write_progress(self, record: ProgressRecord) -> None:
         self.storage.write_bytes(PROGRESS_FILE, json.dumps(dataclasses.asdict(record)).encode())

@@ -33,14 +33,14 @@ class RunInUse(UserError):
 def run_identity(config: ResolvedConfig, train_data: str) -> dict[str, Any]:
     """What defines the run's computation, by option name: the model and its starting weights, the dataset and its
     training shards (``train_data``: the manifest's fingerprint), batch size, schedule, seed and numerics. The world
-    size and loader workers are part of it because each epoch's sample plan depends on them."""
+    size and loader workers are not: a run resumes exactly on another layout (``data/epoch_plan.py``)."""
     model, data, optim, execution = config.model, config.data, config.optim, config.execution
     identity = {"model": model.name, **model.create_kwargs(), "init_from": model.init_from}
     identity.update(pretrained=model.pretrained, dataset=data.dataset, train_data=train_data)
-    identity.update(eval_split=data.eval_split, augment=data.augment, loader_workers=data.loader_workers)
+    identity.update(eval_split=data.eval_split, augment=data.augment)
     identity.update(batch_size=optim.batch_size, lr=optim.lr, lr_schedule=optim.lr_schedule)
     identity.update(momentum=optim.momentum, weight_decay=optim.weight_decay, seed=optim.seed)
-    identity.update(workers=execution.workers, precision=execution.precision, sync_bn=execution.sync_bn)
+    identity.update(precision=execution.precision, sync_bn=execution.sync_bn)
     identity.pop("num_classes")  # follows from the dataset
     return identity
 

@@ -25,7 +25,7 @@ from densenet_ray.train.config import learning_rate
 from densenet_ray.train.engine import StepContext, TrainStats, evaluate, train_epoch
 from densenet_ray.train.progress import InEpochProgress, epoch_record, maybe_inject_fault
 from densenet_ray.train.resolved import ResolvedConfig
-from densenet_ray.train.run_dir import MidEpochRecord, RunDirectory
+from densenet_ray.train.run_dir import AttemptRecord, MidEpochRecord, RunDirectory
 from densenet_ray.train.worker_state import TrainingState, build_model, load_resume_state, save_checkpoint
 
 WARMUP_STEPS = 5  # steady-state throughput leaves out each epoch's first steps (allocator, loader start-up)
@@ -76,6 +76,9 @@ class WorkerLoop:
         self.progress = InEpochProgress(config.storage.run_url) if self.rank == 0 else None
         self.first_step_time = 0.0  # wall clock (Unix) when this attempt's first optimizer step finished
         self.first_step_seconds: float | None = None  # from this loop's start: model build, compile, warm-up
+        if self.rank == 0:  # every start of the group, with its world size (an elastic run's restarts change it)
+            attempt = AttemptRecord(self.world, self.state.epoch, self.state.next_batch, checkpoint is not None)
+            RunDirectory(config.storage.run_url).append(attempt)
 
     @property
     def layout(self) -> Layout:
@@ -166,7 +169,7 @@ class WorkerLoop:
         self.state.epoch, self.state.next_batch = epoch, next_batch
         with tempfile.TemporaryDirectory() as directory:
             save_checkpoint(self, directory)
-            record = MidEpochRecord(epoch=epoch, step=self.state.global_step, loss=stats.loss)
+            record = MidEpochRecord(epoch=epoch, step=self.state.global_step, loss=stats.loss, world_size=self.world)
             metrics = {key: value for key, value in record.__dict__.items() if value is not None}
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(directory))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -34,3 +35,14 @@ def small_run(shards: str, storage, **options: object) -> list[str]:
 
 def stderr_lines(completed: subprocess.CompletedProcess) -> list[str]:
     return [line for line in completed.stderr.splitlines() if line.strip()]
+
+
+def epoch_records(text: str) -> list[dict]:
+    """The epoch records of a ``metrics.jsonl``'s text (not its mid-epoch or worker-group-start records)."""
+    records = [json.loads(line) for line in text.splitlines()]
+    return [record for record in records if not record.get("attempt") and not record.get("mid_epoch")]
+
+
+def attempt_records(text: str) -> list[dict]:
+    """The worker-group-start records of a ``metrics.jsonl``'s text."""
+    return [record for record in map(json.loads, text.splitlines()) if record.get("attempt")]

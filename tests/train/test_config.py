@@ -161,3 +161,19 @@ def test_holdout_split_errors(fixture_tar) -> None:
 
     with pytest.raises(UserError, match="--holdout-per-class 50 leaves no training images for class\\(es\\) airplane"):
         split_holdout(imagefolder_source(fixture_tar), 50)
+
+
+def test_a_worker_range_makes_the_run_elastic() -> None:
+    flags = TrainConfig.from_sources({"workers": 4}, {"workers": "2-6"}, origins=("c.yaml", "flags"))
+    assert (flags.workers, flags.min_workers) == (6, 2)
+    execution = resolve(TrainConfig.from_sources(None, {"workers": "2-6"}), False).execution
+    assert (execution.least_workers, execution.workers) == (2, 6)
+    fixed = resolve(TrainConfig.from_sources({"workers": "3"}, {}), False).execution
+    assert (fixed.least_workers, fixed.workers) == (3, 3)
+    document = resolve(TrainConfig(), False).to_document()
+    del document["execution"]["min_workers"]  # a run saved before elastic training
+    assert ResolvedConfig.from_document(document).execution.least_workers == 2
+    with pytest.raises(UserError, match=r"^workers: '2-x' in flags must be N or MIN-MAX, e.g. 4 or 2-4$"):
+        TrainConfig.from_sources(None, {"workers": "2-x"})
+    with pytest.raises(UserError, match=r"^--workers 5-3: the least workers must be between 1 and the most$"):
+        TrainConfig.from_sources(None, {"workers": "5-3"}).validate()

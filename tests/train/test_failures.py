@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from densenet_ray.train.run_dir import LEASE_FILE
-from tests.train.run_helpers import small_run, stderr_lines, train, train_env
+from tests.train.run_helpers import epoch_records, small_run, stderr_lines, train, train_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.usefixtures("module_cluster")]
 
@@ -67,7 +67,7 @@ def test_a_corrupt_latest_checkpoint_falls_back_to_the_previous_one(finished_run
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert f"skipped checkpoint {checkpoints[-1].name} (UnpicklingError: " in completed.stdout
     assert f"resuming from {checkpoints[0].name}" in " ".join(completed.stdout.split())
-    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    records = epoch_records((run / "metrics.jsonl").read_text())
     assert [(r["epoch"], r["step"]) for r in records] == [(1, 3), (2, 6), (2, 6), (3, 9)]  # epoch 2 again, then 3
 
     for checkpoint in sorted(p for p in run.iterdir() if p.name.startswith("checkpoint_2")):

@@ -17,7 +17,7 @@ from densenet_ray.data.build import build_dataset
 from densenet_ray.data.sources import imagefolder_source
 from densenet_ray.train.acceleration import choose
 from densenet_ray.train.run_dir import COMPILE_ARTIFACTS_FILE
-from tests.train.run_helpers import small_run, train
+from tests.train.run_helpers import attempt_records, epoch_records, small_run, train
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.usefixtures("module_cluster")]
 
@@ -48,13 +48,16 @@ def test_two_worker_run_then_the_same_name_continues(shards, tmp_path) -> None:
     assert first.returncode == 0, first.stderr[-3000:]
     assert "epoch 1/2: loss" in first.stdout and "densenet-ray run summary" in first.stdout
     run = tmp_path / "run1"
-    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    records = epoch_records((run / "metrics.jsonl").read_text())
     assert [r["epoch"] for r in records] == [1, 2]
     # auto on a 20-step run: this CPU's precision, eager; how it ran is said once, with the time to the first step
     assert records[0]["acceleration"] == choose("auto", None, None, torch.device("cpu"), 20).describe()
     assert records[0]["first_step_seconds"] > 0 and records[1]["first_step_seconds"] is None
     assert f"({records[0]['acceleration']}; first step after" in first.stdout
     assert all(r["test_samples"] == 500 and r["step"] == 10 * r["epoch"] for r in records)
+    assert all(r["world_size"] == 2 for r in records)
+    (start,) = attempt_records((run / "metrics.jsonl").read_text())  # the worker group started once, on 2 workers
+    assert (start["world_size"], start["epoch"], start["batch"], start["resumed"]) == (2, 0, 0, False)
     config = yaml.safe_load((run / "config.yaml").read_text())
     assert (config["model"]["name"], config["model"]["depth"], config["optim"]["batch_size"]) == (
         "densenet_bc100_k12",
@@ -71,9 +74,11 @@ def test_two_worker_run_then_the_same_name_continues(shards, tmp_path) -> None:
 
     second = train(*common, "--epochs", "3")
     assert second.returncode == 0, second.stderr[-3000:]
-    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    records = epoch_records((run / "metrics.jsonl").read_text())
     assert [r["epoch"] for r in records] == [1, 2, 3]  # continued: epoch 3 only, step counter carried on
     assert records[-1]["step"] == 30
+    second_start = attempt_records((run / "metrics.jsonl").read_text())[-1]
+    assert (second_start["epoch"], second_start["batch"], second_start["resumed"]) == (2, 0, True)
     assert records[-1]["loss"] < records[0]["loss"]
 
 
@@ -90,7 +95,7 @@ def test_two_worker_run_with_s3_run_storage(shards, bucket, moto_server, monkeyp
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert "densenet-ray run summary" in completed.stdout
     run = open_storage(f"s3://{bucket}/runs/s3run", endpoint_url=moto_server)
-    records = [json.loads(line) for line in run.read_bytes("metrics.jsonl").decode().splitlines()]
+    records = epoch_records(run.read_bytes("metrics.jsonl").decode())
     assert [r["epoch"] for r in records] == [1, 2] and records[-1]["loss"] < records[0]["loss"]
     assert yaml.safe_load(run.read_bytes("config.yaml"))["storage"]["root"] == storage
     checkpoints = sorted({info.name.split("/")[0] for info in run.list("checkpoint_") if "/" in info.name})

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.train.run_helpers import epoch_records
+
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 SMALL = ["--epochs", "1", "--limit-train-batches", "2", "--limit-eval-batches", "1", "--batch-size", "16"]
@@ -101,7 +103,7 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(cifar_shard
     trials = tmp_path / "resume" / "trials"
 
     def finished_runs() -> list[Path]:
-        return [p.parent for p in trials.glob("*/metrics.jsonl") if len(p.read_text().splitlines()) == 2]
+        return [p.parent for p in trials.glob("*/metrics.jsonl") if len(epoch_records(p.read_text())) == 2]
 
     process = subprocess.Popen(
         [sys.executable, "-m", "densenet_ray", "tune", *args],
@@ -135,7 +137,7 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(cifar_shard
     assert sorted(row["options"]["lr"] for row in rows) == [0.02, 0.05, 0.1]
     assert all(row["status"] == "complete" for row in rows)
     for run in trials.iterdir():
-        epochs = [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+        epochs = [record["epoch"] for record in epoch_records((run / "metrics.jsonl").read_text())]
         assert epochs == [1, 2], (run.name, epochs)  # resumed runs continue; none restarts from epoch 1
     for name, mtime in done_before.items():  # a finished trial's run is not started again
         assert (trials / name / "config.yaml").stat().st_mtime_ns == mtime
