@@ -25,6 +25,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -199,8 +200,10 @@ def learning(data: str, epochs: int, precision: str = "auto") -> dict[str, Any]:
         completed = subprocess.run(command, capture_output=True, env=env)
         if completed.returncode:
             raise RuntimeError(f"learning run failed: {completed.stderr.decode()[-2000:]}")
-        with open(os.path.join(storage, "learning", "metrics.jsonl")) as handle:
-            records = [json.loads(line) for line in handle.read().splitlines()]
+        from densenet_ray.train.run_dir import RunDirectory
+
+        epochs, _ = RunDirectory(os.path.join(storage, "learning")).metrics()  # epoch records only
+        records = [dataclasses.asdict(record) for record in epochs]
     keys = ("epoch", "loss", "train_error", "test_error", "test_top5_error", "images_per_s", "test_samples")
     return {
         "model": "densenet_bc100_k12 depth 40 (BC-40-12)",

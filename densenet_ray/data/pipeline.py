@@ -180,11 +180,14 @@ class _WorkerStream(torch.utils.data.IterableDataset):
         for start, stop in _runs(shards, positions):
             shard = int(shards[start])
             info = plan.manifest.shards[shard]
-            if shard not in self._indexes:
+            run = positions[start:stop].tolist()
+            # A whole shard is one plain read; its index would only cost another request and its bytes.
+            whole = len(run) == info.samples
+            if not whole and shard not in self._indexes:
                 self._indexes[shard] = load_index(plan.storage, info)
             span_indices = wanted[start:stop]
             for offset, (position, sample) in enumerate(
-                read_positions(plan.storage, info, positions[start:stop].tolist(), self._indexes[shard])
+                read_positions(plan.storage, info, run, None if whole else self._indexes[shard])
             ):
                 yield int(span_indices[offset]), (shard, position, sample)
 
