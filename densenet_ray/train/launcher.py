@@ -47,7 +47,8 @@ def cluster_needs(config: ResolvedConfig) -> ClusterNeeds:
     workers = execution.least_workers
     cpus = workers * execution.cpus_per_worker
     what = f"{workers} workers x {execution.cpus_per_worker} CPU"
-    return ClusterNeeds(cpus=cpus, gpus=workers if execution.gpu else 0, what=what)
+    most = execution.workers * execution.cpus_per_worker  # a private instance has room for all of them
+    return ClusterNeeds(cpus=cpus, gpus=workers if execution.gpu else 0, private_cpus=most, what=what)
 
 
 def _worker_env() -> dict[str, str]:

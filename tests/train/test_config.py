@@ -10,6 +10,7 @@ import pytest
 from densenet_ray.errors import UserError
 from densenet_ray.paths import RUNS_ROOT, dataset_cache
 from densenet_ray.train.config import TrainConfig, learning_rate
+from densenet_ray.train.launcher import cluster_needs
 from densenet_ray.train.resolved import ResolvedConfig, anchored, derive, resolve
 
 
@@ -166,8 +167,10 @@ def test_holdout_split_errors(fixture_tar) -> None:
 def test_a_worker_range_makes_the_run_elastic() -> None:
     flags = TrainConfig.from_sources({"workers": 4}, {"workers": "2-6"}, origins=("c.yaml", "flags"))
     assert (flags.workers, flags.min_workers) == (6, 2)
-    execution = resolve(TrainConfig.from_sources(None, {"workers": "2-6"}), False).execution
-    assert (execution.least_workers, execution.workers) == (2, 6)
+    elastic = resolve(TrainConfig.from_sources(None, {"workers": "2-6"}), False)
+    assert (elastic.execution.least_workers, elastic.execution.workers) == (2, 6)
+    needs = cluster_needs(elastic)  # a cluster must fit the least; a private instance gets room for the most
+    assert (needs.cpus, needs.private_cpus, needs.what) == (2, 6, "2 workers x 1 CPU")
     fixed = resolve(TrainConfig.from_sources({"workers": "3"}, {}), False).execution
     assert (fixed.least_workers, fixed.workers) == (3, 3)
     document = resolve(TrainConfig(), False).to_document()
