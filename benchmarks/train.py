@@ -202,8 +202,8 @@ def learning(data: str, epochs: int, precision: str = "auto") -> dict[str, Any]:
             raise RuntimeError(f"learning run failed: {completed.stderr.decode()[-2000:]}")
         from densenet_ray.train.run_dir import RunDirectory
 
-        epochs, _ = RunDirectory(os.path.join(storage, "learning")).metrics()  # epoch records only
-        records = [dataclasses.asdict(record) for record in epochs]
+        epoch_records, _ = RunDirectory(os.path.join(storage, "learning")).metrics()  # not the attempt records
+        records = [dataclasses.asdict(record) for record in epoch_records]
     keys = ("epoch", "loss", "train_error", "test_error", "test_top5_error", "images_per_s", "test_samples")
     return {
         "model": "densenet_bc100_k12 depth 40 (BC-40-12)",
