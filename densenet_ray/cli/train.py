@@ -49,6 +49,7 @@ def print_summary(final: dict[str, Any], console: Console) -> None:
     rows = [
         ("final test error", f"{100 * final['test_error']:.2f} % (top-5 {100 * final['test_top5_error']:.2f} %)"),
         ("best test error", f"{100 * final['best_test_error']:.2f} %"),
+        *([("EMA test error", f"{100 * final['ema_test_error']:.2f} %")] if "ema_test_error" in final else []),
         ("epochs", f"{final['epoch']}/{final['epochs']}"),
         ("seconds / iteration", f"{final['seconds_per_iteration']:.3f}"),
         ("images / s", f"{final['images_per_s']:.1f}"),

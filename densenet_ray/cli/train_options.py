@@ -11,7 +11,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from densenet_ray.train.config import DECODERS, PRECISIONS
+from densenet_ray.train.config import AUGMENT_POLICIES, DECODERS, PRECISIONS
 
 FLAG = {"action": "store_const", "const": True, "default": None}
 
@@ -76,10 +76,52 @@ OPTIONS: list[tuple[str, str, dict[str, Any]]] = [
     ("execution", "--sync-bn", {**FLAG, "help": "synchronise BatchNorm statistics across GPU workers"}),
     ("execution", "--max-failures", {"type": int, "help": "worker-group restarts Ray may make (default 0; -1 "
                                      "unlimited)"}),
-    ("execution", "--checkpoint-every-steps", {"type": int, "help": "also checkpoint every N steps within an epoch"}),
+    ("execution", "--checkpoint-every-steps", {"type": int, "help": "also checkpoint every N optimizer steps within "
+                                               "an epoch"}),
     ("execution", "--keep-checkpoints", {"type": int, "help": "checkpoints kept in the run directory (default 2)"}),
     ("execution", "--limit-train-batches", {"type": int, "help": "at most N training batches per epoch (debugging)"}),
     ("execution", "--limit-eval-batches", {"type": int, "help": "at most N evaluation batches (debugging)"}),
+    ("recipe", "--label-smoothing", {"type": float, "metavar": "EPS", "help": "label smoothing of the training "
+                                     "loss (F.cross_entropy; 0.1 is common; default 0)"}),
+    ("recipe", "--mixup", {"type": float, "metavar": "ALPHA", "help": "MixUp batches with Beta(ALPHA, ALPHA) "
+                           "(transforms.v2.MixUp; 0.2 is common; default 0: off)"}),
+    ("recipe", "--cutmix", {"type": float, "metavar": "ALPHA", "help": "CutMix batches with Beta(ALPHA, ALPHA) "
+                            "(transforms.v2.CutMix; 1.0 is common; default 0: off)"}),
+    ("recipe", "--mix-prob", {"type": float, "metavar": "P", "help": "share of batches MixUp/CutMix mixes "
+                              "(default 1)"}),
+    ("recipe", "--mix-switch-prob", {"type": float, "metavar": "P", "help": "with --mixup and --cutmix: probability "
+                                     "of CutMix for a mixed batch (default 0.5)"}),
+    ("recipe", "--augment-policy", {"choices": AUGMENT_POLICIES, "help": "per-sample augmentation policy from "
+                                    "transforms.v2 (default none)"}),
+    ("recipe", "--randaugment", {"dest": "augment_policy", "action": "store_const", "const": "randaugment",
+                                 "help": "RandAugment (transforms.v2.RandAugment): --augment-policy randaugment"}),
+    ("recipe", "--trivialaugment", {"dest": "augment_policy", "action": "store_const", "const": "trivialaugment",
+                                    "help": "TrivialAugmentWide: --augment-policy trivialaugment"}),
+    ("recipe", "--autoaugment", {"dest": "augment_policy", "action": "store_const", "const": "autoaugment",
+                                 "help": "AutoAugment, the dataset's learned policy: --augment-policy autoaugment"}),
+    ("recipe", "--randaugment-ops", {"type": int, "metavar": "N", "help": "RandAugment operations per image "
+                                     "(default 2)"}),
+    ("recipe", "--randaugment-magnitude", {"type": int, "metavar": "M", "help": "RandAugment magnitude, 0-30 "
+                                           "(default 9)"}),
+    ("recipe", "--random-erasing", {"type": float, "metavar": "P", "help": "erase a random rectangle of a "
+                                    "training image with probability P (transforms.v2.RandomErasing; default 0)"}),
+    ("recipe", "--ema", {"type": float, "nargs": "?", "const": 0.9998, "metavar": "DECAY", "help": "also keep, "
+                         "evaluate and checkpoint an exponential moving average of the weights and BN buffers "
+                         "(swa_utils.AveragedModel), updated every optimizer step (DECAY default 0.9998)"}),
+    ("recipe", "--warmup", {"type": float, "metavar": "EPOCHS", "help": "linear learning-rate warmup over the "
+                            "first EPOCHS epochs, per iteration (default 0)"}),
+    ("recipe", "--clip-grad-norm", {"type": float, "metavar": "NORM", "help": "clip the gradients' total 2-norm "
+                                    "to NORM before each optimizer step (default 0: off)"}),
+    ("recipe", "--accumulate", {"type": int, "metavar": "N", "help": "add up N batches' gradients per optimizer "
+                                "step: --batch-size B --accumulate N steps as batch N*B (default 1)"}),
+    ("recipe", "--no-decay-norm-bias", {**FLAG, "help": "no weight decay on BatchNorm weights and biases"}),
+    ("tracking", "--log", {"metavar": "SERVICES", "help": "also log to mlflow, wandb or mlflow,wandb (through "
+                           "ray.air.integrations; extras densenet-ray[mlflow], [wandb]); TensorBoard is always "
+                           "written to <run>/tensorboard"}),
+    ("tracking", "--tracking-uri", {"metavar": "URI", "help": "MLflow tracking URI (default $MLFLOW_TRACKING_URI, "
+                                    "else sqlite:///<storage>/mlflow.db for local storage)"}),
+    ("tracking", "--log-every-steps", {"type": int, "metavar": "N", "help": "loss and learning rate to TensorBoard "
+                                       "(and --log) every N steps (default 50)"}),
 ]  # fmt: skip
 
 

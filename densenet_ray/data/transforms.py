@@ -1,18 +1,22 @@
-"""The paper's input transforms (section 4.1: crops, flips, per-channel normalisation), on ``transforms.v2``.
+"""The paper's input transforms (section 4.1: crops, flips, per-channel normalisation), on ``transforms.v2``, and the
+modern recipe's per-sample options (:class:`ExtraAugment`: RandAugment, TrivialAugmentWide, AutoAugment, random
+erasing, all ``transforms.v2``'s).
 
 Every transform takes a PIL RGB image and returns a float CHW tensor. ImageNet's live in ``augment``, which
-``--decode gpu`` shares.
+``--decode gpu`` shares. Randomness comes from torch's global generator, which the pipeline seeds per sample
+(``samples.decode``), so the options keep exact resume.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torchvision.transforms import v2
 
-from densenet_ray.data.augment import ImageNetEval, ImageNetTrain
+from densenet_ray.data.augment import IMAGENET_MEAN, IMAGENET_STD, ImageNetEval, ImageNetTrain
 from densenet_ray.errors import UserError
 
 # Per-channel statistics on the [0, 1] scale, as the original code uses them (DN-data).
@@ -56,8 +60,72 @@ def imagenet_eval(size: int = 224, resize: int = 256) -> ImageNetEval:
     return ImageNetEval(size, resize)
 
 
-def for_dataset(dataset: str, train: bool, augment: bool = True) -> Callable[[Any], torch.Tensor]:
-    """The paper's transform for ``dataset`` (cifar10, cifar100, svhn, imagenet) in training or evaluation."""
+@dataclass(frozen=True)
+class ExtraAugment:
+    """Per-sample augmentation beyond the paper's: ``policy`` (``none``, ``randaugment`` with ``ops`` operations
+    of ``magnitude`` out of 30, ``trivialaugment``, ``autoaugment`` with the dataset's learned policy) before the
+    pixels become floats, and random erasing with probability ``erasing`` after normalisation (erased pixels become
+    0, the mean)."""
+
+    policy: str = "none"
+    ops: int = 2
+    magnitude: int = 9
+    erasing: float = 0.0
+
+    def policy_transform(self, dataset: str) -> v2.Transform | None:
+        if self.policy == "randaugment":
+            return v2.RandAugment(num_ops=self.ops, magnitude=self.magnitude)
+        if self.policy == "trivialaugment":
+            return v2.TrivialAugmentWide()
+        if self.policy == "autoaugment":
+            learned = {"svhn": v2.AutoAugmentPolicy.SVHN, "imagenet": v2.AutoAugmentPolicy.IMAGENET}
+            return v2.AutoAugment(learned.get(dataset, v2.AutoAugmentPolicy.CIFAR10))
+        if self.policy != "none":
+            raise UserError(
+                f"unknown augmentation policy {self.policy!r}; choose randaugment, trivialaugment, autoaugment"
+            )
+        return None
+
+    def around(self, dataset: str, transform: Callable[[Any], torch.Tensor]) -> Callable[[Any], torch.Tensor]:
+        """``transform`` with the policy before it and random erasing after it."""
+        policy = self.policy_transform(dataset)
+        steps = [policy] if policy is not None else []
+        steps += [transform]
+        steps += [v2.RandomErasing(p=self.erasing, value=0)] if self.erasing else []
+        return transform if len(steps) == 1 else v2.Compose(steps)
+
+
+def imagenet_policy_train(policy: v2.Transform, size: int = 224) -> v2.Compose:
+    """ImageNet training with an augmentation policy, as torchvision's reference recipe
+    (``references/classification/presets.py``): random-resized crop and flip, then the policy in place of the
+    colour jitter and lighting noise, then normalisation."""
+    return v2.Compose(
+        [
+            v2.RandomResizedCrop(size, antialias=True),
+            v2.RandomHorizontalFlip(),
+            policy,
+            *_to_float(),
+            v2.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        ]
+    )
+
+
+def for_dataset(
+    dataset: str, train: bool, augment: bool = True, extra: ExtraAugment | None = None
+) -> Callable[[Any], torch.Tensor]:
+    """The paper's transform for ``dataset`` (cifar10, cifar100, svhn, imagenet) in training or evaluation; in
+    training with ``extra``, the modern recipe's per-sample options around it."""
+    base = _paper_transform(dataset, train, augment)
+    if not train or extra is None or extra == ExtraAugment():
+        return base
+    if dataset == "imagenet" and extra.policy != "none":
+        policy = extra.policy_transform(dataset)
+        assert policy is not None
+        return ExtraAugment(erasing=extra.erasing).around(dataset, imagenet_policy_train(policy))
+    return extra.around(dataset, base)
+
+
+def _paper_transform(dataset: str, train: bool, augment: bool) -> Callable[[Any], torch.Tensor]:
     if dataset in ("cifar10", "cifar100"):
         mean, std = (CIFAR10_MEAN, CIFAR10_STD) if dataset == "cifar10" else (CIFAR100_MEAN, CIFAR100_STD)
         return cifar_train(mean, std) if train and augment else cifar_eval(mean, std)

@@ -19,6 +19,8 @@ EVAL_SPLIT = {"cifar10": "test", "cifar100": "test", "svhn": "test", "imagenet":
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "svhn": 10, "imagenet": 1000}
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # auto: resolved on each worker (train/acceleration.py)
 DECODERS = ("cpu", "gpu")  # gpu: data/device_decode.py
+AUGMENT_POLICIES = ("none", "randaugment", "trivialaugment", "autoaugment")  # torchvision.transforms.v2's
+TRACKERS = ("mlflow", "wandb")  # through ray.air.integrations; TensorBoard is always written
 
 
 @dataclass
@@ -71,6 +73,25 @@ class TrainConfig:
     init_from: str | None = None
     pretrained: bool = False
     source: str | None = None
+    # Modern recipe options (all off by default; the paper's recipe is the default): see the README's "Recipes".
+    label_smoothing: float = 0.0
+    mixup: float = 0.0  # Beta(alpha, alpha) of MixUp; 0 is off
+    cutmix: float = 0.0  # Beta(alpha, alpha) of CutMix; 0 is off
+    mix_prob: float = 1.0  # the probability that a batch is mixed at all
+    mix_switch_prob: float = 0.5  # with both on: the probability of CutMix rather than MixUp
+    augment_policy: str = "none"
+    randaugment_ops: int = 2
+    randaugment_magnitude: int = 9
+    random_erasing: float = 0.0  # the probability of erasing a rectangle of a training image
+    ema: float = 0.0  # decay of the weights' exponential moving average; 0 is off
+    warmup: float = 0.0  # epochs of linear learning-rate warmup, per iteration
+    clip_grad_norm: float = 0.0  # the gradients' largest total 2-norm; 0 is off
+    accumulate: int = 1  # batches whose gradients add up to one optimizer step
+    no_decay_norm_bias: bool = False
+    # Tracking: TensorBoard files in every run directory, optionally MLflow and W&B.
+    log: str = ""  # comma-separated: mlflow, wandb
+    tracking_uri: str | None = None
+    log_every_steps: int = 50
 
     def validate(self) -> None:
         """Every value in range (:class:`UserError`, one line naming the option and what would be right)."""
@@ -124,6 +145,7 @@ class TrainConfig:
         for name in ("limit_eval_batches", "momentum", "weight_decay"):
             if getattr(self, name) < 0:
                 raise UserError(f"--{name.replace('_', '-')} {getattr(self, name)} must be >= 0")
+        _validate_recipe(self)
 
     @classmethod
     def from_sources(
@@ -145,6 +167,41 @@ class TrainConfig:
                     _check_type(key, value, str(fields[key].type), origin)
                     merged[key] = float(value) if "float" in str(fields[key].type) and type(value) is int else value
         return cls(**merged)
+
+
+def _validate_recipe(config: TrainConfig) -> None:
+    """The modern recipe and tracking options in range (one line naming the option and what would be right)."""
+    ranges = {
+        "label_smoothing": (0.0, 1.0, False), "mix_prob": (0.0, 1.0, True), "mix_switch_prob": (0.0, 1.0, True),
+        "random_erasing": (0.0, 1.0, True), "ema": (0.0, 1.0, False), "randaugment_magnitude": (0, 30, True),
+    }  # fmt: skip
+    for name, (low, high, closed) in ranges.items():
+        value = getattr(config, name)
+        if not (low <= value <= high if closed else low <= value < high):
+            right = "]" if closed else ")"
+            raise UserError(f"--{name.replace('_', '-')} {value} must be in [{low}, {high}{right}")
+    for name in ("mixup", "cutmix", "warmup", "clip_grad_norm"):
+        if getattr(config, name) < 0:
+            raise UserError(f"--{name.replace('_', '-')} {getattr(config, name)} must be >= 0 (0 is off)")
+    for name in ("accumulate", "randaugment_ops", "log_every_steps"):
+        if getattr(config, name) < 1:
+            raise UserError(f"--{name.replace('_', '-')} {getattr(config, name)} must be at least 1")
+    if config.augment_policy not in AUGMENT_POLICIES:
+        raise UserError(f"--augment-policy {config.augment_policy!r} is not one of: {', '.join(AUGMENT_POLICIES)}")
+    if config.decode == "gpu" and (config.augment_policy != "none" or config.random_erasing):
+        chosen = config.augment_policy if config.augment_policy != "none" else "random-erasing"
+        raise UserError(
+            f"--{chosen} augments one image at a time in the loader processes, which --decode gpu bypasses: use "
+            "--decode cpu"
+        )
+    unknown = [name for name in trackers(config.log) if name not in TRACKERS]
+    if unknown:
+        raise UserError(f"--log {config.log!r}: {unknown[0]!r} is not one of: {', '.join(TRACKERS)}")
+
+
+def trackers(log: str) -> list[str]:
+    """The tracking services named in a ``--log`` value (``"mlflow,wandb"``)."""
+    return [name.strip() for name in log.split(",") if name.strip()]
 
 
 def _split_worker_range(values: dict[str, Any], origin: str) -> dict[str, Any]:
@@ -202,20 +259,27 @@ def read_yaml_mapping(path: str, flag: str, expected: str) -> dict[str, Any]:
     return document
 
 
-def learning_rate(optim: Any, dataset: str, epoch: int, iteration: int, iterations_per_epoch: int) -> float:
-    """The learning rate for 0-indexed ``epoch`` and ``iteration`` under the original code's schedules, for an
-    :class:`~densenet_ray.train.resolved.OptimSpec` ``optim``.
+def learning_rate(
+    optim: Any, dataset: str, epoch: int, iteration: int, iterations_per_epoch: int, warmup: float = 0.0
+) -> float:
+    """The learning rate for 0-indexed ``epoch`` and ``iteration`` (optimizer steps) under the original code's
+    schedules, for an :class:`~densenet_ray.train.resolved.OptimSpec` ``optim``.
 
     step, CIFAR/SVHN: divided by 10 once the 1-indexed epoch reaches 50 % and again at 75 % of the epochs (for 300
     epochs: 149 at 0.1, 75 at 0.01, 76 at 0.001). step, ImageNet: 0.1 ** floor(epoch / 30). cosine: per iteration,
     0.5 * lr * (1 + cos(pi * t / T)) with t counted over the whole run.
+
+    ``warmup`` epochs of linear warmup scale the schedule's rate by ``(t + 1) / T_w`` for the first ``T_w`` steps
+    (Goyal et al. 2017, "Accurate, Large Minibatch SGD", section 2.2: gradual warmup).
     """
+    current = epoch * iterations_per_epoch + iteration
+    warmup_steps = round(warmup * iterations_per_epoch)
+    factor = (current + 1) / warmup_steps if current < warmup_steps else 1.0
     if optim.lr_schedule == "cosine":
         total = optim.epochs * iterations_per_epoch
-        current = epoch * iterations_per_epoch + iteration
-        return 0.5 * optim.lr * (1 + math.cos(math.pi * current / total))
+        return factor * 0.5 * optim.lr * (1 + math.cos(math.pi * current / total))
     if dataset == "imagenet":
-        return optim.lr * 0.1 ** (epoch // 30)
+        return factor * optim.lr * 0.1 ** (epoch // 30)
     one_indexed = epoch + 1
     drops = int(one_indexed >= 0.5 * optim.epochs) + int(one_indexed >= 0.75 * optim.epochs)
-    return optim.lr * 0.1**drops
+    return factor * optim.lr * 0.1**drops

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import sys
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
+
+from densenet_ray.train.recipe import BatchMixer, gradients_kept_local
 
 
 @dataclass
@@ -75,10 +78,11 @@ class StepContext:
         channels_last: convert each batch to channels-last memory format.
         optimizer: training only.
         scaler: the fp16 gradient scaler, or None.
-        set_lr: ``set_lr(i)`` sets (and returns) the learning rate of batch ``i`` of the epoch (training only).
+        set_lr: ``set_lr(i)`` sets (and returns) the learning rate of optimizer step ``i`` of the epoch (training).
         rows_per_rank: the global batch divided by the world size. A rank's loss is its summed sample losses over
             this, so DDP's gradient average is the mean over the global batch even when ranks hold unequal shares
             (and a sample that failed to decode drops out without raising the others' weight). None: the batch mean.
+        recipe: the modern recipe's step options (:class:`StepRecipe`); the default is the paper's plain step.
     """
 
     model: nn.Module
@@ -89,28 +93,67 @@ class StepContext:
     scaler: torch.amp.GradScaler | None = None
     set_lr: Callable[[int], float] | None = None
     rows_per_rank: float | None = None
+    recipe: StepRecipe = field(default_factory=lambda: StepRecipe())
 
     def to_device(self, images: torch.Tensor) -> torch.Tensor:
         images = images.to(self.device, non_blocking=True)
         return images.contiguous(memory_format=torch.channels_last) if self.channels_last else images
 
 
-def _step(context: StepContext, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """One optimisation step; returns the summed loss and the logits (detached)."""
-    assert context.optimizer is not None
-    with _autocast(context.device, context.precision):
-        logits = context.model(images)
-    loss_sum = F.cross_entropy(logits.float(), labels, reduction="sum")
-    loss = loss_sum / (context.rows_per_rank or len(labels))
-    context.optimizer.zero_grad(set_to_none=True)
-    if context.scaler is not None:
-        context.scaler.scale(loss).backward()
-        context.scaler.step(context.optimizer)
-        context.scaler.update()
-    else:
-        loss.backward()
-        context.optimizer.step()
+@dataclass
+class StepRecipe:
+    """Options of a training step beyond the paper's.
+
+    Attributes:
+        label_smoothing: ``F.cross_entropy``'s ``label_smoothing``.
+        mixer: ``mixer(batch_index, images, labels) -> (images, soft targets)`` (``recipe.batch_mixer``), or None.
+        accumulate: batches whose gradients add up to one optimizer step (DDP synchronises only the last).
+        clip_grad_norm: the gradients' largest total 2-norm before each optimizer step (0: no clipping).
+        after_optimizer_step: called after every optimizer step (the weights' moving average), or None.
+    """
+
+    label_smoothing: float = 0.0
+    mixer: BatchMixer | None = None
+    accumulate: int = 1
+    clip_grad_norm: float = 0.0
+    after_optimizer_step: Callable[[], None] | None = None
+
+
+def _backward(
+    context: StepContext, index: int, images: torch.Tensor, labels: torch.Tensor, share: int, last: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One batch's forward and backward, its loss weighted as ``1 / share`` of the optimizer step's; returns the
+    summed loss and the logits (detached)."""
+    recipe = context.recipe
+    targets = labels
+    if recipe.mixer is not None:
+        images, targets = recipe.mixer(index, images, labels)
+    with gradients_kept_local(context.model, not last):
+        with _autocast(context.device, context.precision):
+            logits = context.model(images)
+        loss_sum = F.cross_entropy(logits.float(), targets, reduction="sum", label_smoothing=recipe.label_smoothing)
+        loss = loss_sum / ((context.rows_per_rank or len(labels)) * share)
+        (context.scaler.scale(loss) if context.scaler is not None else loss).backward()
     return loss_sum.detach(), logits.detach()
+
+
+def _optimizer_step(context: StepContext) -> None:
+    """Clip (after unscaling fp16 gradients), step, and clear the gradients for the next optimizer step."""
+    optimizer, scaler, recipe = context.optimizer, context.scaler, context.recipe
+    assert optimizer is not None
+    if recipe.clip_grad_norm:
+        if scaler is not None:
+            scaler.unscale_(optimizer)
+        parameters = [p for group in optimizer.param_groups for p in group["params"]]
+        torch.nn.utils.clip_grad_norm_(parameters, recipe.clip_grad_norm)
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    if recipe.after_optimizer_step is not None:
+        recipe.after_optimizer_step()
 
 
 def train_epoch(
@@ -120,21 +163,31 @@ def train_epoch(
     first_step: int = 0,
     on_step: Callable[[int, TrainStats], None] | None = None,
 ) -> TrainStats:
-    """Train over ``batches``. ``first_step`` is the epoch's index of the first batch (after a resume);
-    ``max_steps`` (0 = all) bounds the batch index, the same on every rank, so DDP stays in step; ``on_step(i,
-    stats)`` runs after each step. Nothing in the loop reads a device tensor back: batches are copied
-    ``non_blocking`` (from pinned memory on a GPU) and the statistics stay on the device until read."""
+    """Train over ``batches``. ``first_step`` is the epoch's index of the first batch (after a resume; a multiple of
+    ``accumulate``); ``max_steps`` (0 = all) bounds the batch index, the same on every rank, so DDP stays in step;
+    ``on_step(i, stats)`` runs after each batch. Optimizer step ``i // accumulate`` takes batches ``i`` of its group
+    (the epoch's last group may be shorter: its batches weigh ``1 / its length``). Nothing in the loop reads a device
+    tensor back: batches are copied ``non_blocking`` (from pinned memory on a GPU) and the statistics stay on the
+    device until read."""
     context.model.train()
     stats = TrainStats()
+    every = context.recipe.accumulate
+    # The epoch's batch count sizes its last accumulation group (a loader knows how many batches it has left).
+    total = max_steps or (first_step + len(batches) if every > 1 else sys.maxsize)  # type: ignore[arg-type]
     waited = time.perf_counter()
     for index, (images, labels) in enumerate(batches, start=first_step):
         stats.data_seconds += time.perf_counter() - waited
         if max_steps and index >= max_steps:
             break
-        if context.set_lr is not None:
-            context.set_lr(index)
+        group_start = index - index % every
+        share = min(every, total - group_start)
+        if context.set_lr is not None and index == group_start:
+            context.set_lr(index // every)
         labels = labels.to(context.device, non_blocking=True)
-        loss_sum, logits = _step(context, context.to_device(images), labels)
+        last = index + 1 == group_start + share
+        loss_sum, logits = _backward(context, index, context.to_device(images), labels, share, last)
+        if last:
+            _optimizer_step(context)
         stats.add(loss_sum, logits, labels)
         if on_step:
             on_step(index, stats)
@@ -142,28 +195,44 @@ def train_epoch(
     return stats
 
 
-@torch.no_grad()
 def evaluate(
     context: StepContext,
     batches: Iterable[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
     max_batches: int = 0,
 ) -> EvalStats:
     """Top-1/top-5 error over the masked rows of every batch, summed over all ranks when DDP is initialised."""
-    context.model.eval()
-    totals = torch.zeros(4, dtype=torch.float64, device=context.device)  # loss sum, top-1, top-5 hits, samples
+    return evaluate_each(context, [context.model], batches, max_batches)[0]
+
+
+@torch.no_grad()
+def evaluate_each(
+    context: StepContext,
+    models: Sequence[nn.Module],
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+    max_batches: int = 0,
+) -> list[EvalStats]:
+    """:func:`evaluate` for each of ``models`` (the raw weights and their moving average) in one pass over the
+    data, with ``context``'s device and numerics."""
+    for model in models:
+        model.eval()
+    totals = torch.zeros(len(models), 4, dtype=torch.float64, device=context.device)  # loss, top-1, top-5, samples
     for index, (images, labels, mask) in enumerate(batches):
         if max_batches and index >= max_batches:
             break
         images, labels, mask = context.to_device(images), labels.to(context.device), mask.to(context.device)
-        with _autocast(context.device, context.precision):
-            logits = context.model(images).float()
-        losses = F.cross_entropy(logits, labels, reduction="none")
-        top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices
-        hits5 = (top5 == labels[:, None]).any(1)
-        hits1 = top5[:, 0] == labels
-        totals += torch.stack([losses[mask].sum(), hits1[mask].sum(), hits5[mask].sum(), mask.sum()]).to(torch.float64)
+        for row, model in enumerate(models):
+            with _autocast(context.device, context.precision):
+                logits = model(images).float()
+            losses = F.cross_entropy(logits, labels, reduction="none")
+            top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices
+            hits5 = (top5 == labels[:, None]).any(1)
+            hits1 = top5[:, 0] == labels
+            sums = torch.stack([losses[mask].sum(), hits1[mask].sum(), hits5[mask].sum(), mask.sum()])
+            totals[row] += sums.to(torch.float64)
     if dist.is_available() and dist.is_initialized():
         dist.all_reduce(totals)
-    loss_sum, hits1, hits5, samples = totals.tolist()
-    samples_count = max(samples, 1.0)
-    return EvalStats(loss_sum / samples_count, 1 - hits1 / samples_count, 1 - hits5 / samples_count, int(samples))
+    results = []
+    for loss_sum, hits1, hits5, samples in totals.tolist():
+        count = max(samples, 1.0)
+        results.append(EvalStats(loss_sum / count, 1 - hits1 / count, 1 - hits5 / count, int(samples)))
+    return results

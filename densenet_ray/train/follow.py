@@ -23,8 +23,9 @@ def epoch_line(record: EpochRecord) -> str:
     remaining = (record.epochs - record.epoch) * (record.epoch_seconds or 0.0)
     line = (
         f"epoch {record.epoch}/{record.epochs}: loss {record.loss:.4f}, "
-        f"test error {100 * (record.test_error or 0):.2f} % (best {100 * (record.best_test_error or 0):.2f} %), "
-        f"{record.images_per_s or 0:.1f} img/s, ETA {remaining / 60:.1f} min"
+        f"test error {100 * (record.test_error or 0):.2f} % (best {100 * (record.best_test_error or 0):.2f} %"
+        + (f", EMA {100 * record.ema_test_error:.2f} %" if record.ema_test_error is not None else "")
+        + f"), {record.images_per_s or 0:.1f} img/s, ETA {remaining / 60:.1f} min"
     )
     if record.first_step_seconds is not None:  # only in the epoch where an attempt started
         line += f" ({record.acceleration}; first step after {record.first_step_seconds:.1f} s)"

@@ -53,10 +53,12 @@ def peak_memory_mb(device: torch.device) -> float:
 
 
 def epoch_record(
-    loop: Any, epoch: int, stats: TrainStats, result: EvalStats, train_seconds: float, steady: float | None
+    loop: Any, epoch: int, stats: TrainStats, results: list[EvalStats], train_seconds: float, steady: float | None
 ) -> dict[str, Any]:
-    """The epoch's :class:`EpochRecord` as the metrics dict Ray reports (and ``metrics.jsonl`` stores)."""
+    """The epoch's :class:`EpochRecord` as the metrics dict Ray reports (and ``metrics.jsonl`` stores); ``results``
+    are the raw weights' evaluation and, with ``--ema``, their moving average's."""
     images_per_s = stats.samples * loop.world / max(train_seconds, 1e-9)
+    result, average = results[0], results[1] if len(results) > 1 else None
     record = EpochRecord(
         epoch=epoch + 1,
         epochs=loop.config.optim.epochs,
@@ -68,6 +70,9 @@ def epoch_record(
         test_top5_error=result.top5_error,
         best_test_error=loop.state.best_error,
         test_samples=result.samples,
+        ema_test_loss=average.loss if average else None,
+        ema_test_error=average.top1_error if average else None,
+        ema_test_top5_error=average.top5_error if average else None,
         lr=loop.optimizer.param_groups[0]["lr"],
         images_per_s=images_per_s,
         steady_images_per_s=images_per_s if steady is None else steady,

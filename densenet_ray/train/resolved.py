@@ -10,6 +10,8 @@ derives each trial's with :func:`derive` from its base options, checked once. ``
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
+import os
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +19,15 @@ from typing import Any
 from densenet_ray.data.storage import child_url
 from densenet_ray.errors import UserError
 from densenet_ray.paths import RUNS_ROOT, absolute_location, dataset_cache
-from densenet_ray.train.config import DEFAULT_BATCH, DEFAULT_EPOCHS, DEFAULT_MODEL, EVAL_SPLIT, NUM_CLASSES, TrainConfig
+from densenet_ray.train.config import (
+    DEFAULT_BATCH,
+    DEFAULT_EPOCHS,
+    DEFAULT_MODEL,
+    EVAL_SPLIT,
+    NUM_CLASSES,
+    TrainConfig,
+    trackers,
+)
 
 
 @dataclass(frozen=True)
@@ -108,14 +118,52 @@ class StorageSpec:
 
 
 @dataclass(frozen=True)
+class RecipeSpec:
+    """Training options beyond the paper's recipe, each from a maintained library; the defaults are all off.
+
+    Batches: ``label_smoothing`` (``F.cross_entropy``), MixUp/CutMix alphas (``transforms.v2.MixUp``/``CutMix``,
+    0 off) mixing a ``mix_prob`` share of batches, CutMix with ``mix_switch_prob`` when both are on. Samples:
+    ``augment_policy`` (``transforms.v2`` RandAugment, TrivialAugmentWide or AutoAugment) and ``random_erasing``.
+    Weights: ``ema`` decay (``swa_utils.AveragedModel``, 0 off). Steps: ``warmup`` epochs, ``clip_grad_norm`` (0
+    off), ``accumulate`` batches per optimizer step, ``no_decay_norm_bias``."""
+
+    label_smoothing: float = 0.0
+    mixup: float = 0.0
+    cutmix: float = 0.0
+    mix_prob: float = 1.0
+    mix_switch_prob: float = 0.5
+    augment_policy: str = "none"
+    randaugment_ops: int = 2
+    randaugment_magnitude: int = 9
+    random_erasing: float = 0.0
+    ema: float = 0.0
+    warmup: float = 0.0
+    clip_grad_norm: float = 0.0
+    accumulate: int = 1
+    no_decay_norm_bias: bool = False
+
+
+@dataclass(frozen=True)
+class TrackingSpec:
+    """Where metrics go besides ``metrics.jsonl`` and TensorBoard: ``log`` names services (``mlflow,wandb``)."""
+
+    log: str = ""
+    tracking_uri: str = ""
+    log_every_steps: int = 50
+
+
+@dataclass(frozen=True)
 class ResolvedConfig:
-    """A training run's complete, checked configuration."""
+    """A training run's complete, checked configuration (runs saved before ``recipe`` and ``tracking`` existed
+    load with their defaults)."""
 
     model: ModelSpec
     data: DataSpec
     optim: OptimSpec
     execution: ExecutionSpec
     storage: StorageSpec
+    recipe: RecipeSpec = RecipeSpec()
+    tracking: TrackingSpec = TrackingSpec()
 
     def to_document(self) -> dict[str, Any]:
         """The nested mapping saved as ``config.yaml`` and handed to the workers."""
@@ -132,6 +180,10 @@ class ResolvedConfig:
             execution = {key: value for key, value in execution.items() if key != "amp"}
             execution["precision"] = "fp32" if amp == "off" else amp
             document = {**document, "execution": execution}
+        optional = {
+            name: spec for name, spec in (("recipe", RecipeSpec), ("tracking", TrackingSpec)) if name in document
+        }
+        groups.update(optional)
         try:
             return cls(**{name: spec(**document[name]) for name, spec in groups.items()})
         except (KeyError, TypeError) as error:
@@ -140,7 +192,7 @@ class ResolvedConfig:
     def flat(self) -> dict[str, Any]:
         """The options as a user writes them (the fields of ``TrainConfig``), for labels and tables."""
         values: dict[str, Any] = {}
-        for group in (self.model, self.data, self.optim, self.execution, self.storage):
+        for group in (self.model, self.data, self.optim, self.execution, self.storage, self.recipe, self.tracking):
             values.update(dataclasses.asdict(group))
         values["model"] = self.model.name
         fields = {field.name for field in dataclasses.fields(TrainConfig)}
@@ -213,7 +265,31 @@ def resolve(options: TrainConfig, check_weights: bool = True) -> ResolvedConfig:
     )  # fmt: skip
     root = absolute_location(options.storage or RUNS_ROOT)
     name = options.name or f"{dataset}-{model.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    return ResolvedConfig(model, data, optim, execution, StorageSpec(root, name, child_url(root, name)))
+    recipe = RecipeSpec(**{field.name: getattr(options, field.name) for field in dataclasses.fields(RecipeSpec)})
+    tracking = _tracking(options, root)
+    storage = StorageSpec(root, name, child_url(root, name))
+    return ResolvedConfig(model, data, optim, execution, storage, recipe, tracking)
+
+
+def _tracking(options: TrainConfig, root: str) -> TrackingSpec:
+    """The tracking services, each checked to be installed, and MLflow's tracking URI: ``--tracking-uri``, else
+    ``$MLFLOW_TRACKING_URI``, else a SQLite database in a local storage root (MLflow 3 keeps its plain-file store
+    in maintenance mode, refusing it unless ``MLFLOW_ALLOW_FILE_STORE`` is set, and recommends a database)."""
+    services = trackers(options.log)
+    for service in services:
+        if importlib.util.find_spec(service) is None:
+            raise UserError(f"--log {service} needs the {service} package: pip install 'densenet-ray[{service}]'")
+    uri = options.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "")
+    if "mlflow" in services and not uri:
+        if "://" in root:
+            raise UserError(
+                f"--log mlflow with --storage {root} needs --tracking-uri (an MLflow server or database) or "
+                "MLFLOW_TRACKING_URI; a local database is made only for local storage"
+            )
+        uri = f"sqlite:///{os.path.join(root, 'mlflow.db')}"
+    elif uri and ":" not in uri:  # a plain path: absolute, since workers run elsewhere
+        uri = absolute_location(uri)
+    return TrackingSpec(",".join(services), uri, options.log_every_steps)
 
 
 def anchored(options: TrainConfig, config: ResolvedConfig) -> TrainConfig:

@@ -9,6 +9,7 @@ Files (local or ``s3://``), each written atomically:
   one :class:`AttemptRecord` per start of the worker group (the first and every restart, with its world size).
 - ``progress.json``: rank 0's :class:`ProgressRecord`, rewritten every few seconds during an epoch.
 - ``error.txt``: the full worker traceback of the last failed attempt.
+- ``tensorboard/``: rank 0's TensorBoard event files (``train/tracking.py``).
 - ``compile-cache.bin``: rank 0's compiled graphs (``torch.compiler.save_cache_artifacts``), loaded by every worker
   of later attempts, on any machine, before they compile (see ``train/compile_cache.py``).
 - ``checkpoint_*/`` and ``checkpoint_manager_snapshot.json``: Ray Train's checkpoints and which it committed.
@@ -35,6 +36,7 @@ METRICS_FILE = "metrics.jsonl"
 PROGRESS_FILE = "progress.json"
 ERROR_FILE = "error.txt"
 COMPILE_ARTIFACTS_FILE = "compile-cache.bin"
+TENSORBOARD_DIR = "tensorboard"
 SNAPSHOT_FILE = "checkpoint_manager_snapshot.json"  # Ray Train's record of its committed checkpoints
 CHECKPOINT_PREFIX = "checkpoint_"
 RUN_FORMAT = "densenet-ray-run/1"
@@ -54,6 +56,9 @@ class EpochRecord:
     test_top5_error: float | None = None
     best_test_error: float | None = None
     test_samples: int | None = None
+    ema_test_loss: float | None = None  # the weights' moving average (``--ema``), evaluated beside the raw weights
+    ema_test_error: float | None = None
+    ema_test_top5_error: float | None = None
     lr: float | None = None
     images_per_s: float | None = None
     steady_images_per_s: float | None = None

@@ -10,6 +10,7 @@ gone has lapsed).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import socket
@@ -41,6 +42,7 @@ def run_identity(config: ResolvedConfig, train_data: str) -> dict[str, Any]:
     identity.update(batch_size=optim.batch_size, lr=optim.lr, lr_schedule=optim.lr_schedule)
     identity.update(momentum=optim.momentum, weight_decay=optim.weight_decay, seed=optim.seed)
     identity.update(precision=execution.precision, sync_bn=execution.sync_bn)
+    identity.update(dataclasses.asdict(config.recipe))  # every recipe option changes the computation
     identity.pop("num_classes")  # follows from the dataset
     return identity
 

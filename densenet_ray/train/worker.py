@@ -15,18 +15,20 @@ from typing import Any
 
 import torch
 
-from densenet_ray.data.epoch_plan import Layout, train_batches_per_rank
+from densenet_ray.data.epoch_plan import Layout, mix, train_batches_per_rank
 from densenet_ray.data.manifest import load_manifest
 from densenet_ray.data.pipeline import EpochLoader, PipelineConfig, make_loader
-from densenet_ray.data.transforms import for_dataset
+from densenet_ray.data.transforms import ExtraAugment, for_dataset
 from densenet_ray.train.acceleration import DDP_OPTIONS, choose
 from densenet_ray.train.compile_cache import load_compile_artifacts, save_compile_artifacts
-from densenet_ray.train.config import learning_rate
-from densenet_ray.train.engine import StepContext, TrainStats, evaluate, train_epoch
+from densenet_ray.train.config import NUM_CLASSES, learning_rate
+from densenet_ray.train.engine import StepContext, StepRecipe, TrainStats, evaluate_each, train_epoch
 from densenet_ray.train.progress import InEpochProgress, epoch_record, maybe_inject_fault
+from densenet_ray.train.recipe import WeightAverage, batch_mixer, parameter_groups
 from densenet_ray.train.resolved import ResolvedConfig
 from densenet_ray.train.run_dir import AttemptRecord, MidEpochRecord, RunDirectory
-from densenet_ray.train.worker_state import TrainingState, build_model, load_resume_state, save_checkpoint
+from densenet_ray.train.tracking import Tracking
+from densenet_ray.train.worker_state import TrainingState, build_model, load_resume_state, save_checkpoint, unwrap
 
 WARMUP_STEPS = 5  # steady-state throughput leaves out each epoch's first steps (allocator, loader start-up)
 
@@ -55,15 +57,11 @@ class WorkerLoop:
         checkpoint = ray.train.get_checkpoint()
         model = build_model(config, self.world, checkpoint is None, self.acceleration)
         self.model = ray.train.torch.prepare_model(model, parallel_strategy_kwargs=DDP_OPTIONS)
-        optim = config.optim
-        self.optimizer = torch.optim.SGD(
-            self.model.parameters(),
-            lr=optim.lr,
-            momentum=optim.momentum,
-            nesterov=True,
-            weight_decay=optim.weight_decay,
-        )
+        optim, recipe = config.optim, config.recipe
+        groups = parameter_groups(self.model, optim.weight_decay, recipe.no_decay_norm_bias)
+        self.optimizer = torch.optim.SGD(groups, lr=optim.lr, momentum=optim.momentum, nesterov=True)
         scaler = torch.amp.GradScaler(self.device.type) if self.acceleration.precision == "fp16" else None
+        self.average = WeightAverage(unwrap(self.model), recipe.ema) if recipe.ema else None
         self.state = TrainingState()
         load_resume_state(self, checkpoint, scaler)
         self.step_context = StepContext(
@@ -71,9 +69,18 @@ class WorkerLoop:
         )
         self.step_context.optimizer, self.step_context.scaler = self.optimizer, scaler
         self.step_context.rows_per_rank = config.optim.batch_size / self.world
-        self.train_transform = for_dataset(config.data.dataset, train=True, augment=config.data.augment)
+        self.step_context.recipe = self._step_recipe()
+        self.mixer = batch_mixer(
+            recipe.mixup, recipe.cutmix, recipe.mix_prob, recipe.mix_switch_prob, NUM_CLASSES[config.data.dataset],
+            optim.seed,
+        )  # fmt: skip
+        extra = ExtraAugment(
+            recipe.augment_policy, recipe.randaugment_ops, recipe.randaugment_magnitude, recipe.random_erasing
+        )
+        self.train_transform = for_dataset(config.data.dataset, train=True, augment=config.data.augment, extra=extra)
         self.eval_transform = for_dataset(config.data.dataset, train=False)
         self.progress = InEpochProgress(config.storage.run_url) if self.rank == 0 else None
+        self.tracking = Tracking(config, self.state.global_step) if self.rank == 0 else None
         self.first_step_time = 0.0  # wall clock (Unix) when this attempt's first optimizer step finished
         self.first_step_seconds: float | None = None  # from this loop's start: model build, compile, warm-up
         if self.rank == 0:  # every start of the group, with its world size (an elastic run's restarts change it)
@@ -101,11 +108,19 @@ class WorkerLoop:
         limit = self.config.execution.limit_train_batches
         return (min(per_epoch, limit) if limit else per_epoch) * self.config.optim.epochs
 
+    def _step_recipe(self) -> StepRecipe:
+        recipe = self.config.recipe
+        average = self.average
+        after = (lambda: average.update(unwrap(self.model))) if average is not None else None
+        return StepRecipe(recipe.label_smoothing, None, recipe.accumulate, recipe.clip_grad_norm, after)
+
     def run(self) -> dict[str, Any]:
         """Every remaining epoch; returns the last epoch's record (rank 0's reaches the driver)."""
         final: dict[str, Any] = {}
         for epoch in range(self.state.epoch, self.config.optim.epochs):
             final = self.run_epoch(epoch)
+        if self.tracking is not None:
+            self.tracking.close()
         return final
 
     def run_epoch(self, epoch: int) -> dict[str, Any]:
@@ -114,22 +129,35 @@ class WorkerLoop:
         batches = self._pipeline("train", True, epoch)
         limit = self.config.execution.limit_train_batches
         steps = min(batches.total_batches, limit) if limit else batches.total_batches
-        self.step_context.set_lr = lambda index: self._set_lr(epoch, index, steps)
+        optimizer_steps = -(-steps // self.config.recipe.accumulate)
+        self.step_context.set_lr = lambda index: self._set_lr(epoch, index, optimizer_steps)
+        mixer = self.mixer  # seeded per batch and rank: the same mixing on a resume
+        self.step_context.recipe.mixer = (
+            (lambda index, images, labels: mixer(mix(epoch, index, self.rank), images, labels)) if mixer else None
+        )
         warm: dict[str, float] = {}
         started = time.perf_counter()
         if self.progress is not None:
             self.progress.new_epoch()
+        if self.tracking is not None:
+            self.tracking.new_epoch()
         stats = train_epoch(
             self.step_context, batches, max_steps=steps, first_step=self.state.next_batch,
             on_step=lambda index, stats: self._after_step(epoch, index, steps, stats, warm),
         )  # fmt: skip
         train_seconds = time.perf_counter() - started
         eval_batches = self._pipeline(self.config.data.eval_split, False)
-        result = evaluate(self.step_context, eval_batches, self.config.execution.limit_eval_batches)
-        self.state.best_error = min(self.state.best_error, result.top1_error)
+        models = [self.model]
+        if self.average is not None:
+            self.average.synchronise()
+            models.append(self.average.module)
+        results = evaluate_each(self.step_context, models, eval_batches, self.config.execution.limit_eval_batches)
+        self.state.best_error = min(self.state.best_error, results[0].top1_error)
         steady = _steady_rate(stats, warm, started + train_seconds, self.world)
-        record = epoch_record(self, epoch, stats, result, train_seconds, steady)
+        record = epoch_record(self, epoch, stats, results, train_seconds, steady)
         record["skipped_samples"] = batches.skipped + eval_batches.skipped
+        if self.tracking is not None:
+            self.tracking.epoch(record, self.state.global_step)
         if self.first_step_seconds is not None:  # the attempt's first epoch: its evaluation graphs are compiled now
             self._save_compile_artifacts()
         self.first_step_seconds = None  # said once per attempt
@@ -140,7 +168,8 @@ class WorkerLoop:
         return record
 
     def _set_lr(self, epoch: int, index: int, steps: int) -> float:
-        rate = learning_rate(self.config.optim, self.config.data.dataset, epoch, index, steps)
+        warmup = self.config.recipe.warmup
+        rate = learning_rate(self.config.optim, self.config.data.dataset, epoch, index, steps, warmup)
         for group in self.optimizer.param_groups:
             group["lr"] = rate
         return rate
@@ -154,8 +183,11 @@ class WorkerLoop:
             warm.update(time=time.perf_counter(), samples=stats.samples)
         if self.progress is not None:
             self.progress.update(epoch, index + 1, steps, stats, self.world)
+        if self.tracking is not None:
+            self.tracking.step(self.state.global_step, stats, self.optimizer.param_groups[0]["lr"])
         maybe_inject_fault(self.state.global_step, self.rank)
-        every = self.config.execution.checkpoint_every_steps
+        # Checkpoints fall between optimizer steps: an accumulation group is never split by a resume.
+        every = self.config.execution.checkpoint_every_steps * self.config.recipe.accumulate
         if every and (index + 1) % every == 0 and index + 1 < steps:
             self._mid_epoch_checkpoint(epoch, index + 1, stats)
 

@@ -1,6 +1,7 @@
 """A worker's model and training state: building the model, saving a checkpoint, resuming from one.
 
-A checkpoint directory holds ``state.pt`` (rank 0: weights, optimiser, scaler, position, the resolved config) and
+A checkpoint directory holds ``state.pt`` (rank 0: weights, their moving average with ``--ema``, optimiser, scaler,
+position, the resolved config) and
 ``rng-rank<r>.pt`` for every rank (Ray merges the ranks' directories), so a resumed run continues bitwise.
 """
 
@@ -70,6 +71,7 @@ def save_checkpoint(loop: Any, directory: str) -> None:
             "model": unwrap(loop.model).state_dict(),
             "optimizer": loop.optimizer.state_dict(),
             "scaler": scaler.state_dict() if scaler is not None else None,
+            "ema": loop.average.state_dict() if loop.average is not None else None,
             "epoch": loop.state.epoch,
             "next_batch": loop.state.next_batch,
             "global_step": loop.state.global_step,
@@ -133,6 +135,8 @@ def load_resume_state(loop: Any, checkpoint: Any, scaler: Any) -> None:
     loop.optimizer.load_state_dict(state["optimizer"])
     if scaler is not None and state.get("scaler"):
         scaler.load_state_dict(state["scaler"])
+    if loop.average is not None and state.get("ema"):
+        loop.average.load_state_dict(state["ema"])
     loop.state = TrainingState(state["epoch"], state["next_batch"], state["global_step"], state["best_error"])
     loop.state.history = resumed_history(state, loop.layout)
     if rng_bytes is not None:
