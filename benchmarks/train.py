@@ -20,6 +20,7 @@ Usage::
 
     python benchmarks/train.py --source ../shared/data/cifar10-jpeg/train.tar --out benchmarks/results/train-cpu.json
     python benchmarks/train.py --part learning --epochs 4 --source ... --out benchmarks/results/learning-cpu.json
+    python benchmarks/train.py --part learning --epochs 4 --recipe plain ema label-smoothing=0.1 --source ...
 """
 
 from __future__ import annotations
@@ -190,10 +191,11 @@ def speed(data: str, steps: int, rounds: int) -> dict[str, Any]:
     return {"steps": steps, "batch": BATCH, "workers": cores, "variants": summary, "default / fp32": ratio}
 
 
-def learning(data: str, epochs: int, precision: str = "auto") -> dict[str, Any]:
+def learning(data: str, epochs: int, precision: str = "auto", recipe: str = "") -> dict[str, Any]:
+    """One learning run; ``recipe`` is extra training flags (``--ema``, ``--label-smoothing 0.1``)."""
     with tempfile.TemporaryDirectory() as storage:
         command = [sys.executable, "-m", "densenet_ray.cifar", "--data", data, *MODEL, "--epochs", str(epochs)]
-        command += ["--precision", precision]
+        command += ["--precision", precision, *recipe.split()]
         command += ["--lr-schedule", "cosine", "--workers", "2", "--storage", storage, "--name", "learning"]
         started = time.time()
         env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
@@ -205,16 +207,25 @@ def learning(data: str, epochs: int, precision: str = "auto") -> dict[str, Any]:
         epoch_records, _ = RunDirectory(os.path.join(storage, "learning")).metrics()  # not the attempt records
         records = [dataclasses.asdict(record) for record in epoch_records]
     keys = ("epoch", "loss", "train_error", "test_error", "test_top5_error", "images_per_s", "test_samples")
+    keys += ("ema_test_error",) if "--ema" in recipe else ()
     return {
         "model": "densenet_bc100_k12 depth 40 (BC-40-12)",
         "schedule": f"cosine, lr 0.1, batch 64, {epochs} epochs, 2 Ray workers",
         "precision": precision,
+        "recipe": recipe or "the paper's",
         "acceleration": records[0].get("acceleration"),
         "train_samples": 45000,
         "curve": [{key: record[key] for key in keys} for record in records],
         "final_test_error": records[-1]["test_error"],
         "wall_seconds": time.time() - started,
     }
+
+
+def recipe_flags(recipe: str) -> str:
+    """``plain`` as no flags; ``ema,label-smoothing=0.1`` as ``--ema --label-smoothing 0.1``."""
+    if recipe == "plain":
+        return ""
+    return " ".join(f"--{option.replace('=', ' ')}" for option in recipe.split(",") if option)
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -246,6 +257,11 @@ def markdown(result: dict[str, Any]) -> str:
             firsts = ", ".join(f"{seconds:.1f}" for seconds in values["first_step_seconds_by_round"])
             lines.append(f"| {label} | `{values['flags']}` | {values['steady_images_per_s']:.1f} | {firsts} |")
         lines += ["", f"default / fp32: {sp['default / fp32']:.2f}x"]
+    for recipe, learn in result.get("learning_by_recipe", {}).items():
+        curve = ", ".join(f"{100 * r['test_error']:.2f} %" for r in learn["curve"])
+        average = learn["curve"][-1].get("ema_test_error")
+        lines += ["", f"Learning check, recipe `{recipe or 'plain'}`: test error by epoch {curve}"]
+        lines += [f"(EMA weights after the last epoch: {100 * average:.2f} %)"] if average is not None else []
     for precision, learn in result.get("learning_by_precision", {}).items():
         curve = ", ".join(f"{100 * r['test_error']:.2f} %" for r in learn["curve"])
         lines += [
@@ -272,6 +288,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=80, help="training steps per throughput measurement")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=4, help="learning check epochs")
+    parser.add_argument(
+        "--recipe",
+        nargs="+",
+        default=["plain"],
+        help="learning check: one run per recipe, each plain (the paper's) or comma-separated options, e.g. plain ema "
+        "label-smoothing=0.1",
+    )
     parser.add_argument("--out", help="write the JSON here too")
     parser.add_argument("--markdown", action="store_true", help="print README tables to stderr")
     parser.add_argument("--plain-loop", action="store_true", help=argparse.SUPPRESS)
@@ -300,10 +323,15 @@ def main() -> None:
     if args.part in ("speed", "all"):
         result["speed"] = speed(data, args.steps, args.rounds)
     if args.part in ("learning", "all"):
-        runs = [learning(data, args.epochs, precision) for precision in args.precision]
+        recipes = [recipe_flags(recipe) for recipe in args.recipe]
+        if len(recipes) > 1:  # recipes are compared at the first precision
+            runs = [learning(data, args.epochs, args.precision[0], recipe) for recipe in recipes]
+            result["learning_by_recipe"] = dict(zip(recipes, runs, strict=True))
+        else:
+            runs = [learning(data, args.epochs, precision, recipes[0]) for precision in args.precision]
+            if len(runs) > 1:
+                result["learning_by_precision"] = {run["precision"]: run for run in runs}
         result["learning"] = runs[0]
-        if len(runs) > 1:
-            result["learning_by_precision"] = {run["precision"]: run for run in runs}
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:

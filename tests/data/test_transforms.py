@@ -76,3 +76,54 @@ def test_for_dataset_and_unknown(image) -> None:
     assert torch.equal(for_dataset("cifar10", train=True, augment=False)(image), cifar_eval()(image))  # no crops
     with pytest.raises(ValueError, match="no transforms for dataset 'mnist'"):
         for_dataset("mnist", train=True)
+
+
+def _jpeg(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=95)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("policy", ["randaugment", "trivialaugment", "autoaugment"])
+def test_policies_are_seeded_per_sample_like_the_papers_augmentation(image, policy) -> None:
+    from densenet_ray.data.samples import decode
+    from densenet_ray.data.transforms import ExtraAugment
+
+    paper = for_dataset("cifar10", train=True)
+    modern = for_dataset("cifar10", train=True, extra=ExtraAugment(policy))
+    data = _jpeg(image)
+    draws = [decode(data, modern, seed) for seed in range(6)]
+    assert all(torch.equal(decode(data, modern, seed), draws[seed]) for seed in range(6))  # the seed decides all
+    assert len({tuple(d.flatten()[::97].tolist()) for d in draws}) > 1
+    assert any(not torch.equal(d, decode(data, paper, seed)) for seed, d in enumerate(draws))  # the policy acts
+    assert draws[0].shape == (3, 32, 32)
+
+
+def test_random_erasing_zeroes_a_rectangle_after_normalising(image) -> None:
+    from densenet_ray.data.transforms import ExtraAugment
+
+    plain = for_dataset("cifar10", train=True, augment=False)
+    erased = for_dataset("cifar10", train=True, augment=False, extra=ExtraAugment(erasing=1.0))
+    torch.manual_seed(0)
+    out = erased(image)
+    zero = (out == 0).all(0)
+    assert not (plain(image) == 0).all(0).any() and zero.any()
+    rows, cols = zero.any(1).nonzero().flatten(), zero.any(0).nonzero().flatten()
+    assert zero[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1].all()  # one solid rectangle
+
+
+def test_imagenet_with_a_policy_follows_torchvisions_reference_recipe(image) -> None:
+    from torchvision.transforms import v2
+
+    from densenet_ray.data.transforms import ExtraAugment
+
+    transform = for_dataset("imagenet", train=True, extra=ExtraAugment("autoaugment", erasing=0.25))
+    steps = [type(step) for step in transform.transforms]
+    assert steps == [v2.Compose, v2.RandomErasing]
+    inner = [type(step) for step in transform.transforms[0].transforms]
+    assert inner[:3] == [v2.RandomResizedCrop, v2.RandomHorizontalFlip, v2.AutoAugment]
+    assert transform.transforms[0].transforms[2].policy == v2.AutoAugmentPolicy.IMAGENET
+    assert transform(image).shape == (3, 224, 224)
+    assert for_dataset("svhn", train=True, extra=ExtraAugment("autoaugment")).transforms[0].policy == (
+        v2.AutoAugmentPolicy.SVHN
+    )

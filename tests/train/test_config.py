@@ -3,6 +3,7 @@ resolved config's groups, and the original learning-rate schedules."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -11,7 +12,7 @@ from densenet_ray.errors import UserError
 from densenet_ray.paths import RUNS_ROOT, dataset_cache
 from densenet_ray.train.config import TrainConfig, learning_rate
 from densenet_ray.train.launcher import cluster_needs
-from densenet_ray.train.resolved import ResolvedConfig, anchored, derive, resolve
+from densenet_ray.train.resolved import RecipeSpec, ResolvedConfig, anchored, derive, resolve
 
 
 def test_paper_defaults_per_dataset() -> None:
@@ -126,6 +127,20 @@ def test_wrong_types_in_yaml_are_one_line(values: dict, message: str) -> None:
         ({"sync_bn": True, "workers": 2}, "--sync-bn needs --gpu"),
         ({"dataset": "imagenet"}, "--data is required for ImageNet"),
         ({"depth": 101}, "depth 101 does not fit a DenseNet-BC/B"),
+        ({"label_smoothing": 1.0}, "--label-smoothing 1.0 must be in [0.0, 1.0)"),
+        ({"mix_prob": 1.5}, "--mix-prob 1.5 must be in [0.0, 1.0]"),
+        ({"ema": 1.0}, "--ema 1.0 must be in [0.0, 1.0)"),
+        ({"randaugment_magnitude": 31}, "--randaugment-magnitude 31 must be in [0, 30]"),
+        ({"mixup": -0.2}, "--mixup -0.2 must be >= 0 (0 is off)"),
+        ({"accumulate": 0}, "--accumulate 0 must be at least 1"),
+        ({"augment_policy": "augmix"}, "--augment-policy 'augmix' is not one of: none, randaugment, trivialaugment"),
+        (
+            {"dataset": "imagenet", "data": "/d", "gpu": True, "decode": "gpu", "augment_policy": "randaugment"},
+            "--randaugment augments one image at a time in the loader processes, which --decode gpu bypasses: use "
+            "--decode cpu",
+        ),
+        ({"log": "mlflow,comet"}, "--log 'mlflow,comet': 'comet' is not one of: mlflow, wandb"),
+        ({"log": "mlflow", "storage": "s3://b/runs"}, "--log mlflow with --storage s3://b/runs needs --tracking-uri"),
     ],
 )
 def test_bad_values_are_one_line_errors(changes: dict, message: str) -> None:
@@ -180,3 +195,47 @@ def test_a_worker_range_makes_the_run_elastic() -> None:
         TrainConfig.from_sources(None, {"workers": "2-x"})
     with pytest.raises(UserError, match=r"^--workers 5-3: the least workers must be between 1 and the most$"):
         TrainConfig.from_sources(None, {"workers": "5-3"}).validate()
+
+
+def test_recipe_options_reach_config_yaml_and_old_documents_load_with_them_off(tmp_path) -> None:
+    options = TrainConfig(label_smoothing=0.1, mixup=0.2, ema=0.999, augment_policy="randaugment", name="r")
+    config = resolve(dataclasses.replace(options, storage=str(tmp_path), log="mlflow"))
+    document = config.to_document()
+    assert document["recipe"]["label_smoothing"] == 0.1 and document["recipe"]["augment_policy"] == "randaugment"
+    assert document["tracking"] == {
+        "log": "mlflow",
+        "tracking_uri": f"sqlite:///{tmp_path}/mlflow.db",
+        **{"log_every_steps": 50},
+    }
+    assert ResolvedConfig.from_document(document) == config
+    assert config.flat()["ema"] == 0.999  # a sweep's labels and tables see them as options
+    old = {key: value for key, value in document.items() if key not in ("recipe", "tracking")}
+    assert ResolvedConfig.from_document(old).recipe == RecipeSpec()  # runs from before the options: all off
+    assert RecipeSpec() == resolve(TrainConfig()).recipe
+
+
+def test_a_missing_tracking_extra_is_one_line_naming_it(monkeypatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a))
+    with pytest.raises(UserError, match=r"^--log wandb needs the wandb package: pip install 'densenet-ray\[wandb\]'$"):
+        resolve(TrainConfig(log="wandb"))
+
+
+def test_recipe_flags_parse_as_their_options() -> None:
+    import argparse
+
+    from densenet_ray.cli.train_options import add_training_options
+
+    parser = argparse.ArgumentParser()
+    add_training_options(parser)
+    args = parser.parse_args(["--ema", "--randaugment", "--mixup", "0.2", "--no-decay-norm-bias", "--warmup", "1"])
+    assert (args.ema, args.augment_policy, args.mixup, args.no_decay_norm_bias, args.warmup) == (
+        0.9998,
+        "randaugment",
+        0.2,
+        True,
+        1.0,
+    )
+    assert parser.parse_args(["--ema", "0.99"]).ema == 0.99 and parser.parse_args([]).ema is None

@@ -1,0 +1,63 @@
+"""The modern recipe end to end on 2 local Ray workers, and what the run leaves for tracking tools: TensorBoard event
+files read back with TensorBoard's own reader, an MLflow run read back with ``mlflow.get_run`` (a real local
+database), and W&B's offline run files."""
+
+from __future__ import annotations
+
+import glob
+import os
+
+import pytest
+
+from tests.train.run_helpers import epoch_records, small_run, train, train_env
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+ACCEPTANCE = ["--label-smoothing", "0.1", "--mixup", "0.2", "--cutmix", "1.0", "--randaugment", "--ema", "0.9998"]
+ACCEPTANCE += ["--warmup", "1"]
+
+
+def _scalars(folder: str, tag: str) -> list[tuple[int, float]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(folder)
+    events.Reload()
+    return [(event.step, event.value) for event in events.Scalars(tag)]
+
+
+def test_the_modern_recipe_trains_and_logs_to_tensorboard_mlflow_and_wandb(cifar_shards, tmp_path) -> None:
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    args = small_run(cifar_shards, tmp_path, name="modern", epochs=2, limit_train_batches=4, log_every_steps=2)
+    # --local: a private instance whose workers inherit WANDB_MODE (W&B without an account writes offline files).
+    env = train_env(WANDB_MODE="offline", WANDB_SILENT="true")
+    completed = train(*args, *ACCEPTANCE, "--log", "mlflow,wandb", "--tracking-uri", uri, "--local", env=env)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    run = tmp_path / "modern"
+    records = epoch_records((run / "metrics.jsonl").read_text())
+    assert [r["epoch"] for r in records] == [1, 2]
+    assert all(0 <= r["ema_test_error"] <= 1 and 0 <= r["test_error"] <= 1 for r in records)
+    assert "EMA test error" in completed.stdout and ", EMA " in completed.stdout
+
+    folder = str(run / "tensorboard")
+    assert _scalars(folder, "epoch/test_error") == [
+        (r["step"], pytest.approx(r["test_error"], abs=1e-6)) for r in records
+    ]
+    assert [value for _, value in _scalars(folder, "epoch/ema_test_error")] == [
+        pytest.approx(r["ema_test_error"], abs=1e-6) for r in records
+    ]
+    rates = _scalars(folder, "train/lr")
+    assert [step for step, _ in rates] == [2, 4, 6, 8]  # every 2 steps
+    # Warmup: optimizer step 2 of 4 in the first epoch, of a 2-epoch step schedule already at its first drop (50 %).
+    assert rates[0][1] == pytest.approx(0.01 * 2 / 4) and rates[2][1] == pytest.approx(0.001)
+
+    mlflow.set_tracking_uri(uri)
+    (found,) = mlflow.search_runs(experiment_names=["densenet-ray"], output_format="list")
+    logged = mlflow.get_run(found.info.run_id)
+    assert logged.data.metrics["epoch_test_error"] == pytest.approx(records[-1]["test_error"])
+    assert logged.data.metrics["epoch_ema_test_error"] == pytest.approx(records[-1]["ema_test_error"])
+    assert logged.data.params["label_smoothing"] == "0.1" and logged.info.run_name == "modern"
+
+    offline = glob.glob(str(run / "wandb" / "offline-run-*" / "run-*.wandb"))
+    assert len(offline) == 1 and os.path.getsize(offline[0]) > 0
