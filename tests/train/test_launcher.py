@@ -152,9 +152,14 @@ def _final_state(run) -> dict:
     return final
 
 
-@pytest.mark.parametrize("numerics", [(), ("--compile",)], ids=["auto", "compiled"])
+MODERN = ("--randaugment", "--mixup", "0.2", "--cutmix", "1.0", "--ema", "0.99", "--label-smoothing", "0.1")
+MODERN += ("--accumulate", "2", "--checkpoint-every-steps", "1")  # checkpoints every 2 batches, as the others
+
+
+@pytest.mark.parametrize("numerics", [(), ("--compile",), MODERN], ids=["auto", "compiled", "modern-recipe"])
 def test_killed_worker_resumes_to_bitwise_identical_weights(numerics, shards, tmp_path) -> None:
-    """Under the default numerics (auto: this CPU's precision) eager, and compiled as long runs are."""
+    """Under the default numerics (auto: this CPU's precision) eager, compiled as long runs are, and with the modern
+    recipe's seeded randomness and state on (RandAugment, MixUp/CutMix, the weights' moving average, accumulation)."""
     common = small_run(
         shards,
         tmp_path,
@@ -188,12 +193,15 @@ def test_killed_worker_resumes_to_bitwise_identical_weights(numerics, shards, tm
     artifacts = [tmp_path / name / COMPILE_ARTIFACTS_FILE for name in ("clean", "faulty")]
     assert (
         all(p.exists() and p.stat().st_size > 0 for p in artifacts)
-        if numerics
+        if "--compile" in numerics
         else not any(map(Path.exists, artifacts))
     )
     assert not [key for key in a["model"] if key.startswith(("module.", "_orig_mod."))]  # saved unwrapped
     for key, value in a["model"].items():
         assert torch.equal(value, b["model"][key]), key
+    assert (a["ema"] is None) == (b["ema"] is None) == ("--ema" not in numerics)
+    for key, value in (a["ema"] or {}).items():  # the moving average resumed exactly too
+        assert torch.equal(value, b["ema"][key]), key
 
 
 def test_imagenet_entry_point_trains_densenet121_on_real_jpegs(fixture_tar, tmp_path) -> None:
