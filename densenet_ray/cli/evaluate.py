@@ -26,6 +26,7 @@ def add_parser(groups: argparse._SubParsersAction) -> None:
         choices=PRECISIONS,
         help="default: the run's (auto resolves for this machine, as training does); fp32 is the exact reference",
     )
+    parser.add_argument("--ema", action="store_true", help="the moving average of the weights (runs with --ema)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.set_defaults(handler=evaluate_command)
 
@@ -49,7 +50,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
         raise UserError(f"{args.checkpoint} is a plain state_dict: give --model (and --dataset)")
     overrides = {key: saved.get(key) for key in ("depth", "growth_rate", "bottleneck", "reduction", "drop_rate")}
     model = create_model(model_name, num_classes=NUM_CLASSES[dataset], **overrides)
-    load_initial_weights(model, state_dict_of(loaded, args.checkpoint, "checkpoint"), "checkpoint")
+    load_initial_weights(model, state_dict_of(loaded, args.checkpoint, "checkpoint", args.ema), "checkpoint")
     split = args.split or saved.get("eval_split") or "test"
     config = PipelineConfig(args.data, split, args.batch_size, loader_workers=args.loader_workers, train=False)
     loader = make_loader(config, for_dataset(dataset, train=False))

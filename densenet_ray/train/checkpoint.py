@@ -57,9 +57,14 @@ def load_checkpoint(path: str, flag: str = "--init-from") -> Any:
         raise UserError(f"{flag} {path} is not a PyTorch checkpoint ({type(error).__name__})") from None
 
 
-def state_dict_of(loaded: Any, path: str, flag: str = "--init-from") -> dict[str, torch.Tensor]:
-    """The model weights in a loaded checkpoint: our training state's ``model``, a ``state_dict`` entry, or the
-    object itself; DDP's ``module.`` prefixes removed."""
+def state_dict_of(loaded: Any, path: str, flag: str = "--init-from", average: bool = False) -> dict[str, torch.Tensor]:
+    """The model weights in a loaded checkpoint: our training state's ``model`` (or, ``average``, its ``--ema``
+    moving average), a ``state_dict`` entry, or the object itself; DDP's ``module.`` prefixes removed."""
+    if average:
+        ema = loaded.get("ema") if isinstance(loaded, dict) else None
+        if not isinstance(ema, dict):
+            raise UserError(f"{flag} {path} has no moving average of its weights (its run trained without --ema)")
+        return {key.removeprefix("module."): value for key, value in ema.items() if key != "n_averaged"}
     if isinstance(loaded, dict) and isinstance(loaded.get("model"), dict):
         loaded = loaded["model"]  # our training state
     elif isinstance(loaded, dict) and isinstance(loaded.get("state_dict"), dict):

@@ -199,3 +199,16 @@ def test_no_decay_norm_bias_exempts_batchnorm_and_biases() -> None:
         id(model.classifier.bias)
     }
     assert all(p.dim() == 4 for p in decayed["params"] if p is not model.classifier.weight)  # the convolutions
+
+
+def test_a_checkpoint_without_a_moving_average_says_so_in_one_line() -> None:
+    from densenet_ray.errors import UserError
+    from densenet_ray.train.checkpoint import state_dict_of
+
+    weights = {"classifier.bias": torch.zeros(10)}
+    with pytest.raises(
+        UserError, match=r"^checkpoint ckpt has no moving average of its weights \(its run trained without --ema\)$"
+    ):
+        state_dict_of({"model": weights, "ema": None}, "ckpt", "checkpoint", average=True)
+    ema = {"module.classifier.bias": torch.ones(10), "n_averaged": torch.tensor(3)}
+    assert state_dict_of({"model": weights, "ema": ema}, "ckpt", average=True).keys() == {"classifier.bias"}

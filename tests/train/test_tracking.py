@@ -5,7 +5,10 @@ database), and W&B's offline run files."""
 from __future__ import annotations
 
 import glob
+import json
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -61,3 +64,10 @@ def test_the_modern_recipe_trains_and_logs_to_tensorboard_mlflow_and_wandb(cifar
 
     offline = glob.glob(str(run / "wandb" / "offline-run-*" / "run-*.wandb"))
     assert len(offline) == 1 and os.path.getsize(offline[0]) > 0
+
+    # `densenet-ray evaluate --ema` scores the checkpoint's moving average as the run did.
+    checkpoint = max(path for path in glob.glob(str(run / "checkpoint_*")) if os.path.isdir(path))
+    command = [sys.executable, "-m", "densenet_ray", "evaluate", checkpoint, "--data", cifar_shards, "--ema", "--json"]
+    evaluated = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+    assert abs(json.loads(evaluated.stdout)["top1_error"] - records[-1]["ema_test_error"]) <= 1 / 500
