@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from densenet_ray.data.storage import Storage, StorageError, child_url, open_storage
-from densenet_ray.errors import UserError
+from densenet_ray.plotting import pyplot, save_figure
 from densenet_ray.train.run_dir import CONFIG_FILE, RunDirectory
 
 TRIALS_DIR = "trials"
@@ -214,13 +214,7 @@ def render(rows: list[TrialRow], title: str) -> Any:
 
 def plot(rows: list[TrialRow], path: str, title: str) -> None:
     """Error vs time and error vs memory, Pareto fronts marked, to ``path`` (needs the ``plot`` extra)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise UserError("--plot needs matplotlib: pip install 'densenet-ray[plot]'") from None
+    plt = pyplot("--plot")
     measured = [row for row in rows if row.final_test_error is not None]
     figure, axes = plt.subplots(1, 2, figsize=(11, 4.5))
     for axis, cost, flag, label in (
@@ -241,7 +235,7 @@ def plot(rows: list[TrialRow], path: str, title: str) -> None:
         axis.grid(alpha=0.3)
     figure.suptitle(title)
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    save_figure(figure, path)
     plt.close(figure)
 
 
