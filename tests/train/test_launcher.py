@@ -100,6 +100,9 @@ def test_two_worker_run_with_s3_run_storage(shards, bucket, moto_server, monkeyp
     assert yaml.safe_load(run.read_bytes("config.yaml"))["storage"]["root"] == storage
     checkpoints = sorted({info.name.split("/")[0] for info in run.list("checkpoint_") if "/" in info.name})
     assert checkpoints and run.exists(f"{checkpoints[-1]}/state.pt")
+    # TensorBoard writes local files: written beside the worker, uploaded into the run directory
+    (events,) = [info for info in run.list("tensorboard/") if "tfevents" in info.name]
+    assert events.size > 0
 
     # densenet-ray evaluate reads the checkpoint straight from S3 and agrees with the run's reported error.
     url = f"s3://{bucket}/runs/s3run/{checkpoints[-1]}?endpoint_override={host}&scheme=http"

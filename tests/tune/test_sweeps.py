@@ -64,3 +64,25 @@ def test_labels_name_the_searched_options() -> None:
     assert trial_label(options, ["drop_rate", "lr"]) == "Wide-BC L=40 k=36 drop_rate=0.1 lr=0.0512"
     assert trial_label({"model": "densenet40_k12"}) == "L=40 k=12"
     assert trial_label({"model": "densenet121"}) == "DenseNet-121 k=32"
+
+
+def test_a_custom_space_searches_recipe_options(tmp_path) -> None:
+    from densenet_ray.train.config import TrainConfig
+    from densenet_ray.train.resolved import anchored, derive, resolve
+
+    space = tmp_path / "space.yaml"
+    space.write_text(
+        "options: {epochs: 2, augment_policy: randaugment}\n"
+        "space:\n  label_smoothing: {grid: [0.0, 0.1]}\n  ema: {choice: [0.999, 0.9998]}\n"
+        "  mixup: {uniform: [0.0, 0.4]}\n"
+    )
+    sweep = load_space(str(space))
+    assert sorted(sweep.space) == ["ema", "label_smoothing", "mixup"]
+    options = TrainConfig.from_sources(sweep.options, {})
+    base = anchored(options, resolve(options))
+    trial = derive(base, {"label_smoothing": 0.1, "ema": 0.999, "mixup": 0.25}, str(tmp_path), "t")
+    assert (trial.recipe.label_smoothing, trial.recipe.ema, trial.recipe.mixup) == (0.1, 0.999, 0.25)
+    assert trial.recipe.augment_policy == "randaugment"
+    assert trial_label({"label_smoothing": 0.1, "ema": 0.999}, ["label_smoothing", "ema"]).endswith(
+        "label_smoothing=0.1 ema=0.999"
+    )
