@@ -18,7 +18,10 @@ RECIPES = {
     "cifar10-densenet-bc100-k12.yaml": ("cifar", "densenet_bc100_k12"),
     "cifar100-densenet-bc190-k40.yaml": ("cifar", "densenet_bc190_k40"),
     "svhn-densenet-bc100-k12.yaml": ("cifar", "densenet_bc100_k12"),
+    "imagenet-densenet121-modern.yaml": ("imagenet", "densenet121"),
+    "cifar10-densenet-bc100-k12-modern.yaml": ("cifar", "densenet_bc100_k12"),
 }
+PAPERS = [name for name in RECIPES if not name.endswith("-modern.yaml")]
 
 
 def test_cluster_yaml_is_valid(monkeypatch, capsys) -> None:
@@ -80,8 +83,30 @@ def test_recipes_are_the_papers() -> None:
     assert load("svhn-densenet-bc100-k12.yaml").items() >= {"augment": False, "drop_rate": 0.2, "epochs": 40}.items()
     assert load("imagenet-densenet-cosine-264.yaml")["memory_efficient"] is True
     assert load("cifar100-densenet-bc190-k40.yaml")["memory_efficient"] is True
-    assert {load(name)["batch_size"] for name in RECIPES if name.startswith("imagenet")} == {256}
-    assert {load(name)["batch_size"] for name in RECIPES if not name.startswith("imagenet")} == {64}
+    assert {load(name)["batch_size"] for name in PAPERS if name.startswith("imagenet")} == {256}
+    assert {load(name)["batch_size"] for name in PAPERS if not name.startswith("imagenet")} == {64}
+    assert not any(key in load(name) for name in PAPERS for key in ("ema", "mixup", "cutmix", "label_smoothing"))
+
+
+def test_the_modern_recipes_resolve_to_their_sources_settings() -> None:
+    def resolved(name: str, family: str):
+        argv = ["train", family, "--config", str(ROOT / "jobs" / name), "--data", "s3://bucket/shards"]
+        return resolve(options_from_args(build_parser().parse_args(argv), "cifar10"))
+
+    imagenet = resolved("imagenet-densenet121-modern.yaml", "imagenet")
+    assert (imagenet.optim.lr, imagenet.optim.batch_size, imagenet.optim.epochs) == (0.5, 1024, 600)
+    assert (imagenet.recipe.augment_policy, imagenet.recipe.mixup, imagenet.recipe.cutmix) == (
+        "trivialaugment",
+        0.2,
+        1.0,
+    )
+    assert (imagenet.recipe.warmup, imagenet.recipe.label_smoothing, imagenet.recipe.no_decay_norm_bias) == (
+        5,
+        0.1,
+        True,
+    )
+    cifar = resolved("cifar10-densenet-bc100-k12-modern.yaml", "cifar")
+    assert (cifar.recipe.augment_policy, cifar.recipe.cutmix, cifar.recipe.mix_prob) == ("autoaugment", 1.0, 0.5)
 
 
 def test_every_yaml_in_cluster_and_jobs_loads_and_the_fake_cluster_validates() -> None:
@@ -92,7 +117,7 @@ def test_every_yaml_in_cluster_and_jobs_loads_and_the_fake_cluster_validates() -
     assert names == [
         "cluster/fake-cluster.yaml", "cluster/kuberay/raycluster.yaml", "cluster/kuberay/rayjob.yaml",
         *(f"jobs/{name}" for name in sorted(p.name for p in (ROOT / "jobs").glob("*.yaml"))),
-    ] and len(names) == 13  # fmt: skip
+    ] and len(names) == 15  # fmt: skip
     for path in files:
         documents = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
         assert documents and all(isinstance(d, dict) for d in documents), path
