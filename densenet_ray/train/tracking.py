@@ -39,7 +39,9 @@ class Tracking:
         local = isinstance(self.run.storage, LocalStorage)
         self.folder = self.run.storage.join(TENSORBOARD_DIR) if local else tempfile.mkdtemp(prefix="tensorboard-")
         self.upload = not local
-        self.writer = SummaryWriter(self.folder, purge_step=global_step or None)
+        # A resumed attempt hides what the lost one logged after its checkpoint: steps above ``global_step`` (the
+        # checkpoint's own epoch record, logged at ``global_step``, stays).
+        self.writer = SummaryWriter(self.folder, purge_step=global_step + 1 if global_step else None)
         self.services = [_start_service(name, config) for name in trackers(config.tracking.log)]
         self._last = (0.0, 0)  # the epoch's loss sum and samples at the last step logged
 
@@ -68,13 +70,14 @@ class Tracking:
         if self.upload:
             self._upload()
 
-    def close(self) -> None:
+    def close(self, failed: bool = False) -> None:
+        """Flush and upload TensorBoard's files; end the services' runs (as failed when training raised)."""
         self.writer.close()
         if self.upload:
             self._upload()
             shutil.rmtree(self.folder, ignore_errors=True)
         for service in self.services:
-            service.finish()
+            service.finish(failed)
 
     def _log(self, metrics: dict[str, float], global_step: int) -> None:
         for tag, value in metrics.items():
@@ -103,8 +106,8 @@ class _MLflow:
     def log(self, metrics: dict[str, float], step: int) -> None:
         self.mlflow.log_metrics({key.replace("/", "_"): value for key, value in metrics.items()}, step=step)
 
-    def finish(self) -> None:
-        self.mlflow.end_run()
+    def finish(self, failed: bool) -> None:
+        self.mlflow.end_run(status="FAILED" if failed else "FINISHED")
 
 
 class _WandB:
@@ -122,8 +125,8 @@ class _WandB:
     def log(self, metrics: dict[str, float], step: int) -> None:
         self.run.log(metrics, step=step)
 
-    def finish(self) -> None:
-        self.run.finish()
+    def finish(self, failed: bool) -> None:
+        self.run.finish(exit_code=1 if failed else 0)
 
 
 def _wandb_id(run_url: str) -> str:

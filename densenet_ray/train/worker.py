@@ -117,10 +117,14 @@ class WorkerLoop:
     def run(self) -> dict[str, Any]:
         """Every remaining epoch; returns the last epoch's record (rank 0's reaches the driver)."""
         final: dict[str, Any] = {}
-        for epoch in range(self.state.epoch, self.config.optim.epochs):
-            final = self.run_epoch(epoch)
-        if self.tracking is not None:
-            self.tracking.close()
+        failed = True
+        try:
+            for epoch in range(self.state.epoch, self.config.optim.epochs):
+                final = self.run_epoch(epoch)
+            failed = False
+        finally:
+            if self.tracking is not None:
+                self.tracking.close(failed)
         return final
 
     def run_epoch(self, epoch: int) -> dict[str, Any]:

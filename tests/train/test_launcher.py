@@ -173,6 +173,7 @@ def test_killed_worker_resumes_to_bitwise_identical_weights(numerics, shards, tm
         drop_rate=0.1,
         keep_checkpoints=10,
         max_failures=1,
+        log_every_steps=1,
     )
     common = [*common, *numerics]
     clean = train(*common, "--name", "clean")
@@ -205,6 +206,18 @@ def test_killed_worker_resumes_to_bitwise_identical_weights(numerics, shards, tm
     assert (a["ema"] is None) == (b["ema"] is None) == ("--ema" not in numerics)
     for key, value in (a["ema"] or {}).items():  # the moving average resumed exactly too
         assert torch.equal(value, b["ema"][key]), key
+    # TensorBoard shows the resumed run's curves as the uninterrupted run's: the lost attempt's steps after its
+    # checkpoint are hidden (purge_step), the checkpoint's own epoch record kept.
+    for tag in ("epoch/test_error", "train/loss"):
+        assert _scalars(tmp_path / "faulty", tag) == _scalars(tmp_path / "clean", tag), tag
+
+
+def _scalars(run: Path, tag: str) -> list[tuple[int, float]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    return [(event.step, event.value) for event in events.Scalars(tag)]
 
 
 def test_imagenet_entry_point_trains_densenet121_on_real_jpegs(fixture_tar, tmp_path) -> None:

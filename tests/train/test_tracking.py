@@ -14,8 +14,6 @@ import pytest
 
 from tests.train.run_helpers import epoch_records, small_run, train, train_env
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
 ACCEPTANCE = ["--label-smoothing", "0.1", "--mixup", "0.2", "--cutmix", "1.0", "--randaugment", "--ema", "0.9998"]
 ACCEPTANCE += ["--warmup", "1"]
 
@@ -28,6 +26,42 @@ def _scalars(folder: str, tag: str) -> list[tuple[int, float]]:
     return [(event.step, event.value) for event in events.Scalars(tag)]
 
 
+def _stats_after(losses: list[float]):
+    import torch
+
+    from densenet_ray.train.engine import TrainStats
+
+    stats = TrainStats()
+    for loss in losses:  # one sample a step
+        stats.add(torch.tensor(loss), torch.zeros(1, 10), torch.zeros(1, dtype=torch.long))
+    return stats
+
+
+def test_a_resumed_attempt_hides_the_lost_attempts_steps_after_its_checkpoint(tmp_path) -> None:
+    from densenet_ray.train.config import TrainConfig
+    from densenet_ray.train.resolved import resolve
+    from densenet_ray.train.tracking import Tracking
+
+    config = resolve(TrainConfig(storage=str(tmp_path), name="run", log_every_steps=1))
+    first = Tracking(config, 0)
+    losses = [float(step) for step in range(1, 9)]
+    for step in range(1, 9):  # the lost attempt: checkpointed at step 4 (the epoch's end), died after step 8
+        first.step(step, _stats_after(losses[:step]), lr=0.1)
+        if step == 4:
+            first.epoch({"epoch": 1, "test_error": 0.5}, step)
+    first.close(failed=True)
+    second = Tracking(config, 4)  # resumed from the step-4 checkpoint
+    for step in range(5, 7):
+        second.step(step, _stats_after([10.0 * s for s in range(5, step + 1)]), lr=0.01)
+    second.close()
+    folder = str(tmp_path / "run" / "tensorboard")
+    assert _scalars(folder, "epoch/test_error") == [(4, 0.5)]  # the checkpoint's own epoch record stays
+    assert [step for step, _ in _scalars(folder, "train/loss")] == [1, 2, 3, 4, 5, 6]
+    assert [value for _, value in _scalars(folder, "train/loss")][3:] == [4.0, 50.0, 60.0]
+
+
+@pytest.mark.integration
+@pytest.mark.slow
 def test_the_modern_recipe_trains_and_logs_to_tensorboard_mlflow_and_wandb(cifar_shards, tmp_path) -> None:
     import mlflow
 
