@@ -1,5 +1,5 @@
 """Suite-wide fixtures: RNG isolation, GPU auto-skip, a Ray token of the suite's own, the committed CIFAR-10 slice,
-and S3 on 127.0.0.1.
+S3 on 127.0.0.1, and one tiny run of the modern recipe.
 
 S3 goes through a real HTTP server (moto's ThreadedMotoServer, port 0), never the in-process mock, because Ray
 workers and DataLoader workers are other processes.
@@ -13,6 +13,7 @@ import secrets
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -132,3 +133,24 @@ def module_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[st
         for name, value in env.items():
             patch.setenv(name, value)
         yield env
+
+
+MODERN_RECIPE = ["--label-smoothing", "0.1", "--mixup", "0.2", "--cutmix", "1.0", "--randaugment", "--ema", "0.9998"]
+MODERN_RECIPE += ["--warmup", "1"]
+
+
+@pytest.fixture(scope="session")
+def modern_run(tmp_path_factory: pytest.TempPathFactory, cifar_shards: str) -> dict[str, Any]:
+    """One tiny 2-worker run of the modern recipe (the issue's acceptance flags), logging to TensorBoard, a local
+    MLflow database and W&B offline; shared by the tracking and export tests. Returns the run directory, the
+    command's result and the MLflow URI."""
+    from tests.train.run_helpers import small_run, train, train_env
+
+    storage = tmp_path_factory.mktemp("modern-runs")
+    uri = f"sqlite:///{storage}/mlflow.db"
+    args = small_run(cifar_shards, storage, name="modern", epochs=2, limit_train_batches=4, log_every_steps=2)
+    # --local: a private instance whose workers inherit WANDB_MODE (W&B without an account writes offline files).
+    env = train_env(WANDB_MODE="offline", WANDB_SILENT="true")
+    completed = train(*args, *MODERN_RECIPE, "--log", "mlflow,wandb", "--tracking-uri", uri, "--local", env=env)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return {"run": storage / "modern", "completed": completed, "uri": uri}

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from densenet_ray import __version__
-from densenet_ray.cli import cluster, dashboard, data, evaluate, models, plot, train, tune
+from densenet_ray.cli import cluster, dashboard, data, evaluate, export, models, plot, predict, train, tune
 from densenet_ray.data.storage import StorageError
 from densenet_ray.errors import DataError, RunFailed, UserError
 
@@ -32,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_parser(groups)
     train.add_parser(groups)
     evaluate.add_parser(groups)
+    export.add_parser(groups)
+    predict.add_parser(groups)
     plot.add_parser(groups)
     tune.add_parser(groups)
     cluster.add_parser(groups)

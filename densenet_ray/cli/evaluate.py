@@ -7,18 +7,17 @@ import json
 
 import torch
 
-from densenet_ray.errors import UserError
-from densenet_ray.paths import absolute_location
-from densenet_ray.train.config import PRECISIONS
+from densenet_ray.train.config import DATASETS, PRECISIONS
+from densenet_ray.train.trained import WEIGHTS, WHICH
 
 
 def add_parser(groups: argparse._SubParsersAction) -> None:
     parser = groups.add_parser("evaluate", help="evaluate a run checkpoint or a torchvision-format state_dict")
-    parser.add_argument("checkpoint", metavar="CHECKPOINT", help="run checkpoint directory, state.pt, or a .pth file")
+    parser.add_argument("checkpoint", metavar="CHECKPOINT", help="a run checkpoint directory, state.pt, a .pth file, "
+                        "or a run directory (see --which); local or s3://")  # fmt: skip
     parser.add_argument("--data", required=True, help="shard directory or s3:// prefix")
     parser.add_argument("--split", help="split to evaluate (default: the run's evaluation split, else test)")
-    parser.add_argument("--model", help="model name (needed for a plain state_dict; default: the run's)")
-    parser.add_argument("--dataset", choices=("cifar10", "cifar100", "svhn", "imagenet"), help="for transforms")
+    add_model_choice(parser)
     parser.add_argument("--batch-size", type=int, default=100, help="images per batch (default 100)")
     parser.add_argument("--loader-workers", type=int, default=1, help="DataLoader decoding processes (default 1)")
     parser.add_argument(
@@ -26,53 +25,44 @@ def add_parser(groups: argparse._SubParsersAction) -> None:
         choices=PRECISIONS,
         help="default: the run's (auto resolves for this machine, as training does); fp32 is the exact reference",
     )
-    parser.add_argument("--ema", action="store_true", help="the moving average of the weights (runs with --ema)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.set_defaults(handler=evaluate_command)
+
+
+def add_model_choice(parser: argparse.ArgumentParser) -> None:
+    """The flags that pick a trained model: which checkpoint of a run, which weights, and, for a plain state_dict,
+    which model and dataset (``evaluate``, ``export`` and ``predict`` share them)."""
+    parser.add_argument("--which", choices=WHICH, default="last", help="for a run directory: its last committed "
+                        "checkpoint (default) or the one with the best test error")  # fmt: skip
+    parser.add_argument("--weights", choices=WEIGHTS, help="the moving average of the weights (ema; the default when "
+                        "the run trained with --ema) or the raw weights")  # fmt: skip
+    parser.add_argument("--model", help="model name (needed for a plain state_dict; default: the run's)")
+    parser.add_argument("--dataset", choices=DATASETS, help="the dataset of a plain state_dict (default: the run's, "
+                        "else cifar10): its class count and evaluation transform")  # fmt: skip
 
 
 def evaluate_command(args: argparse.Namespace) -> int:
     from densenet_ray.data.pipeline import PipelineConfig, make_loader
     from densenet_ray.data.transforms import for_dataset
-    from densenet_ray.models import create_model
     from densenet_ray.train.acceleration import choose
-    from densenet_ray.train.checkpoint import load_checkpoint, load_initial_weights, state_dict_of
-    from densenet_ray.train.config import NUM_CLASSES
     from densenet_ray.train.engine import StepContext, evaluate
-    from densenet_ray.train.run_dir import flat_options
+    from densenet_ray.train.trained import load_trained
 
-    loaded = load_checkpoint(absolute_location(args.checkpoint), "checkpoint")
-    saved = flat_options(loaded.get("config")) if isinstance(loaded, dict) else None
-    saved = saved or {}
-    dataset = args.dataset or saved.get("dataset") or "cifar10"
-    model_name = args.model or saved.get("model")
-    if not model_name:
-        raise UserError(f"{args.checkpoint} is a plain state_dict: give --model (and --dataset)")
-    overrides = {key: saved.get(key) for key in ("depth", "growth_rate", "bottleneck", "reduction", "drop_rate")}
-    model = create_model(model_name, num_classes=NUM_CLASSES[dataset], **overrides)
-    load_initial_weights(model, state_dict_of(loaded, args.checkpoint, "checkpoint", args.ema), "checkpoint")
-    split = args.split or saved.get("eval_split") or "test"
+    trained = load_trained(args.checkpoint, args.which, args.weights, args.model, args.dataset)
+    split = args.split or trained.options.get("eval_split") or "test"
     config = PipelineConfig(args.data, split, args.batch_size, loader_workers=args.loader_workers, train=False)
-    loader = make_loader(config, for_dataset(dataset, train=False))
+    loader = make_loader(config, for_dataset(trained.dataset, train=False))
     device = torch.device("cpu")
-    precision = choose(args.precision or saved.get("precision") or "auto", False, False, device, 0).precision
-    result = evaluate(StepContext(model, device, precision), loader)
+    precision = choose(args.precision or trained.options.get("precision") or "auto", False, False, device, 0).precision
+    result = evaluate(StepContext(trained.network, device, precision), loader)
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "split": split,
-                    "precision": precision,
-                    "samples": result.samples,
-                    "loss": result.loss,
-                    "top1_error": result.top1_error,
-                    "top5_error": result.top5_error,
-                }
-            )
-        )
+        values = {"split": split, "precision": precision, "weights": trained.weights, "checkpoint": trained.source}
+        values.update(samples=result.samples, loss=result.loss, top1_error=result.top1_error)
+        print(json.dumps({**values, "top5_error": result.top5_error}))
     else:
         print(
-            f"{model_name} on {split} ({result.samples} samples): top-1 error {100 * result.top1_error:.2f} %, "
-            f"top-5 error {100 * result.top5_error:.2f} %, loss {result.loss:.4f} ({precision})"
+            f"{trained.name} ({trained.weights} weights) on {split} ({result.samples} samples): top-1 error "
+            f"{100 * result.top1_error:.2f} %, top-5 error {100 * result.top5_error:.2f} %, loss {result.loss:.4f} "
+            f"({precision})"
         )
     return 0

@@ -110,6 +110,18 @@ def imagenet_policy_train(policy: v2.Transform, size: int = 224) -> v2.Compose:
     )
 
 
+def eval_input(dataset: str) -> tuple[int, tuple[float, ...], tuple[float, ...]]:
+    """What the evaluation transform of ``dataset`` hands a model: the square input size and the per-channel mean and
+    std it normalised with (SVHN only divides by 255: mean 0, std 1)."""
+    if dataset in ("cifar10", "cifar100"):
+        return (32, *((CIFAR10_MEAN, CIFAR10_STD) if dataset == "cifar10" else (CIFAR100_MEAN, CIFAR100_STD)))
+    if dataset == "svhn":
+        return 32, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+    if dataset == "imagenet":
+        return 224, IMAGENET_MEAN, IMAGENET_STD
+    raise UserError(f"no transforms for dataset {dataset!r}; choose cifar10, cifar100, svhn or imagenet")
+
+
 def for_dataset(
     dataset: str, train: bool, augment: bool = True, extra: ExtraAugment | None = None
 ) -> Callable[[Any], torch.Tensor]:

@@ -251,6 +251,14 @@ class RunDirectory:
         latest = (snapshot.get("latest_checkpoint_result") or {}).get("checkpoint_dir_name", "")
         return sorted({name for name in [*names, latest] if name}, reverse=True)
 
+    def checkpoint_metrics(self) -> dict[str, dict[str, Any]]:
+        """Each committed checkpoint's reported metrics (its epoch or mid-epoch record), by directory name."""
+        if not self.storage.exists(SNAPSHOT_FILE):
+            return {}
+        snapshot = json.loads(self.storage.read_bytes(SNAPSHOT_FILE))
+        results = [*snapshot.get("checkpoint_results", []), snapshot.get("latest_checkpoint_result") or {}]
+        return {r["checkpoint_dir_name"]: r.get("metrics") or {} for r in results if r.get("checkpoint_dir_name")}
+
     def remove_orphan_checkpoints(self) -> list[str]:
         """Delete checkpoint directories Ray uploaded but never committed (a crash between the upload and the
         controller's poll leaves them; ray-project/ray#41700); returns their names. Resuming only ever uses

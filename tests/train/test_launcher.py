@@ -271,6 +271,17 @@ def test_imagenet_entry_point_trains_densenet121_on_real_jpegs(fixture_tar, tmp_
         "imagenet",
     )
     assert config["model"]["init_from"] == str(weights)
+    # Its state_dict export is torchvision's densenet121, strictly, with the checkpoint's logits.
+    from densenet_ray.cli import main
+    from densenet_ray.train.trained import load_trained
+
+    assert main(["export", str(tmp_path / "runs" / "in1k"), "--out", str(tmp_path / "in1k.pth")]) == 0
+    theirs = torchvision.models.densenet121()
+    theirs.load_state_dict(torch.load(tmp_path / "in1k.pth", weights_only=True), strict=True)
+    batch = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        expected = load_trained(str(tmp_path / "runs" / "in1k")).network(batch)
+        assert torch.allclose(theirs.eval()(batch), expected, atol=1e-5)
 
 
 def test_explicit_bf16_autocast_and_channels_last(shards, tmp_path) -> None:

@@ -1,6 +1,6 @@
-"""The modern recipe end to end on 2 local Ray workers, and what the run leaves for tracking tools: TensorBoard event
-files read back with TensorBoard's own reader, an MLflow run read back with ``mlflow.get_run`` (a real local
-database), and W&B's offline run files."""
+"""The modern recipe end to end on 2 local Ray workers (the suite's ``modern_run``), and what the run leaves for
+tracking tools: TensorBoard event files read back with TensorBoard's own reader, an MLflow run read back with
+``mlflow.get_run`` (a real local database), and W&B's offline run files."""
 
 from __future__ import annotations
 
@@ -12,10 +12,7 @@ import sys
 
 import pytest
 
-from tests.train.run_helpers import epoch_records, small_run, train, train_env
-
-ACCEPTANCE = ["--label-smoothing", "0.1", "--mixup", "0.2", "--cutmix", "1.0", "--randaugment", "--ema", "0.9998"]
-ACCEPTANCE += ["--warmup", "1"]
+from tests.train.run_helpers import epoch_records
 
 
 def _scalars(folder: str, tag: str) -> list[tuple[int, float]]:
@@ -62,16 +59,10 @@ def test_a_resumed_attempt_hides_the_lost_attempts_steps_after_its_checkpoint(tm
 
 @pytest.mark.integration
 @pytest.mark.slow
-def test_the_modern_recipe_trains_and_logs_to_tensorboard_mlflow_and_wandb(cifar_shards, tmp_path) -> None:
+def test_the_modern_recipe_trains_and_logs_to_tensorboard_mlflow_and_wandb(modern_run, cifar_shards) -> None:
     import mlflow
 
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    args = small_run(cifar_shards, tmp_path, name="modern", epochs=2, limit_train_batches=4, log_every_steps=2)
-    # --local: a private instance whose workers inherit WANDB_MODE (W&B without an account writes offline files).
-    env = train_env(WANDB_MODE="offline", WANDB_SILENT="true")
-    completed = train(*args, *ACCEPTANCE, "--log", "mlflow,wandb", "--tracking-uri", uri, "--local", env=env)
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    run = tmp_path / "modern"
+    run, completed, uri = modern_run["run"], modern_run["completed"], modern_run["uri"]
     records = epoch_records((run / "metrics.jsonl").read_text())
     assert [r["epoch"] for r in records] == [1, 2]
     assert all(0 <= r["ema_test_error"] <= 1 and 0 <= r["test_error"] <= 1 for r in records)
@@ -99,9 +90,20 @@ def test_the_modern_recipe_trains_and_logs_to_tensorboard_mlflow_and_wandb(cifar
     offline = glob.glob(str(run / "wandb" / "offline-run-*" / "run-*.wandb"))
     assert len(offline) == 1 and os.path.getsize(offline[0]) > 0
 
-    # `densenet-ray evaluate --ema` scores the checkpoint's moving average as the run did.
+    # `densenet-ray evaluate --weights ema` scores the checkpoint's moving average as the run did.
     checkpoint = max(path for path in glob.glob(str(run / "checkpoint_*")) if os.path.isdir(path))
-    command = [sys.executable, "-m", "densenet_ray", "evaluate", checkpoint, "--data", cifar_shards, "--ema", "--json"]
+    command = [
+        sys.executable,
+        "-m",
+        "densenet_ray",
+        "evaluate",
+        checkpoint,
+        "--data",
+        cifar_shards,
+        "--weights",
+        "ema",
+        "--json",
+    ]
     evaluated = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert evaluated.returncode == 0, evaluated.stderr[-2000:]
     assert abs(json.loads(evaluated.stdout)["top1_error"] - records[-1]["ema_test_error"]) <= 1 / 500

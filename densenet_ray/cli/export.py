@@ -1,0 +1,62 @@
+"""``densenet-ray export CHECKPOINT --out FILE``: a trained model as a file other tools load, with its model card."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+from densenet_ray.cli.evaluate import add_model_choice
+from densenet_ray.models.export import FORMATS, SUFFIXES
+
+TOLERANCE = 1e-4  # the exported file's logits against PyTorch's, fp32
+
+
+def add_parser(groups: argparse._SubParsersAction) -> None:
+    parser = groups.add_parser("export", help="write a trained model as a state_dict, TorchScript, exported program "
+                               "or ONNX file, with a JSON model card beside it")  # fmt: skip
+    parser.add_argument("checkpoint", metavar="CHECKPOINT", help="a run checkpoint, a run directory (see --which), "
+                        "or a torchvision-format state_dict; local or s3://")  # fmt: skip
+    parser.add_argument("--out", required=True, metavar="FILE", help="the file to write; FILE.json gets the model "
+                        "card (model, classes, input size, normalisation, source)")  # fmt: skip
+    parser.add_argument("--format", choices=FORMATS, help="default: from FILE's suffix (.pth state_dict, .pt "
+                        "torchscript, .pt2 exported-program, .onnx onnx), else state_dict")  # fmt: skip
+    add_model_choice(parser)
+    parser.set_defaults(handler=export_command)
+
+
+def export_format(out: str, chosen: str | None) -> str:
+    if chosen:
+        return chosen
+    suffix = os.path.splitext(out)[1]
+    return next((name for name, known in SUFFIXES.items() if known == suffix), "state_dict")
+
+
+def export_command(args: argparse.Namespace) -> int:
+    import torch
+
+    from densenet_ray.data.transforms import eval_input
+    from densenet_ray.models.export import check_export, export_model
+    from densenet_ray.train.trained import load_trained
+
+    file_format = export_format(args.out, args.format)
+    trained = load_trained(args.checkpoint, args.which, args.weights, args.model, args.dataset)
+    size = eval_input(trained.dataset)[0]
+    example = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
+    export_model(trained.network, example, args.out, file_format)
+    difference = check_export(trained.network, example, args.out, file_format)
+    if difference > TOLERANCE:  # our export is wrong, not the user's input: a bug, with its traceback
+        os.remove(args.out)
+        raise RuntimeError(f"the {file_format} export's logits differ from PyTorch's by {difference:.2e}")
+    card = {**trained.describe(), "format": file_format, "file": os.path.basename(args.out)}
+    card["max_abs_difference"] = difference
+    partial = f"{args.out}.json.partial-{os.getpid()}"
+    with open(partial, "w") as handle:
+        json.dump(card, handle, indent=2)
+    os.replace(partial, f"{args.out}.json")
+    megabytes = os.path.getsize(args.out) / 2**20
+    print(
+        f"exported {trained.name} ({trained.weights} weights of {trained.source}) to {args.out} ({file_format}, "
+        f"{megabytes:.1f} MB; logits within {difference:.1e} of PyTorch's); model card {args.out}.json"
+    )
+    return 0

@@ -1,0 +1,117 @@
+"""A network as a file other tools load, in four formats, each written whole or not at all and checked by loading it
+back with its own runtime:
+
+- ``state_dict``: ``torch.save`` of the weights in torchvision's layout (``torchvision.models.densenet121()`` loads
+  the ImageNet-form models' files with ``load_state_dict``);
+- ``torchscript``: ``torch.jit.trace`` (deprecated since PyTorch 2.5 in favour of ``torch.export``; kept for
+  runtimes that still load TorchScript);
+- ``exported-program``: ``torch.export.export`` and ``torch.export.save``, the batch dimension dynamic;
+- ``onnx``: ``torch.onnx.export`` with the dynamo exporter (needs ``onnx`` and ``onnxscript``), the batch dimension
+  dynamic, checked in ``onnxruntime``.
+
+Pure PyTorch; what describes the model (its card) is the caller's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import warnings
+from collections.abc import Callable, Iterator
+
+import torch
+from torch import nn
+
+from densenet_ray.errors import UserError
+
+FORMATS = ("state_dict", "torchscript", "exported-program", "onnx")
+SUFFIXES = {"state_dict": ".pth", "torchscript": ".pt", "exported-program": ".pt2", "onnx": ".onnx"}
+ONNX_EXTRA = "pip install 'densenet-ray[onnx]'"
+Runner = Callable[[torch.Tensor], torch.Tensor]
+
+
+@contextlib.contextmanager
+def _atomic(path: str) -> Iterator[str]:
+    """A temporary name beside ``path`` to write to; it becomes ``path`` only when the block succeeds."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise UserError(f"cannot write {path}: the folder {directory} does not exist")
+    partial = os.path.join(directory, f".{os.path.basename(path)}.partial-{os.getpid()}")
+    try:
+        yield partial
+        os.replace(partial, path)
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
+
+
+def _require_onnx(runtime: bool = False) -> None:
+    names = ("onnxruntime",) if runtime else ("onnx", "onnxscript")
+    for name in names:
+        try:
+            __import__(name)
+        except ImportError:
+            raise UserError(f"--format onnx needs {name}: {ONNX_EXTRA}") from None
+
+
+def export_model(network: nn.Module, example: torch.Tensor, path: str, file_format: str) -> None:
+    """Write ``network`` (in evaluation mode) to ``path`` in ``file_format``, tracing it on ``example``."""
+    if file_format not in FORMATS:
+        raise UserError(f"--format {file_format!r} is not one of: {', '.join(FORMATS)}")
+    network.eval()
+    batch = torch.export.Dim("batch", min=1)
+    with _atomic(path) as partial, torch.no_grad():
+        if file_format == "state_dict":
+            torch.save(network.state_dict(), partial)
+        elif file_format == "torchscript":
+            with warnings.catch_warnings():  # its deprecation is said in the module docstring and the README
+                warnings.simplefilter("ignore", FutureWarning)
+                torch.jit.trace(network, example).save(partial)
+        elif file_format == "exported-program":
+            program = torch.export.export(network, (example,), dynamic_shapes=({0: batch},))
+            with open(partial, "wb") as handle:  # a handle: torch.export.save insists on a .pt2 name otherwise
+                torch.export.save(program, handle)
+        else:
+            _require_onnx()
+            # One self-contained file (DenseNets are far below protobuf's 2 GB), and the exporter's progress lines
+            # kept off our output.
+            with contextlib.redirect_stdout(io.StringIO()):
+                torch.onnx.export(
+                    network, (example,), partial, dynamo=True, dynamic_shapes=({0: batch},), external_data=False
+                )
+
+
+def load_export(path: str, file_format: str, network: nn.Module | None = None) -> Runner:
+    """``run(batch) -> logits`` over an exported file, with the format's own runtime (a ``state_dict`` loads into
+    ``network``, strictly)."""
+    if file_format == "state_dict":
+        if network is None:
+            raise ValueError("a state_dict needs the network to load into")
+        network.load_state_dict(torch.load(path, map_location="cpu", weights_only=True), strict=True)
+        return network.eval()
+    if file_format == "torchscript":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            return torch.jit.load(path, map_location="cpu").eval()
+    if file_format == "exported-program":
+        with open(path, "rb") as handle:
+            return torch.export.load(handle).module()
+    _require_onnx(runtime=True)
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return lambda batch: torch.from_numpy(session.run(None, {name: batch.numpy()})[0])
+
+
+def check_export(network: nn.Module, example: torch.Tensor, path: str, file_format: str) -> float:
+    """The largest absolute difference between ``network``'s logits on ``example`` and the exported file's, run by
+    its own runtime on a batch one larger than the traced one (the batch dimension must be dynamic)."""
+    import copy
+
+    batch = torch.cat([example, example[:1]])
+    with torch.no_grad():
+        expected = network.eval()(batch)
+        run = load_export(path, file_format, copy.deepcopy(network) if file_format == "state_dict" else None)
+        return float((run(batch) - expected).abs().max())

@@ -1,0 +1,137 @@
+"""A trained model out of its run: a checkpoint (or a run directory's best or last one) as a network in evaluation
+mode, with what anyone using it needs: its dataset's evaluation input (size, normalisation) and its class names.
+``evaluate``, ``export`` and ``predict`` all load models through here."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+from densenet_ray.data.storage import StorageError, open_storage
+from densenet_ray.data.transforms import eval_input
+from densenet_ray.errors import DataError, UserError
+from densenet_ray.paths import absolute_location
+from densenet_ray.train.checkpoint import load_checkpoint, load_initial_weights, state_dict_of
+from densenet_ray.train.config import NUM_CLASSES
+from densenet_ray.train.run_dir import SNAPSHOT_FILE, RunDirectory, flat_options
+
+WHICH = ("last", "best")
+WEIGHTS = ("ema", "raw")
+
+
+@dataclass
+class TrainedModel:
+    """A network in evaluation mode on the CPU and what describes it.
+
+    Attributes:
+        network: the model, weights loaded.
+        name: its registered model name.
+        dataset: the dataset it was trained on (its evaluation transform and class count).
+        weights: ``raw`` or ``ema`` (the moving average of the weights, ``--ema`` runs).
+        source: the checkpoint it was loaded from.
+        classes: class names (from the run's manifest), or the class indices as strings.
+        create_kwargs: what ``create_model(name, **create_kwargs)`` builds the network from.
+        options: the run's flat training options (empty for a plain state_dict).
+    """
+
+    network: nn.Module
+    name: str
+    dataset: str
+    weights: str
+    source: str
+    classes: list[str]
+    create_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def describe(self) -> dict[str, Any]:
+        """The model card written beside an export: what a loader needs to feed and read the model."""
+        size, mean, std = eval_input(self.dataset)
+        return {
+            "model": self.name, "dataset": self.dataset, "num_classes": len(self.classes), "classes": self.classes,
+            "input_size": [3, size, size], "mean": list(mean), "std": list(std), "weights": self.weights,
+            "source": self.source, "create_model": {"name": self.name, **self.create_kwargs},
+        }  # fmt: skip
+
+
+def checkpoint_location(location: str, which: str = "last", weights: str | None = None) -> str:
+    """``location`` itself, or for a run directory its last committed checkpoint, or its best: the lowest test error
+    of its epoch-end checkpoints (of the moving average's, unless ``weights`` is ``raw``, when the run has one)."""
+    if which not in WHICH:
+        raise UserError(f"--which {which!r} is not one of: {', '.join(WHICH)}")
+    location = absolute_location(location)
+    try:
+        is_run = open_storage(location).exists(SNAPSHOT_FILE)
+    except StorageError as error:
+        raise UserError(f"{location}: {error}") from None
+    if not is_run:
+        return location
+    run = RunDirectory(location)
+    committed = run.committed_checkpoints()
+    if not committed:
+        raise UserError(f"run {location} has no committed checkpoint yet")
+    if which == "last":
+        return run.checkpoint_url(committed[0])
+    metrics, best = run.checkpoint_metrics(), None
+    for name in committed:  # newest first: a tie goes to the newer checkpoint
+        error = _error(metrics.get(name, {}), weights)
+        if error is not None and (best is None or error < best[0]):
+            best = (error, name)
+    if best is None:
+        raise UserError(f"run {location} has no epoch-end checkpoint with a test error; use --which last")
+    return run.checkpoint_url(best[1])
+
+
+def _error(metrics: dict[str, Any], weights: str | None) -> float | None:
+    if weights != "raw" and metrics.get("ema_test_error") is not None:
+        return metrics["ema_test_error"]
+    return metrics.get("test_error")
+
+
+def load_trained(
+    location: str, which: str = "last", weights: str | None = None, model: str | None = None,
+    dataset: str | None = None, flag: str = "checkpoint",
+) -> TrainedModel:  # fmt: skip
+    """The model in ``location`` (a run checkpoint, a run directory, or a torchvision-format state_dict with
+    ``model`` and ``dataset`` given). ``weights``: ``ema``, ``raw``, or None for the moving average when the
+    checkpoint has one."""
+    from densenet_ray.models import create_model
+
+    if weights is not None and weights not in WEIGHTS:
+        raise UserError(f"--weights {weights!r} is not one of: {', '.join(WEIGHTS)}")
+    source = checkpoint_location(location, which, weights)
+    loaded = load_checkpoint(source, flag)
+    saved = (flat_options(loaded.get("config")) if isinstance(loaded, dict) else None) or {}
+    dataset = dataset or saved.get("dataset") or "cifar10"
+    name = model or saved.get("model")
+    if not name:
+        raise UserError(f"{location} is a plain state_dict: give --model (and --dataset)")
+    if weights is None:
+        weights = "ema" if isinstance(loaded, dict) and isinstance(loaded.get("ema"), dict) else "raw"
+    keys = ("depth", "growth_rate", "bottleneck", "reduction", "drop_rate")
+    kwargs = {"num_classes": NUM_CLASSES[dataset], **{key: saved[key] for key in keys if saved.get(key) is not None}}
+    network = create_model(name, **kwargs)
+    load_initial_weights(network, state_dict_of(loaded, source, flag, weights == "ema"), flag)
+    network.eval()
+    return TrainedModel(network, name, dataset, weights, source, class_names(saved, dataset), kwargs, saved)
+
+
+def class_names(options: dict[str, Any], dataset: str) -> list[str]:
+    """The class names in the run's manifest (its evaluation split's, else its training split's); the class
+    indices when the data is not reachable from here."""
+    from densenet_ray.data.manifest import load_manifest
+
+    count = NUM_CLASSES[dataset]
+    data = options.get("data")
+    for split in (options.get("eval_split"), "train"):
+        if not data or not split:
+            continue
+        try:
+            _, manifest = load_manifest(data, split)
+        except (UserError, DataError, StorageError, OSError, ValueError):
+            continue
+        if len(manifest.classes) == count:
+            return list(manifest.classes)
+    return [str(index) for index in range(count)]
