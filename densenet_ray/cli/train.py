@@ -69,7 +69,7 @@ def run_training(args: argparse.Namespace, default_dataset: str) -> int:
 
     config = resolve(options_from_args(args, default_dataset))
     console = make_console()
-    final = launch(config, print_line=console.print, ray_options=ray_options(args))
+    final = launch(config, print_line=console.print, ray_options=ray_options(args), console=console)
     print_summary(final, console)
     return 0
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable
+from typing import Any
 
 from densenet_ray.data.storage import StorageError
 from densenet_ray.train.run_dir import AttemptRecord, EpochRecord, MidEpochRecord, ProgressRecord, Record, RunDirectory
@@ -48,11 +49,28 @@ def record_line(record: Record) -> str:
     return mid_epoch_line(record) if isinstance(record, MidEpochRecord) else epoch_line(record)
 
 
-class Follower:
-    """A daemon thread printing new records every second until :meth:`stop` (which prints what is left)."""
+class LineDisplay:
+    """Progress as plain lines (off a terminal: logs, pipes, ``ray job logs``): every in-epoch report and record."""
 
-    def __init__(self, run_url: str, print_line: Callable[[str], None]) -> None:
-        self.run, self.print_line = RunDirectory(run_url), print_line
+    def __init__(self, print_line: Callable[[str], None]) -> None:
+        self.print_line = print_line
+
+    def progress(self, progress: ProgressRecord) -> None:
+        self.print_line(progress_line(progress))
+
+    def record(self, record: Record) -> None:
+        self.print_line(record_line(record))
+
+    def close(self) -> None:
+        """Nothing is left on screen to take down."""
+
+
+class Follower:
+    """A daemon thread showing new records every second until :meth:`stop` (which shows what is left), on a
+    ``display`` (:class:`LineDisplay`, or ``progress_bar.BarDisplay`` in a terminal)."""
+
+    def __init__(self, run_url: str, display: Any) -> None:
+        self.run, self.display = RunDirectory(run_url), display
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="follow-run", daemon=True)
         self._seen = 0  # records already printed (or written by an earlier attempt); metrics.jsonl only grows
@@ -67,6 +85,7 @@ class Follower:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=5)
+        self.display.close()
 
     def _records(self) -> list[Record]:
         return sorted(self.run.records(), key=lambda record: record.time or 0.0)
@@ -87,8 +106,8 @@ class Follower:
         progress = self.run.progress()
         if progress is not None and progress != self._last_progress:
             self._last_progress = progress
-            self.print_line(progress_line(progress))
+            self.display.progress(progress)
         records = self._records()
         for record in records[self._seen :]:
-            self.print_line(record_line(record))
+            self.display.record(record)
         self._seen = len(records)

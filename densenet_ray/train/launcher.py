@@ -19,7 +19,7 @@ from typing import Any
 from densenet_ray.data.storage import StorageError, child_url
 from densenet_ray.errors import RunFailed
 from densenet_ray.ray_session import ClusterNeeds, RayOptions, ray_session
-from densenet_ray.train.follow import Follower
+from densenet_ray.train.follow import Follower, LineDisplay
 from densenet_ray.train.preflight import check_run, claim_run
 from densenet_ray.train.ray_storage import ray_storage
 from densenet_ray.train.resolved import ResolvedConfig
@@ -108,16 +108,18 @@ def launch(
     callbacks: Sequence[Any] = (),
     follow: bool = True,
     ray_options: RayOptions | None = None,
+    console: Any = None,
 ) -> dict[str, Any]:
     """Run ``config`` on Ray Train; returns the last epoch's metrics plus ``run_dir``, ``wall_seconds`` and
     ``checkpoint``. ``callbacks`` are more Ray Train ``UserCallback``s (a Tune trial adds its
-    ``TuneReportCallback``); ``follow`` prints progress lines while the run goes."""
+    ``TuneReportCallback``); ``follow`` shows progress while the run goes: a progress bar on ``console`` when it is
+    a terminal, else lines through ``print_line``."""
     checked = check_run(config, print_line)  # before Ray starts: data, manifests, identity
     with ray_session(cluster_needs(config), ray_options, print_line):  # refuses a run the cluster cannot fit
         prepared = claim_run(checked, print_line)
         run = prepared.run
         try:
-            follower = Follower(run.url, print_line)
+            follower = Follower(run.url, _display(console, print_line))
             if follow:
                 follower.start()
             started = time.perf_counter()
@@ -131,6 +133,14 @@ def launch(
     checkpoint = child_url(run.url, os.path.basename(result.checkpoint.path.rstrip("/"))) if result.checkpoint else None
     final = dict(result.return_value or result.metrics or {})
     return RunResult(final, run.url, time.perf_counter() - started, checkpoint).summary()
+
+
+def _display(console: Any, print_line: Any) -> Any:
+    if console is not None and console.is_terminal:
+        from densenet_ray.train.progress_bar import BarDisplay
+
+        return BarDisplay(console)
+    return LineDisplay(print_line)
 
 
 def _fit(config: ResolvedConfig, callbacks: Sequence[Any], run: RunDirectory) -> Any:

@@ -46,3 +46,28 @@ def epoch_records(text: str) -> list[dict]:
 def attempt_records(text: str) -> list[dict]:
     """The worker-group-start records of a ``metrics.jsonl``'s text."""
     return [record for record in map(json.loads, text.splitlines()) if record.get("attempt")]
+
+
+def train_in_terminal(*args: str, timeout: int = 600) -> tuple[int, str]:
+    """``python -m densenet_ray.cifar`` with a pseudo-terminal as stdout and stderr; its exit code and output."""
+    import pty
+    import select
+
+    controller, terminal = pty.openpty()
+    command = [sys.executable, "-m", "densenet_ray.cifar", *args]
+    process = subprocess.Popen(command, stdin=terminal, stdout=terminal, stderr=terminal, env=train_env())
+    os.close(terminal)
+    output = b""
+    while True:
+        ready, _, _ = select.select([controller], [], [], 1.0)
+        chunk = b""
+        if ready:
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:  # the terminal closed: the process is gone
+                chunk = b""
+        output += chunk
+        if not chunk and process.poll() is not None:
+            break
+    os.close(controller)
+    return process.wait(timeout=timeout), output.decode(errors="replace")

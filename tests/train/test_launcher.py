@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +18,7 @@ from densenet_ray.data.build import build_dataset
 from densenet_ray.data.sources import imagefolder_source
 from densenet_ray.train.acceleration import choose
 from densenet_ray.train.run_dir import COMPILE_ARTIFACTS_FILE
-from tests.train.run_helpers import attempt_records, epoch_records, small_run, train
+from tests.train.run_helpers import attempt_records, epoch_records, small_run, train, train_in_terminal
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.usefixtures("module_cluster")]
 
@@ -47,6 +48,7 @@ def test_two_worker_run_then_the_same_name_continues(shards, tmp_path) -> None:
     first = train(*common, "--epochs", "2")
     assert first.returncode == 0, first.stderr[-3000:]
     assert "epoch 1/2: loss" in first.stdout and "densenet-ray run summary" in first.stdout
+    assert "\x1b[" not in first.stdout + first.stderr  # piped: plain lines, no terminal escapes
     run = tmp_path / "run1"
     records = epoch_records((run / "metrics.jsonl").read_text())
     assert [r["epoch"] for r in records] == [1, 2]
@@ -144,6 +146,15 @@ def test_storage_in_a_missing_bucket_is_one_line(shards, aws_env) -> None:
     assert completed.returncode == 1 and len(lines) == 1, completed.stderr
     assert lines[0].startswith("error: --storage s3://no-such-bucket-here/runs is not writable (bucket "), lines[0]
     assert "testing-secret-key" not in completed.stderr + completed.stdout
+
+
+def test_a_terminal_gets_a_progress_bar_then_the_summary(shards, tmp_path) -> None:
+    code, output = train_in_terminal(*small_run(shards, tmp_path, name="tty", epochs=2, batch_size=10))
+    assert code == 0, output[-3000:]
+    assert "\x1b[" in output and "━" in output  # rich's bar, drawn with terminal escapes
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", output)
+    assert re.search(r"epoch 1 ━+ *\d+/50 [\d.]+ img/s  loss [\d.]+  ETA \d+:\d\d", plain), plain[-2000:]
+    assert plain.rfind("densenet-ray run summary") > plain.rfind("epoch 2/2: loss") > 0
 
 
 def _final_state(run) -> dict:
