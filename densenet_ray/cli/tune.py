@@ -95,7 +95,7 @@ def run_command(args: argparse.Namespace) -> int:
     console = make_console()
     try:
         experiment, rows = run_sweep(
-            sweep, _base_options(args), args.name, args.max_concurrent, console.print, ray_options(args)
+            sweep, _base_options(args), args.name, args.max_concurrent, console.print, ray_options(args), console
         )
     except SweepInterrupted as interrupted:
         print(interrupted, file=sys.stderr)

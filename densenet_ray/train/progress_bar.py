@@ -43,7 +43,7 @@ class BarDisplay:
         self.bar.update(self.task, completed=report.batch, total=report.batches, **fields)
 
     def record(self, record: Record) -> None:
-        self.bar.console.print(record_line(record))
+        self.bar.console.print(record_line(record), markup=False)
         if isinstance(record, EpochRecord):
             self.finished = max(self.finished, record.epoch)
             if record.epoch == self.epoch:

@@ -29,7 +29,7 @@ from densenet_ray.train.config import TrainConfig
 from densenet_ray.train.preflight import check_data
 from densenet_ray.train.ray_storage import ray_storage
 from densenet_ray.train.resolved import ResolvedConfig, anchored, derive, resolve
-from densenet_ray.tune import report
+from densenet_ray.tune import progress, report
 from densenet_ray.tune.sweeps import Distribution, Sweep, trial_label
 
 DRIVER_RESOURCE = "TRAIN_DRIVER"
@@ -101,25 +101,22 @@ def _scheduler(sweep: Sweep, epochs: int) -> Any:
 _EVENTS: dict[str, set[str]] = {"started": set(), "ended": set()}
 
 
-def _print(line: str) -> None:
-    print(line, flush=True)
-
-
 class TrialProgress(tune.Callback):
     """A line per trial epoch and failure, in the driver (Tune's own reporter is off); picklable, as Tune stores
     the run configuration with the experiment."""
 
-    def __init__(self, searched: list[str]) -> None:
-        self.searched = searched
+    def __init__(self, searched: list[str], total: int = 0) -> None:
+        self.searched, self.total = searched, total
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         _EVENTS["started"].add(trial.trial_id)
+        self._count(trials)
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         if "test_error" not in result:
             return
         label = trial_label({**trial.config["base"], **trial.config.get("trial", {})}, self.searched)
-        _print(
+        progress.say(
             f"{label} [{trial.trial_id}] epoch {result['epoch']}/{result['epochs']}: "
             f"test error {100 * result['test_error']:.2f} %, {result['seconds_per_iteration']:.3f} s/iter, "
             f"{result['images_per_s']:.1f} img/s"
@@ -127,10 +124,17 @@ class TrialProgress(tune.Callback):
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         _EVENTS["ended"].add(trial.trial_id)
+        self._count(trials)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         _EVENTS["ended"].add(trial.trial_id)
-        _print(f"trial {trial.trial_id} failed; its log: {trial.error_file or trial.local_path}")
+        progress.say(f"trial {trial.trial_id} failed; its log: {trial.error_file or trial.local_path}")
+        self._count(trials)
+
+    def _count(self, trials: list) -> None:
+        """Trials ended, this session's and those a restored sweep had finished before."""
+        ended = {t.trial_id for t in trials if t.status in ("TERMINATED", "ERROR")} | _EVENTS["ended"]
+        progress.trials_done(len(ended), max(self.total, len(trials)))
 
 
 def _validate(sweep: Sweep, base: TrainConfig, trials_root: str) -> None:
@@ -182,14 +186,16 @@ def _tuner(sweep: Sweep, base: ResolvedConfig, base_options: TrainConfig, name: 
     )  # fmt: skip
     run_config = tune.RunConfig(
         name=name, storage_path=storage_path, storage_filesystem=filesystem, verbose=0,
-        callbacks=[TrialProgress(searched)],
+        callbacks=[TrialProgress(searched, progress.expected_trials(sweep.grid, sweep.space, sweep.num_samples))],
     )  # fmt: skip
     return tune.Tuner(trainable, param_space=space, tune_config=tune_config, run_config=run_config)
 
 
 def _fit(sweep: Sweep, base: ResolvedConfig, base_options: TrainConfig, name: str, max_concurrent: int | None,
-         searched: list[str], print_line: Any, options: RayOptions | None) -> list[tuple[str, str]]:  # fmt: skip
-    """Run the trials; returns each failed trial's directory and one-line cause."""
+         searched: list[str], print_line: Any, options: RayOptions | None,
+         console: Any = None) -> list[tuple[str, str]]:  # fmt: skip
+    """Run the trials (a bar of trials done on ``console`` when it is a terminal); returns each failed trial's
+    directory and one-line cause."""
     import ray
 
     execution = base.execution
@@ -206,7 +212,12 @@ def _fit(sweep: Sweep, base: ResolvedConfig, base_options: TrainConfig, name: st
         trainable = tune.with_resources(trial_driver, driver_resources(cluster))
         for events in _EVENTS.values():
             events.clear()
-        grid = _tuner(sweep, base, base_options, name, concurrent, searched, trainable, print_line).fit()
+        tuner = _tuner(sweep, base, base_options, name, concurrent, searched, trainable, print_line)
+        progress.start(console, progress.expected_trials(sweep.grid, sweep.space, sweep.num_samples))
+        try:
+            grid = tuner.fit()
+        finally:
+            progress.stop()
         return [(result.path, _cause(result.error)) for result in grid if result.error]
 
 
@@ -225,10 +236,11 @@ def run_sweep(
     max_concurrent: int | None,
     print_line: Any = print,
     ray_options: RayOptions | None = None,
+    console: Any = None,
 ) -> tuple[str, list[report.TrialRow]]:
     """Run (or resume, when ``name`` exists) ``sweep`` with ``base_options`` as every trial's options; returns the
     experiment URL and the rows (also saved as ``results.json`` and ``results.csv``). Rows of failed trials carry
-    their one-line cause."""
+    their one-line cause. ``console``: where a terminal shows the bar of trials done."""
     fixed = {key: value for key, value in sweep.options.items()}
     options = TrainConfig.from_sources(
         dataclasses.asdict(base_options), fixed, origins=("flags", "the sweep's options")
@@ -240,7 +252,7 @@ def run_sweep(
     experiment = child_url(base.storage.root, name)
     _validate(sweep, trial_options, child_url(experiment, report.TRIALS_DIR))
     description, searched = _describe(sweep, base, name, experiment)
-    failures = _fit(sweep, base, trial_options, name, max_concurrent, searched, print_line, ray_options)
+    failures = _fit(sweep, base, trial_options, name, max_concurrent, searched, print_line, ray_options, console)
     rows = report.collect(experiment, sweep.baseline, searched)
     unfinished = _EVENTS["started"] - _EVENTS["ended"]
     for row in rows:
