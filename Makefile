@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test test-fast lint format bench-model bench-speed bench-data bench-train clean
+.PHONY: setup demo test test-fast lint format docs bench-model bench-speed bench-data bench-train clean
 
 setup: $(STAMP)
 
@@ -37,6 +37,10 @@ lint: setup
 format: setup
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# The README's command reference, regenerated from the CLI's own --help text.
+docs: setup
+	COLUMNS=120 $(BIN)/python -m densenet_ray.cli.reference --update README.md
 
 bench-model: setup
 	$(BIN)/python benchmarks/model.py --out benchmarks/results/model-cpu.json --markdown
