@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
+import io
 import json
 import os
 import sys
+import tarfile
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -20,7 +23,9 @@ def add_parser(groups: argparse._SubParsersAction) -> None:
     parser = groups.add_parser("predict", help="classify images with a run checkpoint or an exported model")
     parser.add_argument("source", metavar="CHECKPOINT_OR_EXPORT", help="a run checkpoint or run directory (local or "
                         "s3://), or a file from `densenet-ray export` (with its FILE.json model card)")  # fmt: skip
-    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files, directories of images, or globs")
+    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files, directories of images, globs, or "
+                        "WebDataset .tar shards (their images, e.g. a test split's test-000000.tar)")  # fmt: skip
+    parser.add_argument("--limit", type=int, default=0, help="predict at most N images (default 0: all)")
     parser.add_argument("--top", type=int, default=5, help="classes shown per image (default 5)")
     parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64)")
     parser.add_argument("--json", action="store_true", help="one JSON object per image, a line each")
@@ -29,11 +34,16 @@ def add_parser(groups: argparse._SubParsersAction) -> None:
 
 
 def image_paths(arguments: list[str]) -> list[str]:
-    """Files as given, a directory's image files (by suffix, sorted), a glob's matches; one line for what is none."""
+    """Files as given (a ``.tar`` shard as ``SHARD.tar/MEMBER`` for each image in it), a directory's image files
+    (by suffix, sorted), a glob's matches; one line for what is none."""
     paths: list[str] = []
     for argument in arguments:
         if os.path.isdir(argument):
             found = sorted(entry.path for entry in os.scandir(argument) if entry.name.lower().endswith(IMAGE_SUFFIXES))
+        elif os.path.isfile(argument) and argument.endswith(".tar"):
+            with tarfile.open(argument) as shard:
+                members = [m.name for m in shard.getmembers() if m.isfile() and m.name.lower().endswith(IMAGE_SUFFIXES)]
+            found = [f"{argument}/{member}" for member in members]
         elif os.path.exists(argument):
             found = [argument]
         else:
@@ -73,19 +83,31 @@ def _batches(paths: list[str], transform: Any, size: int) -> Iterator[tuple[list
     from PIL import Image, UnidentifiedImageError
 
     names, tensors = [], []
-    for path in paths:
-        try:
-            with Image.open(path) as image:
-                tensors.append(transform(image.convert("RGB")))
-        except (UnidentifiedImageError, OSError) as error:
-            print(f"skipped {path}: not an image ({type(error).__name__})", file=sys.stderr)
-            continue
-        names.append(path)
-        if len(names) == size:
-            yield names, torch.stack(tensors)
-            names, tensors = [], []
+    archives: dict[str, tarfile.TarFile] = {}  # each shard opened once, its member index read once
+    with contextlib.ExitStack() as closing:
+        for path in paths:
+            try:
+                with Image.open(_open(path, archives, closing)) as image:
+                    tensors.append(transform(image.convert("RGB")))
+            except (UnidentifiedImageError, OSError) as error:
+                print(f"skipped {path}: not an image ({type(error).__name__})", file=sys.stderr)
+                continue
+            names.append(path)
+            if len(names) == size:
+                yield names, torch.stack(tensors)
+                names, tensors = [], []
     if names:
         yield names, torch.stack(tensors)
+
+
+def _open(path: str, archives: dict[str, tarfile.TarFile], closing: contextlib.ExitStack) -> Any:
+    """A file, or an image inside a ``.tar`` shard (``SHARD.tar/MEMBER``), as a readable binary file."""
+    shard, tar, member = path.partition(".tar/")
+    if not tar or os.path.exists(path):
+        return path
+    if shard not in archives:
+        archives[shard] = closing.enter_context(tarfile.open(shard + ".tar"))  # noqa: SIM115 - the stack closes it
+    return io.BytesIO(archives[shard].extractfile(member).read())
 
 
 def predict_command(args: argparse.Namespace) -> int:
@@ -93,9 +115,9 @@ def predict_command(args: argparse.Namespace) -> int:
 
     from densenet_ray.data.transforms import for_dataset
 
-    if args.top < 1 or args.batch_size < 1:
-        raise UserError(f"--top {args.top} and --batch-size {args.batch_size} must be at least 1")
-    paths = image_paths(args.images)
+    if args.top < 1 or args.batch_size < 1 or args.limit < 0:
+        raise UserError(f"--top {args.top} and --batch-size {args.batch_size} must be at least 1, --limit >= 0")
+    paths = image_paths(args.images)[: args.limit or None]
     run, card = classifier(args)
     classes = card["classes"]
     predicted = 0

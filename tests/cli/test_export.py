@@ -98,3 +98,16 @@ def test_export_and_predict_errors_are_one_line(modern_run, images, tmp_path, mo
     assert not list(tmp_path.iterdir())  # nothing half-written
     assert main(["export", str(tmp_path), "--out", str(tmp_path / "m.pth")]) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_predict_reads_the_images_of_a_shard(modern_run, cifar_shards, capsys) -> None:
+    shard = f"{cifar_shards}/test-000000.tar"
+    assert main(["predict", str(modern_run["run"]), shard, "--limit", "3", "--top", "1", "--json"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(lines) == 3 and all(line["image"].startswith(f"{shard}/") for line in lines)
+    with tarfile.open(shard) as archive:
+        first = Image.open(archive.extractfile(lines[0]["image"].removeprefix(f"{shard}/"))).convert("RGB")
+    trained = load_trained(str(modern_run["run"]))
+    with torch.no_grad():
+        expected = trained.network(for_dataset("cifar10", train=False)(first)[None]).argmax(1).item()
+    assert lines[0]["top"][0]["index"] == expected
