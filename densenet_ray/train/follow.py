@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -50,13 +51,18 @@ def record_line(record: Record) -> str:
 
 
 class LineDisplay:
-    """Progress as plain lines (off a terminal: logs, pipes, ``ray job logs``): every in-epoch report and record."""
+    """Progress as plain lines (off a terminal: logs, pipes, ``ray job logs``): every record, and an in-epoch report
+    at most every ``interval`` seconds (rank 0 reports every 2 s for the terminal's bar; a log needs fewer)."""
 
-    def __init__(self, print_line: Callable[[str], None]) -> None:
-        self.print_line = print_line
+    def __init__(self, print_line: Callable[[str], None], interval: float = 10.0) -> None:
+        self.print_line, self.interval = print_line, interval
+        self._last = float("-inf")
 
     def progress(self, progress: ProgressRecord) -> None:
-        self.print_line(progress_line(progress))
+        now = time.monotonic()
+        if now - self._last >= self.interval:
+            self._last = now
+            self.print_line(progress_line(progress))
 
     def record(self, record: Record) -> None:
         self.print_line(record_line(record))
