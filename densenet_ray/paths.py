@@ -8,7 +8,11 @@ working directories see the same location.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
+
+from densenet_ray.errors import UserError
 
 HOME_ROOT = os.path.join(os.path.expanduser("~"), "densenet-ray")  # holds runs/ and sweeps/ by default
 RUNS_ROOT = os.path.join(HOME_ROOT, "runs")
@@ -28,3 +32,20 @@ def absolute_location(location: str) -> str:
 def dataset_cache(dataset: str) -> str:
     """The directory a dataset's shards are built into on first use."""
     return os.path.join(CACHE_DIR, dataset)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str) -> Iterator[str]:
+    """A temporary name beside the local file ``path`` (same extension, so format-by-suffix writers still work) to
+    write to; it becomes ``path`` only when the block succeeds, and is removed when it fails."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise UserError(f"cannot write {path}: the folder {directory} does not exist")
+    stem, extension = os.path.splitext(os.path.basename(path))
+    partial = os.path.join(directory, f".{stem}.partial-{os.getpid()}{extension}")
+    try:
+        yield partial
+        os.replace(partial, path)
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)

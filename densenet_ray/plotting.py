@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from densenet_ray.errors import UserError
+from densenet_ray.paths import atomic_path
 
 
 def pyplot(flag: str) -> Any:
@@ -23,14 +23,5 @@ def pyplot(flag: str) -> Any:
 
 def save_figure(figure: Any, path: str, dpi: int = 120) -> None:
     """Write ``figure`` to ``path`` whole or not at all (the format follows the extension: .png, .pdf, .svg)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise UserError(f"cannot write {path}: the folder {directory} does not exist")
-    base, extension = os.path.splitext(path)
-    partial = f"{base}.partial-{os.getpid()}{extension or '.png'}"
-    try:
+    with atomic_path(path) as partial:
         figure.savefig(partial, dpi=dpi)
-        os.replace(partial, path)
-    finally:
-        if os.path.exists(partial):
-            os.remove(partial)

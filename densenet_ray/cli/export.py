@@ -37,6 +37,7 @@ def export_command(args: argparse.Namespace) -> int:
 
     from densenet_ray.data.transforms import eval_input
     from densenet_ray.models.export import check_export, export_model
+    from densenet_ray.paths import atomic_path
     from densenet_ray.train.trained import load_trained
 
     file_format = export_format(args.out, args.format)
@@ -50,10 +51,8 @@ def export_command(args: argparse.Namespace) -> int:
         raise RuntimeError(f"the {file_format} export's logits differ from PyTorch's by {difference:.2e}")
     card = {**trained.describe(), "format": file_format, "file": os.path.basename(args.out)}
     card["max_abs_difference"] = difference
-    partial = f"{args.out}.json.partial-{os.getpid()}"
-    with open(partial, "w") as handle:
+    with atomic_path(f"{args.out}.json") as partial, open(partial, "w") as handle:
         json.dump(card, handle, indent=2)
-    os.replace(partial, f"{args.out}.json")
     megabytes = os.path.getsize(args.out) / 2**20
     print(
         f"exported {trained.name} ({trained.weights} weights of {trained.source}) to {args.out} ({file_format}, "

@@ -16,34 +16,19 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
 from densenet_ray.errors import UserError
+from densenet_ray.paths import atomic_path
 
 FORMATS = ("state_dict", "torchscript", "exported-program", "onnx")
 SUFFIXES = {"state_dict": ".pth", "torchscript": ".pt", "exported-program": ".pt2", "onnx": ".onnx"}
 ONNX_EXTRA = "pip install 'densenet-ray[onnx]'"
 Runner = Callable[[torch.Tensor], torch.Tensor]
-
-
-@contextlib.contextmanager
-def _atomic(path: str) -> Iterator[str]:
-    """A temporary name beside ``path`` to write to; it becomes ``path`` only when the block succeeds."""
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise UserError(f"cannot write {path}: the folder {directory} does not exist")
-    partial = os.path.join(directory, f".{os.path.basename(path)}.partial-{os.getpid()}")
-    try:
-        yield partial
-        os.replace(partial, path)
-    finally:
-        if os.path.exists(partial):
-            os.remove(partial)
 
 
 def _require_onnx(runtime: bool = False) -> None:
@@ -61,7 +46,7 @@ def export_model(network: nn.Module, example: torch.Tensor, path: str, file_form
         raise UserError(f"--format {file_format!r} is not one of: {', '.join(FORMATS)}")
     network.eval()
     batch = torch.export.Dim("batch", min=1)
-    with _atomic(path) as partial, torch.no_grad():
+    with atomic_path(path) as partial, torch.no_grad():
         if file_format == "state_dict":
             torch.save(network.state_dict(), partial)
         elif file_format == "torchscript":

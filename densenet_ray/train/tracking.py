@@ -42,7 +42,7 @@ class Tracking:
         # A resumed attempt hides what the lost one logged after its checkpoint: steps above ``global_step`` (the
         # checkpoint's own epoch record, logged at ``global_step``, stays).
         self.writer = SummaryWriter(self.folder, purge_step=global_step + 1 if global_step else None)
-        self.services = [_start_service(name, config) for name in trackers(config.tracking.log)]
+        self.services = [_start_service(name, config, self.run) for name in trackers(config.tracking.log)]
         self._last = (0.0, 0)  # the epoch's loss sum and samples at the last step logged
 
     def new_epoch(self) -> None:
@@ -136,9 +136,8 @@ def _wandb_id(run_url: str) -> str:
     return hashlib.sha256(run_url.encode()).hexdigest()[:16]
 
 
-def _start_service(name: str, config: ResolvedConfig) -> Any:
+def _start_service(name: str, config: ResolvedConfig, run: RunDirectory) -> Any:
     if name == "mlflow":
         return _MLflow(config)
-    run = RunDirectory(config.storage.run_url)
     folder = run.storage.join("") if isinstance(run.storage, LocalStorage) else tempfile.mkdtemp(prefix="wandb-")
     return _WandB(config, folder)
