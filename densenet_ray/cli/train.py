@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from typing import Any
 
 from rich.console import Console
@@ -12,27 +11,22 @@ from rich.table import Table
 from densenet_ray.cli.output import make_console
 from densenet_ray.cli.ray_options import add_ray_arguments, ray_options
 from densenet_ray.cli.train_options import add_training_options
-from densenet_ray.train.config import TrainConfig, read_yaml_mapping
+from densenet_ray.train.config import TrainConfig, training_options
+from densenet_ray.train.option_values import read_yaml_mapping
 
 
 def add_train_arguments(parser: argparse.ArgumentParser, datasets: tuple[str, ...]) -> None:
-    """Every training option (see :mod:`densenet_ray.cli.train_options`) plus the run's own."""
+    """Every training option (their declarations: :mod:`densenet_ray.train.config`) plus ``--config`` and Ray's."""
     parser.add_argument("--config", help="YAML file of options (flags override it)")
-    parser.add_argument("--dataset", choices=datasets, default=None, help=f"default {datasets[0]}")
-    add_training_options(parser)
-    run = parser.add_argument_group("run")
-    run.add_argument("--workers", help="Ray Train workers: N (default 2), or MIN-MAX to train elastically on as "
-                     "many as the cluster has (a lost node's workers are dropped, the run goes on)")  # fmt: skip
-    run.add_argument("--storage", help="run storage: a local path (default ~/densenet-ray/runs) or s3://")
-    run.add_argument("--name", help="run name; the same name resumes the run (with options that do not change "
-                     "what it computes)")  # fmt: skip
+    dataset = {"choices": datasets, "help": f"the dataset (default {datasets[0]})"}
+    add_training_options(parser, dataset=dataset)
     add_ray_arguments(parser)
 
 
 def options_from_args(args: argparse.Namespace, default_dataset: str) -> TrainConfig:
     """The run's options: the ``--config`` file, then the flags given."""
-    fields = {field.name for field in dataclasses.fields(TrainConfig)}
-    values = {key: value for key, value in vars(args).items() if key in fields}
+    names = {option.name for option in training_options()}
+    values = {key: value for key, value in vars(args).items() if key in names}
     file_values: dict[str, Any] = {}
     if args.config:
         file_values = read_yaml_mapping(args.config, "--config", "a mapping of option: value")

@@ -16,18 +16,23 @@ from densenet_ray.cli.ray_options import add_ray_arguments, ray_options
 from densenet_ray.cli.train_options import add_training_options
 from densenet_ray.errors import UserError
 from densenet_ray.paths import SWEEPS_ROOT, absolute_location
+from densenet_ray.train.config import training_options
 from densenet_ray.tune import report
 
-# The training options a sweep passes to every trial (the sweep itself owns names, storage and failures).
-SHARED_TRAINING_OPTIONS = (
-    "data", "source", "epochs", "cpus_per_worker", "gpu", "batch_size", "lr", "lr_schedule", "augment", "seed",
-    "memory_efficient", "loader_workers", "precision", "channels_last", "compile", "limit_train_batches",
-    "limit_eval_batches", "keep_checkpoints",
-)  # fmt: skip
+SWEEP_DATASETS = ("cifar10", "cifar100", "svhn")
+
+
+def shared_training_options() -> tuple[str, ...]:
+    """The training options a sweep takes as flags and passes to every trial: all but those the sweep sets for
+    each trial itself, and the workers, which ``--workers-per-trial`` gives."""
+    return tuple(
+        option.name
+        for option in training_options()
+        if option.declaration.sweep != "owned" and option.name not in ("workers", "min_workers")
+    )
 
 
 def _sweep_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", choices=("cifar10", "cifar100", "svhn"), help="default cifar10")
     parser.add_argument("--workers-per-trial", dest="workers", type=int, help="Ray Train workers of each trial "
                         "(default 1)")  # fmt: skip
     parser.add_argument("--scheduler", choices=("fifo", "asha"), help="default fifo (asha stops weak trials early)")
@@ -37,7 +42,8 @@ def _sweep_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", help="sweep name; the same name resumes the sweep")
     parser.add_argument("--max-concurrent", type=int, help="at most this many trials at once (default: what fits)")
     parser.add_argument("--plot", metavar="FILE.png", help="also draw error vs time and vs memory (needs matplotlib)")
-    add_training_options(parser, SHARED_TRAINING_OPTIONS)
+    dataset = {"choices": SWEEP_DATASETS, "help": f"the dataset (default {SWEEP_DATASETS[0]})"}
+    add_training_options(parser, shared_training_options(), dataset=dataset)
     add_ray_arguments(parser)
 
 
@@ -67,7 +73,7 @@ def add_parser(groups: argparse._SubParsersAction) -> None:
 def _base_options(args: argparse.Namespace) -> Any:
     from densenet_ray.train.config import TrainConfig
 
-    fields = ("dataset", "workers", *SHARED_TRAINING_OPTIONS)
+    fields = ("workers", *shared_training_options())
     values = {field: getattr(args, field) for field in fields if getattr(args, field) is not None}
     values.setdefault("workers", 1)
     values["storage"] = args.storage or SWEEPS_ROOT

@@ -7,14 +7,14 @@ import os
 from typing import Any
 
 from densenet_ray.paths import DOWNLOADS_DIR, dataset_cache
-from densenet_ray.train.resolved import DataSpec
+from densenet_ray.train.config import TrainConfig
 
 HOLDOUT_PER_CLASS = 500  # a class-folder source with no test split: hold out the last 500 images of every class
 
 
-def ensure_data(data: DataSpec, print_line: Any = print) -> None:
-    """Build the cache ``data.data`` names when it is the default cache and lacks the train or evaluation split;
-    any other location is used as it is."""
+def ensure_data(data: TrainConfig, print_line: Any = print) -> None:
+    """Build the cache the resolved options' ``data`` names when it is the default cache and lacks the train or
+    evaluation split; any other location is used as it is."""
     from densenet_ray.data.build import build_dataset
     from densenet_ray.data.manifest import find_manifests
     from densenet_ray.data.sources import FileListSource, imagefolder_source, open_source, split_holdout

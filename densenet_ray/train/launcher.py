@@ -43,8 +43,8 @@ def _metrics_callback(run_url: str) -> Any:
 
 def cluster_needs(config: ResolvedConfig) -> ClusterNeeds:
     """What the run's worker group holds at once (an elastic run: at least its least workers)."""
-    execution = config.execution
-    workers = execution.least_workers
+    execution = config.options
+    workers = config.least_workers
     cpus = workers * execution.cpus_per_worker
     what = f"{workers} workers x {execution.cpus_per_worker} CPU"
     most = execution.workers * execution.cpus_per_worker  # a private instance has room for all of them
@@ -62,28 +62,28 @@ def _trainer(config: ResolvedConfig, callbacks: Sequence[Any]) -> Any:
 
     from densenet_ray.train.worker import train_loop
 
-    execution = config.execution
+    execution = config.options
     resources = {"CPU": execution.cpus_per_worker, **({"GPU": 1} if execution.gpu else {})}
-    storage_path, filesystem = ray_storage(config.storage.root)
+    storage_path, filesystem = ray_storage(config.options.storage)
     return TorchTrainer(
         train_loop,
         train_loop_config=config.to_document(),
         scaling_config=ScalingConfig(
             # A (min, max) pair makes the group elastic: Ray Train restarts it with the workers it can get, and the
             # run resumes from its last checkpoint on the new world size (epoch_plan keeps every epoch exact).
-            num_workers=(execution.least_workers, execution.workers)
-            if execution.least_workers < execution.workers
+            num_workers=(config.least_workers, execution.workers)
+            if config.least_workers < execution.workers
             else execution.workers,
             use_gpu=execution.gpu,
-            resources_per_worker={**resources, **execution.worker_resources},
+            resources_per_worker={**resources, **(execution.worker_resources or {})},
         ),
         run_config=RunConfig(
-            name=config.storage.name,
+            name=config.options.name,
             storage_path=storage_path,
             storage_filesystem=filesystem,
             failure_config=FailureConfig(max_failures=execution.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=execution.keep_checkpoints),
-            callbacks=[_metrics_callback(config.storage.run_url), *callbacks],
+            callbacks=[_metrics_callback(config.run_url), *callbacks],
             worker_runtime_env={"env_vars": _worker_env()},
         ),
     )

@@ -39,14 +39,14 @@ def manifest_fingerprint(manifest: Manifest) -> str:
 def check_data(config: ResolvedConfig, print_line: Any = print) -> str:
     """Build the default cache if needed, open both splits' manifests and check one global batch fits; returns
     the training shards' fingerprint."""
-    data = config.data
+    data = config.options
     ensure_data(data, print_line)
     _, train = load_manifest(data.data, "train")
     load_manifest(data.data, data.eval_split)
     usable = train.num_samples - len(train.undecodable)
-    if usable < config.optim.batch_size:
+    if usable < config.options.batch_size:
         raise UserError(
-            f"{data.data} has {usable} training samples, fewer than one global batch of {config.optim.batch_size}; "
+            f"{data.data} has {usable} training samples, fewer than one global batch of {config.options.batch_size}; "
             "lower --batch-size"
         )
     return manifest_fingerprint(train)
@@ -77,7 +77,7 @@ def choose_checkpoint(config: ResolvedConfig, run: RunDirectory, print_line: Any
             if not problems:
                 return config
             print_line(f"skipped checkpoint {committed[0]} ({problems[0]}); resuming from {name}")
-            return config.with_execution(skip_checkpoint=committed[0], resume_from=run.checkpoint_url(name))
+            return config.resuming_from(run.checkpoint_url(name), committed[0])
         problems.append(problem)
     if committed:
         files = ", ".join(f"{name}/{STATE_FILE} ({problem})" for name, problem in zip(committed, problems, strict=True))
@@ -97,12 +97,12 @@ class CheckedRun:
 def check_run(config: ResolvedConfig, print_line: Any = print) -> CheckedRun:
     """The read-only checks (data, manifests, identity): nothing is written to the run directory."""
     fingerprint = check_data(config, print_line)
-    run = RunDirectory(config.storage.run_url)
+    run = RunDirectory(config.run_url)
     identity = run_identity(config, fingerprint)
     try:
-        check_identity(run.read_identity(), identity, config.storage.name)
+        check_identity(run.read_identity(), identity, config.options.name)
     except StorageError as error:
-        raise StorageError(f"--storage {config.storage.root} is not readable ({error})") from None
+        raise StorageError(f"--storage {config.options.storage} is not readable ({error})") from None
     return CheckedRun(config, run, identity)
 
 
@@ -114,9 +114,9 @@ def claim_run(checked: CheckedRun, print_line: Any = print) -> PreparedRun:
     try:
         lease.acquire()
     except StorageError as error:
-        raise StorageError(f"--storage {config.storage.root} is not writable ({error})") from None
+        raise StorageError(f"--storage {config.options.storage} is not writable ({error})") from None
     try:
-        check_identity(run.read_identity(), identity, config.storage.name)  # a driver may have just created it
+        check_identity(run.read_identity(), identity, config.options.name)  # a driver may have just created it
         clean_up(run, print_line)  # checkpoints a crashed earlier attempt uploaded but Ray never committed
         config = choose_checkpoint(config, run, print_line)
         if run.read_identity() is None:

@@ -8,13 +8,16 @@ import dataclasses
 import os
 import resource
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from densenet_ray.data.storage import LocalStorage, StorageError
+from densenet_ray.train.acceleration import Acceleration
 from densenet_ray.train.engine import EvalStats, TrainStats
 from densenet_ray.train.run_dir import EpochRecord, ProgressRecord, RunDirectory
+from densenet_ray.train.worker_state import Position
 
 FAULT_ENV = "DENSENET_RAY_FAULT"  # "STEP:RANK:MARKER_FILE": kill that rank once at that global step
 
@@ -58,38 +61,61 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+@dataclass
+class Attempt:
+    """One start of the worker group as this rank sees it: its rank and world size, its device and how its steps
+    run, and when its first optimizer step finished (wall clock, and seconds from the start: model build, compile,
+    warm-up; None once said, so only the attempt's first epoch record carries it)."""
+
+    rank: int
+    world: int
+    device: torch.device
+    acceleration: Acceleration
+    started: float = field(default_factory=time.perf_counter)
+    first_step_time: float = 0.0
+    first_step_seconds: float | None = None
+
+
 def epoch_record(
-    loop: Any, epoch: int, stats: TrainStats, results: list[EvalStats], train_seconds: float, steady: float | None
+    attempt: Attempt,
+    position: Position,
+    epochs: int,
+    lr: float,
+    stats: TrainStats,
+    results: list[EvalStats],
+    train_seconds: float,
+    steady: float | None,
 ) -> dict[str, Any]:
-    """The epoch's :class:`EpochRecord` as the metrics dict Ray reports (and ``metrics.jsonl`` stores); ``results``
-    are the raw weights' evaluation and, with ``--ema``, their moving average's."""
-    images_per_s = stats.samples * loop.world / max(train_seconds, 1e-9)
+    """The epoch's :class:`EpochRecord` (of the epoch before ``position.epoch``) as the metrics dict Ray reports (and
+    ``metrics.jsonl`` stores); ``results`` are the raw weights' evaluation and, with ``--ema``, their moving
+    average's; ``steady`` the images per second after the first steps, when the epoch had enough of them."""
+    images_per_s = stats.samples * attempt.world / max(train_seconds, 1e-9)
     result, average = results[0], results[1] if len(results) > 1 else None
     record = EpochRecord(
-        epoch=epoch + 1,
-        epochs=loop.config.optim.epochs,
-        step=loop.state.global_step,
+        epoch=position.epoch,
+        epochs=epochs,
+        step=position.global_step,
         loss=stats.loss,
         train_error=stats.error,
         test_loss=result.loss,
         test_error=result.top1_error,
         test_top5_error=result.top5_error,
-        best_test_error=loop.state.best_error,
+        best_test_error=position.best_error,
         test_samples=result.samples,
         ema_test_loss=average.loss if average else None,
         ema_test_error=average.top1_error if average else None,
         ema_test_top5_error=average.top5_error if average else None,
-        lr=loop.optimizer.param_groups[0]["lr"],
+        lr=lr,
         images_per_s=images_per_s,
         steady_images_per_s=images_per_s if steady is None else steady,
-        first_step_time=loop.first_step_time,
-        first_step_seconds=loop.first_step_seconds,
-        acceleration=loop.acceleration.describe(),
+        first_step_time=attempt.first_step_time,
+        first_step_seconds=attempt.first_step_seconds,
+        acceleration=attempt.acceleration.describe(),
         seconds_per_iteration=train_seconds / max(stats.steps, 1),
         epoch_seconds=train_seconds,
         data_wait_fraction=stats.data_seconds / max(train_seconds, 1e-9),
-        peak_memory_mb=peak_memory_mb(loop.device),
-        world_size=loop.world,
+        peak_memory_mb=peak_memory_mb(attempt.device),
+        world_size=attempt.world,
     )
     return {key: value for key, value in dataclasses.asdict(record).items() if value is not None}
 

@@ -10,7 +10,6 @@ gone has lapsed).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import socket
@@ -21,6 +20,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from densenet_ray.errors import UserError
+from densenet_ray.train.config import training_options
 from densenet_ray.train.resolved import ResolvedConfig
 from densenet_ray.train.run_dir import LEASE_FILE, RunDirectory
 
@@ -32,19 +32,12 @@ class RunInUse(UserError):
 
 
 def run_identity(config: ResolvedConfig, train_data: str) -> dict[str, Any]:
-    """What defines the run's computation, by option name: the model and its starting weights, the dataset and its
-    training shards (``train_data``: the manifest's fingerprint), batch size, schedule, seed and numerics. The world
-    size and loader workers are not: a run resumes exactly on another layout (``data/epoch_plan.py``)."""
-    model, data, optim, execution = config.model, config.data, config.optim, config.execution
-    identity = {"model": model.name, **model.create_kwargs(), "init_from": model.init_from}
-    identity.update(pretrained=model.pretrained, dataset=data.dataset, train_data=train_data)
-    identity.update(eval_split=data.eval_split, augment=data.augment)
-    identity.update(batch_size=optim.batch_size, lr=optim.lr, lr_schedule=optim.lr_schedule)
-    identity.update(momentum=optim.momentum, weight_decay=optim.weight_decay, seed=optim.seed)
-    identity.update(precision=execution.precision, sync_bn=execution.sync_bn)
-    identity.update(dataclasses.asdict(config.recipe))  # every recipe option changes the computation
-    identity.pop("num_classes")  # follows from the dataset
-    return identity
+    """What defines the run's computation, by option name: every option declared ``resume="fixed"`` (the model and
+    its starting weights, the dataset, batch size, schedule, seed, numerics, the recipe) and the training shards
+    (``train_data``: the manifest's fingerprint). The world size and loader workers are not: a run resumes exactly
+    on another layout (``data/epoch_plan.py``)."""
+    fixed = [declared.name for declared in training_options() if declared.declaration.resume == "fixed"]
+    return {**{name: getattr(config.options, name) for name in fixed}, "train_data": train_data}
 
 
 def check_identity(saved: dict[str, Any] | None, current: dict[str, Any], name: str) -> None:

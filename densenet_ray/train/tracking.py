@@ -18,8 +18,8 @@ import tempfile
 from typing import Any
 
 from densenet_ray.data.storage import LocalStorage, StorageError
-from densenet_ray.train.config import trackers
 from densenet_ray.train.engine import TrainStats
+from densenet_ray.train.option_values import trackers
 from densenet_ray.train.resolved import ResolvedConfig
 from densenet_ray.train.run_dir import TENSORBOARD_DIR, RunDirectory
 
@@ -28,21 +28,21 @@ WANDB_PROJECT = "densenet-ray"
 
 
 class Tracking:
-    """Rank 0's writers: TensorBoard always, MLflow and W&B as ``config.tracking.log`` asks; ``global_step`` is where
+    """Rank 0's writers: TensorBoard always, MLflow and W&B as ``config.options.log`` asks; ``global_step`` is where
     this attempt starts (after a resume, later events hide the lost attempt's)."""
 
     def __init__(self, config: ResolvedConfig, global_step: int) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
-        self.every = config.tracking.log_every_steps
-        self.run = RunDirectory(config.storage.run_url)
+        self.every = config.options.log_every_steps
+        self.run = RunDirectory(config.run_url)
         local = isinstance(self.run.storage, LocalStorage)
         self.folder = self.run.storage.join(TENSORBOARD_DIR) if local else tempfile.mkdtemp(prefix="tensorboard-")
         self.upload = not local
         # A resumed attempt hides what the lost one logged after its checkpoint: steps above ``global_step`` (the
         # checkpoint's own epoch record, logged at ``global_step``, stays).
         self.writer = SummaryWriter(self.folder, purge_step=global_step + 1 if global_step else None)
-        self.services = [_start_service(name, config, self.run) for name in trackers(config.tracking.log)]
+        self.services = [_start_service(name, config, self.run) for name in trackers(config.options.log)]
         self._last = (0.0, 0)  # the epoch's loss sum and samples at the last step logged
 
     def new_epoch(self) -> None:
@@ -97,10 +97,10 @@ class _MLflow:
     def __init__(self, config: ResolvedConfig) -> None:
         from ray.air.integrations.mlflow import setup_mlflow
 
-        tags = {"run_dir": config.storage.run_url}
+        tags = {"run_dir": config.run_url}
         self.mlflow = setup_mlflow(
-            config.flat(), tracking_uri=config.tracking.tracking_uri, experiment_name=MLFLOW_EXPERIMENT,
-            run_name=config.storage.name, create_experiment_if_not_exists=True, tags=tags,
+            config.flat(), tracking_uri=config.options.tracking_uri, experiment_name=MLFLOW_EXPERIMENT,
+            run_name=config.options.name, create_experiment_if_not_exists=True, tags=tags,
         )  # fmt: skip
 
     def log(self, metrics: dict[str, float], step: int) -> None:
@@ -118,8 +118,8 @@ class _WandB:
         from ray.air.integrations.wandb import setup_wandb
 
         self.run = setup_wandb(
-            config.flat(), project=WANDB_PROJECT, name=config.storage.name, dir=folder, resume="allow",
-            id=_wandb_id(config.storage.run_url),
+            config.flat(), project=WANDB_PROJECT, name=config.options.name, dir=folder, resume="allow",
+            id=_wandb_id(config.run_url),
         )  # fmt: skip
 
     def log(self, metrics: dict[str, float], step: int) -> None:

@@ -19,107 +19,130 @@ from densenet_ray.data.epoch_plan import Layout, mix, train_batches_per_rank
 from densenet_ray.data.manifest import load_manifest
 from densenet_ray.data.pipeline import EpochLoader, PipelineConfig, make_loader
 from densenet_ray.data.transforms import ExtraAugment, for_dataset
-from densenet_ray.train.acceleration import DDP_OPTIONS, choose
+from densenet_ray.train.acceleration import DDP_OPTIONS, Acceleration, choose
 from densenet_ray.train.compile_cache import load_compile_artifacts, save_compile_artifacts
-from densenet_ray.train.config import NUM_CLASSES, learning_rate
 from densenet_ray.train.engine import StepContext, StepRecipe, TrainStats, evaluate_each, train_epoch
-from densenet_ray.train.progress import InEpochProgress, epoch_record, maybe_inject_fault
+from densenet_ray.train.progress import Attempt, InEpochProgress, epoch_record, maybe_inject_fault
 from densenet_ray.train.recipe import WeightAverage, batch_mixer, parameter_groups
 from densenet_ray.train.resolved import ResolvedConfig
 from densenet_ray.train.run_dir import AttemptRecord, MidEpochRecord, RunDirectory
+from densenet_ray.train.schedule import learning_rate
 from densenet_ray.train.tracking import Tracking
-from densenet_ray.train.worker_state import TrainingState, build_model, load_resume_state, save_checkpoint, unwrap
+from densenet_ray.train.worker_state import (
+    TrainingState,
+    build_model,
+    checkpoint_files,
+    restore,
+    save_checkpoint,
+    unwrap,
+)
 
 WARMUP_STEPS = 5  # steady-state throughput leaves out each epoch's first steps (allocator, loader start-up)
 
 
+def _training_state(config: ResolvedConfig, attempt: Attempt, fresh: bool) -> TrainingState:
+    """The model (DDP-wrapped), optimizer, scaler and moving average of a fresh start, at position zero."""
+    import ray.train.torch
+
+    options, acceleration = config.options, attempt.acceleration
+    model = build_model(config, attempt.world, fresh, acceleration)
+    model = ray.train.torch.prepare_model(model, parallel_strategy_kwargs=DDP_OPTIONS)
+    groups = parameter_groups(model, options.weight_decay, options.no_decay_norm_bias)
+    optimizer = torch.optim.SGD(groups, lr=options.lr, momentum=options.momentum, nesterov=True)
+    scaler = torch.amp.GradScaler(attempt.device.type) if acceleration.precision == "fp16" else None
+    average = WeightAverage(unwrap(model), options.ema) if options.ema else None
+    return TrainingState(model, optimizer, scaler, average)
+
+
 class WorkerLoop:
-    """One worker's training: the model, its optimiser and position, and one method per part of an epoch."""
+    """One worker's training: its config, its attempt, its :class:`TrainingState`, and one method per part of an
+    epoch."""
 
     def __init__(self, config: ResolvedConfig) -> None:
         import ray.train
         import ray.train.torch
 
-        self.started = time.perf_counter()
         context = ray.train.get_context()
-        self.config = config
-        self.rank, self.world = context.get_world_rank(), context.get_world_size()
-        torch.manual_seed(config.optim.seed + self.rank)
-        random.seed(config.optim.seed + self.rank)
-        self.device = ray.train.torch.get_device()
-        execution = config.execution
-        self.acceleration = choose(
-            execution.precision, execution.channels_last, execution.compile, self.device, self._planned_steps()
-        )
+        rank, world = context.get_world_rank(), context.get_world_size()
+        self.config, options = config, config.options
+        torch.manual_seed(options.seed + rank)
+        random.seed(options.seed + rank)
+        device = ray.train.torch.get_device()
+        self.attempt = Attempt(rank, world, device, _acceleration(config, device))
         # Before anything compiles: graphs an earlier attempt compiled, wherever it ran, come from the run directory.
-        self.run_directory = RunDirectory(config.storage.run_url) if self.acceleration.compile else None
+        self.run_directory = RunDirectory(config.run_url) if self.attempt.acceleration.compile else None
         self.artifacts_loaded = self.run_directory is not None and load_compile_artifacts(self.run_directory)
         checkpoint = ray.train.get_checkpoint()
-        model = build_model(config, self.world, checkpoint is None, self.acceleration)
-        self.model = ray.train.torch.prepare_model(model, parallel_strategy_kwargs=DDP_OPTIONS)
-        optim, recipe = config.optim, config.recipe
-        groups = parameter_groups(self.model, optim.weight_decay, recipe.no_decay_norm_bias)
-        self.optimizer = torch.optim.SGD(groups, lr=optim.lr, momentum=optim.momentum, nesterov=True)
-        scaler = torch.amp.GradScaler(self.device.type) if self.acceleration.precision == "fp16" else None
-        self.average = WeightAverage(unwrap(self.model), recipe.ema) if recipe.ema else None
-        self.state = TrainingState()
-        load_resume_state(self, checkpoint, scaler)
-        self.step_context = StepContext(
-            self.model, self.device, self.acceleration.precision, self.acceleration.channels_last
-        )
-        self.step_context.optimizer, self.step_context.scaler = self.optimizer, scaler
-        self.step_context.rows_per_rank = config.optim.batch_size / self.world
-        self.step_context.recipe = self._step_recipe()
+        self.state = _training_state(config, self.attempt, checkpoint is None)
+        if checkpoint is not None:
+            with checkpoint_files(config, checkpoint) as read:
+                restore(self.state, read, rank, self.layout, device)
+        self.step_context = self._step_context()
         self.mixer = batch_mixer(
-            recipe.mixup, recipe.cutmix, recipe.mix_prob, recipe.mix_switch_prob, NUM_CLASSES[config.data.dataset],
-            optim.seed,
-        )  # fmt: skip
-        extra = ExtraAugment(
-            recipe.augment_policy, recipe.randaugment_ops, recipe.randaugment_magnitude, recipe.random_erasing
+            options.mixup, options.cutmix, options.mix_prob, options.mix_switch_prob, config.num_classes, options.seed
         )
-        self.train_transform = for_dataset(config.data.dataset, train=True, augment=config.data.augment, extra=extra)
-        self.eval_transform = for_dataset(config.data.dataset, train=False)
-        self.progress = InEpochProgress(config.storage.run_url) if self.rank == 0 else None
-        self.tracking = Tracking(config, self.state.global_step) if self.rank == 0 else None
-        self.first_step_time = 0.0  # wall clock (Unix) when this attempt's first optimizer step finished
-        self.first_step_seconds: float | None = None  # from this loop's start: model build, compile, warm-up
-        if self.rank == 0:  # every start of the group, with its world size (an elastic run's restarts change it)
-            attempt = AttemptRecord(self.world, self.state.epoch, self.state.next_batch, checkpoint is not None)
-            RunDirectory(config.storage.run_url).append(attempt)
+        extra = ExtraAugment(
+            options.augment_policy, options.randaugment_ops, options.randaugment_magnitude, options.random_erasing
+        )
+        self.train_transform = for_dataset(options.dataset, train=True, augment=options.augment, extra=extra)
+        self.eval_transform = for_dataset(options.dataset, train=False)
+        self.progress = InEpochProgress(config.run_url) if rank == 0 else None
+        self.tracking = Tracking(config, self.state.position.global_step) if rank == 0 else None
+        if rank == 0:  # every start of the group, with its world size (an elastic run's restarts change it)
+            position = self.state.position
+            attempt = AttemptRecord(world, position.epoch, position.next_batch, checkpoint is not None)
+            RunDirectory(config.run_url).append(attempt)
 
     @property
     def layout(self) -> Layout:
-        return Layout(self.world, self.config.data.loader_workers, self.config.optim.batch_size)
+        return Layout(self.attempt.world, self.config.options.loader_workers, self.config.options.batch_size)
+
+    def _step_context(self) -> StepContext:
+        options, state, acceleration = self.config.options, self.state, self.attempt.acceleration
+        average = state.average
+        after = (lambda: average.update(unwrap(state.model))) if average is not None else None
+        recipe = StepRecipe(
+            label_smoothing=options.label_smoothing,
+            accumulate=options.accumulate,
+            clip_grad_norm=options.clip_grad_norm,
+            after_optimizer_step=after,
+        )
+        return StepContext(
+            state.model,
+            self.attempt.device,
+            precision=acceleration.precision,
+            channels_last=acceleration.channels_last,
+            optimizer=state.optimizer,
+            scaler=state.scaler,
+            rows_per_rank=options.batch_size / self.attempt.world,
+            recipe=recipe,
+        )
 
     def _pipeline(self, split: str, train: bool, epoch: int = 0) -> EpochLoader:
-        data = self.config.data
+        options, attempt, position = self.config.options, self.attempt, self.state.position
         config = PipelineConfig(
-            data.data, split, self.config.optim.batch_size, self.rank, self.world, data.loader_workers,
-            epoch=epoch, seed=self.config.optim.seed, train=train, start_batch=self.state.next_batch if train else 0,
-            history=self.state.history if train else (), pin_memory=self.device.type == "cuda",
-            decode_device=str(self.device) if data.decode == "gpu" else None,
-        )  # fmt: skip
+            data=options.data,
+            split=split,
+            batch_size=options.batch_size,
+            rank=attempt.rank,
+            world_size=attempt.world,
+            loader_workers=options.loader_workers,
+            epoch=epoch,
+            seed=options.seed,
+            train=train,
+            start_batch=position.next_batch if train else 0,
+            history=position.history if train else (),
+            pin_memory=attempt.device.type == "cuda",
+            decode_device=str(attempt.device) if options.decode == "gpu" else None,
+        )
         return make_loader(config, self.train_transform if train else self.eval_transform)
-
-    def _planned_steps(self) -> int:
-        """The whole run's optimizer steps (not what is left: a resumed attempt must choose what the first did)."""
-        _, manifest = load_manifest(self.config.data.data, "train")
-        per_epoch = train_batches_per_rank(manifest.num_samples, self.config.optim.batch_size)
-        limit = self.config.execution.limit_train_batches
-        return (min(per_epoch, limit) if limit else per_epoch) * self.config.optim.epochs
-
-    def _step_recipe(self) -> StepRecipe:
-        recipe = self.config.recipe
-        average = self.average
-        after = (lambda: average.update(unwrap(self.model))) if average is not None else None
-        return StepRecipe(recipe.label_smoothing, None, recipe.accumulate, recipe.clip_grad_norm, after)
 
     def run(self) -> dict[str, Any]:
         """Every remaining epoch; returns the last epoch's record (rank 0's reaches the driver)."""
         final: dict[str, Any] = {}
         failed = True
         try:
-            for epoch in range(self.state.epoch, self.config.optim.epochs):
+            for epoch in range(self.state.position.epoch, self.config.options.epochs):
                 final = self.run_epoch(epoch)
             failed = False
         finally:
@@ -128,86 +151,99 @@ class WorkerLoop:
         return final
 
     def run_epoch(self, epoch: int) -> dict[str, Any]:
-        import ray.train
-
         batches = self._pipeline("train", True, epoch)
-        limit = self.config.execution.limit_train_batches
+        limit = self.config.options.limit_train_batches
         steps = min(batches.total_batches, limit) if limit else batches.total_batches
-        optimizer_steps = -(-steps // self.config.recipe.accumulate)
+        optimizer_steps = -(-steps // self.config.options.accumulate)
         self.step_context.set_lr = lambda index: self._set_lr(epoch, index, optimizer_steps)
-        mixer = self.mixer  # seeded per batch and rank: the same mixing on a resume
+        mixer, rank = self.mixer, self.attempt.rank  # seeded per batch and rank: the same mixing on a resume
         self.step_context.recipe.mixer = (
-            (lambda index, images, labels: mixer(mix(epoch, index, self.rank), images, labels)) if mixer else None
+            (lambda index, images, labels: mixer(mix(epoch, index, rank), images, labels)) if mixer else None
         )
         warm: dict[str, float] = {}
         started = time.perf_counter()
-        if self.progress is not None:
-            self.progress.new_epoch()
-        if self.tracking is not None:
-            self.tracking.new_epoch()
+        for listener in (self.progress, self.tracking):
+            if listener is not None:
+                listener.new_epoch()
         stats = train_epoch(
-            self.step_context, batches, max_steps=steps, first_step=self.state.next_batch,
+            self.step_context,
+            batches,
+            max_steps=steps,
+            first_step=self.state.position.next_batch,
             on_step=lambda index, stats: self._after_step(epoch, index, steps, stats, warm),
-        )  # fmt: skip
+        )
         train_seconds = time.perf_counter() - started
-        eval_batches = self._pipeline(self.config.data.eval_split, False)
-        models = [self.model]
-        if self.average is not None:
-            self.average.synchronise()
-            models.append(self.average.module)
-        results = evaluate_each(self.step_context, models, eval_batches, self.config.execution.limit_eval_batches)
-        self.state.best_error = min(self.state.best_error, results[0].top1_error)
-        steady = _steady_rate(stats, warm, started + train_seconds, self.world)
-        record = epoch_record(self, epoch, stats, results, train_seconds, steady)
+        eval_batches = self._pipeline(self.config.options.eval_split, False)
+        models = [self.state.model]
+        if self.state.average is not None:
+            self.state.average.synchronise()
+            models.append(self.state.average.module)
+        results = evaluate_each(self.step_context, models, eval_batches, self.config.options.limit_eval_batches)
+        position = self.state.position
+        position.best_error = min(position.best_error, results[0].top1_error)
+        position.epoch, position.next_batch, position.history = epoch + 1, 0, ()
+        steady = _steady_rate(stats, warm, started + train_seconds, self.attempt.world)
+        lr = self.state.optimizer.param_groups[0]["lr"]
+        record = epoch_record(
+            self.attempt, position, self.config.options.epochs, lr, stats, results, train_seconds, steady
+        )
         record["skipped_samples"] = batches.skipped + eval_batches.skipped
         if self.tracking is not None:
-            self.tracking.epoch(record, self.state.global_step)
-        if self.first_step_seconds is not None:  # the attempt's first epoch: its evaluation graphs are compiled now
+            self.tracking.epoch(record, position.global_step)
+        if self.attempt.first_step_seconds is not None:  # the attempt's first epoch: its evaluation graphs are compiled
             self._save_compile_artifacts()
-        self.first_step_seconds = None  # said once per attempt
-        self.state.epoch, self.state.next_batch, self.state.history = epoch + 1, 0, ()
-        with tempfile.TemporaryDirectory() as directory:
-            save_checkpoint(self, directory)
-            ray.train.report(record, checkpoint=ray.train.Checkpoint.from_directory(directory))
+        self.attempt.first_step_seconds = None  # said once per attempt
+        self._report(record)
         return record
 
+    def _report(self, metrics: dict[str, Any]) -> None:
+        """Report ``metrics`` to Ray Train with a checkpoint of the state as it is now."""
+        import ray.train
+
+        with tempfile.TemporaryDirectory() as directory:
+            save_checkpoint(self.state, self.config, self.attempt.rank, self.layout, directory)
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(directory))
+
     def _set_lr(self, epoch: int, index: int, steps: int) -> float:
-        warmup = self.config.recipe.warmup
-        rate = learning_rate(self.config.optim, self.config.data.dataset, epoch, index, steps, warmup)
-        for group in self.optimizer.param_groups:
+        rate = learning_rate(self.config.options, epoch, index, steps)
+        for group in self.state.optimizer.param_groups:
             group["lr"] = rate
         return rate
 
     def _after_step(self, epoch: int, index: int, steps: int, stats: TrainStats, warm: dict[str, float]) -> None:
-        self.state.global_step += 1
-        if not self.first_step_time:
-            self.first_step_time, self.first_step_seconds = time.time(), time.perf_counter() - self.started
+        position, attempt = self.state.position, self.attempt
+        position.global_step += 1
+        if not attempt.first_step_time:
+            attempt.first_step_time, attempt.first_step_seconds = time.time(), time.perf_counter() - attempt.started
             self._save_compile_artifacts()
         if stats.steps == WARMUP_STEPS:
             warm.update(time=time.perf_counter(), samples=stats.samples)
         if self.progress is not None:
-            self.progress.update(epoch, index + 1, steps, stats, self.world)
+            self.progress.update(epoch, index + 1, steps, stats, attempt.world)
         if self.tracking is not None:
-            self.tracking.step(self.state.global_step, stats, self.optimizer.param_groups[0]["lr"])
-        maybe_inject_fault(self.state.global_step, self.rank)
+            self.tracking.step(position.global_step, stats, self.state.optimizer.param_groups[0]["lr"])
+        maybe_inject_fault(position.global_step, attempt.rank)
         # Checkpoints fall between optimizer steps: an accumulation group is never split by a resume.
-        every = self.config.execution.checkpoint_every_steps * self.config.recipe.accumulate
+        every = self.config.options.checkpoint_every_steps * self.config.options.accumulate
         if every and (index + 1) % every == 0 and index + 1 < steps:
-            self._mid_epoch_checkpoint(epoch, index + 1, stats)
+            position.epoch, position.next_batch = epoch, index + 1
+            record = MidEpochRecord(epoch=epoch, step=position.global_step, loss=stats.loss, world_size=attempt.world)
+            self._report({key: value for key, value in record.__dict__.items() if value is not None})
 
     def _save_compile_artifacts(self) -> None:
-        if self.rank == 0 and self.run_directory is not None and not self.artifacts_loaded:
+        if self.attempt.rank == 0 and self.run_directory is not None and not self.artifacts_loaded:
             save_compile_artifacts(self.run_directory)
 
-    def _mid_epoch_checkpoint(self, epoch: int, next_batch: int, stats: TrainStats) -> None:
-        import ray.train
 
-        self.state.epoch, self.state.next_batch = epoch, next_batch
-        with tempfile.TemporaryDirectory() as directory:
-            save_checkpoint(self, directory)
-            record = MidEpochRecord(epoch=epoch, step=self.state.global_step, loss=stats.loss, world_size=self.world)
-            metrics = {key: value for key, value in record.__dict__.items() if value is not None}
-            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(directory))
+def _acceleration(config: ResolvedConfig, device: torch.device) -> Acceleration:
+    """How this worker's steps run: ``auto`` resolved for its device and the whole run's optimizer steps (not what
+    is left: a resumed attempt must choose what the first did)."""
+    options = config.options
+    _, manifest = load_manifest(options.data, "train")
+    per_epoch = train_batches_per_rank(manifest.num_samples, options.batch_size)
+    limit = options.limit_train_batches
+    planned = (min(per_epoch, limit) if limit else per_epoch) * options.epochs
+    return choose(options.precision, options.channels_last, options.compile, device, planned)
 
 
 def _steady_rate(stats: TrainStats, warm: dict[str, float], ended: float, world: int) -> float | None:

@@ -1,8 +1,8 @@
-"""A worker's model and training state: building the model, saving a checkpoint, resuming from one.
+"""A worker's training state as one typed object, and how a checkpoint saves and restores it.
 
 A checkpoint directory holds ``state.pt`` (rank 0: weights, their moving average with ``--ema``, optimiser, scaler,
-position, the resolved config) and
-``rng-rank<r>.pt`` for every rank (Ray merges the ranks' directories), so a resumed run continues bitwise.
+position, the resolved config) and ``rng-rank<r>.pt`` for every rank (Ray merges the ranks' directories), so a
+resumed run continues bitwise.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import contextlib
 import io
 import os
 import random
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -23,11 +23,14 @@ from densenet_ray.data.storage import open_storage
 from densenet_ray.models import create_model
 from densenet_ray.train.acceleration import Acceleration, use_compile_cache
 from densenet_ray.train.checkpoint import STATE_FILE, load_initial_weights, pretrained_state_dict
+from densenet_ray.train.recipe import WeightAverage
 from densenet_ray.train.resolved import ResolvedConfig
+
+Reader = Callable[[str], "bytes | None"]
 
 
 @dataclass
-class TrainingState:
+class Position:
     """Where training stands: the next epoch and global batch to run, optimizer steps so far, the best test error,
     and the current epoch's earlier segments (stretches run on another layout, see ``epoch_plan``)."""
 
@@ -36,6 +39,18 @@ class TrainingState:
     global_step: int = 0
     best_error: float = 1.0
     history: tuple[Segment, ...] = ()
+
+
+@dataclass
+class TrainingState:
+    """Everything a checkpoint saves and a resume restores: the (DDP-wrapped, maybe compiled) model, its optimizer,
+    the fp16 gradient scaler and the weights' moving average (None when unused), and the position."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler | None = None
+    average: WeightAverage | None = None
+    position: Position = field(default_factory=Position)
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -47,13 +62,13 @@ def unwrap(model: nn.Module) -> nn.Module:
 def build_model(config: ResolvedConfig, world: int, fresh: bool, acceleration: Acceleration) -> nn.Module:
     """The model as the run wants it (starting weights only for a ``fresh`` start; a resumed run loads its own),
     before the DDP wrap."""
-    spec, execution = config.model, config.execution
-    model = create_model(spec.name, **spec.create_kwargs())
-    if fresh and spec.init_from:
-        load_initial_weights(model, spec.init_from)
-    elif fresh and spec.pretrained:  # every node fetches into its own torch hub cache
-        load_initial_weights(model, pretrained_state_dict(spec.name), "--pretrained")
-    if execution.sync_bn and world > 1:
+    options = config.options
+    model = create_model(options.model, **config.model_kwargs())
+    if fresh and options.init_from:
+        load_initial_weights(model, options.init_from)
+    elif fresh and options.pretrained:  # every node fetches into its own torch hub cache
+        load_initial_weights(model, pretrained_state_dict(options.model), "--pretrained")
+    if options.sync_bn and world > 1:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     if acceleration.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -63,38 +78,38 @@ def build_model(config: ResolvedConfig, world: int, fresh: bool, acceleration: A
     return model
 
 
-def save_checkpoint(loop: Any, directory: str) -> None:
-    """Write ``loop``'s checkpoint files into ``directory``: rank 0 the training state, every rank its RNG state."""
-    if loop.rank == 0:
-        scaler = loop.step_context.scaler
-        state = {
-            "model": unwrap(loop.model).state_dict(),
-            "optimizer": loop.optimizer.state_dict(),
-            "scaler": scaler.state_dict() if scaler is not None else None,
-            "ema": loop.average.state_dict() if loop.average is not None else None,
-            "epoch": loop.state.epoch,
-            "next_batch": loop.state.next_batch,
-            "global_step": loop.state.global_step,
-            "best_error": loop.state.best_error,
-            "history": [segment.to_dict() for segment in loop.state.history],
-            "segment": Segment(loop.layout, loop.state.next_batch - done(loop.state.history)).to_dict(),
-            "config": loop.config.to_document(),
+def save_checkpoint(state: TrainingState, config: ResolvedConfig, rank: int, layout: Layout, directory: str) -> None:
+    """Write the checkpoint files into ``directory``: rank 0 the training state, every rank its RNG state."""
+    if rank == 0:
+        position = state.position
+        saved = {
+            "model": unwrap(state.model).state_dict(),
+            "optimizer": state.optimizer.state_dict(),
+            "scaler": state.scaler.state_dict() if state.scaler is not None else None,
+            "ema": state.average.state_dict() if state.average is not None else None,
+            "epoch": position.epoch,
+            "next_batch": position.next_batch,
+            "global_step": position.global_step,
+            "best_error": position.best_error,
+            "history": [segment.to_dict() for segment in position.history],
+            "segment": Segment(layout, position.next_batch - done(position.history)).to_dict(),
+            "config": config.to_document(),
         }
-        torch.save(state, os.path.join(directory, STATE_FILE))
+        torch.save(saved, os.path.join(directory, STATE_FILE))
     rng = {"torch": torch.random.get_rng_state(), "python": random.getstate()}
-    torch.save(rng, os.path.join(directory, f"rng-rank{loop.rank}.pt"))
+    torch.save(rng, os.path.join(directory, f"rng-rank{rank}.pt"))
 
 
 def done(history: tuple[Segment, ...]) -> int:
     return sum(segment.batches for segment in history)
 
 
-def resumed_history(state: dict[str, Any], layout: Layout) -> tuple[Segment, ...]:
+def resumed_history(saved: dict[str, Any], layout: Layout) -> tuple[Segment, ...]:
     """The epoch's earlier segments for a run resuming on ``layout``: the checkpoint's, plus its own current
     segment when that ran on another layout (the new layout then plans the samples not yet used). A checkpoint from
     before segments were recorded resumes as if on the same layout."""
-    history = tuple(Segment.from_dict(segment) for segment in state.get("history", []))
-    current = state.get("segment")
+    history = tuple(Segment.from_dict(segment) for segment in saved.get("history", []))
+    current = saved.get("segment")
     if current is not None:
         segment = Segment.from_dict(current)
         if segment.batches and segment.layout != layout:
@@ -103,13 +118,12 @@ def resumed_history(state: dict[str, Any], layout: Layout) -> tuple[Segment, ...
 
 
 @contextlib.contextmanager
-def _checkpoint_files(loop: Any, checkpoint: Any) -> Iterator[Any]:
+def checkpoint_files(config: ResolvedConfig, checkpoint: Any) -> Iterator[Reader]:
     """A reader ``read(name) -> bytes | None`` over the checkpoint to resume from: Ray's latest, or the launcher's
     fallback when Ray's latest is the one it found unloadable."""
-    execution = loop.config.execution
     name = os.path.basename(checkpoint.path.rstrip("/"))
-    if execution.skip_checkpoint and name == execution.skip_checkpoint:
-        storage = open_storage(execution.resume_from)
+    if config.skip_checkpoint and name == config.skip_checkpoint:
+        storage = open_storage(config.resume_from)
         yield lambda file: storage.read_bytes(file) if storage.exists(file) else None
         return
     with checkpoint.as_directory() as directory:
@@ -124,21 +138,18 @@ def _checkpoint_files(loop: Any, checkpoint: Any) -> Iterator[Any]:
         yield read
 
 
-def load_resume_state(loop: Any, checkpoint: Any, scaler: Any) -> None:
-    """Restore ``loop``'s model, optimiser, scaler, position and this rank's RNG from ``checkpoint`` (if any)."""
-    if checkpoint is None:
-        return
-    with _checkpoint_files(loop, checkpoint) as read:
-        state = torch.load(io.BytesIO(read(STATE_FILE) or b""), map_location=loop.device, weights_only=False)
-        rng_bytes = read(f"rng-rank{loop.rank}.pt")
-    unwrap(loop.model).load_state_dict(state["model"])
-    loop.optimizer.load_state_dict(state["optimizer"])
-    if scaler is not None and state.get("scaler"):
-        scaler.load_state_dict(state["scaler"])
-    if loop.average is not None and state.get("ema"):
-        loop.average.load_state_dict(state["ema"])
-    loop.state = TrainingState(state["epoch"], state["next_batch"], state["global_step"], state["best_error"])
-    loop.state.history = resumed_history(state, loop.layout)
+def restore(state: TrainingState, read: Reader, rank: int, layout: Layout, device: torch.device) -> None:
+    """Load a checkpoint's files (``read``) into ``state``, and this rank's RNG states into the process."""
+    saved = torch.load(io.BytesIO(read(STATE_FILE) or b""), map_location=device, weights_only=False)
+    unwrap(state.model).load_state_dict(saved["model"])
+    state.optimizer.load_state_dict(saved["optimizer"])
+    if state.scaler is not None and saved.get("scaler"):
+        state.scaler.load_state_dict(saved["scaler"])
+    if state.average is not None and saved.get("ema"):
+        state.average.load_state_dict(saved["ema"])
+    history = resumed_history(saved, layout)
+    state.position = Position(saved["epoch"], saved["next_batch"], saved["global_step"], saved["best_error"], history)
+    rng_bytes = read(f"rng-rank{rank}.pt")
     if rng_bytes is not None:
         rng = torch.load(io.BytesIO(rng_bytes), weights_only=False)
         torch.random.set_rng_state(rng["torch"])

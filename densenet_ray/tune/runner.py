@@ -157,31 +157,31 @@ def _describe(sweep: Sweep, base: ResolvedConfig, name: str, experiment: str) ->
             return saved, list(saved.get("searched") or [])
         open_storage(experiment).write_bytes(report.SWEEP_FILE, json.dumps(description, indent=2).encode())
     except (StorageError, OSError) as error:
-        raise StorageError(f"--storage {base.storage.root} is not writable ({error})") from None
+        raise StorageError(f"--storage {base.options.storage} is not writable ({error})") from None
     return description, searched
 
 
 def _tuner(sweep: Sweep, base: ResolvedConfig, base_options: TrainConfig, name: str, concurrent: int,
            searched: list[str], trainable: Any, print_line: Any) -> Any:  # fmt: skip
     """A new Tuner, or the restored one when the experiment exists under ``name``."""
-    storage_path, filesystem = ray_storage(base.storage.root)
-    tune_path = storage_path.rstrip("/") + "/" + name if filesystem else child_url(base.storage.root, name)
+    storage_path, filesystem = ray_storage(base.options.storage)
+    tune_path = storage_path.rstrip("/") + "/" + name if filesystem else child_url(base.options.storage, name)
     if tune.Tuner.can_restore(tune_path, storage_filesystem=filesystem):
         print_line(f"resuming sweep {name}: finished trials are kept, the others continue from checkpoints")
         return tune.Tuner.restore(
             tune_path, trainable=trainable, resume_unfinished=True, resume_errored=True, storage_filesystem=filesystem
         )
-    experiment = child_url(base.storage.root, name)
+    experiment = child_url(base.options.storage, name)
     space: dict[str, Any] = {"base": dataclasses.asdict(base_options)}
     space["trials_root"] = child_url(experiment, report.TRIALS_DIR)
     space["trial"] = tune.grid_search(sweep.grid) if sweep.grid else _search_space(sweep.space)
-    workers = base.execution.workers
+    workers = base.options.workers
     print_line(
         f"sweep {name}: {len(sweep.grid) or 'sampled'} trials x {sweep.num_samples}, {concurrent} at a time, "
         f"{workers} worker(s) each, scheduler {sweep.scheduler}"
     )
     tune_config = tune.TuneConfig(
-        metric="test_error", mode="min", scheduler=_scheduler(sweep, base.optim.epochs),
+        metric="test_error", mode="min", scheduler=_scheduler(sweep, base.options.epochs),
         num_samples=sweep.num_samples, max_concurrent_trials=concurrent,
     )  # fmt: skip
     run_config = tune.RunConfig(
@@ -248,8 +248,8 @@ def run_sweep(
     base = resolve(dataclasses.replace(options, name=None))  # checked once, starting weights included
     check_data(base, print_line)
     trial_options = anchored(options, base)
-    name = name or f"{sweep.kind}-{base.data.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
-    experiment = child_url(base.storage.root, name)
+    name = name or f"{sweep.kind}-{base.options.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    experiment = child_url(base.options.storage, name)
     _validate(sweep, trial_options, child_url(experiment, report.TRIALS_DIR))
     description, searched = _describe(sweep, base, name, experiment)
     failures = _fit(sweep, base, trial_options, name, max_concurrent, searched, print_line, ray_options, console)

@@ -20,17 +20,18 @@ L=100, growing k). ``custom`` reads a space file::
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
 from densenet_ray.errors import UserError
-from densenet_ray.train.config import TrainConfig, read_yaml_mapping
+from densenet_ray.train.config import training_options
+from densenet_ray.train.option_values import read_yaml_mapping
 
 SCHEDULERS = ("fifo", "asha")
 DISTRIBUTIONS = ("grid", "choice", "uniform", "loguniform", "randint")
-# Options the sweep itself owns: every trial gets its own run name and directory, and reports once per epoch.
-SWEEP_OWNED = ("name", "storage", "data", "source", "max_failures", "checkpoint_every_steps", "init_from")
+# Options a space cannot search or fix (declared so): every trial gets its own run name and directory and reports
+# once per epoch, and the data and starting weights are the sweep's.
+SWEEP_OWNED = tuple(option.name for option in training_options() if option.declaration.sweep != "searchable")
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ def named_sweep(kind: str, scheduler: str = "fifo") -> Sweep:
 
 
 def _training_options() -> set[str]:
-    return {f.name for f in dataclasses.fields(TrainConfig)} - set(SWEEP_OWNED)
+    return {option.name for option in training_options()} - set(SWEEP_OWNED)
 
 
 def _check_option(name: str, where: str) -> None:

@@ -72,8 +72,8 @@ def test_each_recipe_loads_with_config(name: str) -> None:
     argv = ["train", family, "--config", str(ROOT / "jobs" / name), "--epochs", "2", "--data", "s3://bucket/shards"]
     args = build_parser().parse_args(argv)
     config = resolve(options_from_args(args, "imagenet" if family == "imagenet" else "cifar10"))
-    assert config.model.name == model and config.optim.epochs == 2  # flags override the file
-    assert config.optim.batch_size % config.execution.workers == 0 and config.execution.gpu
+    assert config.options.model == model and config.options.epochs == 2  # flags override the file
+    assert config.options.batch_size % config.options.workers == 0 and config.options.gpu
 
 
 def test_recipes_are_the_papers() -> None:
@@ -94,19 +94,19 @@ def test_the_modern_recipes_resolve_to_their_sources_settings() -> None:
         return resolve(options_from_args(build_parser().parse_args(argv), "cifar10"))
 
     imagenet = resolved("imagenet-densenet121-modern.yaml", "imagenet")
-    assert (imagenet.optim.lr, imagenet.optim.batch_size, imagenet.optim.epochs) == (0.5, 1024, 600)
-    assert (imagenet.recipe.augment_policy, imagenet.recipe.mixup, imagenet.recipe.cutmix) == (
+    assert (imagenet.options.lr, imagenet.options.batch_size, imagenet.options.epochs) == (0.5, 1024, 600)
+    assert (imagenet.options.augment_policy, imagenet.options.mixup, imagenet.options.cutmix) == (
         "trivialaugment",
         0.2,
         1.0,
     )
-    assert (imagenet.recipe.warmup, imagenet.recipe.label_smoothing, imagenet.recipe.no_decay_norm_bias) == (
+    assert (imagenet.options.warmup, imagenet.options.label_smoothing, imagenet.options.no_decay_norm_bias) == (
         5,
         0.1,
         True,
     )
     cifar = resolved("cifar10-densenet-bc100-k12-modern.yaml", "cifar")
-    assert (cifar.recipe.augment_policy, cifar.recipe.cutmix, cifar.recipe.mix_prob) == ("autoaugment", 1.0, 0.5)
+    assert (cifar.options.augment_policy, cifar.options.cutmix, cifar.options.mix_prob) == ("autoaugment", 1.0, 0.5)
 
 
 def test_every_yaml_in_cluster_and_jobs_loads_and_the_fake_cluster_validates() -> None:

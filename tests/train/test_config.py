@@ -10,33 +10,34 @@ import pytest
 
 from densenet_ray.errors import UserError
 from densenet_ray.paths import RUNS_ROOT, dataset_cache
-from densenet_ray.train.config import TrainConfig, learning_rate
+from densenet_ray.train.config import TrainConfig, training_options
 from densenet_ray.train.launcher import cluster_needs
-from densenet_ray.train.resolved import RecipeSpec, ResolvedConfig, anchored, derive, resolve
+from densenet_ray.train.resolved import ResolvedConfig, anchored, derive, resolve
+from densenet_ray.train.schedule import learning_rate
 
 
 def test_paper_defaults_per_dataset() -> None:
     cifar = resolve(TrainConfig(dataset="cifar10"))
-    assert (cifar.model.name, cifar.optim.batch_size, cifar.optim.epochs) == ("densenet_bc100_k12", 64, 300)
-    assert (cifar.data.eval_split, cifar.data.data, cifar.model.num_classes) == ("test", dataset_cache("cifar10"), 10)
-    assert (cifar.model.depth, cifar.model.growth_rate, cifar.model.bottleneck, cifar.model.reduction) == (
+    assert (cifar.options.model, cifar.options.batch_size, cifar.options.epochs) == ("densenet_bc100_k12", 64, 300)
+    assert (cifar.options.eval_split, cifar.options.data, cifar.num_classes) == ("test", dataset_cache("cifar10"), 10)
+    assert (cifar.options.depth, cifar.options.growth_rate, cifar.options.bottleneck, cifar.options.reduction) == (
         100, 12, True, 0.5,
     )  # fmt: skip
-    assert cifar.storage.root == RUNS_ROOT and cifar.storage.run_url == f"{RUNS_ROOT}/{cifar.storage.name}"
+    assert cifar.options.storage == RUNS_ROOT and cifar.run_url == f"{RUNS_ROOT}/{cifar.options.name}"
     imagenet = resolve(TrainConfig(dataset="imagenet", workers=4, data="/no/data"))
-    assert (imagenet.model.name, imagenet.optim.batch_size, imagenet.optim.epochs) == ("densenet121", 256, 90)
-    assert (imagenet.data.eval_split, imagenet.model.num_classes) == ("val", 1000)
-    assert resolve(TrainConfig(dataset="svhn")).optim.epochs == 40
-    assert resolve(TrainConfig(dataset="cifar100")).model.num_classes == 100
+    assert (imagenet.options.model, imagenet.options.batch_size, imagenet.options.epochs) == ("densenet121", 256, 90)
+    assert (imagenet.options.eval_split, imagenet.num_classes) == ("val", 1000)
+    assert resolve(TrainConfig(dataset="svhn")).options.epochs == 40
+    assert resolve(TrainConfig(dataset="cifar100")).num_classes == 100
 
 
 def test_relative_locations_become_absolute_once(tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     config = resolve(TrainConfig(data="shards", storage="runs", name="a", init_from=None))
-    assert config.data.data == str(tmp_path / "shards")
-    assert config.storage.run_url == str(tmp_path / "runs" / "a")
+    assert config.options.data == str(tmp_path / "shards")
+    assert config.run_url == str(tmp_path / "runs" / "a")
     s3 = resolve(TrainConfig(data="s3://b/shards", storage="s3://b/runs?endpoint_override=h:1", name="a"))
-    assert s3.storage.run_url == "s3://b/runs/a?endpoint_override=h:1" and s3.data.data == "s3://b/shards"
+    assert s3.run_url == "s3://b/runs/a?endpoint_override=h:1" and s3.options.data == "s3://b/shards"
 
 
 def test_the_document_round_trips_and_flattens_to_the_options() -> None:
@@ -55,7 +56,7 @@ def test_a_document_written_before_precision_still_loads(amp: str, precision: st
     document = resolve(TrainConfig(depth=40, name="old")).to_document()
     execution = {key: value for key, value in document["execution"].items() if key != "precision"}
     old = {**document, "execution": {**execution, "amp": amp}}
-    assert ResolvedConfig.from_document(old).execution.precision == precision
+    assert ResolvedConfig.from_document(old).options.precision == precision
     assert "amp" in old["execution"]  # the caller's document is left as it was
 
 
@@ -65,12 +66,12 @@ def test_a_trial_derives_from_the_anchored_base_options(tmp_path, monkeypatch) -
     base = anchored(options, resolve(options))
     assert base.data == str(tmp_path / "shards") and base.name is None
     trial = derive(base, {"growth_rate": 24, "lr": 0.05}, "/sweeps/s/trials", "train-1")
-    assert (trial.model.depth, trial.model.growth_rate, trial.optim.lr, trial.optim.epochs) == (40, 24, 0.05, 3)
-    assert trial.storage.run_url == "/sweeps/s/trials/train-1" and trial.data.data == str(tmp_path / "shards")
+    assert (trial.options.depth, trial.options.growth_rate, trial.options.lr, trial.options.epochs) == (40, 24, 0.05, 3)
+    assert trial.run_url == "/sweeps/s/trials/train-1" and trial.options.data == str(tmp_path / "shards")
     wide = derive(
         anchored(TrainConfig(epochs=3), resolve(TrainConfig(epochs=3))), {"model": "wide_densenet_bc40_k36"}, "/s", "t"
     )
-    assert (wide.model.name, wide.model.depth, wide.model.growth_rate) == ("wide_densenet_bc40_k36", 40, 36)
+    assert (wide.options.model, wide.options.depth, wide.options.growth_rate) == ("wide_densenet_bc40_k36", 40, 36)
     with pytest.raises(UserError, match="depth: 'forty' in the trial must be an integer"):
         derive(base, {"depth": "forty"}, "/s", "t")
 
@@ -105,7 +106,7 @@ def test_wrong_types_in_yaml_are_one_line(values: dict, message: str) -> None:
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"dataset": "mnist"}, "unknown dataset 'mnist'; choose one of: cifar10, cifar100, svhn, imagenet"),
+        ({"dataset": "mnist"}, "--dataset 'mnist' is not one of: cifar10, cifar100, svhn, imagenet"),
         ({"batch_size": 3, "workers": 4}, "global --batch-size 3 is smaller than --workers 4; every worker needs at"),
         ({"lr_schedule": "linear"}, "--lr-schedule 'linear' is not one of: step, cosine"),
         ({"precision": "fp8"}, "--precision 'fp8' is not one of: auto, fp32, bf16, fp16"),
@@ -151,25 +152,23 @@ def test_bad_values_are_one_line_errors(changes: dict, message: str) -> None:
 
 def test_decode_gpu_reaches_the_resolved_config() -> None:
     config = resolve(TrainConfig(dataset="imagenet", data="/d", gpu=True, decode="gpu", name="x"), False)
-    assert config.data.decode == "gpu"
-    assert ResolvedConfig.from_document(config.to_document()).data.decode == "gpu"
+    assert config.options.decode == "gpu"
+    assert ResolvedConfig.from_document(config.to_document()).options.decode == "gpu"
 
 
 def test_cifar_step_schedule_is_149_75_76() -> None:
-    config = resolve(TrainConfig(dataset="cifar10"))
-    rates = [learning_rate(config.optim, "cifar10", epoch, 0, 782) for epoch in range(300)]
+    options = resolve(TrainConfig(dataset="cifar10")).options
+    rates = [learning_rate(options, epoch, 0, 782) for epoch in range(300)]
     assert [rates.count(0.1), rates.count(pytest.approx(0.01)), rates.count(pytest.approx(0.001))] == [149, 75, 76]
 
 
 def test_imagenet_step_and_cosine() -> None:
-    optim = resolve(TrainConfig(dataset="imagenet", workers=4, data="/no/data")).optim
-    assert [learning_rate(optim, "imagenet", e, 0, 10) for e in (0, 29, 30, 60)] == pytest.approx(
-        [0.1, 0.1, 0.01, 0.001]
-    )
-    cosine = resolve(TrainConfig(dataset="imagenet", workers=4, lr_schedule="cosine", epochs=100, data="/d")).optim
-    assert learning_rate(cosine, "imagenet", 0, 0, 10) == pytest.approx(0.1)
-    assert learning_rate(cosine, "imagenet", 50, 0, 10) == pytest.approx(0.05)
-    assert learning_rate(cosine, "imagenet", 25, 5, 10) == pytest.approx(0.05 * (1 + math.cos(math.pi * 255 / 1000)))
+    step = resolve(TrainConfig(dataset="imagenet", workers=4, data="/no/data")).options
+    assert [learning_rate(step, e, 0, 10) for e in (0, 29, 30, 60)] == pytest.approx([0.1, 0.1, 0.01, 0.001])
+    cosine = resolve(TrainConfig(dataset="imagenet", workers=4, lr_schedule="cosine", epochs=100, data="/d")).options
+    assert learning_rate(cosine, 0, 0, 10) == pytest.approx(0.1)
+    assert learning_rate(cosine, 50, 0, 10) == pytest.approx(0.05)
+    assert learning_rate(cosine, 25, 5, 10) == pytest.approx(0.05 * (1 + math.cos(math.pi * 255 / 1000)))
 
 
 def test_holdout_split_errors(fixture_tar) -> None:
@@ -183,14 +182,14 @@ def test_a_worker_range_makes_the_run_elastic() -> None:
     flags = TrainConfig.from_sources({"workers": 4}, {"workers": "2-6"}, origins=("c.yaml", "flags"))
     assert (flags.workers, flags.min_workers) == (6, 2)
     elastic = resolve(TrainConfig.from_sources(None, {"workers": "2-6"}), False)
-    assert (elastic.execution.least_workers, elastic.execution.workers) == (2, 6)
+    assert (elastic.least_workers, elastic.options.workers) == (2, 6)
     needs = cluster_needs(elastic)  # a cluster must fit the least; a private instance gets room for the most
     assert (needs.cpus, needs.private_cpus, needs.what) == (2, 6, "2 workers x 1 CPU")
-    fixed = resolve(TrainConfig.from_sources({"workers": "3"}, {}), False).execution
-    assert (fixed.least_workers, fixed.workers) == (3, 3)
+    fixed = resolve(TrainConfig.from_sources({"workers": "3"}, {}), False)
+    assert (fixed.least_workers, fixed.options.workers) == (3, 3)
     document = resolve(TrainConfig(), False).to_document()
     del document["execution"]["min_workers"]  # a run saved before elastic training
-    assert ResolvedConfig.from_document(document).execution.least_workers == 2
+    assert ResolvedConfig.from_document(document).least_workers == 2
     with pytest.raises(UserError, match=r"^workers: '2-x' in flags must be N or MIN-MAX, e.g. 4 or 2-4$"):
         TrainConfig.from_sources(None, {"workers": "2-x"})
     with pytest.raises(UserError, match=r"^--workers 5-3: the least workers must be between 1 and the most$"):
@@ -210,8 +209,9 @@ def test_recipe_options_reach_config_yaml_and_old_documents_load_with_them_off(t
     assert ResolvedConfig.from_document(document) == config
     assert config.flat()["ema"] == 0.999  # a sweep's labels and tables see them as options
     old = {key: value for key, value in document.items() if key not in ("recipe", "tracking")}
-    assert ResolvedConfig.from_document(old).recipe == RecipeSpec()  # runs from before the options: all off
-    assert RecipeSpec() == resolve(TrainConfig()).recipe
+    recipe = [option.name for option in training_options() if option.declaration.group == "recipe"]
+    loaded = ResolvedConfig.from_document(old).options  # runs from before the options: all off
+    assert [getattr(loaded, name) for name in recipe] == [getattr(TrainConfig(), name) for name in recipe]
 
 
 def test_a_missing_tracking_extra_is_one_line_naming_it(monkeypatch) -> None:

@@ -17,7 +17,7 @@ def test_first_use_builds_the_dataset_with_a_holdout(tmp_path, fixture_tar, monk
     directory = str(tmp_path / "cifar10")
     monkeypatch.setattr(data_cache, "dataset_cache", lambda dataset: str(tmp_path / dataset))
     monkeypatch.setattr(data_cache, "HOLDOUT_PER_CLASS", 10)
-    spec = dataclasses.replace(resolve(TrainConfig(dataset="cifar10", source=fixture_tar)).data, data=directory)
+    spec = dataclasses.replace(resolve(TrainConfig(dataset="cifar10", source=fixture_tar)).options, data=directory)
     lines: list[str] = []
     data_cache.ensure_data(spec, lines.append)
     assert load_manifest(directory, "train")[1].num_samples == 400

@@ -4,6 +4,7 @@ moving average, warmup, clipping, accumulation (with DDP's no_sync) and the para
 from __future__ import annotations
 
 import copy
+import dataclasses
 import io
 import tarfile
 
@@ -15,10 +16,11 @@ from torch import nn
 
 from densenet_ray.data.transforms import cifar_eval
 from densenet_ray.models import create_model
-from densenet_ray.train.config import TrainConfig, learning_rate
+from densenet_ray.train.config import TrainConfig
 from densenet_ray.train.engine import StepContext, StepRecipe, train_epoch
 from densenet_ray.train.recipe import WeightAverage, batch_mixer, parameter_groups
 from densenet_ray.train.resolved import resolve
+from densenet_ray.train.schedule import learning_rate
 
 CPU = torch.device("cpu")
 
@@ -122,14 +124,13 @@ def test_the_moving_average_matches_a_hand_computed_update_for_two_steps(cifar_b
 
 
 def test_warmup_scales_the_first_steps_linearly() -> None:
-    optim = resolve(TrainConfig(epochs=10, lr_schedule="cosine", warmup=1)).optim
-    assert learning_rate(optim, "cifar10", 0, 0, 100, warmup=1) == pytest.approx(0.1 / 100)  # the first step
-    assert learning_rate(optim, "cifar10", 0, 49, 100, warmup=1) == pytest.approx(
-        0.5 * learning_rate(optim, "cifar10", 0, 49, 100)
-    )
-    assert learning_rate(optim, "cifar10", 1, 0, 100, warmup=1) == learning_rate(optim, "cifar10", 1, 0, 100)
-    step = resolve(TrainConfig(epochs=10)).optim
-    assert learning_rate(step, "cifar10", 0, 0, 100, warmup=0.5) == pytest.approx(0.1 / 50)
+    warm = resolve(TrainConfig(epochs=10, lr_schedule="cosine", warmup=1)).options
+    cold = dataclasses.replace(warm, warmup=0.0)
+    assert learning_rate(warm, 0, 0, 100) == pytest.approx(0.1 / 100)  # the first step
+    assert learning_rate(warm, 0, 49, 100) == pytest.approx(0.5 * learning_rate(cold, 0, 49, 100))
+    assert learning_rate(warm, 1, 0, 100) == learning_rate(cold, 1, 0, 100)
+    step = resolve(TrainConfig(epochs=10, warmup=0.5)).options
+    assert learning_rate(step, 0, 0, 100) == pytest.approx(0.1 / 50)
 
 
 def _no_bn_model() -> nn.Module:

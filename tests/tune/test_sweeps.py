@@ -81,8 +81,8 @@ def test_a_custom_space_searches_recipe_options(tmp_path) -> None:
     options = TrainConfig.from_sources(sweep.options, {})
     base = anchored(options, resolve(options))
     trial = derive(base, {"label_smoothing": 0.1, "ema": 0.999, "mixup": 0.25}, str(tmp_path), "t")
-    assert (trial.recipe.label_smoothing, trial.recipe.ema, trial.recipe.mixup) == (0.1, 0.999, 0.25)
-    assert trial.recipe.augment_policy == "randaugment"
+    assert (trial.options.label_smoothing, trial.options.ema, trial.options.mixup) == (0.1, 0.999, 0.25)
+    assert trial.options.augment_policy == "randaugment"
     assert trial_label({"label_smoothing": 0.1, "ema": 0.999}, ["label_smoothing", "ema"]).endswith(
         "label_smoothing=0.1 ema=0.999"
     )
