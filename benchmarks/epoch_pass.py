@@ -40,7 +40,14 @@ def main() -> int:
     exact = hasattr(PipelineConfig, "layout")  # the revision with exact epochs takes the global batch
     batch = args.rank_batch * args.world_size if exact else args.rank_batch
     config = PipelineConfig(
-        args.data, "train", batch, args.rank, args.world_size, args.loader_workers, args.epoch, seed=0
+        data=args.data,
+        split="train",
+        batch_size=batch,
+        rank=args.rank,
+        world_size=args.world_size,
+        loader_workers=args.loader_workers,
+        epoch=args.epoch,
+        seed=0,
     )
     started = time.perf_counter()
     samples, entropies, labels_seen = 0, [], []

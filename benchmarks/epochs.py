@@ -123,8 +123,15 @@ def measure(versions: dict[str, tuple[Path, str, str]], proxy: CountingProxy, ro
                 before = proxy.downstream()
                 result = one_pass(package, data, endpoint, loader_workers=2, rank_batch=64)
                 s3_bytes = proxy.downstream() - before if endpoint else None
-                rows.append({"round": round_index, "version": version, "storage": storage, "s3_bytes": s3_bytes,
-                             **{k: v for k, v in result.items() if k != "labels"}})  # fmt: skip
+                rows.append(
+                    {
+                        "round": round_index,
+                        "version": version,
+                        "storage": storage,
+                        "s3_bytes": s3_bytes,
+                        **{k: v for k, v in result.items() if k != "labels"},
+                    }
+                )
                 print(f"{version} {storage}: {result['samples_per_s']:,.0f} samples/s", file=sys.stderr)
     return rows
 

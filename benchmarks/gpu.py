@@ -60,7 +60,16 @@ def _configurations(model: str, device: str) -> list[Configuration]:
         for precision, channels_last, compiled, mode in rows:
             label = f"{implementation} {precision}{' channels_last' if channels_last else ''}"
             label += f" compiled{' cudagraphs' if mode != 'default' else ''}" if compiled else ""
-            configurations.append(Configuration(label, implementation, precision, channels_last, compiled, False, mode))
+            configurations.append(
+                Configuration(
+                    label=label,
+                    implementation=implementation,
+                    precision=precision,
+                    channels_last=channels_last,
+                    compile=compiled,
+                    compile_mode=mode,
+                )
+            )
     return configurations
 
 
@@ -78,22 +87,35 @@ def time_steps(steps: dict[str, Step], rounds: int, per_round: int, batch: int) 
 
 
 def model_steps(device: str, quick: bool) -> list[dict[str, Any]]:
-    cases = [("densenet_bc100_k12", 32, 8, 16)] if quick else [
-        ("densenet121", 224, 64, None), ("densenet121", 224, 256, None), ("densenet_bc100_k12", 32, 64, 100),
-    ]  # fmt: skip
+    cases = (
+        [("densenet_bc100_k12", 32, 8, 16)]
+        if quick
+        else [
+            ("densenet121", 224, 64, None),
+            ("densenet121", 224, 256, None),
+            ("densenet_bc100_k12", 32, 64, 100),
+        ]
+    )
     results = []
     for model, resolution, batch, depth in cases:
         steps, first = {}, {}
         for config in _configurations(model, device):
             started = time.perf_counter()
-            step = Step(depth, config, device, model, resolution, batch)
+            step = Step(depth, config, device, model=model, resolution=resolution, batch=batch)
             for _ in range(3):  # compile, then CUDA-graph warm-up and capture
                 step()
             steps[config.label], first[config.label] = step, round(time.perf_counter() - started, 1)
         rates = time_steps(steps, 2 if quick else 5, 1 if quick else 5, batch)
         for label, rate in rates.items():
-            results.append({"model": model, "batch": batch, "configuration": label, "images_per_s": rate,
-                            "first_three_steps_seconds": first[label]})  # fmt: skip
+            results.append(
+                {
+                    "model": model,
+                    "batch": batch,
+                    "configuration": label,
+                    "images_per_s": rate,
+                    "first_three_steps_seconds": first[label],
+                }
+            )
         del steps
         if device == "cuda":
             torch.cuda.empty_cache()
@@ -112,7 +134,14 @@ def peak_memory(device: str, quick: bool) -> dict[str, Any]:
     }
     for precision, channels_last, compiled in (("fp32", False, False), ("bf16", True, True)):
         for efficient in (False, True):
-            config = Configuration("", "ours", precision, channels_last, compiled, efficient)
+            config = Configuration(
+                label="",
+                implementation="ours",
+                precision=precision,
+                channels_last=channels_last,
+                compile=compiled,
+                memory_efficient=efficient,
+            )
             key = f"{precision}{' compiled' if compiled else ''} {'memory_efficient' if efficient else 'standard'}"
             if device == "cuda":  # the CUDA allocator's own peak: measured in this process
                 result[key] = round(peak_memory_mb(depth, config, device), 1)
@@ -150,8 +179,9 @@ def _loader(shards: str, batch: int, loader_workers: int, epoch: int = 0, decode
     from densenet_ray.data.transforms import for_dataset
 
     pin = torch.cuda.is_available()
-    config = PipelineConfig(shards, "train", batch, loader_workers=loader_workers, epoch=epoch, pin_memory=pin,
-                            decode_device=decode_device)  # fmt: skip
+    config = PipelineConfig(
+        shards, "train", batch, loader_workers=loader_workers, epoch=epoch, pin_memory=pin, decode_device=decode_device
+    )
     return make_loader(config, for_dataset("imagenet", train=True))
 
 
@@ -181,9 +211,14 @@ def pipelines(shards: str, device: str, batch: int, loader_workers: int, batches
     """CPU decoding against decoding on ``device`` (``--decode gpu``), the same shards and loader workers."""
     cpu = pipeline_rate(shards, batch, loader_workers, batches, None)
     on_device = pipeline_rate(shards, batch, loader_workers, batches, device)
-    return {"loader_workers": loader_workers, "batch": batch, "decode_device": device,
-            "decode_cpu_images_per_s": cpu, "decode_gpu_images_per_s": on_device,
-            "gpu_over_cpu": round(on_device / cpu, 2)}  # fmt: skip
+    return {
+        "loader_workers": loader_workers,
+        "batch": batch,
+        "decode_device": device,
+        "decode_cpu_images_per_s": cpu,
+        "decode_gpu_images_per_s": on_device,
+        "gpu_over_cpu": round(on_device / cpu, 2),
+    }
 
 
 def engine_against_plain(shards: str, device: str, batch: int, loader_workers: int, steps: int) -> dict[str, float]:
@@ -291,8 +326,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help="also write the JSON report here (atomically)")
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
-        print("error: --device cuda but PyTorch sees no CUDA device; use --device cpu --quick to check the script",
-              file=sys.stderr)  # fmt: skip
+        print(
+            "error: --device cuda but PyTorch sees no CUDA device; use --device cpu --quick to check the script",
+            file=sys.stderr,
+        )
         return 2
     started = time.perf_counter()
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", tempfile.mkdtemp(prefix="gpu-bench-inductor-"))
@@ -309,14 +346,17 @@ def main(argv: list[str] | None = None) -> int:
             elif part in shard_parts and "shards" not in report:
                 report["shards"] = imagenet_shards(directory, 1 if args.quick else 12)
             if part == "pipeline":
-                report["pipeline"] = pipelines(report["shards"], args.device, batch if args.quick else 256,
-                                               loader_workers, 4 if args.quick else 20)  # fmt: skip
+                report["pipeline"] = pipelines(
+                    report["shards"], args.device, batch if args.quick else 256, loader_workers, 4 if args.quick else 20
+                )
             elif part == "engine":
-                report["engine"] = engine_against_plain(report["shards"], args.device, batch, loader_workers,
-                                                        3 if args.quick else 20)  # fmt: skip
+                report["engine"] = engine_against_plain(
+                    report["shards"], args.device, batch, loader_workers, 3 if args.quick else 20
+                )
             elif part == "recipe":
-                report["recipe"] = recipe_overhead(report["shards"], args.device, batch, loader_workers,
-                                                   3 if args.quick else 20)  # fmt: skip
+                report["recipe"] = recipe_overhead(
+                    report["shards"], args.device, batch, loader_workers, 3 if args.quick else 20
+                )
             report["seconds"] = round(time.perf_counter() - started, 1)
             _write(report, args.out)
             print(f"{part}: done after {report['seconds']} s", file=sys.stderr)

@@ -60,12 +60,21 @@ def configurations(device: torch.device, layouts: bool = False) -> list[Configur
     candidates = [("fp32", True, False), ("fp32", False, True), ("fp32", True, True)]
     if native_bf16(device):
         candidates = [("fp32", True, False), ("bf16", False, False), ("bf16", True, False), ("bf16", False, True)]
-    grid = [
-        Configuration(f"ours {precision} {'channels_last' if last else 'NCHW'} {'compiled' if compiled else 'eager'}",
-                      "ours", precision, last, compiled)
-        for precision, last, compiled in candidates
-        if (precision, last, compiled) != (default.precision, default.channels_last, default.compile)
-    ] if layouts else []  # fmt: skip
+    grid = (
+        [
+            Configuration(
+                f"ours {precision} {'channels_last' if last else 'NCHW'} {'compiled' if compiled else 'eager'}",
+                "ours",
+                precision,
+                last,
+                compiled,
+            )
+            for precision, last, compiled in candidates
+            if (precision, last, compiled) != (default.precision, default.channels_last, default.compile)
+        ]
+        if layouts
+        else []
+    )
     return grid + [
         Configuration("torchvision fp32", "torchvision", "fp32", False, False),
         Configuration("ours fp32", "ours", "fp32", False, False),
@@ -79,14 +88,20 @@ class Step:
     """A model, its optimizer and a fixed batch of one configuration (``depth`` for the BC-k12 CIFAR family)."""
 
     def __init__(
-        self, depth: int | None, config: Configuration, device: str, model: str = "densenet_bc100_k12",
-        resolution: int = RESOLUTION, batch: int = BATCH,
-    ) -> None:  # fmt: skip
+        self,
+        depth: int | None,
+        config: Configuration,
+        device: str,
+        model: str = "densenet_bc100_k12",
+        resolution: int = RESOLUTION,
+        batch: int = BATCH,
+    ) -> None:
         from model import Variant, build
 
         mode = "memory_efficient" if config.memory_efficient else "standard"
         torch.manual_seed(0)
-        self.model = build(Variant(model, resolution, batch, config.implementation, mode, depth))
+        variant = Variant(model, resolution, batch, config.implementation, mode, depth=depth)
+        self.model = build(variant)
         memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
         self.model = self.model.to(device, memory_format=memory_format).train()
         self.optimizer = torch.optim.SGD(
@@ -134,8 +149,15 @@ def time_model(name: str, depth: int, device: str, rounds: int, steps: int, layo
     for entry, seconds in zip(entries, times, strict=True):
         median = statistics.median(seconds)
         first = round(entry["first_steps_seconds"], 1)
-        results.append({"model": name, **asdict(entry["config"]), "images_per_s": round(BATCH / median, 2),
-                        "first_two_steps_seconds": first, "rounds": seconds})  # fmt: skip
+        results.append(
+            {
+                "model": name,
+                **asdict(entry["config"]),
+                "images_per_s": round(BATCH / median, 2),
+                "first_two_steps_seconds": first,
+                "rounds": seconds,
+            }
+        )
     return results
 
 

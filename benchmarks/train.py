@@ -160,8 +160,12 @@ def demo_flags(precision: str) -> tuple[str, ...]:
     if precision == "fp32":
         return ("--precision", "fp32", "--no-channels-last", "--no-compile")
     chosen = choose("auto", None, None, torch.device("cpu"), 45000 // BATCH)
-    return ("--precision", chosen.precision, "--channels-last" if chosen.channels_last else "--no-channels-last",
-            "--compile" if chosen.compile else "--no-compile")  # fmt: skip
+    return (
+        "--precision",
+        chosen.precision,
+        "--channels-last" if chosen.channels_last else "--no-channels-last",
+        "--compile" if chosen.compile else "--no-compile",
+    )
 
 
 def speed(data: str, steps: int, rounds: int) -> dict[str, Any]:

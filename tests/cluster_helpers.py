@@ -184,9 +184,11 @@ def ray_worker_node(tmp_path: Path, gcs_address: str, num_cpus: int = 1) -> Iter
     with open(log, "w") as output:
         process = subprocess.Popen(
             [sys.executable, "-c", _NODE_SCRIPT, gcs_address, str(num_cpus)],
-            stdout=output, stderr=subprocess.STDOUT, env=ray_env(RAY_AUTH_MODE="token", **LOOPBACK),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            env=ray_env(RAY_AUTH_MODE="token", **LOOPBACK),
             start_new_session=True,
-        )  # fmt: skip
+        )
     try:
         deadline = time.monotonic() + 120
         while "node started" not in log.read_text():

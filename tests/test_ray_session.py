@@ -52,9 +52,10 @@ def test_a_live_local_cluster_is_used_and_left_running(cifar_shards, tmp_path) -
         assert head.process.poll() is None and _alive(head.address)  # not shut down by the run
 
         private = train(
-            *small_run(cifar_shards, tmp_path / "runs", name="private", epochs=1, limit_train_batches=2), "--local",
+            *small_run(cifar_shards, tmp_path / "runs", name="private", epochs=1, limit_train_batches=2),
+            "--local",
             env=env,
-        )  # fmt: skip
+        )
         assert private.returncode == 0, private.stderr[-3000:]
         assert "using the Ray cluster" not in private.stdout and "densenet-ray run summary" in private.stdout
 

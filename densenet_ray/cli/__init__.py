@@ -7,10 +7,10 @@ import os
 import sys
 from collections.abc import Sequence
 
-from densenet_ray import __version__
 from densenet_ray.cli import cluster, dashboard, data, evaluate, export, models, plot, predict, train, tune
 from densenet_ray.data.storage import StorageError
 from densenet_ray.errors import DataError, RunFailed, UserError
+from densenet_ray.version import __version__
 
 # Printed as one line with exit code 1. Anything else is a bug and keeps its traceback.
 ONE_LINE_ERRORS = (UserError, StorageError, DataError, RunFailed)

@@ -13,14 +13,28 @@ TOLERANCE = 1e-4  # the exported file's logits against PyTorch's, fp32
 
 
 def add_parser(groups: argparse._SubParsersAction) -> None:
-    parser = groups.add_parser("export", help="write a trained model as a state_dict, TorchScript, exported program "
-                               "or ONNX file, with a JSON model card beside it")  # fmt: skip
-    parser.add_argument("checkpoint", metavar="CHECKPOINT", help="a run checkpoint, a run directory (see --which), "
-                        "or a torchvision-format state_dict; local or s3://")  # fmt: skip
-    parser.add_argument("--out", required=True, metavar="FILE", help="the file to write; FILE.json gets the model "
-                        "card (model, classes, input size, normalisation, source)")  # fmt: skip
-    parser.add_argument("--format", choices=FORMATS, help="default: from FILE's suffix (.pth state_dict, .pt "
-                        "torchscript, .pt2 exported-program, .onnx onnx), else state_dict")  # fmt: skip
+    parser = groups.add_parser(
+        "export",
+        help="write a trained model as a state_dict, TorchScript, exported program "
+        "or ONNX file, with a JSON model card beside it",
+    )
+    parser.add_argument(
+        "checkpoint",
+        metavar="CHECKPOINT",
+        help="a run checkpoint, a run directory (see --which), or a torchvision-format state_dict; local or s3://",
+    )
+    parser.add_argument(
+        "--out",
+        required=True,
+        metavar="FILE",
+        help="the file to write; FILE.json gets the model card (model, classes, input size, normalisation, source)",
+    )
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        help="default: from FILE's suffix (.pth state_dict, .pt "
+        "torchscript, .pt2 exported-program, .onnx onnx), else state_dict",
+    )
     add_model_choice(parser)
     parser.set_defaults(handler=export_command)
 

@@ -15,10 +15,12 @@ if TYPE_CHECKING:
 
 def add_parser(groups: argparse._SubParsersAction) -> None:
     parser = groups.add_parser("plot", help="draw runs' training loss and test error per epoch (needs [plot])")
-    parser.add_argument("runs", nargs="+", metavar="RUN", help="a run directory, an s3:// run URL, or a run name "
-                        f"under {RUNS_ROOT}")  # fmt: skip
-    parser.add_argument("--out", default="curves.png", help="the picture to write: .png, .pdf or .svg "
-                        "(default curves.png)")  # fmt: skip
+    parser.add_argument(
+        "runs", nargs="+", metavar="RUN", help=f"a run directory, an s3:// run URL, or a run name under {RUNS_ROOT}"
+    )
+    parser.add_argument(
+        "--out", default="curves.png", help="the picture to write: .png, .pdf or .svg (default curves.png)"
+    )
     parser.set_defaults(handler=plot_command)
 
 

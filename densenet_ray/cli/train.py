@@ -18,8 +18,7 @@ from densenet_ray.train.option_values import read_yaml_mapping
 def add_train_arguments(parser: argparse.ArgumentParser, datasets: tuple[str, ...]) -> None:
     """Every training option (their declarations: :mod:`densenet_ray.train.config`) plus ``--config`` and Ray's."""
     parser.add_argument("--config", help="YAML file of options (flags override it)")
-    dataset = {"choices": datasets, "help": f"the dataset (default {datasets[0]})"}
-    add_training_options(parser, dataset=dataset)
+    add_training_options(parser, choices={"dataset": datasets})
     add_ray_arguments(parser)
 
 
@@ -58,13 +57,13 @@ def print_summary(final: dict[str, Any], console: Console) -> None:
 
 
 def run_training(args: argparse.Namespace, default_dataset: str) -> int:
-    from densenet_ray.train.launcher import launch
-    from densenet_ray.train.resolved import resolve
+    from densenet_ray.api.training import fit
 
-    config = resolve(options_from_args(args, default_dataset))
+    options = options_from_args(args, default_dataset)
     console = make_console()
-    final = launch(config, print_line=console.print, ray_options=ray_options(args), console=console)
-    print_summary(final, console)
+    ray = ray_options(args)
+    result = fit(options, local=ray.local, verbose=ray.verbose, print_line=console.print, console=console)
+    print_summary(result.final, console)
     return 0
 
 

@@ -8,6 +8,7 @@ paper's defaults are filled in by :func:`densenet_ray.train.resolved.resolve`.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from collections.abc import Iterable
 from typing import Any
@@ -63,12 +64,15 @@ def option_flags(option: Declared) -> list[tuple[str, dict[str, Any]]]:
 
 
 def add_training_options(
-    parser: argparse.ArgumentParser, names: Iterable[str] | None = None, **overrides: dict[str, Any]
+    parser: argparse.ArgumentParser,
+    names: Iterable[str] | None = None,
+    choices: dict[str, tuple[str, ...]] | None = None,
 ) -> list[str]:
-    """Add the flags of the options ``names`` (all when None), under their groups; ``overrides`` replace keywords of
-    one option's own flag (``dataset={"choices": ...}``). Returns the options added. An option that shares another's
-    flag (``min_workers`` is given as ``--workers MIN-MAX``) adds none of its own."""
+    """Add the flags of the options ``names`` (all when None), under their groups; ``choices`` narrows an option's
+    choices for this command (``dataset`` of ``train cifar``), its first choice then being the default. Returns the
+    options added. An option that shares another's flag (``min_workers``: ``--workers MIN-MAX``) adds none."""
     wanted = None if names is None else set(names)
+    narrowed = choices or {}
     groups: dict[str, Any] = {}
     added: list[str] = []
     seen: set[str] = set()
@@ -76,13 +80,13 @@ def add_training_options(
         if wanted is not None and option.name not in wanted:
             continue
         added.append(option.name)
-        group = option.declaration.group
+        if option.name in narrowed:
+            option = dataclasses.replace(option, choices=narrowed[option.name], default=narrowed[option.name][0])
         for flag, keywords in option_flags(option):
             if flag in seen:
                 continue
             seen.add(flag)
-            if flag == option.flag:
-                keywords = {**keywords, **overrides.get(option.name, {})}
+            group = option.declaration.group
             if group not in groups:
                 groups[group] = parser.add_argument_group(group)
             groups[group].add_argument(flag, **keywords)

@@ -7,7 +7,6 @@ import json
 import os
 import sys
 from dataclasses import asdict
-from typing import Any
 
 from rich.console import Console
 
@@ -33,8 +32,9 @@ def shared_training_options() -> tuple[str, ...]:
 
 
 def _sweep_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--workers-per-trial", dest="workers", type=int, help="Ray Train workers of each trial "
-                        "(default 1)")  # fmt: skip
+    parser.add_argument(
+        "--workers-per-trial", dest="workers", type=int, help="Ray Train workers of each trial (default 1)"
+    )
     parser.add_argument("--scheduler", choices=("fifo", "asha"), help="default fifo (asha stops weak trials early)")
     parser.add_argument("--grace-period", type=int, help="ASHA: epochs before a trial may be stopped (default 1)")
     parser.add_argument("--reduction-factor", type=int, help="ASHA: keep 1 in this many at each rung (default 2)")
@@ -42,8 +42,7 @@ def _sweep_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", help="sweep name; the same name resumes the sweep")
     parser.add_argument("--max-concurrent", type=int, help="at most this many trials at once (default: what fits)")
     parser.add_argument("--plot", metavar="FILE.png", help="also draw error vs time and vs memory (needs matplotlib)")
-    dataset = {"choices": SWEEP_DATASETS, "help": f"the dataset (default {SWEEP_DATASETS[0]})"}
-    add_training_options(parser, shared_training_options(), dataset=dataset)
+    add_training_options(parser, shared_training_options(), choices={"dataset": SWEEP_DATASETS})
     add_ray_arguments(parser)
 
 
@@ -70,50 +69,41 @@ def add_parser(groups: argparse._SubParsersAction) -> None:
     show.set_defaults(handler=show_command)
 
 
-def _base_options(args: argparse.Namespace) -> Any:
-    from densenet_ray.train.config import TrainConfig
-
-    fields = ("workers", *shared_training_options())
-    values = {field: getattr(args, field) for field in fields if getattr(args, field) is not None}
-    values.setdefault("workers", 1)
-    values["storage"] = args.storage or SWEEPS_ROOT
-    return TrainConfig.from_sources({}, values)
-
-
 def run_command(args: argparse.Namespace) -> int:
-    from densenet_ray.tune.runner import SweepInterrupted, run_sweep
-    from densenet_ray.tune.sweeps import load_space, named_sweep
+    from densenet_ray.api.sweeps import sweep
+    from densenet_ray.tune.runner import SweepInterrupted
 
-    if args.kind == "custom":
-        sweep = load_space(args.space, args.scheduler)
-    else:
-        sweep = named_sweep(args.kind, args.scheduler or "fifo")
-    if args.grace_period is not None:
-        sweep.grace_period = args.grace_period
-    if args.reduction_factor is not None:
-        sweep.reduction_factor = args.reduction_factor
-    if sweep.grace_period < 1 or sweep.reduction_factor < 2:
-        raise UserError(
-            f"--grace-period {sweep.grace_period} must be >= 1 and --reduction-factor {sweep.reduction_factor} >= 2"
-        )
-    if args.max_concurrent is not None and args.max_concurrent < 1:
-        raise UserError(f"--max-concurrent {args.max_concurrent} must be at least 1")
+    options = {name: getattr(args, name) for name in ("workers", *shared_training_options())}
+    options = {name: value for name, value in options.items() if value is not None}
+    if args.storage:
+        options["storage"] = args.storage
     console = make_console()
+    ray = ray_options(args)
     try:
-        experiment, rows = run_sweep(
-            sweep, _base_options(args), args.name, args.max_concurrent, console.print, ray_options(args), console
+        result = sweep(
+            args.kind,
+            space=args.space,
+            name=args.name,
+            scheduler=args.scheduler,
+            grace_period=args.grace_period,
+            reduction_factor=args.reduction_factor,
+            max_concurrent=args.max_concurrent,
+            local=ray.local,
+            verbose=ray.verbose,
+            print_line=console.print,
+            console=console,
+            **options,
         )
     except SweepInterrupted as interrupted:
         print(interrupted, file=sys.stderr)
         return 130
-    _print_table(console, rows, _title(experiment), args.plot)
-    console.print(f"saved {report.RESULTS_CSV} and {report.RESULTS_JSON} in {experiment}")
-    failed = [row for row in rows if row.status == "error"]
-    for row in failed:
+    _print_table(console, result.rows, _title(result.experiment), args.plot)
+    console.print(f"saved {report.RESULTS_CSV} and {report.RESULTS_JSON} in {result.experiment}")
+    for row in result.failed:
         print(f"trial {row.trial} ({row.label}) failed: {row.cause}", file=sys.stderr)
-    if failed:
-        print(f"error: {len(failed)} of {len(rows)} trials failed", file=sys.stderr)
-    return 1 if failed else 0
+    if result.failed:
+        print(f"error: {len(result.failed)} of {len(result.rows)} trials failed", file=sys.stderr)
+    return 1 if result.failed else 0
 
 
 def _title(experiment: str) -> str:

@@ -17,12 +17,12 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from densenet_ray import __version__
 from densenet_ray.data.manifest import Manifest, ShardInfo, manifest_name, write_manifest
 from densenet_ray.data.shards import PixelStats, sample_key, shard_name, write_shard
 from densenet_ray.data.sources import Source
 from densenet_ray.data.storage import Storage, open_storage
 from densenet_ray.errors import UserError
+from densenet_ray.version import __version__
 
 ProgressCallback = Callable[[int, int], None]  # (samples done in this call, bytes written in this call)
 

@@ -173,7 +173,15 @@ def segment_streams(positions: np.ndarray, layout: Layout, seed: int, epoch: int
             span = positions[start : start + batches * size]
             start += batches * size
             streams.append(
-                StreamPlan(rank, worker, workers, span, size, batches, mix(seed, epoch, segment, rank, worker, 2))
+                StreamPlan(
+                    rank=rank,
+                    worker=worker,
+                    workers=workers,
+                    window=span,
+                    batch_size=size,
+                    batches=batches,
+                    seed=mix(seed, epoch, segment, rank, worker, 2),
+                )
             )
     return streams
 

@@ -268,9 +268,14 @@ class EpochLoader:
                 )
             _notice_unindexed(storage, manifest)
             epoch = plan_epoch(
-                [shard.samples for shard in manifest.shards], config.seed, config.epoch, config.layout,
-                config.history, config.start_batch, config.shuffle_buffer,
-            )  # fmt: skip
+                [shard.samples for shard in manifest.shards],
+                config.seed,
+                config.epoch,
+                config.layout,
+                config.history,
+                config.start_batch,
+                config.shuffle_buffer,
+            )
             self.total_batches = epoch.epoch_batches
             plan = _Plan(
                 config, storage, manifest, transform, epoch.order, epoch.rank_streams(config.rank), epoch.start, 0

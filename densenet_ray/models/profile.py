@@ -49,8 +49,13 @@ def _conv_linear_macs(module: nn.Module, output: torch.Tensor) -> int:
     return 0
 
 
-def profile_model(config: DenseNetConfig, resolution: int | None = None) -> ModelProfile:
-    """Count parameters and conv+linear multiply-adds for one ``resolution`` x ``resolution`` image."""
+def profile_model(config: DenseNetConfig | str, resolution: int | None = None, **overrides: object) -> ModelProfile:
+    """Count parameters and conv+linear multiply-adds for one ``resolution`` x ``resolution`` image; ``config`` is a
+    :class:`DenseNetConfig` or a registered model name (with ``overrides`` of its fields, as ``create_model``)."""
+    if isinstance(config, str):
+        from densenet_ray.models.registry import resolve_config
+
+        config = resolve_config(config, **overrides)
     size = resolution or config.resolution
     with torch.device("meta"):
         model = DenseNet(config).eval()
@@ -67,14 +72,30 @@ def profile_model(config: DenseNetConfig, resolution: int | None = None) -> Mode
             out = stage(x)
             layers = len(stage) if stage_name.startswith("denseblock") else 1
             stages.append(
-                StageProfile(stage_name, layers, x.shape[1], out.shape[1], out.shape[-1], count_params(stage), 0)
+                StageProfile(
+                    name=stage_name,
+                    layers=layers,
+                    in_channels=x.shape[1],
+                    out_channels=out.shape[1],
+                    resolution=out.shape[-1],
+                    params=count_params(stage),
+                    macs=0,
+                )
             )
             x = out
         model.forward_head(torch.relu(x))
     for hook in hooks:
         hook.remove()
     stages.append(
-        StageProfile("classifier", 1, model.num_features, config.classes, 1, count_params(model.classifier), 0)
+        StageProfile(
+            name="classifier",
+            layers=1,
+            in_channels=model.num_features,
+            out_channels=config.classes,
+            resolution=1,
+            params=count_params(model.classifier),
+            macs=0,
+        )
     )
     stages = [StageProfile(**{**s.__dict__, "macs": stage_macs[s.name]}) for s in stages]
     return ModelProfile(count_params(model), sum(stage_macs.values()), size, tuple(stages))

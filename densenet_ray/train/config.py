@@ -8,30 +8,23 @@ the defaults < a YAML file < command-line flags (:meth:`TrainConfig.from_sources
 from __future__ import annotations
 
 import dataclasses
-import typing
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from densenet_ray.errors import UserError
+from densenet_ray.train.choices import (
+    DEFAULT_BATCH,
+    DEFAULT_EPOCHS,
+    DEFAULT_MODEL,
+    EVAL_SPLIT,
+    AugmentPolicy,
+    Dataset,
+    Decoder,
+    LrSchedule,
+    Precision,
+)
 from densenet_ray.train.option_values import check_trackers, check_worker_resources, split_worker_range
 from densenet_ray.train.options import Declared, Range, check_value, declared_options, merge_sources, option
-
-Dataset = Literal["cifar10", "cifar100", "svhn", "imagenet"]
-Precision = Literal["auto", "fp32", "bf16", "fp16"]  # auto: resolved on each worker (train/acceleration.py)
-Decoder = Literal["cpu", "gpu"]  # gpu: data/device_decode.py
-AugmentPolicy = Literal["none", "randaugment", "trivialaugment", "autoaugment"]  # torchvision.transforms.v2's
-LrSchedule = Literal["step", "cosine"]
-DATASETS: tuple[str, ...] = typing.get_args(Dataset)
-PRECISIONS: tuple[str, ...] = typing.get_args(Precision)
-DECODERS: tuple[str, ...] = typing.get_args(Decoder)
-AUGMENT_POLICIES: tuple[str, ...] = typing.get_args(AugmentPolicy)
-NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "svhn": 10, "imagenet": 1000}
-# Paper section 4.2: batch 64 / 300 epochs on CIFAR, 64 / 40 on SVHN, 256 / 90 on ImageNet.
-DEFAULT_MODEL = {"cifar10": "densenet_bc100_k12", "cifar100": "densenet_bc100_k12", "svhn": "densenet_bc100_k12"}
-DEFAULT_MODEL["imagenet"] = "densenet121"
-DEFAULT_BATCH = {"cifar10": 64, "cifar100": 64, "svhn": 64, "imagenet": 256}
-DEFAULT_EPOCHS = {"cifar10": 300, "cifar100": 300, "svhn": 40, "imagenet": 90}
-EVAL_SPLIT = {"cifar10": "test", "cifar100": "test", "svhn": "test", "imagenet": "val"}
 
 AT_LEAST_ONE, NOT_NEGATIVE, OFF_AT_ZERO = Range(1), Range(0), Range(0, note=" (0 is off)")
 SHARE, OPEN_SHARE = Range(0.0, 1.0), Range(0.0, 1.0, high_open=True)
@@ -367,6 +360,11 @@ class TrainConfig:
 def training_options() -> tuple[Declared, ...]:
     """Every declared training option, in declaration order."""
     return declared_options(TrainConfig)
+
+
+def training_option(name: str) -> Declared:
+    """The declared training option ``name``."""
+    return next(option for option in training_options() if option.name == name)
 
 
 def _check_relations(config: TrainConfig) -> None:

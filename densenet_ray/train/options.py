@@ -123,7 +123,16 @@ def declared_options(config_class: type) -> tuple[Declared, ...]:
     options = []
     for item in dataclasses.fields(config_class):
         kind, choices, optional = _kind(hints[item.name])
-        options.append(Declared(item.name, item.default, kind, choices, optional, item.metadata["option"]))
+        options.append(
+            Declared(
+                name=item.name,
+                default=item.default,
+                kind=kind,
+                choices=choices,
+                optional=optional,
+                declaration=item.metadata["option"],
+            )
+        )
     return tuple(options)
 
 

@@ -47,9 +47,14 @@ class InEpochProgress:
         self.last = now
         elapsed = max(now - self.started, 1e-9)
         record = ProgressRecord(
-            epoch + 1, batch, batches, stats.loss, stats.samples * world / elapsed,
-            elapsed / max(stats.steps, 1) * (batches - batch), time.time(),
-        )  # fmt: skip
+            epoch=epoch + 1,
+            batch=batch,
+            batches=batches,
+            loss=stats.loss,
+            images_per_s=stats.samples * world / elapsed,
+            eta_seconds=elapsed / max(stats.steps, 1) * (batches - batch),
+            time=time.time(),
+        )
         with contextlib.suppress(StorageError, OSError):  # progress display only; never fail training over it
             self.run.write_progress(record)
 

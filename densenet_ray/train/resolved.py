@@ -20,7 +20,8 @@ from typing import Any
 from densenet_ray.data.storage import child_url
 from densenet_ray.errors import UserError
 from densenet_ray.paths import RUNS_ROOT, absolute_location, dataset_cache
-from densenet_ray.train.config import NUM_CLASSES, TrainConfig, training_options
+from densenet_ray.train.choices import NUM_CLASSES
+from densenet_ray.train.config import TrainConfig, training_options
 from densenet_ray.train.option_values import trackers
 from densenet_ray.train.options import GROUPS
 

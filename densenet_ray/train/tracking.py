@@ -99,9 +99,13 @@ class _MLflow:
 
         tags = {"run_dir": config.run_url}
         self.mlflow = setup_mlflow(
-            config.flat(), tracking_uri=config.options.tracking_uri, experiment_name=MLFLOW_EXPERIMENT,
-            run_name=config.options.name, create_experiment_if_not_exists=True, tags=tags,
-        )  # fmt: skip
+            config.flat(),
+            tracking_uri=config.options.tracking_uri,
+            experiment_name=MLFLOW_EXPERIMENT,
+            run_name=config.options.name,
+            create_experiment_if_not_exists=True,
+            tags=tags,
+        )
 
     def log(self, metrics: dict[str, float], step: int) -> None:
         self.mlflow.log_metrics({key.replace("/", "_"): value for key, value in metrics.items()}, step=step)
@@ -118,9 +122,13 @@ class _WandB:
         from ray.air.integrations.wandb import setup_wandb
 
         self.run = setup_wandb(
-            config.flat(), project=WANDB_PROJECT, name=config.options.name, dir=folder, resume="allow",
+            config.flat(),
+            project=WANDB_PROJECT,
+            name=config.options.name,
+            dir=folder,
+            resume="allow",
             id=_wandb_id(config.run_url),
-        )  # fmt: skip
+        )
 
     def log(self, metrics: dict[str, float], step: int) -> None:
         self.run.log(metrics, step=step)

@@ -15,7 +15,7 @@ from densenet_ray.data.transforms import eval_input
 from densenet_ray.errors import DataError, UserError
 from densenet_ray.paths import absolute_location
 from densenet_ray.train.checkpoint import load_checkpoint, load_initial_weights, state_dict_of
-from densenet_ray.train.config import NUM_CLASSES
+from densenet_ray.train.choices import NUM_CLASSES
 from densenet_ray.train.run_dir import SNAPSHOT_FILE, RunDirectory, flat_options
 
 WHICH = ("last", "best")
@@ -50,10 +50,17 @@ class TrainedModel:
         """The model card written beside an export: what a loader needs to feed and read the model."""
         size, mean, std = eval_input(self.dataset)
         return {
-            "model": self.name, "dataset": self.dataset, "num_classes": len(self.classes), "classes": self.classes,
-            "input_size": [3, size, size], "mean": list(mean), "std": list(std), "weights": self.weights,
-            "source": self.source, "create_model": {"name": self.name, **self.create_kwargs},
-        }  # fmt: skip
+            "model": self.name,
+            "dataset": self.dataset,
+            "num_classes": len(self.classes),
+            "classes": self.classes,
+            "input_size": [3, size, size],
+            "mean": list(mean),
+            "std": list(std),
+            "weights": self.weights,
+            "source": self.source,
+            "create_model": {"name": self.name, **self.create_kwargs},
+        }
 
 
 def checkpoint_location(location: str, which: str = "last", weights: str | None = None) -> str:
@@ -91,9 +98,13 @@ def _error(metrics: dict[str, Any], weights: str | None) -> float | None:
 
 
 def load_trained(
-    location: str, which: str = "last", weights: str | None = None, model: str | None = None,
-    dataset: str | None = None, flag: str = "checkpoint",
-) -> TrainedModel:  # fmt: skip
+    location: str,
+    which: str = "last",
+    weights: str | None = None,
+    model: str | None = None,
+    dataset: str | None = None,
+    flag: str = "checkpoint",
+) -> TrainedModel:
     """The model in ``location`` (a run checkpoint, a run directory, or a torchvision-format state_dict with
     ``model`` and ``dataset`` given). ``weights``: ``ema``, ``raw``, or None for the moving average when the
     checkpoint has one."""
@@ -115,7 +126,16 @@ def load_trained(
     network = create_model(name, **kwargs)
     load_initial_weights(network, state_dict_of(loaded, source, flag, weights == "ema"), flag)
     network.eval()
-    return TrainedModel(network, name, dataset, weights, source, class_names(saved, dataset), kwargs, saved)
+    return TrainedModel(
+        network=network,
+        name=name,
+        dataset=dataset,
+        weights=weights,
+        source=source,
+        classes=class_names(saved, dataset),
+        create_kwargs=kwargs,
+        options=saved,
+    )
 
 
 def class_names(options: dict[str, Any], dataset: str) -> list[str]:

@@ -25,9 +25,14 @@ def start(console: Console | None, total: int) -> None:
     if console is None or not console.is_terminal:
         return
     bar = Progress(
-        TextColumn("[bold]trials"), BarColumn(), MofNCompleteColumn(), TextColumn("elapsed"), TimeElapsedColumn(),
-        console=console, transient=True,
-    )  # fmt: skip
+        TextColumn("[bold]trials"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("elapsed"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
     _STATE.update(bar=bar, task=bar.add_task("", total=total))
     bar.start()
 

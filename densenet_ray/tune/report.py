@@ -50,7 +50,7 @@ RATIO_KEYS = ("params", "final_test_error", "seconds_per_iteration", "peak_memor
 
 def _params(options: dict[str, Any]) -> int:
     from densenet_ray.models import profile_model, resolve_config
-    from densenet_ray.train.config import NUM_CLASSES
+    from densenet_ray.train.choices import NUM_CLASSES
 
     overrides = {key: options.get(key) for key in ("depth", "growth_rate", "bottleneck", "reduction")}
     config = resolve_config(

@@ -161,8 +161,16 @@ def _describe(sweep: Sweep, base: ResolvedConfig, name: str, experiment: str) ->
     return description, searched
 
 
-def _tuner(sweep: Sweep, base: ResolvedConfig, base_options: TrainConfig, name: str, concurrent: int,
-           searched: list[str], trainable: Any, print_line: Any) -> Any:  # fmt: skip
+def _tuner(
+    sweep: Sweep,
+    base: ResolvedConfig,
+    base_options: TrainConfig,
+    name: str,
+    concurrent: int,
+    searched: list[str],
+    trainable: Any,
+    print_line: Any,
+) -> Any:
     """A new Tuner, or the restored one when the experiment exists under ``name``."""
     storage_path, filesystem = ray_storage(base.options.storage)
     tune_path = storage_path.rstrip("/") + "/" + name if filesystem else child_url(base.options.storage, name)
@@ -181,34 +189,50 @@ def _tuner(sweep: Sweep, base: ResolvedConfig, base_options: TrainConfig, name: 
         f"{workers} worker(s) each, scheduler {sweep.scheduler}"
     )
     tune_config = tune.TuneConfig(
-        metric="test_error", mode="min", scheduler=_scheduler(sweep, base.options.epochs),
-        num_samples=sweep.num_samples, max_concurrent_trials=concurrent,
-    )  # fmt: skip
+        metric="test_error",
+        mode="min",
+        scheduler=_scheduler(sweep, base.options.epochs),
+        num_samples=sweep.num_samples,
+        max_concurrent_trials=concurrent,
+    )
     run_config = tune.RunConfig(
-        name=name, storage_path=storage_path, storage_filesystem=filesystem, verbose=0,
+        name=name,
+        storage_path=storage_path,
+        storage_filesystem=filesystem,
+        verbose=0,
         callbacks=[TrialProgress(searched, progress.expected_trials(sweep.grid, sweep.space, sweep.num_samples))],
-    )  # fmt: skip
+    )
     return tune.Tuner(trainable, param_space=space, tune_config=tune_config, run_config=run_config)
 
 
-def _fit(sweep: Sweep, base: ResolvedConfig, base_options: TrainConfig, name: str, max_concurrent: int | None,
-         searched: list[str], print_line: Any, options: RayOptions | None,
-         console: Any = None) -> list[tuple[str, str]]:  # fmt: skip
+def _fit(
+    sweep: Sweep,
+    base: ResolvedConfig,
+    base_options: TrainConfig,
+    name: str,
+    max_concurrent: int | None,
+    searched: list[str],
+    print_line: Any,
+    options: RayOptions | None,
+    console: Any = None,
+) -> list[tuple[str, str]]:
     """Run the trials (a bar of trials done on ``console`` when it is a terminal); returns each failed trial's
     directory and one-line cause."""
     import ray
 
-    execution = base.execution
+    execution = base.options
     needs = ClusterNeeds(
         cpus=execution.workers * execution.cpus_per_worker + DRIVER_SHARE,
         gpus=execution.workers if execution.gpu else 0,
         what=f"one trial of {execution.workers} workers x {execution.cpus_per_worker} CPU",
-        resources={DRIVER_RESOURCE: 1}, dashboard=True,
-    )  # fmt: skip
+        resources={DRIVER_RESOURCE: 1},
+        dashboard=True,
+    )
     with ray_session(needs, options, print_line):
         cluster = ray.cluster_resources()
-        concurrent = max_concurrent_trials(cluster, execution.workers, execution.cpus_per_worker, execution.gpu,
-                                           max_concurrent)  # fmt: skip
+        concurrent = max_concurrent_trials(
+            cluster, execution.workers, execution.cpus_per_worker, execution.gpu, max_concurrent
+        )
         trainable = tune.with_resources(trial_driver, driver_resources(cluster))
         for events in _EVENTS.values():
             events.clear()

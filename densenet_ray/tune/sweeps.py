@@ -110,8 +110,12 @@ def _distribution(name: str, spec: Any, path: str) -> Distribution:
 
 
 def load_space(path: str, scheduler: str | None = None) -> Sweep:
-    """The custom sweep in the YAML file ``path``; ``ValueError`` with one line naming what is wrong."""
-    document = read_yaml_mapping(path, "--space", "a mapping with a 'space' entry")
+    """The custom sweep in the YAML file ``path``; one-line :class:`UserError` naming what is wrong."""
+    return space_sweep(read_yaml_mapping(path, "--space", "a mapping with a 'space' entry"), path, scheduler)
+
+
+def space_sweep(document: dict[str, Any], path: str, scheduler: str | None = None) -> Sweep:
+    """The custom sweep a space document describes (a YAML file's mapping; ``path`` names it in errors)."""
     known = {"scheduler", "grace_period", "reduction_factor", "num_samples", "options", "space"}
     unknown = sorted(set(document) - known)
     if unknown:

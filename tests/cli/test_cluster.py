@@ -114,10 +114,16 @@ def test_every_yaml_in_cluster_and_jobs_loads_and_the_fake_cluster_validates() -
 
     files = sorted((ROOT / "cluster").rglob("*.yaml")) + sorted((ROOT / "jobs").glob("*.yaml"))
     names = [str(path.relative_to(ROOT)) for path in files]
-    assert names == [
-        "cluster/fake-cluster.yaml", "cluster/kuberay/raycluster.yaml", "cluster/kuberay/rayjob.yaml",
-        *(f"jobs/{name}" for name in sorted(p.name for p in (ROOT / "jobs").glob("*.yaml"))),
-    ] and len(names) == 15  # fmt: skip
+    assert (
+        names
+        == [
+            "cluster/fake-cluster.yaml",
+            "cluster/kuberay/raycluster.yaml",
+            "cluster/kuberay/rayjob.yaml",
+            *(f"jobs/{name}" for name in sorted(p.name for p in (ROOT / "jobs").glob("*.yaml"))),
+        ]
+        and len(names) == 15
+    )
     for path in files:
         documents = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
         assert documents and all(isinstance(d, dict) for d in documents), path

@@ -46,8 +46,11 @@ def test_every_format_reproduces_the_checkpoints_logits(modern_run, images, tmp_
     assert f"({file_format}, " in capsys.readouterr().out
     card = json.loads((tmp_path / f"{out.name}.json").read_text())
     assert (card["format"], card["weights"], card["model"], card["input_size"]) == (
-        file_format, "ema", "densenet_bc100_k12", [3, 32, 32]
-    )  # fmt: skip
+        file_format,
+        "ema",
+        "densenet_bc100_k12",
+        [3, 32, 32],
+    )
     assert card["classes"][:3] == ["airplane", "automobile", "bird"]  # from the run's manifest
     trained = load_trained(str(modern_run["run"]))  # the last checkpoint, its moving average
     network = None

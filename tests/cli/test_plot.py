@@ -17,10 +17,16 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 def _write_run(url: str, errors: list[float], ema: bool) -> list[EpochRecord]:
     run = RunDirectory(url)
     records = [
-        EpochRecord(epoch=i + 1, epochs=len(errors), step=10 * (i + 1), loss=2.0 - 0.3 * i, test_error=error,
-                    ema_test_error=error - 0.01 if ema else None)
+        EpochRecord(
+            epoch=i + 1,
+            epochs=len(errors),
+            step=10 * (i + 1),
+            loss=2.0 - 0.3 * i,
+            test_error=error,
+            ema_test_error=error - 0.01 if ema else None,
+        )
         for i, error in enumerate(errors)
-    ]  # fmt: skip
+    ]
     for record in records:
         run.append(record)
     return records

@@ -95,6 +95,7 @@ def test_eval_resizes_the_short_side_then_center_crops(images: list[torch.Tensor
     assert batch.shape == (2, 3, 224, 224)
     torch.testing.assert_close(batch[1], single)
     expected = TF.center_crop(TF.resize(images[0], [256]), [224])
-    expected = TF.normalize(TF.to_dtype(expected, torch.float32, scale=True), augment.IMAGENET_MEAN,
-                            augment.IMAGENET_STD)  # fmt: skip
+    expected = TF.normalize(
+        TF.to_dtype(expected, torch.float32, scale=True), augment.IMAGENET_MEAN, augment.IMAGENET_STD
+    )
     torch.testing.assert_close(batch[0], expected)

@@ -47,8 +47,9 @@ def imagenet_like(tmp_path_factory: pytest.TempPathFactory, fixture_tar: str) ->
 
 
 def _config(shards: str, decode_device: str | None, train: bool = True, workers: int = 0) -> PipelineConfig:
-    return PipelineConfig(shards, "train", 8, loader_workers=workers, train=train, seed=5, epoch=1,
-                          decode_device=decode_device)  # fmt: skip
+    return PipelineConfig(
+        shards, "train", 8, loader_workers=workers, train=train, seed=5, epoch=1, decode_device=decode_device
+    )
 
 
 def _batches(shards: str, decode_device: str | None, train: bool = True, workers: int = 0) -> list[tuple]:
@@ -86,8 +87,9 @@ def test_training_drops_what_the_device_cannot_decode(imagenet_like: str, tmp_pa
     manifest = json.loads((copy / "train.json").read_text())
     manifest["undecodable"] = []
     (copy / "train.json").write_text(json.dumps(manifest))
-    config = PipelineConfig(str(copy), "train", 41, loader_workers=0, seed=5, max_corrupt_fraction=0.5,
-                            decode_device="cpu")  # fmt: skip
+    config = PipelineConfig(
+        str(copy), "train", 41, loader_workers=0, seed=5, max_corrupt_fraction=0.5, decode_device="cpu"
+    )
     loader = make_loader(config, imagenet_train())
     ((images, labels),) = list(loader)
     assert images.shape == (40, 3, 224, 224) and len(labels) == 40 and loader.skipped == 1
@@ -98,8 +100,10 @@ def test_decode_batch_decodes_jpeg_and_png_and_reports_failures(imagenet_like: s
     png, jpeg = io.BytesIO(), io.BytesIO()
     image.save(png, format="PNG")
     image.save(jpeg, format="JPEG", quality=95)
-    data = [torch.frombuffer(bytearray(b), dtype=torch.uint8) for b in (jpeg.getvalue(), png.getvalue(),
-                                                                         jpeg.getvalue()[:200])]  # fmt: skip
+    data = [
+        torch.frombuffer(bytearray(b), dtype=torch.uint8)
+        for b in (jpeg.getvalue(), png.getvalue(), jpeg.getvalue()[:200])
+    ]
     data.append(torch.empty(0, dtype=torch.uint8))
     out = decode_batch(data, torch.device("cpu"))
     assert out[0].shape == out[1].shape == (3, 30, 40) and out[2] is None and out[3] is None

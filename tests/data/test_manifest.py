@@ -14,7 +14,16 @@ from densenet_ray.errors import UserError
 def _manifest(split: str = "train") -> Manifest:
     shards = [ShardInfo(f"{split}-000000.tar", 3, 1024, "ab" * 32), ShardInfo(f"{split}-000001.tar", 2, 512, "cd" * 32)]
     return Manifest(
-        "cifar10", split, ["cat", "dog"], 5, [32, 32], [0.5] * 3, [0.25] * 3, "jpg", shards, stats_samples=5
+        dataset="cifar10",
+        split=split,
+        classes=["cat", "dog"],
+        num_samples=5,
+        image_size=[32, 32],
+        mean=[0.5] * 3,
+        std=[0.25] * 3,
+        image_format="jpg",
+        shards=shards,
+        stats_samples=5,
     )
 
 

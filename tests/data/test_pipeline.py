@@ -37,7 +37,18 @@ def _epoch(shards: str, world_size: int, workers: int, batch: int, epoch: int = 
     return [
         list(
             make_loader(
-                PipelineConfig(shards, "train", batch, rank, world_size, workers, epoch, 7, **options), cifar_eval()
+                PipelineConfig(
+                    data=shards,
+                    split="train",
+                    batch_size=batch,
+                    rank=rank,
+                    world_size=world_size,
+                    loader_workers=workers,
+                    epoch=epoch,
+                    seed=7,
+                    **options,
+                ),
+                cifar_eval(),
             )
         )
         for rank in range(world_size)

@@ -108,7 +108,15 @@ def test_verify_finds_an_index_that_does_not_match_its_shard(shards, tmp_path, c
 def _generated_manifest(directory: Path, shards: int, per_shard: int) -> str:
     infos = [ShardInfo(f"train-{i:06d}.tar", per_shard, 0, "", f"train-{i:06d}.idx") for i in range(shards)]
     manifest = Manifest(
-        "imagefolder", "train", ["c"] * 1000, shards * per_shard, None, [0.0] * 3, [1.0] * 3, "jpg", infos
+        dataset="imagefolder",
+        split="train",
+        classes=["c"] * 1000,
+        num_samples=shards * per_shard,
+        image_size=None,
+        mean=[0.0] * 3,
+        std=[1.0] * 3,
+        image_format="jpg",
+        shards=infos,
     )
     write_manifest(open_storage(str(directory)), manifest)
     return str(directory / "train.json")

@@ -25,7 +25,17 @@ def _split(tmp_path, labels=(0, 1, 0)) -> tuple[object, Manifest]:
     info = write_shard(
         storage, "train-000000.tar", iter((f"0000000{i}", _jpeg(), "jpg", label) for i, label in enumerate(labels))
     )
-    manifest = Manifest("cifar10", "train", ["a", "b"], len(labels), [4, 4], [0.0] * 3, [1.0] * 3, "jpg", [info])
+    manifest = Manifest(
+        dataset="cifar10",
+        split="train",
+        classes=["a", "b"],
+        num_samples=len(labels),
+        image_size=[4, 4],
+        mean=[0.0] * 3,
+        std=[1.0] * 3,
+        image_format="jpg",
+        shards=[info],
+    )
     return storage, manifest
 
 

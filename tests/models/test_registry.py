@@ -15,8 +15,11 @@ def test_names_in_order_and_entries() -> None:
     assert {"densenet_bc100_k12", "wide_densenet_bc40_k60", "densenet121", "densenet264"} <= set(names)
     entry = get_entry("wide_densenet_bc40_k36")
     assert (entry.config.depth, entry.config.growth_rate, entry.config.bottleneck, entry.config.reduction) == (
-        40, 36, True, 0.5,
-    )  # fmt: skip
+        40,
+        36,
+        True,
+        0.5,
+    )
 
 
 def test_overrides_apply_and_none_keeps_the_preset() -> None:

@@ -32,8 +32,9 @@ print(loaded, saved, inductor["fxgraph_cache_hit"], inductor["fxgraph_cache_miss
 
 def _step(run_url: str, action: str, cache: Path) -> list[str]:
     env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(cache), "TORCHINDUCTOR_FX_GRAPH_CACHE": "1"}
-    done = subprocess.run([sys.executable, "-c", STEP, run_url, action], env=env, capture_output=True, text=True,
-                          timeout=600, check=False)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", STEP, run_url, action], env=env, capture_output=True, text=True, timeout=600, check=False
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout.split()
 

@@ -21,8 +21,11 @@ def test_paper_defaults_per_dataset() -> None:
     assert (cifar.options.model, cifar.options.batch_size, cifar.options.epochs) == ("densenet_bc100_k12", 64, 300)
     assert (cifar.options.eval_split, cifar.options.data, cifar.num_classes) == ("test", dataset_cache("cifar10"), 10)
     assert (cifar.options.depth, cifar.options.growth_rate, cifar.options.bottleneck, cifar.options.reduction) == (
-        100, 12, True, 0.5,
-    )  # fmt: skip
+        100,
+        12,
+        True,
+        0.5,
+    )
     assert cifar.options.storage == RUNS_ROOT and cifar.run_url == f"{RUNS_ROOT}/{cifar.options.name}"
     imagenet = resolve(TrainConfig(dataset="imagenet", workers=4, data="/no/data"))
     assert (imagenet.options.model, imagenet.options.batch_size, imagenet.options.epochs) == ("densenet121", 256, 90)
@@ -45,8 +48,12 @@ def test_the_document_round_trips_and_flattens_to_the_options() -> None:
     assert ResolvedConfig.from_document(config.to_document()) == config
     flat = config.flat()
     assert (flat["model"], flat["depth"], flat["precision"], flat["name"], flat["epochs"]) == (
-        "densenet_bc100_k12", 40, "bf16", "x", 300,
-    )  # fmt: skip
+        "densenet_bc100_k12",
+        40,
+        "bf16",
+        "x",
+        300,
+    )
     assert resolve(TrainConfig(**flat)) == config
 
 

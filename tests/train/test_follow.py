@@ -14,7 +14,9 @@ from densenet_ray.train.run_dir import EpochRecord, ProgressRecord
 
 
 def _report(epoch: int, batch: int) -> ProgressRecord:
-    return ProgressRecord(epoch, batch, 100, 1.5, 200.0, 30.0, 0.0)
+    return ProgressRecord(
+        epoch=epoch, batch=batch, batches=100, loss=1.5, images_per_s=200.0, eta_seconds=30.0, time=0.0
+    )
 
 
 def test_a_log_gets_an_in_epoch_line_at_most_every_interval(monkeypatch) -> None:

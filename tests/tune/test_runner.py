@@ -156,8 +156,10 @@ def test_a_data_prefix_without_shards_is_one_line_before_ray_starts(tmp_path) ->
     completed = _tune("wide", "--data", str(tmp_path / "empty"), "--storage", str(tmp_path), timeout=120)
     lines = [line for line in completed.stderr.splitlines() if line.strip()]
     assert completed.returncode == 1 and len(lines) == 1, completed.stderr
-    assert lines[0] == f"error: no shard manifest for split 'train' at {tmp_path / 'empty'} (build one with " \
-        "`densenet-ray data build`)"  # fmt: skip
+    assert (
+        lines[0] == f"error: no shard manifest for split 'train' at {tmp_path / 'empty'} (build one with "
+        "`densenet-ray data build`)"
+    )
     assert not (tmp_path / "wide").exists() and time.monotonic() - started < 60  # no trial, no Ray
 
 

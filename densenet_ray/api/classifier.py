@@ -1,0 +1,147 @@
+"""``dr.load(...)``: a trained model (a run, a checkpoint, or an export) ready to classify images, and its
+predictions."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from densenet_ray.data.images import image_opener, image_paths
+from densenet_ray.data.transforms import for_dataset
+from densenet_ray.errors import UserError
+
+ImageInput = Any  # a path (str or os.PathLike: a file, directory, glob or .tar shard), a PIL image, or a tensor
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One image's top classes: ``(class name, probability)`` pairs, most probable first. ``image`` names the file
+    (``SHARD.tar/MEMBER`` inside a shard) or the input's position (``<input 3>``); ``error`` says why an input that is
+    not an image has no classes."""
+
+    image: str
+    top: list[tuple[str, float]] = field(default_factory=list)
+    error: str = ""
+
+    @property
+    def label(self) -> str:
+        """The most probable class."""
+        return self.top[0][0]
+
+
+class Classifier:
+    """A trained model in evaluation mode with its model card (``model``, ``dataset``, ``classes``, input size and
+    normalisation), from :func:`load`."""
+
+    def __init__(self, run: Callable[[torch.Tensor], torch.Tensor], card: dict[str, Any]) -> None:
+        self.run, self.card = run, card
+        self.transform = for_dataset(card["dataset"], train=False)
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.card["classes"])
+
+    def logits(self, batch: torch.Tensor) -> torch.Tensor:
+        """The model's logits for a batch already transformed as the dataset's evaluation transform does."""
+        with torch.no_grad():
+            return self.run(batch).float()
+
+    def predict(
+        self, images: ImageInput | Sequence[ImageInput], top: int = 5, batch_size: int = 64
+    ) -> list[Prediction]:
+        """The ``top`` classes of each image. ``images``: one input or a list of them; a path may be a file, a
+        directory of images, a glob or a WebDataset ``.tar`` shard; a tensor is one image (3xHxW, uint8 or floats in
+        [0, 1]) or a batch of them. A file that is not an image gets a :class:`Prediction` with ``error`` set."""
+        if top < 1 or batch_size < 1:
+            raise UserError(f"top {top} and batch_size {batch_size} must be at least 1")
+        count = min(top, len(self.classes))
+        ranked: list[tuple[int, Prediction]] = []
+        for batch, failed in self._batches(_as_list(images), batch_size):
+            ranked += failed
+            if not batch:
+                continue
+            logits = self.logits(torch.stack([tensor for _, _, tensor in batch]))
+            best = torch.softmax(logits, dim=1).topk(count, dim=1)
+            for (order, name, _), values, indices in zip(
+                batch, best.values.tolist(), best.indices.tolist(), strict=True
+            ):
+                classes = [(self.classes[index], value) for value, index in zip(values, indices, strict=True)]
+                ranked.append((order, Prediction(name, classes)))
+        return [prediction for _, prediction in sorted(ranked, key=lambda pair: pair[0])]
+
+    def _batches(
+        self, inputs: list[ImageInput], size: int
+    ) -> Iterator[tuple[list[tuple[int, str, torch.Tensor]], list[tuple[int, Prediction]]]]:
+        """Batches of ``size`` transformed images as ``(order, name, tensor)``, each with the inputs before it that
+        are not images, as predictions with their ``error``."""
+        batch: list[tuple[int, str, torch.Tensor]] = []
+        failed: list[tuple[int, Prediction]] = []
+        with image_opener() as open_image:
+            for order, (name, image) in enumerate(_images(inputs, open_image)):
+                if isinstance(image, Exception):
+                    failed.append((order, Prediction(name, error=f"not an image ({type(image).__name__})")))
+                    continue
+                batch.append((order, name, self.transform(image)))
+                if len(batch) == size:
+                    yield batch, failed
+                    batch, failed = [], []
+        yield batch, failed
+
+
+def _as_list(images: ImageInput | Sequence[ImageInput]) -> list[ImageInput]:
+    if isinstance(images, str | os.PathLike | torch.Tensor) or hasattr(images, "convert"):
+        return [images]
+    return list(images)
+
+
+def _images(inputs: list[ImageInput], open_image: Callable[[str], Any]) -> Iterator[tuple[str, Any]]:
+    """``(name, PIL image, tensor or the exception that made it none)`` for every image the inputs hold."""
+    for position, item in enumerate(inputs):
+        if isinstance(item, str | os.PathLike):
+            for path in image_paths([os.fspath(item)]):
+                try:
+                    yield path, open_image(path)
+                except OSError as error:  # PIL's UnidentifiedImageError included
+                    yield path, error
+        elif isinstance(item, torch.Tensor) and item.dim() == 4:
+            yield from ((f"<input {position}:{row}>", image) for row, image in enumerate(item))
+        elif isinstance(item, torch.Tensor) or hasattr(item, "convert"):
+            yield f"<input {position}>", item.convert("RGB") if hasattr(item, "convert") else item
+        else:
+            raise UserError(f"input {position} is a {type(item).__name__}; give a path, a PIL image or a tensor")
+
+
+def load(
+    source: str | os.PathLike,
+    which: str = "last",
+    weights: str | None = None,
+    model: str | None = None,
+    dataset: str | None = None,
+) -> Classifier:
+    """The trained model at ``source``: a run directory (its ``which`` checkpoint, ``last`` or ``best``), a run
+    checkpoint (local or ``s3://``), a torchvision-format state_dict (with ``model`` and ``dataset``), or a file
+    from ``densenet-ray export`` (its ``FILE.json`` model card beside it). ``weights``: ``ema`` or ``raw`` (default:
+    the moving average when the checkpoint has one)."""
+    location = os.fspath(source)
+    card_path = f"{location}.json"
+    if os.path.isfile(location) and os.path.isfile(card_path):
+        from densenet_ray.models.export import load_export
+
+        with open(card_path) as handle:
+            card = json.load(handle)
+        network = None
+        if card.get("format") == "state_dict":
+            from densenet_ray.models import create_model
+
+            options = dict(card["create_model"])
+            network = create_model(options.pop("name"), **options)
+        return Classifier(load_export(location, card["format"], network), card)
+    from densenet_ray.train.trained import load_trained
+
+    trained = load_trained(location, which, weights, model, dataset)
+    return Classifier(trained.network, trained.describe())

@@ -1,0 +1,62 @@
+"""``dr.evaluate(...)``: the exact top-1/top-5 error of saved weights on a split of sharded data, in this process."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+
+from densenet_ray.errors import UserError
+from densenet_ray.train.config import training_option
+from densenet_ray.train.options import check_value
+
+
+def evaluate(
+    source: str | os.PathLike,
+    data: str | None = None,
+    split: str | None = None,
+    which: str = "last",
+    weights: str | None = None,
+    model: str | None = None,
+    dataset: str | None = None,
+    batch_size: int = 100,
+    loader_workers: int = 1,
+    precision: str | None = None,
+) -> dict[str, Any]:
+    """Evaluate the model at ``source`` (a run directory, a run checkpoint, or a torchvision-format state_dict with
+    ``model`` and ``dataset``; see :func:`densenet_ray.load`) on ``split`` of the shards at ``data`` (default: the
+    run's shards, and its evaluation split, else ``test``). ``precision``: default the run's (``auto`` resolves for
+    this machine, as training does); ``fp32`` is the exact reference. Returns ``model``, ``data``, ``split``,
+    ``precision``, ``weights``, ``checkpoint``, ``samples``, ``loss``, ``top1_error`` and ``top5_error``."""
+    from densenet_ray.data.pipeline import PipelineConfig, make_loader
+    from densenet_ray.data.transforms import for_dataset
+    from densenet_ray.train.acceleration import choose
+    from densenet_ray.train.engine import StepContext
+    from densenet_ray.train.engine import evaluate as evaluate_batches
+    from densenet_ray.train.trained import load_trained
+
+    if precision is not None:
+        check_value(training_option("precision"), precision)
+    trained = load_trained(os.fspath(source), which, weights, model, dataset)
+    split = split or trained.options.get("eval_split") or "test"
+    data = data or trained.options.get("data")
+    if not data:
+        raise UserError(f"{source} is a plain state_dict: give the shards to evaluate on (--data)")
+    config = PipelineConfig(data=data, split=split, batch_size=batch_size, loader_workers=loader_workers, train=False)
+    loader = make_loader(config, for_dataset(trained.dataset, train=False))
+    device = torch.device("cpu")
+    chosen = choose(precision or trained.options.get("precision") or "auto", False, False, device, 0).precision
+    result = evaluate_batches(StepContext(trained.network, device, chosen), loader)
+    return {
+        "model": trained.name,
+        "data": data,
+        "split": split,
+        "precision": chosen,
+        "weights": trained.weights,
+        "checkpoint": trained.source,
+        "samples": result.samples,
+        "loss": result.loss,
+        "top1_error": result.top1_error,
+        "top5_error": result.top5_error,
+    }
