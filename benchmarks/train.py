@@ -206,7 +206,7 @@ def learning(data: str, epochs: int, precision: str = "auto", recipe: str = "") 
         completed = subprocess.run(command, capture_output=True, env=env)
         if completed.returncode:
             raise RuntimeError(f"learning run failed: {completed.stderr.decode()[-2000:]}")
-        from densenet_ray.train.run_dir import RunDirectory
+        from densenet_ray.train.run.directory import RunDirectory
 
         epoch_records, _ = RunDirectory(os.path.join(storage, "learning")).metrics()  # not the attempt records
         records = [dataclasses.asdict(record) for record in epoch_records]
@@ -309,9 +309,9 @@ def main() -> None:
         print(json.dumps(plain_loop(args.data, args.steps, args.memory_efficient, args.threads, 1)))
         return
 
-    from densenet_ray.train.config import TrainConfig
-    from densenet_ray.train.data_cache import ensure_data
-    from densenet_ray.train.resolved import resolve
+    from densenet_ray.train.config.options import TrainConfig
+    from densenet_ray.train.config.resolved import resolve
+    from densenet_ray.train.run.data_cache import ensure_data
 
     data = args.data
     if not data:

@@ -23,7 +23,7 @@ _EXPORTS = {
     "create_model": "densenet_ray.models.registry",
     "list_models": "densenet_ray.models.registry",
     "profile_model": "densenet_ray.models.profile",
-    "TrainConfig": "densenet_ray.train.config",
+    "TrainConfig": "densenet_ray.train.config.options",
     "fit": "densenet_ray.api.training",
     "FitResult": "densenet_ray.api.training",
     "load": "densenet_ray.api.classifier",
@@ -63,7 +63,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time each name load
     from densenet_ray.errors import DataError, RunFailed, UserError
     from densenet_ray.models.profile import profile_model
     from densenet_ray.models.registry import create_model, list_models
-    from densenet_ray.train.config import TrainConfig
+    from densenet_ray.train.config.options import TrainConfig
 
 
 def __getattr__(name: str) -> Any:

@@ -141,7 +141,7 @@ def load(
             options = dict(card["create_model"])
             network = create_model(options.pop("name"), **options)
         return Classifier(load_export(location, card["format"], network), card)
-    from densenet_ray.train.trained import load_trained
+    from densenet_ray.train.checkpoint.trained import load_trained
 
     trained = load_trained(location, which, weights, model, dataset)
     return Classifier(trained.network, trained.describe())

@@ -8,8 +8,8 @@ from typing import Any
 import torch
 
 from densenet_ray.errors import UserError
-from densenet_ray.train.config import training_option
-from densenet_ray.train.options import check_value
+from densenet_ray.train.config.declaration import check_value
+from densenet_ray.train.config.options import training_option
 
 
 def evaluate(
@@ -32,9 +32,9 @@ def evaluate(
     from densenet_ray.data.pipeline import PipelineConfig, make_loader
     from densenet_ray.data.transforms import for_dataset
     from densenet_ray.train.acceleration import choose
+    from densenet_ray.train.checkpoint.trained import load_trained
     from densenet_ray.train.engine import StepContext
     from densenet_ray.train.engine import evaluate as evaluate_batches
-    from densenet_ray.train.trained import load_trained
 
     if precision is not None:
         check_value(training_option("precision"), precision)

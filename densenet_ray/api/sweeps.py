@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from densenet_ray.errors import UserError
 from densenet_ray.paths import SWEEPS_ROOT
 from densenet_ray.ray_session import RayOptions
-from densenet_ray.train.config import TrainConfig
+from densenet_ray.train.config.options import TrainConfig
 from densenet_ray.tune.sweeps import SWEEP_OWNED, Sweep, load_space, named_sweep, space_sweep
 
 if TYPE_CHECKING:

@@ -9,7 +9,7 @@ from typing import Any
 
 from densenet_ray.errors import RunFailed, UserError
 from densenet_ray.ray_session import RayOptions
-from densenet_ray.train.config import TrainConfig
+from densenet_ray.train.config.options import TrainConfig
 
 
 @dataclass
@@ -42,8 +42,8 @@ def fit(
     quiet), as a progress bar to ``console`` (a rich ``Console``) when that is a terminal. A user mistake raises
     :class:`~densenet_ray.errors.UserError` before Ray starts; a failure inside Ray raises
     :class:`~densenet_ray.errors.RunFailed` (with ``raise_on_failure=False``: returned as ``error``)."""
+    from densenet_ray.train.config.resolved import resolve
     from densenet_ray.train.launcher import launch
-    from densenet_ray.train.resolved import resolve
 
     options = _options(config)
     resolved = resolve(options)
@@ -69,7 +69,7 @@ def _options(config: TrainConfig | Mapping[str, Any]) -> TrainConfig:
 
 
 def _result(run_dir: str, final: dict[str, Any], error: RunFailed | None, options: TrainConfig) -> FitResult:
-    from densenet_ray.train.run_dir import RunDirectory
+    from densenet_ray.train.run.directory import RunDirectory
 
     records, _ = RunDirectory(run_dir).metrics()
     return FitResult(
@@ -84,7 +84,7 @@ def _result(run_dir: str, final: dict[str, Any], error: RunFailed | None, option
 
 
 def _checkpoint(run_dir: str, which: str) -> str | None:
-    from densenet_ray.train.trained import checkpoint_location
+    from densenet_ray.train.checkpoint.trained import checkpoint_location
 
     try:
         return checkpoint_location(run_dir, which)

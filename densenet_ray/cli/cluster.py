@@ -28,7 +28,7 @@ def validate_cluster_config(path: str) -> None:
     schema and the cross-field rules); ``ValueError`` with one line naming the file and the problem."""
     from ray.autoscaler._private.util import prepare_config, validate_config
 
-    from densenet_ray.train.option_values import read_yaml_mapping
+    from densenet_ray.train.config.values import read_yaml_mapping
 
     config = read_yaml_mapping(path, "cluster config", "a mapping (cluster_name, provider, ...)")
 

@@ -36,7 +36,7 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
 def plan_command(args: argparse.Namespace) -> int:
     from densenet_ray.data.epoch_plan import Layout, summarize
     from densenet_ray.data.manifest import load_manifest
-    from densenet_ray.train.choices import DEFAULT_BATCH
+    from densenet_ray.train.config.choices import DEFAULT_BATCH
 
     for name in ("world_size", "batch_size"):
         value = getattr(args, name)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from densenet_ray.train.choices import DATASETS, PRECISIONS
-from densenet_ray.train.trained import WEIGHTS, WHICH
+from densenet_ray.train.checkpoint.trained import WEIGHTS, WHICH
+from densenet_ray.train.config.choices import DATASETS, PRECISIONS
 
 
 def add_parser(groups: argparse._SubParsersAction) -> None:

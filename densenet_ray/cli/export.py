@@ -52,7 +52,7 @@ def export_command(args: argparse.Namespace) -> int:
     from densenet_ray.data.transforms import eval_input
     from densenet_ray.models.export import check_export, export_model
     from densenet_ray.paths import atomic_path
-    from densenet_ray.train.trained import load_trained
+    from densenet_ray.train.checkpoint.trained import load_trained
 
     file_format = export_format(args.out, args.format)
     trained = load_trained(args.checkpoint, args.which, args.weights, args.model, args.dataset)

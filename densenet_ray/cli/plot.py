@@ -10,7 +10,7 @@ from densenet_ray.errors import UserError
 from densenet_ray.paths import RUNS_ROOT, absolute_location
 
 if TYPE_CHECKING:
-    from densenet_ray.train.run_dir import EpochRecord
+    from densenet_ray.train.run.directory import EpochRecord
 
 
 def add_parser(groups: argparse._SubParsersAction) -> None:
@@ -36,7 +36,7 @@ def run_location(run: str) -> str:
 
 def plot_command(args: argparse.Namespace) -> int:
     from densenet_ray.plotting import pyplot, save_figure
-    from densenet_ray.train.run_dir import RunDirectory
+    from densenet_ray.train.run.directory import RunDirectory
 
     plt = pyplot("densenet-ray plot")  # before reading anything: a missing extra is the first thing to say
     curves = []

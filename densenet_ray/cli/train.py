@@ -11,12 +11,12 @@ from rich.table import Table
 from densenet_ray.cli.output import make_console
 from densenet_ray.cli.ray_options import add_ray_arguments, ray_options
 from densenet_ray.cli.train_options import add_training_options
-from densenet_ray.train.config import TrainConfig, training_options
-from densenet_ray.train.option_values import read_yaml_mapping
+from densenet_ray.train.config.options import TrainConfig, training_options
+from densenet_ray.train.config.values import read_yaml_mapping
 
 
 def add_train_arguments(parser: argparse.ArgumentParser, datasets: tuple[str, ...]) -> None:
-    """Every training option (their declarations: :mod:`densenet_ray.train.config`) plus ``--config`` and Ray's."""
+    """Every training option (declared in :mod:`densenet_ray.train.config.options`), ``--config`` and Ray's flags."""
     parser.add_argument("--config", help="YAML file of options (flags override it)")
     add_training_options(parser, choices={"dataset": datasets})
     add_ray_arguments(parser)

@@ -1,8 +1,8 @@
-"""The flags of the training options, derived from their declarations (:mod:`densenet_ray.train.config`), shared
+"""The flags of the training options, derived from their declarations (:mod:`densenet_ray.train.config.options`), shared
 by ``train`` and ``tune``.
 
 Every flag defaults to ``None``, so a ``--config`` file's value is overridden only by a flag the user gave, and the
-paper's defaults are filled in by :func:`densenet_ray.train.resolved.resolve`.
+paper's defaults are filled in by :func:`densenet_ray.train.config.resolved.resolve`.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from densenet_ray.train.config import training_options
-from densenet_ray.train.options import Declared, default_text
+from densenet_ray.train.config.declaration import Declared, default_text
+from densenet_ray.train.config.options import training_options
 
 _TYPES: dict[str, Any] = {"int": int, "float": float, "str": str}
 

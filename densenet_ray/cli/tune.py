@@ -15,7 +15,7 @@ from densenet_ray.cli.ray_options import add_ray_arguments, ray_options
 from densenet_ray.cli.train_options import add_training_options
 from densenet_ray.errors import UserError
 from densenet_ray.paths import SWEEPS_ROOT, absolute_location
-from densenet_ray.train.config import training_options
+from densenet_ray.train.config.options import training_options
 from densenet_ray.tune import report
 
 SWEEP_DATASETS = ("cifar10", "cifar100", "svhn")

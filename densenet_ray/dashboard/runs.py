@@ -16,7 +16,7 @@ import yaml
 
 from densenet_ray.dashboard.snapshot import RunRow
 from densenet_ray.data.storage import ObjectInfo, Storage, StorageError, child_url, open_storage
-from densenet_ray.train.run_dir import (
+from densenet_ray.train.run.directory import (
     CONFIG_FILE,
     METRICS_FILE,
     PROGRESS_FILE,

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 
 from densenet_ray.paths import COMPILE_CACHE_DIR
-from densenet_ray.train.choices import PRECISIONS
+from densenet_ray.train.config.choices import PRECISIONS
 
 COMPILE_MIN_STEPS = 500  # below this a cold compile costs more than it saves (BC-40-12, 2 cores)
 COMPILE_CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"

@@ -19,11 +19,11 @@ from typing import Any
 from densenet_ray.data.storage import StorageError, child_url
 from densenet_ray.errors import RunFailed
 from densenet_ray.ray_session import ClusterNeeds, RayOptions, ray_session
-from densenet_ray.train.follow import Follower, LineDisplay
-from densenet_ray.train.preflight import check_run, claim_run
-from densenet_ray.train.ray_storage import ray_storage
-from densenet_ray.train.resolved import ResolvedConfig
-from densenet_ray.train.run_dir import RunDirectory, clean_up, record_from_metrics
+from densenet_ray.train.config.resolved import ResolvedConfig
+from densenet_ray.train.progress.follow import Follower, LineDisplay
+from densenet_ray.train.run.directory import RunDirectory, clean_up, record_from_metrics
+from densenet_ray.train.run.preflight import check_run, claim_run
+from densenet_ray.train.run.ray_storage import ray_storage
 
 
 def _metrics_callback(run_url: str) -> Any:
@@ -137,7 +137,7 @@ def launch(
 
 def _display(console: Any, print_line: Any) -> Any:
     if console is not None and console.is_terminal:
-        from densenet_ray.train.progress_bar import BarDisplay
+        from densenet_ray.train.progress.bar import BarDisplay
 
         return BarDisplay(console)
     return LineDisplay(print_line)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from densenet_ray.train.config import TrainConfig
+from densenet_ray.train.config.options import TrainConfig
 
 
 def learning_rate(options: TrainConfig, epoch: int, iteration: int, iterations_per_epoch: int) -> float:

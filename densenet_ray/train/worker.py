@@ -20,15 +20,8 @@ from densenet_ray.data.manifest import load_manifest
 from densenet_ray.data.pipeline import EpochLoader, PipelineConfig, make_loader
 from densenet_ray.data.transforms import ExtraAugment, for_dataset
 from densenet_ray.train.acceleration import DDP_OPTIONS, Acceleration, choose
-from densenet_ray.train.compile_cache import load_compile_artifacts, save_compile_artifacts
-from densenet_ray.train.engine import StepContext, StepRecipe, TrainStats, evaluate_each, train_epoch
-from densenet_ray.train.progress import Attempt, InEpochProgress, epoch_record, maybe_inject_fault
-from densenet_ray.train.recipe import WeightAverage, batch_mixer, parameter_groups
-from densenet_ray.train.resolved import ResolvedConfig
-from densenet_ray.train.run_dir import AttemptRecord, MidEpochRecord, RunDirectory
-from densenet_ray.train.schedule import learning_rate
-from densenet_ray.train.tracking import Tracking
-from densenet_ray.train.worker_state import (
+from densenet_ray.train.checkpoint.compile_cache import load_compile_artifacts, save_compile_artifacts
+from densenet_ray.train.checkpoint.state import (
     TrainingState,
     build_model,
     checkpoint_files,
@@ -36,6 +29,13 @@ from densenet_ray.train.worker_state import (
     save_checkpoint,
     unwrap,
 )
+from densenet_ray.train.config.resolved import ResolvedConfig
+from densenet_ray.train.engine import StepContext, StepRecipe, TrainStats, evaluate_each, train_epoch
+from densenet_ray.train.progress.records import Attempt, InEpochProgress, epoch_record, maybe_inject_fault
+from densenet_ray.train.progress.tracking import Tracking
+from densenet_ray.train.recipe import WeightAverage, batch_mixer, parameter_groups
+from densenet_ray.train.run.directory import AttemptRecord, MidEpochRecord, RunDirectory
+from densenet_ray.train.schedule import learning_rate
 
 WARMUP_STEPS = 5  # steady-state throughput leaves out each epoch's first steps (allocator, loader start-up)
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from densenet_ray.data.storage import Storage, StorageError, child_url, open_storage
 from densenet_ray.plotting import pyplot, save_figure
-from densenet_ray.train.run_dir import CONFIG_FILE, RunDirectory
+from densenet_ray.train.run.directory import CONFIG_FILE, RunDirectory
 
 TRIALS_DIR = "trials"
 RESULTS_JSON = "results.json"
@@ -50,7 +50,7 @@ RATIO_KEYS = ("params", "final_test_error", "seconds_per_iteration", "peak_memor
 
 def _params(options: dict[str, Any]) -> int:
     from densenet_ray.models import profile_model, resolve_config
-    from densenet_ray.train.choices import NUM_CLASSES
+    from densenet_ray.train.config.choices import NUM_CLASSES
 
     overrides = {key: options.get(key) for key in ("depth", "growth_rate", "bottleneck", "reduction")}
     config = resolve_config(

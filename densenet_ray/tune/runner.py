@@ -25,10 +25,10 @@ from ray import tune
 
 from densenet_ray.data.storage import StorageError, child_url, open_storage
 from densenet_ray.ray_session import ClusterNeeds, RayOptions, ray_session
-from densenet_ray.train.config import TrainConfig
-from densenet_ray.train.preflight import check_data
-from densenet_ray.train.ray_storage import ray_storage
-from densenet_ray.train.resolved import ResolvedConfig, anchored, derive, resolve
+from densenet_ray.train.config.options import TrainConfig
+from densenet_ray.train.config.resolved import ResolvedConfig, anchored, derive, resolve
+from densenet_ray.train.run.preflight import check_data
+from densenet_ray.train.run.ray_storage import ray_storage
 from densenet_ray.tune import progress, report
 from densenet_ray.tune.sweeps import Distribution, Sweep, trial_label
 

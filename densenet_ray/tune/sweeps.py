@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from densenet_ray.errors import UserError
-from densenet_ray.train.config import training_options
-from densenet_ray.train.option_values import read_yaml_mapping
+from densenet_ray.train.config.options import training_options
+from densenet_ray.train.config.values import read_yaml_mapping
 
 SCHEDULERS = ("fifo", "asha")
 DISTRIBUTIONS = ("grid", "choice", "uniform", "loguniform", "randint")

@@ -9,7 +9,7 @@ import yaml
 
 from densenet_ray.cli import build_parser, main
 from densenet_ray.cli.train import options_from_args
-from densenet_ray.train.resolved import resolve
+from densenet_ray.train.config.resolved import resolve
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPES = {

@@ -15,7 +15,7 @@ from densenet_ray.cli import main
 from densenet_ray.data.transforms import for_dataset
 from densenet_ray.models import create_model
 from densenet_ray.models.export import FORMATS, SUFFIXES, load_export
-from densenet_ray.train.trained import load_trained
+from densenet_ray.train.checkpoint.trained import load_trained
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

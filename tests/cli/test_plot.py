@@ -9,7 +9,7 @@ import pytest
 from densenet_ray.cli import main
 from densenet_ray.cli.plot import draw_curves
 from densenet_ray.plotting import pyplot
-from densenet_ray.train.run_dir import EpochRecord, RunDirectory
+from densenet_ray.train.run.directory import EpochRecord, RunDirectory
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -29,7 +29,7 @@ def test_a_bad_config_file_is_one_line(tmp_path, capsys, text: str, message: str
 
 
 def test_a_bug_keeps_its_traceback(tmp_path, monkeypatch) -> None:
-    from densenet_ray.train import resolved
+    from densenet_ray.train.config import resolved
 
     def broken(*args: object, **kwargs: object) -> None:
         raise ValueError("a bug, not a user mistake")

@@ -8,8 +8,8 @@ from typing import Any
 
 import yaml
 
-from densenet_ray.train.config import TrainConfig
-from densenet_ray.train.resolved import resolve
+from densenet_ray.train.config.options import TrainConfig
+from densenet_ray.train.config.resolved import resolve
 
 NOW = 1_800_000_000.0  # a fixed clock for every test
 

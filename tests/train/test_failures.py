@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from densenet_ray.train.run_dir import LEASE_FILE
+from densenet_ray.train.run.directory import LEASE_FILE
 from tests.train.run_helpers import epoch_records, small_run, stderr_lines, train, train_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.usefixtures("module_cluster")]

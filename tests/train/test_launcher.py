@@ -17,7 +17,7 @@ import yaml
 from densenet_ray.data.build import build_dataset
 from densenet_ray.data.sources import imagefolder_source
 from densenet_ray.train.acceleration import choose
-from densenet_ray.train.run_dir import COMPILE_ARTIFACTS_FILE
+from densenet_ray.train.run.directory import COMPILE_ARTIFACTS_FILE
 from tests.train.run_helpers import attempt_records, epoch_records, small_run, train, train_in_terminal
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.usefixtures("module_cluster")]
@@ -286,7 +286,7 @@ def test_imagenet_entry_point_trains_densenet121_on_real_jpegs(fixture_tar, tmp_
     assert config["model"]["init_from"] == str(weights)
     # Its state_dict export is torchvision's densenet121, strictly, with the checkpoint's logits.
     from densenet_ray.cli import main
-    from densenet_ray.train.trained import load_trained
+    from densenet_ray.train.checkpoint.trained import load_trained
 
     assert main(["export", str(tmp_path / "runs" / "in1k"), "--out", str(tmp_path / "in1k.pth")]) == 0
     theirs = torchvision.models.densenet121()

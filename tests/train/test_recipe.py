@@ -16,10 +16,10 @@ from torch import nn
 
 from densenet_ray.data.transforms import cifar_eval
 from densenet_ray.models import create_model
-from densenet_ray.train.config import TrainConfig
+from densenet_ray.train.config.options import TrainConfig
+from densenet_ray.train.config.resolved import resolve
 from densenet_ray.train.engine import StepContext, StepRecipe, train_epoch
 from densenet_ray.train.recipe import WeightAverage, batch_mixer, parameter_groups
-from densenet_ray.train.resolved import resolve
 from densenet_ray.train.schedule import learning_rate
 
 CPU = torch.device("cpu")
@@ -204,7 +204,7 @@ def test_no_decay_norm_bias_exempts_batchnorm_and_biases() -> None:
 
 def test_a_checkpoint_without_a_moving_average_says_so_in_one_line() -> None:
     from densenet_ray.errors import UserError
-    from densenet_ray.train.checkpoint import state_dict_of
+    from densenet_ray.train.checkpoint.weights import state_dict_of
 
     weights = {"classifier.bias": torch.zeros(10)}
     with pytest.raises(

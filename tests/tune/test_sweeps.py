@@ -67,8 +67,8 @@ def test_labels_name_the_searched_options() -> None:
 
 
 def test_a_custom_space_searches_recipe_options(tmp_path) -> None:
-    from densenet_ray.train.config import TrainConfig
-    from densenet_ray.train.resolved import anchored, derive, resolve
+    from densenet_ray.train.config.options import TrainConfig
+    from densenet_ray.train.config.resolved import anchored, derive, resolve
 
     space = tmp_path / "space.yaml"
     space.write_text(

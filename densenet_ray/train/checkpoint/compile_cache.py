@@ -15,7 +15,7 @@ import logging
 
 import torch
 
-from densenet_ray.train.run_dir import RunDirectory
+from densenet_ray.train.run.directory import RunDirectory
 
 
 def load_compile_artifacts(run: RunDirectory) -> bool:

@@ -15,9 +15,9 @@ import torch
 
 from densenet_ray.data.storage import LocalStorage, StorageError
 from densenet_ray.train.acceleration import Acceleration
+from densenet_ray.train.checkpoint.state import Position
 from densenet_ray.train.engine import EvalStats, TrainStats
-from densenet_ray.train.run_dir import EpochRecord, ProgressRecord, RunDirectory
-from densenet_ray.train.worker_state import Position
+from densenet_ray.train.run.directory import EpochRecord, ProgressRecord, RunDirectory
 
 FAULT_ENV = "DENSENET_RAY_FAULT"  # "STEP:RANK:MARKER_FILE": kill that rank once at that global step
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 
-from densenet_ray.train.follow import record_line
-from densenet_ray.train.run_dir import EpochRecord, ProgressRecord, Record
+from densenet_ray.train.progress.follow import record_line
+from densenet_ray.train.run.directory import EpochRecord, ProgressRecord, Record
 
 
 def _eta(seconds: float) -> str:

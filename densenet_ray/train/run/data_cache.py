@@ -7,7 +7,7 @@ import os
 from typing import Any
 
 from densenet_ray.paths import DOWNLOADS_DIR, dataset_cache
-from densenet_ray.train.config import TrainConfig
+from densenet_ray.train.config.options import TrainConfig
 
 HOLDOUT_PER_CLASS = 500  # a class-folder source with no test split: hold out the last 500 images of every class
 

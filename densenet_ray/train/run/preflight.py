@@ -12,11 +12,11 @@ from typing import Any
 from densenet_ray.data.manifest import Manifest, load_manifest
 from densenet_ray.data.storage import StorageError
 from densenet_ray.errors import UserError
-from densenet_ray.train.checkpoint import STATE_FILE
-from densenet_ray.train.data_cache import ensure_data
-from densenet_ray.train.resolved import ResolvedConfig
-from densenet_ray.train.run_dir import RunDirectory, clean_up
-from densenet_ray.train.run_guard import Lease, check_identity, run_identity
+from densenet_ray.train.checkpoint.weights import STATE_FILE
+from densenet_ray.train.config.resolved import ResolvedConfig
+from densenet_ray.train.run.data_cache import ensure_data
+from densenet_ray.train.run.directory import RunDirectory, clean_up
+from densenet_ray.train.run.guard import Lease, check_identity, run_identity
 
 
 @dataclass

@@ -10,9 +10,9 @@ import pytest
 
 from densenet_ray.errors import UserError
 from densenet_ray.paths import RUNS_ROOT, dataset_cache
-from densenet_ray.train.config import TrainConfig, training_options
+from densenet_ray.train.config.options import TrainConfig, training_options
+from densenet_ray.train.config.resolved import ResolvedConfig, anchored, derive, resolve
 from densenet_ray.train.launcher import cluster_needs
-from densenet_ray.train.resolved import ResolvedConfig, anchored, derive, resolve
 from densenet_ray.train.schedule import learning_rate
 
 

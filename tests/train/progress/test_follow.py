@@ -8,9 +8,9 @@ import re
 
 from rich.console import Console
 
-from densenet_ray.train.follow import LineDisplay
-from densenet_ray.train.progress_bar import BarDisplay
-from densenet_ray.train.run_dir import EpochRecord, ProgressRecord
+from densenet_ray.train.progress.bar import BarDisplay
+from densenet_ray.train.progress.follow import LineDisplay
+from densenet_ray.train.run.directory import EpochRecord, ProgressRecord
 
 
 def _report(epoch: int, batch: int) -> ProgressRecord:
@@ -21,7 +21,7 @@ def _report(epoch: int, batch: int) -> ProgressRecord:
 
 def test_a_log_gets_an_in_epoch_line_at_most_every_interval(monkeypatch) -> None:
     clock = iter([100.0, 102.0, 104.0, 111.0])
-    monkeypatch.setattr("densenet_ray.train.follow.time.monotonic", lambda: next(clock))
+    monkeypatch.setattr("densenet_ray.train.progress.follow.time.monotonic", lambda: next(clock))
     lines: list[str] = []
     display = LineDisplay(lines.append)
     for batch in (10, 20, 30, 40):  # rank 0 reports every 2 s

@@ -20,9 +20,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from densenet_ray.errors import UserError
-from densenet_ray.train.config import training_options
-from densenet_ray.train.resolved import ResolvedConfig
-from densenet_ray.train.run_dir import LEASE_FILE, RunDirectory
+from densenet_ray.train.config.options import training_options
+from densenet_ray.train.config.resolved import ResolvedConfig
+from densenet_ray.train.run.directory import LEASE_FILE, RunDirectory
 
 LEASE_SECONDS = 60.0
 

@@ -18,10 +18,10 @@ import tempfile
 from typing import Any
 
 from densenet_ray.data.storage import LocalStorage, StorageError
+from densenet_ray.train.config.resolved import ResolvedConfig
+from densenet_ray.train.config.values import trackers
 from densenet_ray.train.engine import TrainStats
-from densenet_ray.train.option_values import trackers
-from densenet_ray.train.resolved import ResolvedConfig
-from densenet_ray.train.run_dir import TENSORBOARD_DIR, RunDirectory
+from densenet_ray.train.run.directory import TENSORBOARD_DIR, RunDirectory
 
 MLFLOW_EXPERIMENT = "densenet-ray"
 WANDB_PROJECT = "densenet-ray"

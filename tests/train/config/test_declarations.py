@@ -12,10 +12,10 @@ import pytest
 from densenet_ray.cli import build_parser
 from densenet_ray.cli.tune import shared_training_options
 from densenet_ray.errors import UserError
-from densenet_ray.train.config import TrainConfig, training_options
-from densenet_ray.train.options import Range
-from densenet_ray.train.resolved import ResolvedConfig, derive, resolve
-from densenet_ray.train.run_guard import check_identity, run_identity
+from densenet_ray.train.config.declaration import Range
+from densenet_ray.train.config.options import TrainConfig, training_options
+from densenet_ray.train.config.resolved import ResolvedConfig, derive, resolve
+from densenet_ray.train.run.guard import check_identity, run_identity
 from densenet_ray.tune.sweeps import SWEEP_OWNED, load_space
 
 OPTIONS = {option.name: option for option in training_options()}

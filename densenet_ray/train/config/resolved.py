@@ -1,6 +1,6 @@
 """The resolved training configuration: every default filled in, every value checked, computed once.
 
-:class:`~densenet_ray.train.config.TrainConfig` is what a user writes (``None`` meaning "the paper's default");
+:class:`~densenet_ray.train.config.options.TrainConfig` is what a user writes (``None`` meaning "the paper's default");
 :func:`resolve` turns it, once, at the entry point, into a :class:`ResolvedConfig`: the same options with every
 default filled in, plus what follows from them (the class count, the run directory's URL). Everything after that
 (the launcher, the workers, a sweep's trials) takes the resolved config; a sweep derives each trial's with
@@ -20,10 +20,10 @@ from typing import Any
 from densenet_ray.data.storage import child_url
 from densenet_ray.errors import UserError
 from densenet_ray.paths import RUNS_ROOT, absolute_location, dataset_cache
-from densenet_ray.train.choices import NUM_CLASSES
-from densenet_ray.train.config import TrainConfig, training_options
-from densenet_ray.train.option_values import trackers
-from densenet_ray.train.options import GROUPS
+from densenet_ray.train.config.choices import NUM_CLASSES
+from densenet_ray.train.config.declaration import GROUPS
+from densenet_ray.train.config.options import TrainConfig, training_options
+from densenet_ray.train.config.values import trackers
 
 MODEL_KEYS = ("num_classes", "depth", "growth_rate", "bottleneck", "reduction", "drop_rate", "memory_efficient")
 REQUIRED_GROUPS = ("model", "data", "optim", "execution", "storage")  # runs saved before recipe/tracking lack those
@@ -111,7 +111,7 @@ def check_initial_weights(config: ResolvedConfig) -> None:
     if not (options.init_from or options.pretrained):
         return
     from densenet_ray.models import create_model
-    from densenet_ray.train.checkpoint import load_initial_weights, pretrained_state_dict
+    from densenet_ray.train.checkpoint.weights import load_initial_weights, pretrained_state_dict
 
     network = create_model(options.model, **config.model_kwargs())
     if options.pretrained:

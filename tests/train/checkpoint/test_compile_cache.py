@@ -9,16 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from densenet_ray.train.compile_cache import load_compile_artifacts
-from densenet_ray.train.run_dir import COMPILE_ARTIFACTS_FILE, RunDirectory
+from densenet_ray.train.checkpoint.compile_cache import load_compile_artifacts
+from densenet_ray.train.run.directory import COMPILE_ARTIFACTS_FILE, RunDirectory
 
 # One compiled training step of a small DenseNet-BC in a fresh process; prints what the compile found in the cache.
 STEP = """
 import sys, torch
 from torch._dynamo.utils import counters
 from densenet_ray.models import create_model
-from densenet_ray.train.compile_cache import load_compile_artifacts, save_compile_artifacts
-from densenet_ray.train.run_dir import RunDirectory
+from densenet_ray.train.checkpoint.compile_cache import load_compile_artifacts, save_compile_artifacts
+from densenet_ray.train.run.directory import RunDirectory
 run, action = RunDirectory(sys.argv[1]), sys.argv[2]
 loaded = load_compile_artifacts(run) if action == "load" else False
 torch.manual_seed(0)

@@ -7,7 +7,7 @@ def test_s3_run_storage_for_ray(aws_env, monkeypatch) -> None:
     """Ray gets a credential-free pyarrow filesystem and the prefix-stripped path when the endpoint is custom."""
     import pickle
 
-    from densenet_ray.train.ray_storage import ray_storage
+    from densenet_ray.train.run.ray_storage import ray_storage
 
     path, filesystem = ray_storage("s3://bucket/runs/")
     assert path == "bucket/runs" and filesystem.type_name == "s3"

@@ -10,7 +10,14 @@ from collections.abc import Callable
 from typing import Any
 
 from densenet_ray.data.storage import StorageError
-from densenet_ray.train.run_dir import AttemptRecord, EpochRecord, MidEpochRecord, ProgressRecord, Record, RunDirectory
+from densenet_ray.train.run.directory import (
+    AttemptRecord,
+    EpochRecord,
+    MidEpochRecord,
+    ProgressRecord,
+    Record,
+    RunDirectory,
+)
 
 
 def progress_line(p: ProgressRecord) -> str:

@@ -14,9 +14,9 @@ from densenet_ray.data.storage import StorageError, open_storage
 from densenet_ray.data.transforms import eval_input
 from densenet_ray.errors import DataError, UserError
 from densenet_ray.paths import absolute_location
-from densenet_ray.train.checkpoint import load_checkpoint, load_initial_weights, state_dict_of
-from densenet_ray.train.choices import NUM_CLASSES
-from densenet_ray.train.run_dir import SNAPSHOT_FILE, RunDirectory, flat_options
+from densenet_ray.train.checkpoint.weights import load_checkpoint, load_initial_weights, state_dict_of
+from densenet_ray.train.config.choices import NUM_CLASSES
+from densenet_ray.train.run.directory import SNAPSHOT_FILE, RunDirectory, flat_options
 
 WHICH = ("last", "best")
 WEIGHTS = ("ema", "raw")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from densenet_ray.errors import UserError
-from densenet_ray.train.choices import (
+from densenet_ray.train.config.choices import (
     DEFAULT_BATCH,
     DEFAULT_EPOCHS,
     DEFAULT_MODEL,
@@ -23,8 +23,8 @@ from densenet_ray.train.choices import (
     LrSchedule,
     Precision,
 )
-from densenet_ray.train.option_values import check_trackers, check_worker_resources, split_worker_range
-from densenet_ray.train.options import Declared, Range, check_value, declared_options, merge_sources, option
+from densenet_ray.train.config.declaration import Declared, Range, check_value, declared_options, merge_sources, option
+from densenet_ray.train.config.values import check_trackers, check_worker_resources, split_worker_range
 
 AT_LEAST_ONE, NOT_NEGATIVE, OFF_AT_ZERO = Range(1), Range(0), Range(0, note=" (0 is off)")
 SHARE, OPEN_SHARE = Range(0.0, 1.0), Range(0.0, 1.0, high_open=True)
@@ -37,7 +37,7 @@ SHARED: Any = {"sweep": "shared"}  # given to a sweep once for all its trials
 class TrainConfig:
     """A training run's options as a user writes them (YAML keys, flags, or ``TrainConfig(epochs=3)`` in Python);
     ``None`` takes the paper's default for the dataset (or ``auto``) when
-    :func:`densenet_ray.train.resolved.resolve` turns them into a resolved config. Each field's declaration (its
+    :func:`densenet_ray.train.config.resolved.resolve` turns them into a resolved config. Each field's declaration (its
     ``option(...)``) is the one place the option is described; ``densenet-ray train cifar --help`` prints them."""
 
     # model

@@ -11,10 +11,10 @@ import pytest
 
 from densenet_ray.data.storage import open_storage
 from densenet_ray.errors import UserError
-from densenet_ray.train.config import TrainConfig
-from densenet_ray.train.resolved import resolve
-from densenet_ray.train.run_dir import LEASE_FILE, SNAPSHOT_FILE, RunDirectory, clean_up
-from densenet_ray.train.run_guard import Lease, RunInUse, check_identity, run_identity
+from densenet_ray.train.config.options import TrainConfig
+from densenet_ray.train.config.resolved import resolve
+from densenet_ray.train.run.directory import LEASE_FILE, SNAPSHOT_FILE, RunDirectory, clean_up
+from densenet_ray.train.run.guard import Lease, RunInUse, check_identity, run_identity
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -135,7 +135,7 @@ def test_cleanup_problems_are_one_warning_line(tmp_path) -> None:
 
 
 def test_records_round_trip_and_torn_lines_are_skipped(tmp_path) -> None:
-    from densenet_ray.train.run_dir import EpochRecord, MidEpochRecord
+    from densenet_ray.train.run.directory import EpochRecord, MidEpochRecord
 
     run = RunDirectory(str(tmp_path))
     run.append(EpochRecord(epoch=1, epochs=2, step=10, loss=2.0, test_error=0.5))

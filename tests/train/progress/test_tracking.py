@@ -35,9 +35,9 @@ def _stats_after(losses: list[float]):
 
 
 def test_a_resumed_attempt_hides_the_lost_attempts_steps_after_its_checkpoint(tmp_path) -> None:
-    from densenet_ray.train.config import TrainConfig
-    from densenet_ray.train.resolved import resolve
-    from densenet_ray.train.tracking import Tracking
+    from densenet_ray.train.config.options import TrainConfig
+    from densenet_ray.train.config.resolved import resolve
+    from densenet_ray.train.progress.tracking import Tracking
 
     config = resolve(TrainConfig(storage=str(tmp_path), name="run", log_every_steps=1))
     first = Tracking(config, 0)

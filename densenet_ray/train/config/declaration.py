@@ -1,6 +1,6 @@
-"""How a training option is declared: one dataclass field of :class:`~densenet_ray.train.config.TrainConfig` whose
-metadata says everything else derives from it (its flag, help, group, range, per-dataset default, and its place in
-the run's identity and in sweeps).
+"""How a training option is declared: one dataclass field of
+:class:`~densenet_ray.train.config.options.TrainConfig` whose metadata says everything else derives from it (its
+flag, help, group, range, per-dataset default, and its place in the run's identity and in sweeps).
 
 Written with dataclass field metadata rather than pydantic or jsonargparse: the config stays a plain, frozen
 dataclass that imports nothing (``import densenet_ray`` stays light), and its checks keep the one-line errors that

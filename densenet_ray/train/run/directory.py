@@ -164,7 +164,7 @@ def flat_options(document: Any) -> dict[str, Any] | None:
     if not isinstance(document, dict):
         return None
     if isinstance(document.get("model"), dict) and isinstance(document.get("optim"), dict):
-        from densenet_ray.train.resolved import ResolvedConfig
+        from densenet_ray.train.config.resolved import ResolvedConfig
 
         try:
             return ResolvedConfig.from_document(document).flat()

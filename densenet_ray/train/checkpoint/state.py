@@ -22,9 +22,9 @@ from densenet_ray.data.epoch_plan import Layout, Segment
 from densenet_ray.data.storage import open_storage
 from densenet_ray.models import create_model
 from densenet_ray.train.acceleration import Acceleration, use_compile_cache
-from densenet_ray.train.checkpoint import STATE_FILE, load_initial_weights, pretrained_state_dict
+from densenet_ray.train.checkpoint.weights import STATE_FILE, load_initial_weights, pretrained_state_dict
+from densenet_ray.train.config.resolved import ResolvedConfig
 from densenet_ray.train.recipe import WeightAverage
-from densenet_ray.train.resolved import ResolvedConfig
 
 Reader = Callable[[str], "bytes | None"]
 

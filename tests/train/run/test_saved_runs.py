@@ -11,7 +11,7 @@ import pytest
 from densenet_ray.dashboard.runs import StorageScanner, run_row
 from tests.train.run_helpers import epoch_records, train
 
-SAVED = Path(__file__).resolve().parents[1] / "fixtures" / "runs"
+SAVED = Path(__file__).resolve().parents[2] / "fixtures" / "runs"
 NAME = "run-from-9912cdd"
 # That commit's own resume of the run (its second epoch) on an Intel Xeon with AMX-BF16; fp32 eager on another CPU
 # may differ in the last digits, never by 1e-4.

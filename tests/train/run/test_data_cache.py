@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from densenet_ray.train import data_cache
-from densenet_ray.train.config import TrainConfig
-from densenet_ray.train.resolved import resolve
+from densenet_ray.train.config.options import TrainConfig
+from densenet_ray.train.config.resolved import resolve
+from densenet_ray.train.run import data_cache
 
 
 def test_first_use_builds_the_dataset_with_a_holdout(tmp_path, fixture_tar, monkeypatch) -> None:
