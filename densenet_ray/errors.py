@@ -17,3 +17,8 @@ class DataError(RuntimeError):
 class RunFailed(RuntimeError):
     """A training run failed inside Ray (a worker's exception, a worker that died); the message is one line with
     the cause and where the full traceback was saved."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """A run or sweep stopped by Ctrl+C after saving its state; the message says how to resume it. A
+    ``KeyboardInterrupt``, so Python code that stops on Ctrl+C stops on it; the CLI prints it and exits 130."""

@@ -56,6 +56,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"error: {error}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as interrupted:  # Ctrl+C; a run or sweep says where its saved state is
+        print(str(interrupted) or "interrupted", file=sys.stderr)
         return 130

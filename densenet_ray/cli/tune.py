@@ -71,7 +71,6 @@ def add_parser(groups: argparse._SubParsersAction) -> None:
 
 def run_command(args: argparse.Namespace) -> int:
     from densenet_ray.api.sweeps import sweep
-    from densenet_ray.tune.runner import SweepInterrupted
 
     options = {name: getattr(args, name) for name in ("workers", *shared_training_options())}
     options = {name: value for name, value in options.items() if value is not None}
@@ -79,24 +78,20 @@ def run_command(args: argparse.Namespace) -> int:
         options["storage"] = args.storage
     console = make_console()
     ray = ray_options(args)
-    try:
-        result = sweep(
-            args.kind,
-            space=args.space,
-            name=args.name,
-            scheduler=args.scheduler,
-            grace_period=args.grace_period,
-            reduction_factor=args.reduction_factor,
-            max_concurrent=args.max_concurrent,
-            local=ray.local,
-            verbose=ray.verbose,
-            print_line=console.print,
-            console=console,
-            **options,
-        )
-    except SweepInterrupted as interrupted:
-        print(interrupted, file=sys.stderr)
-        return 130
+    result = sweep(
+        args.kind,
+        space=args.space,
+        name=args.name,
+        scheduler=args.scheduler,
+        grace_period=args.grace_period,
+        reduction_factor=args.reduction_factor,
+        max_concurrent=args.max_concurrent,
+        local=ray.local,
+        verbose=ray.verbose,
+        print_line=console.print,
+        console=console,
+        **options,
+    )
     _print_table(console, result.rows, _title(result.experiment), args.plot)
     console.print(f"saved {report.RESULTS_CSV} and {report.RESULTS_JSON} in {result.experiment}")
     for row in result.failed:

@@ -11,13 +11,14 @@ line with the worker's own exception and rank, the full traceback in the run's `
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from densenet_ray.data.storage import StorageError, child_url
-from densenet_ray.errors import RunFailed
+from densenet_ray.errors import Interrupted, RunFailed
 from densenet_ray.ray_session import ClusterNeeds, RayOptions, ray_session
 from densenet_ray.train.config.resolved import ResolvedConfig
 from densenet_ray.train.progress.follow import Follower, LineDisplay
@@ -151,6 +152,13 @@ def _fit(config: ResolvedConfig, callbacks: Sequence[Any], run: RunDirectory) ->
         return _trainer(config, callbacks).fit()
     except TrainingFailedError as error:
         raise RunFailed(failure_line(error, run)) from error
+    except SystemExit as stop:  # Ctrl+C: Ray Train's SIGINT handler aborts the run and Ray's driver exits
+        if threading.current_thread() is not threading.main_thread():
+            raise  # a sweep's trial: Ray Train registers no SIGINT handler there, and Tune ends its own trials
+        name = config.options.name
+        raise Interrupted(
+            f"run {name} interrupted; its last checkpoint is saved: rerun with --name {name} to resume it"
+        ) from stop
 
 
 def failure_line(error: BaseException, run: RunDirectory) -> str:

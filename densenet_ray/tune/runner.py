@@ -24,6 +24,7 @@ from typing import Any
 from ray import tune
 
 from densenet_ray.data.storage import StorageError, child_url, open_storage
+from densenet_ray.errors import Interrupted
 from densenet_ray.ray_session import ClusterNeeds, RayOptions, ray_session
 from densenet_ray.train.config.options import TrainConfig
 from densenet_ray.train.config.resolved import ResolvedConfig, anchored, derive, resolve
@@ -291,5 +292,5 @@ def run_sweep(
     return experiment, rows
 
 
-class SweepInterrupted(Exception):
+class SweepInterrupted(Interrupted):
     """The sweep stopped before all its trials ended (Ctrl+C); its state is saved and the same name resumes it."""

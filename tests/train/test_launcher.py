@@ -313,3 +313,29 @@ def test_explicit_bf16_autocast_and_channels_last(shards, tmp_path) -> None:
     assert record["acceleration"] == "bf16 autocast, channels_last, eager" and record["first_step_seconds"] > 0
     state = _final_state(tmp_path / "fast")  # saved unwrapped: loads into a plain model
     assert not [key for key in state["model"] if key.startswith(("module.", "_orig_mod."))]
+
+
+def test_ctrl_c_saves_the_run_exits_130_and_the_same_name_resumes(shards, tmp_path) -> None:
+    import signal
+    import time
+
+    from tests.train.run_helpers import train_env
+
+    args = small_run(shards, tmp_path, name="stopped", workers="1", depth="10", limit_eval_batches="1")
+    command = [sys.executable, "-m", "densenet_ray.cifar", *args, "--epochs", "30", "--no-compile"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=train_env())
+    deadline = time.monotonic() + 300
+    for line in process.stdout:  # the run is under way once an epoch has ended
+        if line.startswith("epoch 1/30:") or time.monotonic() > deadline:
+            break
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr[-3000:]
+    assert "run stopped interrupted; its last checkpoint is saved: rerun with --name stopped to resume it" in stderr
+    done = [record["epoch"] for record in epoch_records((tmp_path / "stopped" / "metrics.jsonl").read_text())]
+    assert 1 <= done[-1] < 30 and "Traceback" not in stderr
+    resumed = train(*args, "--epochs", str(done[-1] + 1), "--no-compile")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    at = re.search(r"resumed on 1 worker\(s\) at epoch (\d+)", resumed.stdout + resumed.stderr)
+    # from the last checkpoint committed: the last epoch recorded, or the one before if Ctrl+C came between the two
+    assert at is not None and int(at.group(1)) - 1 in (done[-1], done[-1] - 1)
