@@ -11,7 +11,6 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from densenet_ray.errors import UserError
 from densenet_ray.train.config.choices import (
     DEFAULT_BATCH,
     DEFAULT_EPOCHS,
@@ -24,7 +23,8 @@ from densenet_ray.train.config.choices import (
     Precision,
 )
 from densenet_ray.train.config.declaration import Declared, Range, check_value, declared_options, merge_sources, option
-from densenet_ray.train.config.values import check_trackers, check_worker_resources, split_worker_range
+from densenet_ray.train.config.relations import check_relations
+from densenet_ray.train.config.values import split_worker_range
 
 AT_LEAST_ONE, NOT_NEGATIVE, OFF_AT_ZERO = Range(1), Range(0), Range(0, note=" (0 is off)")
 SHARE, OPEN_SHARE = Range(0.0, 1.0), Range(0.0, 1.0, high_open=True)
@@ -337,7 +337,7 @@ class TrainConfig:
         (:class:`UserError`, one line naming the option and what would be right)."""
         for declared in declared_options(TrainConfig):
             check_value(declared, getattr(self, declared.name))
-        _check_relations(self)
+        check_relations(self.to_dict())
 
     @classmethod
     def from_sources(
@@ -365,34 +365,3 @@ def training_options() -> tuple[Declared, ...]:
 def training_option(name: str) -> Declared:
     """The declared training option ``name``."""
     return next(option for option in training_options() if option.name == name)
-
-
-def _check_relations(config: TrainConfig) -> None:
-    """What no single option's declaration can check: options that constrain each other."""
-    if config.min_workers is not None and not 1 <= config.min_workers <= config.workers:
-        raise UserError(
-            f"--workers {config.min_workers}-{config.workers}: the least workers must be between 1 and the most"
-        )
-    if config.batch_size is not None and config.batch_size < config.workers:
-        raise UserError(
-            f"global --batch-size {config.batch_size} is smaller than --workers {config.workers}; every worker needs "
-            f"at least one sample a batch"
-        )
-    if config.decode == "gpu" and (config.dataset != "imagenet" or not config.gpu):
-        raise UserError(
-            f"--decode gpu decodes ImageNet JPEGs on the workers' GPUs; it needs --dataset imagenet and --gpu "
-            f"(got {config.dataset}{' with --gpu' if config.gpu else ' without --gpu'}): use --decode cpu"
-        )
-    if config.decode == "gpu" and (config.augment_policy != "none" or config.random_erasing):
-        chosen = config.augment_policy if config.augment_policy != "none" else "random-erasing"
-        raise UserError(
-            f"--{chosen} augments one image at a time in the loader processes, which --decode gpu bypasses: use "
-            "--decode cpu"
-        )
-    check_worker_resources(config.worker_resources)
-    if config.sync_bn and not config.gpu and config.workers > 1:
-        # torch.nn.SyncBatchNorm raises on CPU tensors as soon as it would synchronise.
-        raise UserError("--sync-bn needs --gpu: PyTorch's SyncBatchNorm synchronises GPU tensors only")
-    if config.init_from and config.pretrained:
-        raise UserError("give --init-from FILE or --pretrained, not both")
-    check_trackers(config.log)

@@ -1,0 +1,49 @@
+"""The rules between training options (each option's own type, choices and range are checked by its declaration)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from densenet_ray.errors import UserError
+from densenet_ray.train.config.values import check_trackers, check_worker_resources
+
+
+def check_relations(options: Mapping[str, Any]) -> None:
+    """What no single option's declaration can check: options that constrain each other. ``options``: every
+    training option by name (``TrainConfig.to_dict()``); a one-line :class:`UserError` names what conflicts."""
+    least, workers, batch = options["min_workers"], options["workers"], options["batch_size"]
+    if least is not None and not 1 <= least <= workers:
+        raise UserError(f"--workers {least}-{workers}: the least workers must be between 1 and the most")
+    if batch is not None and batch < workers:
+        raise UserError(
+            f"global --batch-size {batch} is smaller than --workers {workers}; every worker needs at least one sample "
+            "a batch"
+        )
+    _check_decode(options)
+    check_worker_resources(options["worker_resources"])
+    if options["sync_bn"] and not options["gpu"] and workers > 1:
+        # torch.nn.SyncBatchNorm raises on CPU tensors as soon as it would synchronise.
+        raise UserError("--sync-bn needs --gpu: PyTorch's SyncBatchNorm synchronises GPU tensors only")
+    if options["init_from"] and options["pretrained"]:
+        raise UserError("give --init-from FILE or --pretrained, not both")
+    check_trackers(options["log"])
+
+
+def _check_decode(options: Mapping[str, Any]) -> None:
+    """``--decode gpu`` decodes ImageNet batches on the workers' GPUs, bypassing per-sample augmentation."""
+    if options["decode"] != "gpu":
+        return
+    dataset, gpu = options["dataset"], options["gpu"]
+    if dataset != "imagenet" or not gpu:
+        raise UserError(
+            f"--decode gpu decodes ImageNet JPEGs on the workers' GPUs; it needs --dataset imagenet and --gpu "
+            f"(got {dataset}{' with --gpu' if gpu else ' without --gpu'}): use --decode cpu"
+        )
+    policy = options["augment_policy"]
+    if policy != "none" or options["random_erasing"]:
+        chosen = policy if policy != "none" else "random-erasing"
+        raise UserError(
+            f"--{chosen} augments one image at a time in the loader processes, which --decode gpu bypasses: use "
+            "--decode cpu"
+        )
