@@ -99,12 +99,10 @@ class PipelineConfig:
         return Layout(self.world_size, self.loader_workers, self.batch_size)
 
     def validate(self) -> None:
-        if self.batch_size < self.world_size:
-            raise ValueError(f"batch_size {self.batch_size} must be at least the world size {self.world_size}")
-        if not 0 <= self.rank < self.world_size:
+        """The layout's own checks (``Layout``: at least a sample per rank), then this rank's place in it."""
+        layout = self.layout
+        if not 0 <= self.rank < layout.world_size:
             raise ValueError(f"rank {self.rank} is not in [0, world_size={self.world_size})")
-        if self.loader_workers < 0:
-            raise ValueError(f"loader_workers {self.loader_workers} must be >= 0")
         if self.start_batch < 0:
             raise ValueError(f"start_batch {self.start_batch} must be >= 0")
 

@@ -62,8 +62,10 @@ class EvalStats:
     samples: int
 
 
-def _autocast(device: torch.device, precision: str):  # noqa: ANN202 - a context manager
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}  # fp32: no autocast
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None):  # noqa: ANN202 - a context manager
     return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
 
 
@@ -94,6 +96,10 @@ class StepContext:
     set_lr: Callable[[int], float] | None = None
     rows_per_rank: float | None = None
     recipe: StepRecipe = field(default_factory=lambda: StepRecipe())
+    autocast_dtype: torch.dtype | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        self.autocast_dtype = AUTOCAST_DTYPES.get(self.precision)  # once, not on every step
 
     def to_device(self, images: torch.Tensor) -> torch.Tensor:
         images = images.to(self.device, non_blocking=True)
@@ -129,7 +135,7 @@ def _backward(
     if recipe.mixer is not None:
         images, targets = recipe.mixer(index, images, labels)
     with gradients_kept_local(context.model, not last):
-        with _autocast(context.device, context.precision):
+        with _autocast(context.device, context.autocast_dtype):
             logits = context.model(images)
         loss_sum = F.cross_entropy(logits.float(), targets, reduction="sum", label_smoothing=recipe.label_smoothing)
         loss = loss_sum / ((context.rows_per_rank or len(labels)) * share)
@@ -221,7 +227,7 @@ def evaluate_each(
             break
         images, labels, mask = context.to_device(images), labels.to(context.device), mask.to(context.device)
         for row, model in enumerate(models):
-            with _autocast(context.device, context.precision):
+            with _autocast(context.device, context.autocast_dtype):
                 logits = model(images).float()
             losses = F.cross_entropy(logits, labels, reduction="none")
             top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices
