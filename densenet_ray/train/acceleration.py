@@ -10,7 +10,7 @@ rules come from side-by-side measurements (README, Performance; ``benchmarks/mod
   toolchain (a C++ compiler on CPU, Triton on CUDA), except fp32 on a CPU: on an AVX2-only EPYC the compiled fp32
   step measured slower than eager channels_last (BC-100-12: 14.9 against 17.7 images/s). A first compile of
   BC-100-12 takes two to five minutes on two cores; the inductor cache (:func:`use_compile_cache`) and the run's
-  compile artifacts (``compile_cache.py``) make later runs and restarts start in seconds.
+  compile artifacts (``checkpoint/compile_cache.py``) make later runs and restarts start in seconds.
 """
 
 from __future__ import annotations

@@ -9,9 +9,9 @@ Files (local or ``s3://``), each written atomically:
   one :class:`AttemptRecord` per start of the worker group (the first and every restart, with its world size).
 - ``progress.json``: rank 0's :class:`ProgressRecord`, rewritten every few seconds during an epoch.
 - ``error.txt``: the full worker traceback of the last failed attempt.
-- ``tensorboard/``: rank 0's TensorBoard event files (``train/tracking.py``).
+- ``tensorboard/``: rank 0's TensorBoard event files (``train/progress/tracking.py``).
 - ``compile-cache.bin``: rank 0's compiled graphs (``torch.compiler.save_cache_artifacts``), loaded by every worker
-  of later attempts, on any machine, before they compile (see ``train/compile_cache.py``).
+  of later attempts, on any machine, before they compile (see ``train/checkpoint/compile_cache.py``).
 - ``checkpoint_*/`` and ``checkpoint_manager_snapshot.json``: Ray Train's checkpoints and which it committed.
 """
 
