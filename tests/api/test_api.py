@@ -67,8 +67,8 @@ def test_load_a_saved_run_and_predict_paths_images_and_tensors_alike(slice_image
     inputs = [str(cat), slice_images["text"], picture, pixels, torch.stack([pixels, pixels]), slice_images["ship"]]
     predictions = classifier.predict(inputs, top=3, batch_size=2)
     names = [prediction.image for prediction in predictions]
-    assert names == [str(cat), str(slice_images["text"]), "<input 2>", "<input 3>", "<input 4:0>", "<input 4:1>",
-                     str(slice_images["ship"])]  # fmt: skip
+    in_memory = ["<input 2>", "<input 3>", "<input 4:0>", "<input 4:1>"]
+    assert names == [str(cat), str(slice_images["text"]), *in_memory, str(slice_images["ship"])]
     assert predictions[1].error.startswith("not an image") and predictions[1].top == []
     first = predictions[0].top
     assert len(first) == 3 and [p for _, p in first] == sorted((p for _, p in first), reverse=True)
