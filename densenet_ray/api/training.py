@@ -50,7 +50,11 @@ def fit(
     quiet = print_line is None
     try:
         final = launch(
-            resolved, print_line or (lambda line: None), follow=not quiet, ray_options=RayOptions(local, verbose)
+            resolved,
+            print_line or (lambda line: None),
+            follow=not quiet,
+            ray_options=RayOptions(local, verbose),
+            console=console,
         )
     except RunFailed as failure:
         if raise_on_failure:

@@ -52,10 +52,10 @@ def test_custom_sweep_runs_its_grid_and_ranks_the_trials(cifar_shards, tmp_path)
     completed = _example("custom_sweep.py", *args)
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert f"sweep saved in {tmp_path / 'lr-sweep'}" in completed.stdout
-    rows = [line for line in completed.stdout.splitlines() if line.startswith("BC L=10 k=12 ")]
+    rows = [line for line in completed.stdout.splitlines() if ", best test error " in line]
     assert sorted(row.split(":")[0] for row in rows) == [
-        "BC L=10 k=12 depth=10 lr=0.05",
-        "BC L=10 k=12 depth=10 lr=0.1",
+        "BC L=10 k=12 lr=0.05",
+        "BC L=10 k=12 lr=0.1",
     ]
     assert all(": complete, best test error " in row and row.endswith(" %") for row in rows)
     saved = json.loads((tmp_path / "lr-sweep" / "results.json").read_text())
