@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -14,6 +15,9 @@ from densenet_ray.data.sources import DATASETS, Source
 from densenet_ray.errors import UserError
 from densenet_ray.paths import DOWNLOADS_DIR
 
+if TYPE_CHECKING:
+    from densenet_ray.data.manifest import Manifest
+
 
 def add_parser(groups: argparse._SubParsersAction) -> None:
     """Mount ``data build``, ``data inspect``, ``data verify``, ``data plan`` and ``data index``."""
@@ -21,7 +25,12 @@ def add_parser(groups: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=lambda args: parser.print_help() or 2)
     commands = parser.add_subparsers(dest="data_command", metavar="SUBCOMMAND", parser_class=type(parser))
 
-    build = commands.add_parser("build", help="shard a dataset into equal tar shards plus a manifest")
+    build = commands.add_parser(
+        "build",
+        help="shard a dataset into equal tar shards plus a manifest",
+        description="Shard a dataset into equal tar shards plus a manifest. Images in other modes become RGB; files "
+        "that are not images or do not decode are skipped and counted (--verbose names each).",
+    )
     build.add_argument("dataset", choices=DATASETS, metavar="DATASET", help=f"one of: {', '.join(DATASETS)}")
     build.add_argument("--out", required=True, help="output directory, file:// or s3://bucket/prefix")
     build.add_argument("--source", help="local copy of the dataset (tarball, .mat directory, folder or .tar)")
@@ -126,13 +135,24 @@ def _build_one(args: argparse.Namespace, source: Source) -> None:
             )
         else:
             manifest = build_dataset(source, args.out, **options)
-    if manifest.undecodable:
-        shown = ", ".join(manifest.undecodable[:10]) + (" ..." if len(manifest.undecodable) > 10 else "")
-        print(f"warning: {len(manifest.undecodable)} image(s) do not decode (kept, listed in the manifest): {shown}")
+    _report_conversions(manifest, args.verbose)
     print(
         f"wrote {manifest.num_samples} samples in {len(manifest.shards)} shards "
         f"({manifest.total_bytes / 1e6:.1f} MB) and {manifest.split}.json to {args.out}"
     )
+
+
+def _report_conversions(manifest: Manifest, verbose: bool) -> None:
+    """One line for the images made RGB and one for the files skipped (each named with ``--verbose``)."""
+    if manifest.converted:
+        modes = ", ".join(f"{count} {mode}" for mode, count in manifest.converted.items())
+        print(f"converted {sum(manifest.converted.values())} image(s) to RGB ({modes})")
+    if manifest.skipped:
+        reasons = ", ".join(f"{count} {reason}" for reason, count in manifest.skipped.items())
+        hint = "" if verbose else " (--verbose names them)"
+        print(f"skipped {sum(manifest.skipped.values())} file(s): {reasons}{hint}")
+        for line in manifest.skipped_files if verbose else []:
+            print(f"  skipped {line}")
 
 
 def inspect_command(args: argparse.Namespace) -> int:
@@ -143,6 +163,8 @@ def inspect_command(args: argparse.Namespace) -> int:
         raise UserError(f"no shard manifests at {args.url}")
     for storage, manifest in manifests:
         size = "x".join(str(v) for v in manifest.image_size) if manifest.image_size else "variable-size"
+        if not manifest.image_size and manifest.short_side:
+            size += " (shorter side {} / {} / {} px, min / median / max)".format(*manifest.short_side)
         print(f"{manifest.split}: {manifest.dataset}, {storage.join(manifest.split + '.json')}")
         print(
             f"  {manifest.num_classes} classes, {manifest.num_samples:,} samples in {len(manifest.shards)} shards, "
@@ -150,6 +172,12 @@ def inspect_command(args: argparse.Namespace) -> int:
         )
         mean, std = (" ".join(f"{v:.4f}" for v in values) for values in (manifest.mean, manifest.std))
         print(f"  mean {mean}  std {std}  (RGB, 0-1 scale, from {manifest.stats_samples:,} images)")
+        if manifest.class_counts:
+            counts = ", ".join(
+                f"{name} {count}" for name, count in zip(manifest.classes, manifest.class_counts, strict=True)
+            )
+            print(f"  {'labels' if manifest.multi_label else 'samples'} per class: {counts}"[:400])
+        _report_conversions(manifest, verbose=False)
     return 0
 
 

@@ -14,16 +14,19 @@ from __future__ import annotations
 import functools
 import math
 import random
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from densenet_ray.data.image_check import SkippedFile, check_image
 from densenet_ray.data.manifest import Manifest, ShardInfo, manifest_name, write_manifest
 from densenet_ray.data.shards import PixelStats, sample_key, shard_name, write_shard
-from densenet_ray.data.sources import Source
+from densenet_ray.data.source_base import FileListSource, Source
 from densenet_ray.data.storage import Storage, open_storage
 from densenet_ray.errors import UserError
 from densenet_ray.version import __version__
 
+MAX_NAMED_SKIPS = 1000  # the manifest names this many skipped files; its counts are always whole
 ProgressCallback = Callable[[int, int], None]  # (samples done in this call, bytes written in this call)
 
 
@@ -36,6 +39,7 @@ class BuildPlan:
     shard_size: int
     stats_every: int
     order_seed: int | None = 0
+    check_images: bool = True  # decode each image, make it RGB, skip what is not one (False: store bytes as given)
 
     @property
     def num_shards(self) -> int:
@@ -60,13 +64,16 @@ def sample_order(num_samples: int, seed: int | None) -> tuple[int, ...] | None:
     return tuple(order)
 
 
-def plan_build(source: Source, shard_size: int, stats_samples: int, order_seed: int | None = 0) -> BuildPlan:
+def plan_build(
+    source: Source, shard_size: int, stats_samples: int, order_seed: int | None = 0, check_images: bool = True
+) -> BuildPlan:
     if shard_size < 1:
         raise UserError(f"--shard-size {shard_size} must be a positive number of samples")
     total = len(source)
     if total == 0:
         raise UserError(f"{source.location} has no samples for split {source.split!r}")
-    return BuildPlan(source.split, total, shard_size, max(1, math.ceil(total / max(stats_samples, 1))), order_seed)
+    stats_every = max(1, math.ceil(total / max(stats_samples, 1)))
+    return BuildPlan(source.split, total, shard_size, stats_every, order_seed, check_images)
 
 
 def build_shard_range(
@@ -83,6 +90,14 @@ def build_shard_range(
                 image, extension, label = source.read(index)
                 if progress:
                     progress(1, len(image))
+                if plan.check_images:
+                    checked = check_image(image, extension)
+                    if isinstance(checked, tuple):
+                        stats.skipped.append(SkippedFile(source.name(index), *checked))
+                        continue
+                    image, extension = checked.data, checked.extension
+                    if checked.converted_from:
+                        stats.converted[checked.converted_from] += 1
                 yield sample_key(index), image, extension, label
 
         infos.append(write_shard(storage, shard_name(plan.split, shard), samples(), stats, plan.stats_every))
@@ -109,12 +124,15 @@ def build_dataset(
     endpoint_url: str | None = None,
     order_seed: int | None = 0,
     write_shards: ShardWriter = write_all_shards,
+    check_images: bool = True,
 ) -> Manifest:
     """Shard ``source`` into ``out_url`` and write the manifest last; returns the manifest. Samples are written in
     the permutation ``order_seed`` gives (None: source order); ``write_shards`` writes them (in Ray tasks for
-    :func:`densenet_ray.data.parallel_build.build_dataset_parallel`)."""
+    :func:`densenet_ray.data.parallel_build.build_dataset_parallel`). ``check_images`` decodes every image, makes
+    other modes RGB and leaves out what is not an image (see ``image_check``); without it the bytes are stored as
+    they are and the manifest lists those that do not decode."""
     storage = open_storage(out_url, endpoint_url)
-    plan = plan_build(source, shard_size, stats_samples, order_seed)
+    plan = plan_build(source, shard_size, stats_samples, order_seed, check_images)
     storage.delete(manifest_name(plan.split))  # no stale manifest may describe a half-rebuilt split
     infos, stats = write_shards(source, storage, plan, progress)
     mean, std = stats.mean_std()
@@ -134,6 +152,14 @@ def build_dataset(
         undecodable=sorted(stats.undecodable),
         created_by=f"densenet-ray {__version__}",
         order_seed=order_seed,
+        class_counts=[stats.class_counts.get(label, 0) for label in range(len(source.classes))],
+        short_side=stats.short_side_summary(),
+        converted=dict(sorted(stats.converted.items())),
+        skipped=dict(sorted(Counter(skipped.reason for skipped in stats.skipped).items())),
+        skipped_files=sorted(skipped.describe() for skipped in stats.skipped)[:MAX_NAMED_SKIPS],
     )
+    if isinstance(source, FileListSource) and min(manifest.class_counts, default=1) == 0:  # a user's own files
+        empty = manifest.classes[manifest.class_counts.index(0)]
+        raise UserError(f"class {empty!r} has no readable image in {source.location}; add some or remove it")
     write_manifest(storage, manifest)
     return manifest

@@ -46,6 +46,12 @@ class Manifest:
         undecodable: keys of samples whose image did not decode when the shards were built (kept as they were;
             training skips and counts them).
         order_seed: the seed of the permutation the samples were written in (``None``: source order).
+        class_counts: samples per class, in ``classes`` order (empty in manifests written before they were counted).
+        short_side: ``[smallest, median, largest]`` shorter image side, for data whose sizes vary.
+        converted: images stored as RGB, by the mode they came in (``L``, ``P``, ``RGBA``, ``CMYK``, ``I;16``...).
+        skipped: source files left out, by reason (``not an image``, ``does not decode``).
+        skipped_files: the first of those, each with its reason.
+        multi_label: samples carry several labels each (``cls`` lists class indices).
     """
 
     dataset: str
@@ -63,6 +69,12 @@ class Manifest:
     format: str = FORMAT
     created_by: str = field(default="")
     order_seed: int | None = None
+    class_counts: list[int] = field(default_factory=list)
+    short_side: list[int] | None = None
+    converted: dict[str, int] = field(default_factory=dict)
+    skipped: dict[str, int] = field(default_factory=dict)
+    skipped_files: list[str] = field(default_factory=list)
+    multi_label: bool = False
 
     @property
     def num_classes(self) -> int:

@@ -16,7 +16,7 @@ from typing import Any
 from densenet_ray.data.build import BuildPlan, ProgressCallback, build_dataset, build_shard_range
 from densenet_ray.data.manifest import Manifest, ShardInfo
 from densenet_ray.data.shards import PixelStats
-from densenet_ray.data.sources import Source
+from densenet_ray.data.source_base import Source
 from densenet_ray.data.storage import Storage
 from densenet_ray.ray_session import ClusterNeeds, RayOptions, ray_session
 

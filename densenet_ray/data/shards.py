@@ -5,12 +5,14 @@ from __future__ import annotations
 import hashlib
 import io
 import tarfile
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import IO
 
 import numpy as np
 
+from densenet_ray.data.image_check import SkippedFile
 from densenet_ray.data.manifest import ShardInfo
 from densenet_ray.data.shard_index import Member, build_index, index_name, padded, split_member_name
 from densenet_ray.data.storage import Storage
@@ -37,6 +39,10 @@ class PixelStats:
     sizes: set[tuple[int, int]] = field(default_factory=set)
     formats: set[str] = field(default_factory=set)
     undecodable: list[str] = field(default_factory=list)
+    short_sides: Counter[int] = field(default_factory=Counter)  # images by the length of their shorter side
+    class_counts: Counter[int] = field(default_factory=Counter)  # samples by class index
+    converted: Counter[str] = field(default_factory=Counter)  # images made RGB, by the mode they were in
+    skipped: list[SkippedFile] = field(default_factory=list)  # source files left out
 
     def add(self, image: bytes) -> None:
         from PIL import Image
@@ -53,6 +59,7 @@ class PixelStats:
 
         with Image.open(io.BytesIO(image)) as opened:  # reads the header only
             self.sizes.add((opened.height, opened.width))
+            self.short_sides[min(opened.height, opened.width)] += 1
 
     def merge(self, other: PixelStats) -> None:
         self.images += other.images
@@ -62,6 +69,17 @@ class PixelStats:
         self.sizes |= other.sizes
         self.formats |= other.formats
         self.undecodable += other.undecodable
+        self.short_sides.update(other.short_sides)
+        self.class_counts.update(other.class_counts)
+        self.converted.update(other.converted)
+        self.skipped += other.skipped
+
+    def short_side_summary(self) -> list[int] | None:
+        """``[smallest, median, largest]`` shorter side over the images, or None when none was sized."""
+        if not self.short_sides:
+            return None
+        ordered = sorted(self.short_sides.elements())
+        return [ordered[0], ordered[len(ordered) // 2], ordered[-1]]
 
     def mean_std(self) -> tuple[list[float], list[float]]:
         if not self.pixels:
@@ -120,6 +138,7 @@ def write_shard(
                 members.append(_add_member(archive, f"{key}.{extension}", image))
                 members.append(_add_member(archive, f"{key}.cls", str(label).encode()))
                 if stats is not None:
+                    stats.class_counts[label] += 1
                     stats.formats.add(extension)
                     try:
                         stats.add_size(image)

@@ -14,16 +14,15 @@ import os
 import pickle
 import tarfile
 import urllib.request
-from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from densenet_ray.data.folder_source import imagefolder_source
+from densenet_ray.data.source_base import FileListSource, Source, split_holdout
 from densenet_ray.errors import UserError
-
-IMAGE_EXTENSIONS = {".jpg": "jpg", ".jpeg": "jpg", ".png": "png", ".bmp": "bmp", ".webp": "webp"}
 
 # Official download locations and the MD5 checksums published with them (the CIFAR page lists the CIFAR ones; the
 # SVHN ones are those torchvision's dataset classes check).
@@ -37,20 +36,6 @@ DOWNLOADS = {
     ],
 }
 DATASETS = ("cifar10", "cifar100", "svhn", "imagefolder")
-
-
-class Source(ABC):
-    """A split of a raw dataset, read sample by sample."""
-
-    def __init__(self, dataset: str, split: str, classes: list[str], location: str) -> None:
-        self.dataset, self.split, self.classes, self.location = dataset, split, classes, location
-
-    @abstractmethod
-    def __len__(self) -> int: ...
-
-    @abstractmethod
-    def read(self, index: int) -> tuple[bytes, str, int]:
-        """``(image bytes, extension, class index)`` of sample ``index``."""
 
 
 def _encode_png(pixels: np.ndarray) -> bytes:
@@ -151,168 +136,6 @@ def svhn_source(directory: str, split: str) -> ArraySource:
     return ArraySource("svhn", split, [str(d) for d in range(10)], path, _SvhnLoader(path))
 
 
-@dataclass(frozen=True)
-class _Entry:
-    """Where one image's bytes are: a file, or a byte range of a (possibly nested) tar."""
-
-    path: str
-    offset: int
-    size: int
-    extension: str
-    label: int
-
-
-class FileListSource(Source):
-    """Images listed up front as files or tar byte ranges (class-folder directories and tars)."""
-
-    def __init__(self, dataset: str, split: str, classes: list[str], location: str, entries: list[_Entry]) -> None:
-        super().__init__(dataset, split, classes, location)
-        self.entries = entries
-        self._handles: dict[str, Any] = {}
-
-    def __len__(self) -> int:
-        return len(self.entries)
-
-    def read(self, index: int) -> tuple[bytes, str, int]:
-        entry = self.entries[index]
-        if entry.offset < 0:
-            with open(entry.path, "rb") as handle:
-                return handle.read(), entry.extension, entry.label
-        handle = self._handles.get(entry.path)
-        if handle is None:
-            handle = self._handles[entry.path] = open(entry.path, "rb")  # noqa: SIM115 - kept open across reads
-        handle.seek(entry.offset)
-        return handle.read(entry.size), entry.extension, entry.label
-
-    def __getstate__(self) -> dict:
-        return {**self.__dict__, "_handles": {}}
-
-
-def split_holdout(source: FileListSource, per_class: int) -> tuple[FileListSource, FileListSource]:
-    """``(train, test)``: the last ``per_class`` images of every class (in file-name order) become ``test``."""
-    if per_class < 1:
-        raise UserError(f"--holdout-per-class {per_class} must be positive")
-    by_class: dict[int, list[_Entry]] = {}
-    for entry in source.entries:
-        by_class.setdefault(entry.label, []).append(entry)
-    short = [source.classes[label] for label, entries in by_class.items() if len(entries) <= per_class]
-    if short:
-        raise UserError(f"--holdout-per-class {per_class} leaves no training images for class(es) {', '.join(short)}")
-    keep = [e for label in sorted(by_class) for e in by_class[label][:-per_class]]
-    held = [e for label in sorted(by_class) for e in by_class[label][-per_class:]]
-    train = FileListSource(source.dataset, "train", source.classes, source.location, keep)
-    test = FileListSource(source.dataset, "test", source.classes, source.location, held)
-    return train, test
-
-
-def _image_extension(name: str) -> str | None:
-    return IMAGE_EXTENSIONS.get(os.path.splitext(name)[1].lower())
-
-
-def _class_layout(paths: list[tuple[str, ...]]) -> tuple[str | None, list[tuple[str, tuple[str, ...]]]]:
-    """Split ``(dirs..., file)`` paths into an optional split folder and ``(class, path)`` pairs."""
-    depths = {len(p) for p in paths}
-    if depths == {2}:
-        return None, [(p[0], p) for p in paths]
-    if depths == {3} and len({p[0] for p in paths}) == 1:
-        return paths[0][0], [(p[1], p) for p in paths]
-    raise UserError(
-        "expected class-folder layout: <class>/<image> or <split>/<class>/<image> "
-        f"(found images at depths {sorted(d - 1 for d in depths)})"
-    )
-
-
-def imagefolder_source(location: str, split: str | None = None) -> FileListSource:
-    """Class-folder images from a directory, a ``.tar``, or an ILSVRC2012-style tar of per-class tars."""
-    if os.path.isdir(location):
-        found = []
-        for directory, _, files in os.walk(location):
-            for file in files:
-                extension = _image_extension(file)
-                if extension:
-                    relative = os.path.relpath(os.path.join(directory, file), location)
-                    found.append((tuple(relative.split(os.sep)), extension, -1, os.path.join(directory, file)))
-    elif os.path.isfile(location) and tarfile.is_tarfile(location):
-        found = _tar_images(location)
-    else:
-        raise UserError(f"{location} is neither a directory nor a tar archive of class folders")
-    if not found:
-        raise UserError(f"{location} contains no images ({', '.join(sorted(IMAGE_EXTENSIONS))})")
-    split_folder, labelled = _class_layout([item[0] for item in found])
-    classes = sorted({cls for cls, _ in labelled})
-    index = {cls: i for i, cls in enumerate(classes)}
-    entries = []
-    for (cls, path), (_, extension, offset_size, file_path) in zip(labelled, found, strict=True):
-        offset, size = offset_size if offset_size != -1 else (-1, 0)
-        entries.append((cls, path, _Entry(file_path, offset, size, extension, index[cls])))
-    entries.sort(key=lambda item: (item[0], item[1]))
-    return FileListSource(
-        "imagefolder", split or split_folder or "train", classes, location, [entry for _, _, entry in entries]
-    )
-
-
-def _tar_images(location: str) -> list[tuple[tuple[str, ...], str, Any, str]]:
-    found = []
-    with tarfile.open(location) as archive:
-        members = [m for m in archive.getmembers() if m.isfile()]
-        nested = [m for m in members if m.name.endswith(".tar")]
-        if nested and len(nested) == len(members):
-            # ILSVRC2012_img_train.tar: one tar per class (n01440764.tar, ...), each holding that class's JPEGs.
-            for member in nested:
-                cls = Path(member.name).stem
-                window = _Window(location, member.offset_data, member.size)
-                with tarfile.open(fileobj=window) as inner:
-                    for image in inner.getmembers():
-                        extension = _image_extension(image.name) if image.isfile() else None
-                        if extension:
-                            span = (member.offset_data + image.offset_data, image.size)
-                            found.append(((cls, Path(image.name).name), extension, span, location))
-            return found
-        for member in members:
-            extension = _image_extension(member.name)
-            if extension:
-                parts = tuple(part for part in member.name.split("/") if part not in ("", "."))
-                found.append((parts, extension, (member.offset_data, member.size), location))
-    return found
-
-
-class _Window(io.RawIOBase):
-    """A read-only, seekable view of ``size`` bytes at ``offset`` in a file (a tar nested in a tar)."""
-
-    def __init__(self, path: str, offset: int, size: int) -> None:
-        super().__init__()
-        self._file = open(path, "rb")  # noqa: SIM115 - closed in close()
-        self._offset, self._size, self._position = offset, size, 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._position
-
-    def seek(self, position: int, whence: int = 0) -> int:
-        base = {0: 0, 1: self._position, 2: self._size}[whence]
-        self._position = max(0, min(self._size, base + position))
-        return self._position
-
-    def readinto(self, buffer: Any) -> int:
-        count = min(len(buffer), self._size - self._position)
-        if count <= 0:
-            return 0
-        self._file.seek(self._offset + self._position)
-        data = self._file.read(count)
-        buffer[: len(data)] = data
-        self._position += len(data)
-        return len(data)
-
-    def close(self) -> None:
-        self._file.close()
-        super().close()
-
-
 def download(dataset: str, cache_dir: str) -> list[str]:
     """Download ``dataset``'s official files into ``cache_dir`` (once), verifying the published MD5."""
     os.makedirs(cache_dir, exist_ok=True)
@@ -360,3 +183,15 @@ def open_source(dataset: str, source: str | None, split: str | None, cache_dir: 
     if dataset == "svhn":
         return svhn_source(source, split or "train")
     return cifar_source(dataset, source, split or "train")
+
+
+__all__ = [
+    "DATASETS",
+    "FileListSource",
+    "Source",
+    "cifar_source",
+    "imagefolder_source",
+    "open_source",
+    "split_holdout",
+    "svhn_source",
+]

@@ -1,0 +1,49 @@
+"""A user's own image folder made of real CIFAR-10 photographs: a few classes upscaled to 96 pixels, stored as a
+mix of JPEG and PNG files in the modes people's folders hold (greyscale, palette, RGBA, CMYK, 16-bit), plus a
+corrupt JPEG and a text file among them."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from tests.data.sources_fixtures import fixture_images
+
+OWN_CLASSES = ["airplane", "automobile", "bird", "cat", "deer"]
+# One image of each class is stored in another mode: (mode, format) in class order.
+ODD_MODES = [("L", "JPEG"), ("P", "PNG"), ("RGBA", "PNG"), ("CMYK", "JPEG"), ("I;16", "PNG")]
+
+
+def _odd_image(image: Image.Image, mode: str) -> Image.Image:
+    if mode == "I;16":  # 16-bit greyscale, as scanners and medical images write it
+        grey = np.asarray(image.convert("L"), dtype=np.uint16) * 257
+        return Image.fromarray(grey)
+    return image.convert(mode)
+
+
+def write_own_folder(fixture_tar: str, root: Path, per_class: int = 20, size: int = 96) -> Path:
+    """``root/<class>/<name>`` for the first ``per_class`` images of each of :data:`OWN_CLASSES`, upscaled to
+    ``size`` pixels: even images JPEG, odd ones PNG, the first of each class in one of :data:`ODD_MODES`; the
+    folder also holds ``cat/broken.jpg`` (not decodable) and ``bird/notes.txt``. Returns ``root``."""
+    counts: dict[str, int] = {}
+    for cls, name, data in fixture_images(fixture_tar):
+        if cls not in OWN_CLASSES or counts.get(cls, 0) >= per_class:
+            continue
+        index = counts[cls] = counts.get(cls, 0) + 1
+        image = Image.open(io.BytesIO(data)).convert("RGB").resize((size, size), Image.Resampling.BICUBIC)
+        folder = root / cls
+        folder.mkdir(parents=True, exist_ok=True)
+        stem = Path(name).stem
+        if index == 1:
+            mode, form = ODD_MODES[OWN_CLASSES.index(cls)]
+            _odd_image(image, mode).save(folder / f"{stem}.{'jpg' if form == 'JPEG' else 'png'}", format=form)
+        elif index % 2:
+            image.save(folder / f"{stem}.png", format="PNG")
+        else:
+            image.save(folder / f"{stem}.jpg", format="JPEG", quality=92)
+    (root / "cat" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 this file was cut off")
+    (root / "bird" / "notes.txt").write_text("labelled by hand, batch 3\n")
+    return root
