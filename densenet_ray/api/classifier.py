@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from densenet_ray.data.images import image_opener, image_paths
+from densenet_ray.data.input_spec import InputSpec
 from densenet_ray.data.transforms import for_dataset
 from densenet_ray.errors import UserError
 
@@ -34,13 +35,20 @@ class Prediction:
         return self.top[0][0]
 
 
+def card_input(card: dict[str, Any]) -> InputSpec | None:
+    """What a model of your own images is fed, from its model card (None for a paper dataset's)."""
+    if card["dataset"] != "images":
+        return None
+    return InputSpec(card["input_size"][-1], tuple(card["mean"]), tuple(card["std"]), card["crop_pct"])
+
+
 class Classifier:
     """A trained model in evaluation mode with its model card (``model``, ``dataset``, ``classes``, input size and
     normalisation), from :func:`load`."""
 
     def __init__(self, run: Callable[[torch.Tensor], torch.Tensor], card: dict[str, Any]) -> None:
         self.run, self.card = run, card
-        self.transform = for_dataset(card["dataset"], train=False)
+        self.transform = for_dataset(card["dataset"], train=False, spec=card_input(card))
 
     @property
     def classes(self) -> list[str]:

@@ -44,7 +44,7 @@ def evaluate(
     if not data:
         raise UserError(f"{source} is a plain state_dict: give the shards to evaluate on (--data)")
     config = PipelineConfig(data=data, split=split, batch_size=batch_size, loader_workers=loader_workers, train=False)
-    loader = make_loader(config, for_dataset(trained.dataset, train=False))
+    loader = make_loader(config, for_dataset(trained.dataset, train=False, spec=trained.input))
     device = torch.device("cpu")
     chosen = choose(precision or trained.options.get("precision") or "auto", False, False, device, 0).precision
     result = evaluate_batches(StepContext(trained.network, device, chosen), loader)

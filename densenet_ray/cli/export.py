@@ -49,14 +49,13 @@ def export_format(out: str, chosen: str | None) -> str:
 def export_command(args: argparse.Namespace) -> int:
     import torch
 
-    from densenet_ray.data.transforms import eval_input
     from densenet_ray.models.export import check_export, export_model
     from densenet_ray.paths import atomic_path
     from densenet_ray.train.checkpoint.trained import load_trained
 
     file_format = export_format(args.out, args.format)
     trained = load_trained(args.checkpoint, args.which, args.weights, args.model, args.dataset)
-    size = eval_input(trained.dataset)[0]
+    size = trained.input_size
     example = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
     export_model(trained.network, example, args.out, file_format)
     difference = check_export(trained.network, example, args.out, file_format)

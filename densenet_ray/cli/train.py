@@ -1,8 +1,10 @@
-"""``densenet-ray train cifar|imagenet`` and ``python -m densenet_ray.cifar|imagenet``: one training run."""
+"""``densenet-ray train cifar|imagenet|images`` and ``python -m densenet_ray.cifar|imagenet|images``: one training
+run."""
 
 from __future__ import annotations
 
 import argparse
+import functools
 from typing import Any
 
 from rich.console import Console
@@ -11,6 +13,7 @@ from rich.table import Table
 from densenet_ray.cli.output import make_console
 from densenet_ray.cli.ray_options import add_ray_arguments, ray_options
 from densenet_ray.cli.train_options import add_training_options
+from densenet_ray.train.config.choices import FAMILIES
 from densenet_ray.train.config.options import TrainConfig, training_options
 from densenet_ray.train.config.values import read_yaml_mapping
 
@@ -68,16 +71,19 @@ def run_training(args: argparse.Namespace, default_dataset: str) -> int:
 
 
 def add_parser(groups: argparse._SubParsersAction) -> None:
-    """Mount ``train cifar`` and ``train imagenet``."""
+    """Mount ``train cifar``, ``train imagenet`` and ``train images`` (:data:`FAMILIES`)."""
     parser = groups.add_parser(
         "train",
         help="train a DenseNet on Ray Train (RAY_ADDRESS, else a cluster started here, else a private instance)",
     )
     parser.set_defaults(handler=lambda args: parser.print_help() or 2)
     commands = parser.add_subparsers(dest="train_command", metavar="FAMILY", parser_class=type(parser))
-    cifar = commands.add_parser("cifar", help="CIFAR-10, CIFAR-100 or SVHN")
-    add_train_arguments(cifar, ("cifar10", "cifar100", "svhn"))
-    cifar.set_defaults(handler=lambda args: run_training(args, "cifar10"))
-    imagenet = commands.add_parser("imagenet", help="ImageNet")
-    add_train_arguments(imagenet, ("imagenet",))
-    imagenet.set_defaults(handler=lambda args: run_training(args, "imagenet"))
+    helps = {
+        "cifar": "CIFAR-10, CIFAR-100 or SVHN",
+        "imagenet": "ImageNet",
+        "images": "your own images: classes, size and statistics from the shards' manifest",
+    }
+    for family, datasets in FAMILIES.items():
+        command = commands.add_parser(family, help=helps[family])
+        add_train_arguments(command, datasets)
+        command.set_defaults(handler=functools.partial(run_training, default_dataset=datasets[0]))

@@ -17,6 +17,8 @@ import torch
 from torchvision.transforms import v2
 
 from densenet_ray.data.augment import IMAGENET_MEAN, IMAGENET_STD, ImageNetEval, ImageNetTrain
+from densenet_ray.data.image_transforms import own_eval, own_train
+from densenet_ray.data.input_spec import InputSpec
 from densenet_ray.errors import UserError
 
 # Per-channel statistics on the [0, 1] scale, as the original code uses them (DN-data).
@@ -123,10 +125,17 @@ def eval_input(dataset: str) -> tuple[int, tuple[float, ...], tuple[float, ...]]
 
 
 def for_dataset(
-    dataset: str, train: bool, augment: bool = True, extra: ExtraAugment | None = None
+    dataset: str,
+    train: bool,
+    augment: bool = True,
+    extra: ExtraAugment | None = None,
+    spec: InputSpec | None = None,
 ) -> Callable[[Any], torch.Tensor]:
-    """The paper's transform for ``dataset`` (cifar10, cifar100, svhn, imagenet) in training or evaluation; in
-    training with ``extra``, the modern recipe's per-sample options around it."""
+    """The paper's transform for ``dataset`` (cifar10, cifar100, svhn, imagenet), or for your own ``images`` sized
+    by ``spec``, in training or evaluation; in training with ``extra``, the modern recipe's per-sample options
+    around it."""
+    if dataset == "images":
+        return _own_transform(spec, train, augment, extra or ExtraAugment())
     base = _paper_transform(dataset, train, augment)
     if not train or extra is None or extra == ExtraAugment():
         return base
@@ -135,6 +144,17 @@ def for_dataset(
         assert policy is not None
         return ExtraAugment(erasing=extra.erasing).around(dataset, imagenet_policy_train(policy))
     return extra.around(dataset, base)
+
+
+def _own_transform(
+    spec: InputSpec | None, train: bool, augment: bool, extra: ExtraAugment
+) -> Callable[[Any], torch.Tensor]:
+    if spec is None:
+        raise ValueError("your own images' transforms need their InputSpec")
+    if not train or not augment:
+        return own_eval(spec)
+    base = own_train(spec, extra.policy_transform("images"))
+    return v2.Compose([base, v2.RandomErasing(p=extra.erasing, value=0)]) if extra.erasing else base
 
 
 def _paper_transform(dataset: str, train: bool, augment: bool) -> Callable[[Any], torch.Tensor]:

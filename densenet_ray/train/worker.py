@@ -84,8 +84,9 @@ class WorkerLoop:
         extra = ExtraAugment(
             options.augment_policy, options.randaugment_ops, options.randaugment_magnitude, options.random_erasing
         )
-        self.train_transform = for_dataset(options.dataset, train=True, augment=options.augment, extra=extra)
-        self.eval_transform = for_dataset(options.dataset, train=False)
+        spec = config.input_spec()
+        self.train_transform = for_dataset(options.dataset, True, options.augment, extra, spec)
+        self.eval_transform = for_dataset(options.dataset, train=False, spec=spec)
         self.progress = InEpochProgress(config.run_url) if rank == 0 else None
         self.tracking = Tracking(config, self.state.position.global_step) if rank == 0 else None
         if rank == 0:  # every start of the group, with its world size (an elastic run's restarts change it)

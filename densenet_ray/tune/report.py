@@ -53,9 +53,8 @@ def _params(options: dict[str, Any]) -> int:
     from densenet_ray.train.config.choices import NUM_CLASSES
 
     overrides = {key: options.get(key) for key in ("depth", "growth_rate", "bottleneck", "reduction")}
-    config = resolve_config(
-        options.get("model"), num_classes=NUM_CLASSES[options.get("dataset", "cifar10")], **overrides
-    )
+    classes = options.get("num_classes") or NUM_CLASSES[options.get("dataset", "cifar10")]
+    config = resolve_config(options.get("model"), num_classes=classes, **overrides)
     return profile_model(config).params
 
 

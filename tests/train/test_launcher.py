@@ -14,8 +14,6 @@ import pytest
 import torch
 import yaml
 
-from densenet_ray.data.build import build_dataset
-from densenet_ray.data.sources import imagefolder_source
 from densenet_ray.train.acceleration import choose
 from densenet_ray.train.run.directory import COMPILE_ARTIFACTS_FILE
 from tests.train.run_helpers import attempt_records, epoch_records, small_run, train, train_in_terminal
@@ -233,68 +231,71 @@ def _scalars(run: Path, tag: str) -> list[tuple[int, float]]:
     return [(event.step, event.value) for event in events.Scalars(tag)]
 
 
-def test_imagenet_entry_point_trains_densenet121_on_real_jpegs(fixture_tar, tmp_path) -> None:
+def test_images_entry_point_fine_tunes_densenet121_on_own_photos(fixture_tar, tmp_path) -> None:
+    """``python -m densenet_ray.images`` on a 5-class folder of 96-pixel photos with bad files among them: a
+    DenseNet-121 from a torchvision state_dict gets a 5-way head; its export, predictions and evaluation name the
+    classes."""
     import torch
     import torchvision
 
-    weights = tmp_path / "densenet121-torchvision.pth"
-    torch.save(torchvision.models.densenet121().state_dict(), weights)  # --init-from a torchvision state_dict
-    data = tmp_path / "imagenet"
-    build_dataset(imagefolder_source(fixture_tar), str(data), shard_size=125)
-    build_dataset(imagefolder_source(fixture_tar, split="val"), str(data), shard_size=125)
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    completed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "densenet_ray.imagenet",
-            "--data",
-            str(data),
-            "--init-from",
-            str(weights),
-            "--workers",
-            "2",
-            "--batch-size",
-            "4",
-            "--epochs",
-            "1",
-            "--limit-train-batches",
-            "2",
-            "--limit-eval-batches",
-            "1",
-            "--loader-workers",
-            "0",
-            "--storage",
-            str(tmp_path / "runs"),
-            "--name",
-            "in1k",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    record = json.loads((tmp_path / "runs" / "in1k" / "metrics.jsonl").read_text().splitlines()[-1])
-    assert record["step"] == 2 and record["test_samples"] == 4  # 1 eval batch of 2 per rank
-    config = yaml.safe_load((tmp_path / "runs" / "in1k" / "config.yaml").read_text())
-    assert (config["model"]["name"], config["data"]["eval_split"], config["data"]["dataset"]) == (
-        "densenet121",
-        "val",
-        "imagenet",
-    )
-    assert config["model"]["init_from"] == str(weights)
-    # Its state_dict export is torchvision's densenet121, strictly, with the checkpoint's logits.
     from densenet_ray.cli import main
     from densenet_ray.train.checkpoint.trained import load_trained
+    from tests.data.own_images import OWN_CLASSES, write_own_folder
 
-    assert main(["export", str(tmp_path / "runs" / "in1k"), "--out", str(tmp_path / "in1k.pth")]) == 0
-    theirs = torchvision.models.densenet121()
-    theirs.load_state_dict(torch.load(tmp_path / "in1k.pth", weights_only=True), strict=True)
-    batch = torch.randn(2, 3, 224, 224)
+    weights = tmp_path / "densenet121-torchvision.pth"
+    torch.save(torchvision.models.densenet121().state_dict(), weights)  # --init-from a torchvision state_dict
+    photos = write_own_folder(fixture_tar, tmp_path / "photos", per_class=6)
+    data = tmp_path / "shards"
+    assert (
+        main(["data", "build", "imagefolder", "--source", str(photos), "--out", str(data), "--holdout-per-class", "2"])
+        == 0
+    )
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    command = [sys.executable, "-m", "densenet_ray.images", "--data", str(data), "--init-from", str(weights)]
+    command += ["--workers", "2", "--batch-size", "4", "--epochs", "1", "--limit-train-batches", "2"]
+    command += ["--loader-workers", "0", "--storage", str(tmp_path / "runs"), "--name", "own"]
+    completed = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    run = tmp_path / "runs" / "own"
+    record = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    assert record["step"] == 2 and record["test_samples"] == 9  # 2 of each class held out, one of them broken
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert (config["model"]["name"], config["model"]["num_classes"], config["data"]["classes"]) == (
+        "densenet121",
+        5,
+        OWN_CLASSES,
+    )
+    assert (config["data"]["image_size"], config["data"]["eval_split"], config["model"]["init_from"]) == (
+        96,
+        "test",
+        str(weights),
+    )
+    # Its state_dict export is torchvision's densenet121 with a 5-way head, strictly, with the checkpoint's logits.
+    assert main(["export", str(run), "--out", str(tmp_path / "own.pth")]) == 0
+    card = json.loads((tmp_path / "own.pth.json").read_text())
+    assert card["classes"] == OWN_CLASSES and card["input_size"] == [3, 96, 96] and card["crop_pct"] == 0.875
+    theirs = torchvision.models.densenet121(num_classes=5)
+    theirs.load_state_dict(torch.load(tmp_path / "own.pth", weights_only=True), strict=True)
+    batch = torch.randn(2, 3, 96, 96)
     with torch.no_grad():
-        expected = load_trained(str(tmp_path / "runs" / "in1k")).network(batch)
+        expected = load_trained(str(run)).network(batch)
         assert torch.allclose(theirs.eval()(batch), expected, atol=1e-5)
+    import densenet_ray as dr
+
+    (prediction,) = dr.load(str(run)).predict([str(photos / "deer" / "0000.png")], top=5)
+    assert sorted(name for name, _ in prediction.top) == sorted(OWN_CLASSES)
+    evaluated = dr.evaluate(str(run), batch_size=5, loader_workers=0)
+    assert evaluated["samples"] == 9
+
+
+def test_a_paper_family_refuses_shards_it_does_not_fit(shards, tmp_path, capsys) -> None:
+    from densenet_ray.cli import main
+
+    argv = ["train", "imagenet", "--data", shards, "--workers", "1", "--storage", str(tmp_path), "--local"]
+    assert main(argv) == 1
+    error = capsys.readouterr().err.strip()
+    assert error.startswith(f"error: --data {shards} holds 10 classes of 32x32 images; imagenet training takes 1000")
+    assert error.endswith("train them with `densenet-ray train images`") and "\n" not in error
 
 
 def test_explicit_bf16_autocast_and_channels_last(shards, tmp_path) -> None:

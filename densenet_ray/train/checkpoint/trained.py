@@ -10,12 +10,14 @@ from typing import Any
 
 from torch import nn
 
+from densenet_ray.data.input_spec import InputSpec
 from densenet_ray.data.storage import StorageError, open_storage
 from densenet_ray.data.transforms import eval_input
 from densenet_ray.errors import DataError, UserError
 from densenet_ray.paths import absolute_location
 from densenet_ray.train.checkpoint.weights import load_checkpoint, load_initial_weights, state_dict_of
 from densenet_ray.train.config.choices import NUM_CLASSES
+from densenet_ray.train.config.resolved import ResolvedConfig
 from densenet_ray.train.run.directory import SNAPSHOT_FILE, RunDirectory, flat_options
 
 WHICH = ("last", "best")
@@ -35,6 +37,7 @@ class TrainedModel:
         classes: class names (from the run's manifest), or the class indices as strings.
         create_kwargs: what ``create_model(name, **create_kwargs)`` builds the network from.
         options: the run's flat training options (empty for a plain state_dict).
+        input: what a model trained on your own images is fed (None: its paper dataset's evaluation input).
     """
 
     network: nn.Module
@@ -45,10 +48,17 @@ class TrainedModel:
     classes: list[str]
     create_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
     options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    input: InputSpec | None = None
+
+    @property
+    def input_size(self) -> int:
+        """The side of the square images the model is evaluated on."""
+        return self.input.size if self.input else eval_input(self.dataset)[0]
 
     def describe(self) -> dict[str, Any]:
         """The model card written beside an export: what a loader needs to feed and read the model."""
-        size, mean, std = eval_input(self.dataset)
+        size, mean, std = (self.input.size, self.input.mean, self.input.std) if self.input else eval_input(self.dataset)
+        crop = {"crop_pct": self.input.crop_pct} if self.input else {}
         return {
             "model": self.name,
             "dataset": self.dataset,
@@ -57,6 +67,7 @@ class TrainedModel:
             "input_size": [3, size, size],
             "mean": list(mean),
             "std": list(std),
+            **crop,
             "weights": self.weights,
             "source": self.source,
             "create_model": {"name": self.name, **self.create_kwargs},
@@ -115,14 +126,18 @@ def load_trained(
     source = checkpoint_location(location, which, weights)
     loaded = load_checkpoint(source, flag)
     saved = (flat_options(loaded.get("config")) if isinstance(loaded, dict) else None) or {}
+    resolved = _saved_config(loaded)
     dataset = dataset or saved.get("dataset") or "cifar10"
+    if dataset == "images" and (resolved is None or not resolved.classes):
+        raise UserError(f"{location} holds no run configuration: a model of your own images loads from its run")
     name = model or saved.get("model")
     if not name:
         raise UserError(f"{location} is a plain state_dict: give --model (and --dataset)")
     if weights is None:
         weights = "ema" if isinstance(loaded, dict) and isinstance(loaded.get("ema"), dict) else "raw"
     keys = ("depth", "growth_rate", "bottleneck", "reduction", "drop_rate")
-    kwargs = {"num_classes": NUM_CLASSES[dataset], **{key: saved[key] for key in keys if saved.get(key) is not None}}
+    num_classes = resolved.num_classes if resolved and resolved.num_classes else NUM_CLASSES[dataset]
+    kwargs = {"num_classes": num_classes, **{key: saved[key] for key in keys if saved.get(key) is not None}}
     network = create_model(name, **kwargs)
     load_initial_weights(network, state_dict_of(loaded, source, flag, weights == "ema"), flag)
     network.eval()
@@ -132,10 +147,22 @@ def load_trained(
         dataset=dataset,
         weights=weights,
         source=source,
-        classes=class_names(saved, dataset),
+        classes=list(resolved.classes) if resolved and resolved.classes else class_names(saved, dataset),
         create_kwargs=kwargs,
         options=saved,
+        input=resolved.input_spec() if resolved and dataset == "images" else None,
     )
+
+
+def _saved_config(loaded: Any) -> ResolvedConfig | None:
+    """The resolved configuration a run checkpoint carries (None for a plain state_dict or an older flat one)."""
+    document = loaded.get("config") if isinstance(loaded, dict) else None
+    if not (isinstance(document, dict) and isinstance(document.get("model"), dict)):
+        return None
+    try:
+        return ResolvedConfig.from_document(document)
+    except ValueError:
+        return None
 
 
 def class_names(options: dict[str, Any], dataset: str) -> list[str]:

@@ -100,6 +100,22 @@ class TrainConfig:
         default_text="~/.cache/densenet-ray/<dataset>",
     )
     eval_split: str | None = option(None, "data", "evaluation split", **FIXED, per_dataset=EVAL_SPLIT)
+    image_size: int | None = option(
+        None,
+        "data",
+        "own images: the training crop in pixels (up to 64: CIFAR's pad-and-crop; larger: random-resized crops)",
+        **FIXED,
+        range=Range(8),
+        default_text="the images' shorter side, at most 224",
+    )
+    crop_pct: float | None = option(
+        None,
+        "data",
+        "own images over 64 pixels: evaluation resizes to image-size / crop-pct and center-crops",
+        **FIXED,
+        range=Range(0.0, 1.0, low_open=True),
+        default_text="0.875",
+    )
     augment: bool = option(
         True, "data", "train without the paper's augmentation (crops and flips)", **FIXED, negative="--no-augment"
     )

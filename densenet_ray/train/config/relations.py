@@ -28,6 +28,11 @@ def check_relations(options: Mapping[str, Any]) -> None:
     if options["init_from"] and options["pretrained"]:
         raise UserError("give --init-from FILE or --pretrained, not both")
     check_trackers(options["log"])
+    for name in ("image_size", "crop_pct"):
+        if options[name] is not None and options["dataset"] != "images":
+            flag = "--" + name.replace("_", "-")
+            dataset = options["dataset"]
+            raise UserError(f"{flag} applies to your own images (`densenet-ray train images`), not to {dataset}")
 
 
 def _check_decode(options: Mapping[str, Any]) -> None:

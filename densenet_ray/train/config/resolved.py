@@ -17,10 +17,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from densenet_ray.data.input_spec import InputSpec
 from densenet_ray.data.storage import child_url
 from densenet_ray.errors import UserError
 from densenet_ray.paths import RUNS_ROOT, absolute_location, dataset_cache
 from densenet_ray.train.config.choices import NUM_CLASSES
+from densenet_ray.train.config.dataset_fit import own_images
 from densenet_ray.train.config.declaration import GROUPS
 from densenet_ray.train.config.options import TrainConfig, training_options
 from densenet_ray.train.config.values import trackers
@@ -45,6 +47,10 @@ class ResolvedConfig:
 
     options: TrainConfig
     num_classes: int = field(default=0, metadata={"group": "model"})
+    classes: list[str] = field(default_factory=list, metadata={"group": "data"})  # own images: the manifest's
+    mean: list[float] = field(default_factory=list, metadata={"group": "data"})  # own images: per channel, 0-1
+    std: list[float] = field(default_factory=list, metadata={"group": "data"})
+    multi_label: bool = field(default=False, metadata={"group": "data"})
     run_url: str = _derived("storage")
     resume_from: str = _derived("execution")
     skip_checkpoint: str = _derived("execution")
@@ -53,6 +59,14 @@ class ResolvedConfig:
     def least_workers(self) -> int:
         """An elastic run's fewest workers (its most, ``options.workers``, for a fixed-size run)."""
         return self.options.min_workers or self.options.workers
+
+    def input_spec(self) -> InputSpec | None:
+        """What the model is fed, for your own images (None: a paper dataset's fixed transforms)."""
+        options = self.options
+        if options.dataset != "images":
+            return None
+        assert options.image_size and options.crop_pct, "resolve() fills in the image size and crop"
+        return InputSpec(options.image_size, tuple(self.mean), tuple(self.std), options.crop_pct)
 
     def model_kwargs(self) -> dict[str, Any]:
         """The keyword arguments of ``create_model(options.model, **kwargs)``."""
@@ -123,8 +137,9 @@ def check_initial_weights(config: ResolvedConfig) -> None:
 def _data_location(options: TrainConfig) -> str:
     if options.data:
         return absolute_location(options.data)
-    if options.dataset == "imagenet":
-        raise UserError("--data is required for ImageNet (build shards with `densenet-ray data build imagefolder`)")
+    if options.dataset in ("imagenet", "images"):
+        what = "ImageNet" if options.dataset == "imagenet" else "your own images"
+        raise UserError(f"--data is required for {what} (build shards with `densenet-ray data build imagefolder`)")
     return dataset_cache(options.dataset)
 
 
@@ -138,13 +153,13 @@ def _dataset_defaults(options: TrainConfig) -> TrainConfig:
     return dataclasses.replace(options, **filled)
 
 
-def _architecture(options: TrainConfig) -> dict[str, Any]:
+def _architecture(options: TrainConfig, num_classes: int) -> dict[str, Any]:
     """The model's depth, growth rate, bottleneck, reduction and dropout: the options given, else the model's."""
     from densenet_ray.models import resolve_config
 
     names = ("depth", "growth_rate", "bottleneck", "reduction", "drop_rate")
     given = {name: getattr(options, name) for name in names}
-    model = resolve_config(options.model, num_classes=NUM_CLASSES[options.dataset], **given)
+    model = resolve_config(options.model, num_classes=num_classes, **given)
     return {name: getattr(model, name) for name in names}
 
 
@@ -152,13 +167,17 @@ def resolve(options: TrainConfig, check_weights: bool = True) -> ResolvedConfig:
     """The resolved form of ``options``: dataset defaults, absolute locations, a run name, every value checked
     (:class:`UserError`, one line). ``check_weights`` loads the starting weights once to check them."""
     options.validate()
+    options = dataclasses.replace(options, data=_data_location(options))
+    own = None
+    if options.dataset == "images":
+        options, own = own_images(options)
     options = _dataset_defaults(options)
+    num_classes = len(own.classes) if own else NUM_CLASSES[options.dataset]
     root = absolute_location(options.storage or RUNS_ROOT)
     name = options.name or f"{options.dataset}-{options.model}-{time.strftime('%Y%m%d-%H%M%S')}"
     options = dataclasses.replace(
         options,
-        **_architecture(options),
-        data=_data_location(options),
+        **_architecture(options, num_classes),
         source=absolute_location(options.source) if options.source else "",
         init_from=absolute_location(options.init_from) if options.init_from else "",
         min_workers=options.min_workers or options.workers,
@@ -168,7 +187,8 @@ def resolve(options: TrainConfig, check_weights: bool = True) -> ResolvedConfig:
         **_tracking(options, root),
     )
     options.validate()  # the filled-in defaults against each other (a default batch smaller than the workers)
-    config = ResolvedConfig(options, NUM_CLASSES[options.dataset], child_url(root, name))
+    described = dataclasses.asdict(own) if own else {}
+    config = ResolvedConfig(options, num_classes, run_url=child_url(root, name), **described)
     if check_weights:
         check_initial_weights(config)
     return config

@@ -159,15 +159,17 @@ def parse_progress(data: bytes) -> ProgressRecord | None:
 
 
 def flat_options(document: Any) -> dict[str, Any] | None:
-    """A ``config.yaml`` document as flat training options (``model``, ``epochs``, ...): the resolved, nested form
-    or the flat form of runs written before it. None when it is not a training configuration."""
+    """A ``config.yaml`` document as flat training options (``model``, ``epochs``, ...) and, for the resolved form,
+    the class count (``num_classes``); runs written before it have the flat form. None when it is not a training
+    configuration."""
     if not isinstance(document, dict):
         return None
     if isinstance(document.get("model"), dict) and isinstance(document.get("optim"), dict):
         from densenet_ray.train.config.resolved import ResolvedConfig
 
         try:
-            return ResolvedConfig.from_document(document).flat()
+            resolved = ResolvedConfig.from_document(document)
+            return {**resolved.flat(), "num_classes": resolved.num_classes}
         except ValueError:
             return None
     return document if "model" in document and "epochs" in document else None

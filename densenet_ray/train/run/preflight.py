@@ -13,6 +13,7 @@ from densenet_ray.data.manifest import Manifest, load_manifest
 from densenet_ray.data.storage import StorageError
 from densenet_ray.errors import UserError
 from densenet_ray.train.checkpoint.weights import STATE_FILE
+from densenet_ray.train.config.dataset_fit import check_family
 from densenet_ray.train.config.resolved import ResolvedConfig
 from densenet_ray.train.run.data_cache import ensure_data
 from densenet_ray.train.run.directory import RunDirectory, clean_up
@@ -42,7 +43,13 @@ def check_data(config: ResolvedConfig, print_line: Any = print) -> str:
     data = config.options
     ensure_data(data, print_line)
     _, train = load_manifest(data.data, "train")
-    load_manifest(data.data, data.eval_split)
+    check_family(data, train)
+    _, evaluation = load_manifest(data.data, data.eval_split)
+    if config.classes and evaluation.classes != config.classes:
+        raise UserError(
+            f"--data {data.data}: the {data.eval_split} split's classes differ from the training split's "
+            "(build both splits from one source, e.g. with --holdout-per-class)"
+        )
     usable = train.num_samples - len(train.undecodable)
     if usable < config.options.batch_size:
         raise UserError(
