@@ -1,0 +1,1 @@
+"""The training options by ``config.yaml`` group, one dataclass a group; ``TrainConfig`` joins them."""

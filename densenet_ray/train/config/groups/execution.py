@@ -1,0 +1,101 @@
+"""Where and how a run executes, and where it is stored."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from densenet_ray.train.config.choices import Precision
+from densenet_ray.train.config.declaration import Range, option
+from densenet_ray.train.config.groups.common import AT_LEAST_ONE, FIXED, NOT_NEGATIVE, OWNED
+
+
+@dataclass(frozen=True)
+class ExecutionOptions:
+    """The ``execution`` group of :class:`~densenet_ray.train.config.options.TrainConfig`."""
+
+    workers: int = option(
+        2,
+        "execution",
+        "Ray Train workers: N, or MIN-MAX to train elastically on as many as the "
+        "cluster has (a lost node's workers are dropped, the run goes on)",
+        range=AT_LEAST_ONE,
+        metavar="[MIN-]MAX",
+        cli=(("type", str),),
+    )
+    min_workers: int | None = option(
+        None,
+        "execution",
+        "elastic: the least workers (given as --workers MIN-MAX)",
+        flag="--workers",
+        default_text="--workers",
+    )
+    gpu: bool = option(False, "execution", "one GPU per worker (NCCL DDP)")
+    cpus_per_worker: int = option(1, "execution", "CPUs each Ray Train worker reserves", range=AT_LEAST_ONE)
+    worker_resources: dict[str, float] | None = option(
+        None,
+        "execution",
+        "custom resources each worker also needs, e.g. '{\"accelerator_type:A100\": 0.001}'",
+        metavar="JSON",
+    )
+    precision: Precision = option(
+        "auto",
+        "execution",
+        "auto: bf16 autocast where the worker's hardware multiplies "
+        "bf16 natively, else fp32; fp32 is the exact reference",
+        **FIXED,
+    )
+    channels_last: bool | None = option(
+        None,
+        "execution",
+        "channels-last memory format",
+        negative="--no-channels-last",
+        negative_help="NCHW memory format",
+        default_text="auto, where faster",
+    )
+    compile: bool | None = option(
+        None,
+        "execution",
+        "torch.compile the model",
+        negative="--no-compile",
+        negative_help="run the model eagerly",
+        default_text="auto, for runs of 500+ steps where inductor has a compiler",
+    )
+    sync_bn: bool = option(False, "execution", "synchronise BatchNorm statistics across GPU workers", **FIXED)
+    max_failures: int = option(
+        0,
+        "execution",
+        "worker-group restarts Ray may make (-1: unlimited)",
+        **OWNED,
+        range=Range(-1, note=" (-1: unlimited)"),
+    )
+    checkpoint_every_steps: int = option(
+        0, "execution", "also checkpoint every N optimizer steps within an epoch", **OWNED, range=NOT_NEGATIVE
+    )
+    keep_checkpoints: int = option(2, "execution", "checkpoints kept in the run directory", range=AT_LEAST_ONE)
+    limit_train_batches: int = option(
+        0, "execution", "at most N training batches per epoch (debugging; 0: all)", range=NOT_NEGATIVE
+    )
+    limit_eval_batches: int = option(
+        0, "execution", "at most N evaluation batches (debugging; 0: all)", range=NOT_NEGATIVE
+    )
+
+
+@dataclass(frozen=True)
+class StorageOptions:
+    """The ``storage`` group of :class:`~densenet_ray.train.config.options.TrainConfig`."""
+
+    storage: str | None = option(
+        None,
+        "storage",
+        "run storage: a local path or s3://",
+        **OWNED,
+        key="root",
+        default_text="~/densenet-ray/runs",
+    )
+    name: str | None = option(
+        None,
+        "storage",
+        "run name; the same name resumes the run (with options that do not change what it computes)",
+        **OWNED,
+        default_text="<dataset>-<model>-<time>",
+    )
