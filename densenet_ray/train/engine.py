@@ -116,6 +116,9 @@ class StepRecipe:
         accumulate: batches whose gradients add up to one optimizer step (DDP synchronises only the last).
         clip_grad_norm: the gradients' largest total 2-norm before each optimizer step (0: no clipping).
         after_optimizer_step: called after every optimizer step (the weights' moving average), or None.
+        frozen: parameters the optimizer leaves as they are (a fine-tuning run's backbone in ``--freeze-epochs``):
+            their gradients are dropped before each step, so neither momentum nor weight decay touches them.
+        frozen_norms: normalisation layers kept in evaluation mode while training (their statistics stay fixed).
     """
 
     label_smoothing: float = 0.0
@@ -123,6 +126,8 @@ class StepRecipe:
     accumulate: int = 1
     clip_grad_norm: float = 0.0
     after_optimizer_step: Callable[[], None] | None = None
+    frozen: tuple[torch.nn.Parameter, ...] = ()
+    frozen_norms: tuple[torch.nn.Module, ...] = ()
 
 
 def _backward(
@@ -147,6 +152,8 @@ def _optimizer_step(context: StepContext) -> None:
     """Clip (after unscaling fp16 gradients), step, and clear the gradients for the next optimizer step."""
     optimizer, scaler, recipe = context.optimizer, context.scaler, context.recipe
     assert optimizer is not None
+    for parameter in recipe.frozen:  # optimizers skip a parameter without a gradient altogether
+        parameter.grad = None
     if recipe.clip_grad_norm:
         if scaler is not None:
             scaler.unscale_(optimizer)
@@ -176,6 +183,8 @@ def train_epoch(
     tensor back: batches are copied ``non_blocking`` (from pinned memory on a GPU) and the statistics stay on the
     device until read."""
     context.model.train()
+    for module in context.recipe.frozen_norms:
+        module.eval()
     stats = TrainStats()
     every = context.recipe.accumulate
     # The epoch's batch count sizes its last accumulation group (a loader knows how many batches it has left).

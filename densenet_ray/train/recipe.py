@@ -83,21 +83,55 @@ class WeightAverage:
 _NORMALISATION = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
 
 
-def parameter_groups(model: nn.Module, weight_decay: float, no_decay_norm_bias: bool) -> list[dict]:
+def parameter_groups(
+    model: nn.Module, weight_decay: float, no_decay_norm_bias: bool, backbone_lr_scale: float = 1.0
+) -> list[dict]:
     """The optimizer's parameter groups: one with ``weight_decay`` for all parameters, or, with
-    ``no_decay_norm_bias``, normalisation weights and every bias in a second group without weight decay.
+    ``no_decay_norm_bias``, normalisation weights and every bias in a second group without weight decay. With a
+    ``backbone_lr_scale`` other than 1, each splits into the classifier's parameters and the rest, whose ``lr_scale``
+    the schedule multiplies their rate by.
 
     Written here because the maintained libraries keep it private (torchvision's ``ops._utils.
     split_normalization_params`` and the reference scripts' ``set_weight_decay``); the rule is theirs: by module
     type for normalisation layers, by name for biases.
     """
-    if not no_decay_norm_bias:
-        return [{"params": list(model.parameters()), "weight_decay": weight_decay}]
-    decayed, exempt = [], []
-    for module in model.modules():
-        for name, parameter in module.named_parameters(recurse=False):
-            (exempt if isinstance(module, _NORMALISATION) or name == "bias" else decayed).append(parameter)
-    return [{"params": decayed, "weight_decay": weight_decay}, {"params": exempt, "weight_decay": 0.0}]
+    groups = [{"params": list(model.parameters()), "weight_decay": weight_decay}]
+    if no_decay_norm_bias:
+        decayed, exempt = [], []
+        for module in model.modules():
+            for name, parameter in module.named_parameters(recurse=False):
+                (exempt if isinstance(module, _NORMALISATION) or name == "bias" else decayed).append(parameter)
+        groups = [{"params": decayed, "weight_decay": weight_decay}, {"params": exempt, "weight_decay": 0.0}]
+    if backbone_lr_scale == 1.0:
+        return groups  # the groups runs saved before fine-tuning options existed: their optimizer states load
+    head = {id(parameter) for parameter in head_parameters(model)}
+    split = []
+    for group in groups:
+        for scale, in_head in ((1.0, True), (backbone_lr_scale, False)):
+            chosen = [parameter for parameter in group["params"] if (id(parameter) in head) == in_head]
+            if chosen:
+                split.append({**group, "params": chosen, "lr_scale": scale})
+    return split
+
+
+def head_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """The classifier's weight and bias, under DDP's and ``torch.compile``'s wrappers too."""
+    return [parameter for name, parameter in model.named_parameters() if name.split(".")[-2:-1] == ["classifier"]]
+
+
+def backbone(model: nn.Module) -> tuple[tuple[nn.Parameter, ...], tuple[nn.Module, ...]]:
+    """Every parameter but the classifier's, and every normalisation layer: what ``--freeze-epochs`` holds still."""
+    head = {id(parameter) for parameter in head_parameters(model)}
+    parameters = tuple(parameter for parameter in model.parameters() if id(parameter) not in head)
+    return parameters, tuple(module for module in model.modules() if isinstance(module, _NORMALISATION))
+
+
+def make_optimizer(groups: list[dict], name: str, lr: float, momentum: float) -> torch.optim.Optimizer:
+    """``sgd``: Nesterov SGD, the paper's; ``adamw``: ``torch.optim.AdamW`` (its default betas), each group keeping
+    its own weight decay."""
+    if name == "adamw":
+        return torch.optim.AdamW(groups, lr=lr)
+    return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=True)
 
 
 @contextlib.contextmanager

@@ -33,7 +33,7 @@ from densenet_ray.train.config.resolved import ResolvedConfig
 from densenet_ray.train.engine import StepContext, StepRecipe, TrainStats, evaluate_each, train_epoch
 from densenet_ray.train.progress.records import Attempt, InEpochProgress, epoch_record, maybe_inject_fault
 from densenet_ray.train.progress.tracking import Tracking
-from densenet_ray.train.recipe import WeightAverage, batch_mixer, parameter_groups
+from densenet_ray.train.recipe import WeightAverage, backbone, batch_mixer, make_optimizer, parameter_groups
 from densenet_ray.train.run.directory import AttemptRecord, MidEpochRecord, RunDirectory
 from densenet_ray.train.schedule import learning_rate
 
@@ -47,8 +47,8 @@ def _training_state(config: ResolvedConfig, attempt: Attempt, fresh: bool) -> Tr
     options, acceleration = config.options, attempt.acceleration
     model = build_model(config, attempt.world, fresh, acceleration)
     model = ray.train.torch.prepare_model(model, parallel_strategy_kwargs=DDP_OPTIONS)
-    groups = parameter_groups(model, options.weight_decay, options.no_decay_norm_bias)
-    optimizer = torch.optim.SGD(groups, lr=options.lr, momentum=options.momentum, nesterov=True)
+    groups = parameter_groups(model, options.weight_decay, options.no_decay_norm_bias, options.backbone_lr_scale)
+    optimizer = make_optimizer(groups, options.optimizer, options.lr, options.momentum)
     scaler = torch.amp.GradScaler(attempt.device.type) if acceleration.precision == "fp16" else None
     average = WeightAverage(unwrap(model), options.ema) if options.ema else None
     return TrainingState(model, optimizer, scaler, average)
@@ -157,6 +157,9 @@ class WorkerLoop:
         steps = min(batches.total_batches, limit) if limit else batches.total_batches
         optimizer_steps = -(-steps // self.config.options.accumulate)
         self.step_context.set_lr = lambda index: self._set_lr(epoch, index, optimizer_steps)
+        frozen = epoch < self.config.options.freeze_epochs
+        recipe = self.step_context.recipe
+        recipe.frozen, recipe.frozen_norms = backbone(unwrap(self.state.model)) if frozen else ((), ())
         mixer, rank = self.mixer, self.attempt.rank  # seeded per batch and rank: the same mixing on a resume
         self.step_context.recipe.mixer = (
             (lambda index, images, labels: mixer(mix(epoch, index, rank), images, labels)) if mixer else None
@@ -184,7 +187,8 @@ class WorkerLoop:
         position.best_error = min(position.best_error, results[0].top1_error)
         position.epoch, position.next_batch, position.history = epoch + 1, 0, ()
         steady = _steady_rate(stats, warm, started + train_seconds, self.attempt.world)
-        lr = self.state.optimizer.param_groups[0]["lr"]
+        first = self.state.optimizer.param_groups[0]
+        lr = first["lr"] / first.get("lr_scale", 1.0)  # the schedule's rate (the classifier's)
         record = epoch_record(
             self.attempt, position, self.config.options.epochs, lr, stats, results, train_seconds, steady
         )
@@ -208,7 +212,7 @@ class WorkerLoop:
     def _set_lr(self, epoch: int, index: int, steps: int) -> float:
         rate = learning_rate(self.config.options, epoch, index, steps)
         for group in self.state.optimizer.param_groups:
-            group["lr"] = rate
+            group["lr"] = rate * group.get("lr_scale", 1.0)
         return rate
 
     def _after_step(self, epoch: int, index: int, steps: int, stats: TrainStats, warm: dict[str, float]) -> None:

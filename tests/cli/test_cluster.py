@@ -122,7 +122,7 @@ def test_every_yaml_in_cluster_and_jobs_loads_and_the_fake_cluster_validates() -
             "cluster/kuberay/rayjob.yaml",
             *(f"jobs/{name}" for name in sorted(p.name for p in (ROOT / "jobs").glob("*.yaml"))),
         ]
-        and len(names) == 15
+        and len(names) == 16
     )
     for path in files:
         documents = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]

@@ -288,6 +288,32 @@ def test_images_entry_point_fine_tunes_densenet121_on_own_photos(fixture_tar, tm
     assert evaluated["samples"] == 9
 
 
+def test_freeze_epochs_hold_the_backbone_then_release_it(shards, tmp_path) -> None:
+    """``train images`` from a state_dict with ``--freeze-epochs 1``, AdamW and a tenth of the rate for the
+    backbone: after epoch 1 only the new head differs from the loaded weights; after epoch 2 the backbone and its
+    BatchNorm statistics have trained too."""
+    from densenet_ray.models import create_model
+
+    start = create_model("densenet_bc100_k12", depth=10, num_classes=10).state_dict()
+    torch.save(start, tmp_path / "start.pth")
+    args = small_run(shards, tmp_path, depth=10, epochs=2, limit_train_batches=2, limit_eval_batches=1, name="ft")
+    args += ["--init-from", str(tmp_path / "start.pth"), "--freeze-epochs", "1", "--optimizer", "adamw"]
+    args += ["--lr", "0.001", "--backbone-lr-scale", "0.1", "--keep-checkpoints", "2", "--no-compile"]
+    completed = subprocess.run(
+        [sys.executable, "-m", "densenet_ray.images", *args], capture_output=True, text=True, timeout=600
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    checkpoints = sorted(c for c in (tmp_path / "ft").glob("checkpoint_*") if c.is_dir())
+    first, second = (torch.load(c / "state.pt", weights_only=False)["model"] for c in checkpoints)
+    changed = sorted(key for key in start if not torch.equal(start[key], first[key]) and "num_batches" not in key)
+    assert changed == ["classifier.bias", "classifier.weight"]
+    assert not torch.equal(start["features.conv0.weight"], second["features.conv0.weight"])
+    assert not torch.equal(start["features.norm5.running_var"], second["features.norm5.running_var"])
+    records = epoch_records((tmp_path / "ft" / "metrics.jsonl").read_text())
+    # The classifier's rate: a 2-epoch step schedule drops at 50 % (epoch 1) and at 75 % (epoch 2).
+    assert [r["lr"] for r in records] == pytest.approx([1e-4, 1e-5])
+
+
 def test_a_paper_family_refuses_shards_it_does_not_fit(shards, tmp_path, capsys) -> None:
     from densenet_ray.cli import main
 

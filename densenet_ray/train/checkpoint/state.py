@@ -22,7 +22,13 @@ from densenet_ray.data.epoch_plan import Layout, Segment
 from densenet_ray.data.storage import open_storage
 from densenet_ray.models import create_model
 from densenet_ray.train.acceleration import Acceleration, use_compile_cache
-from densenet_ray.train.checkpoint.weights import STATE_FILE, load_initial_weights, pretrained_state_dict
+from densenet_ray.train.checkpoint.weights import (
+    STATE_FILE,
+    load_checkpoint,
+    load_initial_weights,
+    pretrained_state_dict,
+    state_dict_of,
+)
 from densenet_ray.train.config.resolved import ResolvedConfig
 from densenet_ray.train.recipe import WeightAverage
 
@@ -64,10 +70,14 @@ def build_model(config: ResolvedConfig, world: int, fresh: bool, acceleration: A
     before the DDP wrap."""
     options = config.options
     model = create_model(options.model, **config.model_kwargs())
+    own_images = options.dataset == "images"  # a classifier for other classes than the run's is trained anew
     if fresh and options.init_from:
-        load_initial_weights(model, options.init_from)
+        loaded = load_checkpoint(options.init_from)
+        saved = saved_config(loaded)  # None: a plain state_dict, whose classes are not known to be ours
+        reset = own_images and (saved is None or saved.classes != config.classes)
+        load_initial_weights(model, state_dict_of(loaded, options.init_from), reset_head=reset)
     elif fresh and options.pretrained:  # every node fetches into its own torch hub cache
-        load_initial_weights(model, pretrained_state_dict(options.model), "--pretrained")
+        load_initial_weights(model, pretrained_state_dict(options.model), "--pretrained", reset_head=own_images)
     if options.sync_bn and world > 1:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     if acceleration.channels_last:
@@ -76,6 +86,18 @@ def build_model(config: ResolvedConfig, world: int, fresh: bool, acceleration: A
         use_compile_cache()
         model = torch.compile(model)  # before the DDP wrap
     return model
+
+
+def saved_config(loaded: Any) -> ResolvedConfig | None:
+    """The resolved configuration a loaded run checkpoint carries (None for a plain state_dict, or a run saved
+    before configurations were nested)."""
+    document = loaded.get("config") if isinstance(loaded, dict) else None
+    if not (isinstance(document, dict) and isinstance(document.get("model"), dict)):
+        return None
+    try:
+        return ResolvedConfig.from_document(document)
+    except ValueError:
+        return None
 
 
 def save_checkpoint(state: TrainingState, config: ResolvedConfig, rank: int, layout: Layout, directory: str) -> None:

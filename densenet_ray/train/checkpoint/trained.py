@@ -15,9 +15,9 @@ from densenet_ray.data.storage import StorageError, open_storage
 from densenet_ray.data.transforms import eval_input
 from densenet_ray.errors import DataError, UserError
 from densenet_ray.paths import absolute_location
+from densenet_ray.train.checkpoint.state import saved_config
 from densenet_ray.train.checkpoint.weights import load_checkpoint, load_initial_weights, state_dict_of
 from densenet_ray.train.config.choices import NUM_CLASSES
-from densenet_ray.train.config.resolved import ResolvedConfig
 from densenet_ray.train.run.directory import SNAPSHOT_FILE, RunDirectory, flat_options
 
 WHICH = ("last", "best")
@@ -126,7 +126,7 @@ def load_trained(
     source = checkpoint_location(location, which, weights)
     loaded = load_checkpoint(source, flag)
     saved = (flat_options(loaded.get("config")) if isinstance(loaded, dict) else None) or {}
-    resolved = _saved_config(loaded)
+    resolved = saved_config(loaded)
     dataset = dataset or saved.get("dataset") or "cifar10"
     if dataset == "images" and (resolved is None or not resolved.classes):
         raise UserError(f"{location} holds no run configuration: a model of your own images loads from its run")
@@ -152,17 +152,6 @@ def load_trained(
         options=saved,
         input=resolved.input_spec() if resolved and dataset == "images" else None,
     )
-
-
-def _saved_config(loaded: Any) -> ResolvedConfig | None:
-    """The resolved configuration a run checkpoint carries (None for a plain state_dict or an older flat one)."""
-    document = loaded.get("config") if isinstance(loaded, dict) else None
-    if not (isinstance(document, dict) and isinstance(document.get("model"), dict)):
-        return None
-    try:
-        return ResolvedConfig.from_document(document)
-    except ValueError:
-        return None
 
 
 def class_names(options: dict[str, Any], dataset: str) -> list[str]:

@@ -100,14 +100,19 @@ def pretrained_state_dict(model_name: str) -> dict[str, torch.Tensor]:
 
 
 def load_initial_weights(
-    model: nn.Module, source: str | dict[str, torch.Tensor], flag: str = "--init-from"
+    model: nn.Module, source: str | dict[str, torch.Tensor], flag: str = "--init-from", reset_head: bool = False
 ) -> list[str]:
     """Load ``source`` (a path or URL, or a state_dict) into ``model`` strictly, except a classifier of another class
-    count, which is left freshly initialised. Returns the keys left as initialised (empty, or the classifier's)."""
+    count (or any classifier, ``reset_head``), which is left freshly initialised. Returns the keys left as
+    initialised (empty, or the classifier's)."""
     label = source if isinstance(source, str) else "weights"
     state = dict(read_state_dict(source, flag) if isinstance(source, str) else source)
     own = model.state_dict()
-    kept_fresh = [key for key in CLASSIFIER_KEYS if key in state and key in own and state[key].shape != own[key].shape]
+    kept_fresh = [
+        key
+        for key in CLASSIFIER_KEYS
+        if key in state and key in own and (reset_head or state[key].shape != own[key].shape)
+    ]
     for key in kept_fresh:
         del state[key]
     try:

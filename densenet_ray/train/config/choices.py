@@ -10,6 +10,7 @@ Precision = Literal["auto", "fp32", "bf16", "fp16"]  # auto: resolved on each wo
 Decoder = Literal["cpu", "gpu"]  # gpu: data/device_decode.py
 AugmentPolicy = Literal["none", "randaugment", "trivialaugment", "autoaugment"]  # torchvision.transforms.v2's
 LrSchedule = Literal["step", "cosine"]
+Optimizer = Literal["sgd", "adamw"]
 DATASETS: tuple[str, ...] = typing.get_args(Dataset)
 PRECISIONS: tuple[str, ...] = typing.get_args(Precision)
 DECODERS: tuple[str, ...] = typing.get_args(Decoder)

@@ -28,6 +28,10 @@ def check_relations(options: Mapping[str, Any]) -> None:
     if options["init_from"] and options["pretrained"]:
         raise UserError("give --init-from FILE or --pretrained, not both")
     check_trackers(options["log"])
+    if options["freeze_epochs"] and not (options["init_from"] or options["pretrained"]):
+        raise UserError(
+            f"--freeze-epochs {options['freeze_epochs']} keeps the backbone as loaded: give --init-from or --pretrained"
+        )
     for name in ("image_size", "crop_pct"):
         if options[name] is not None and options["dataset"] != "images":
             flag = "--" + name.replace("_", "-")

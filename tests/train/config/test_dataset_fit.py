@@ -102,3 +102,29 @@ def test_own_transforms_crop_to_the_size_and_normalise(fixture_tar, tmp_path) ->
     functional = v2.functional
     reference = functional.pil_to_tensor(functional.center_crop(functional.resize(photo, 91), 80))
     torch.testing.assert_close(evaluated, (reference.float() / 255 - 0.5) / 0.25, atol=1e-5, rtol=0)
+
+
+def test_the_fine_tuning_recipe_resolves_on_own_images(tmp_path, fixture_tar) -> None:
+    from pathlib import Path
+
+    from densenet_ray.cli import build_parser
+    from densenet_ray.cli.train import options_from_args
+
+    photos = write_own_folder(fixture_tar, tmp_path / "photos", per_class=2, size=224)
+    build_dataset(imagefolder_source(str(photos)), str(tmp_path / "shards"), shard_size=50)
+    recipe = Path(__file__).parents[3] / "jobs" / "finetune-densenet121.yaml"
+    argv = ["train", "images", "--config", str(recipe), "--data", str(tmp_path / "shards"), "--name", "x"]
+    options = resolve(options_from_args(build_parser().parse_args(argv), "images"), check_weights=False).options
+    assert (options.model, options.pretrained, options.optimizer, options.lr, options.image_size) == (
+        "densenet121",
+        True,
+        "adamw",
+        0.001,
+        224,
+    )
+    assert (options.freeze_epochs, options.backbone_lr_scale, options.batch_size, options.weight_decay) == (
+        1,
+        0.1,
+        16,
+        0.0,
+    )

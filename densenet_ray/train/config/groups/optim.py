@@ -1,10 +1,10 @@
-"""The optimisation: batch, epochs, learning rate and its schedule, SGD, the seed."""
+"""The optimisation: batch, epochs, learning rate and its schedule, the optimizer, fine-tuning, the seed."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from densenet_ray.train.config.choices import DEFAULT_BATCH, DEFAULT_EPOCHS, LrSchedule
+from densenet_ray.train.config.choices import DEFAULT_BATCH, DEFAULT_EPOCHS, LrSchedule, Optimizer
 from densenet_ray.train.config.declaration import Range, option
 from densenet_ray.train.config.groups.common import AT_LEAST_ONE, FIXED, NOT_NEGATIVE
 
@@ -19,6 +19,28 @@ class OptimOptions:
     epochs: int | None = option(None, "optim", "epochs", range=AT_LEAST_ONE, per_dataset=DEFAULT_EPOCHS)
     lr: float = option(0.1, "optim", "initial learning rate", **FIXED, range=Range(0, low_open=True))
     lr_schedule: LrSchedule = option("step", "optim", "step (the paper's /10 drops) or cosine per iteration", **FIXED)
+    optimizer: Optimizer = option(
+        "sgd", "optim", "sgd (Nesterov, the paper's) or adamw (torch.optim.AdamW, common for fine-tuning)", **FIXED
+    )
     momentum: float = option(0.9, "optim", "Nesterov momentum of SGD", **FIXED, range=NOT_NEGATIVE)
-    weight_decay: float = option(1e-4, "optim", "weight decay (L2) of SGD", **FIXED, range=NOT_NEGATIVE)
+    weight_decay: float = option(
+        1e-4, "optim", "weight decay (SGD: L2 in the gradient; AdamW: decoupled)", **FIXED, range=NOT_NEGATIVE
+    )
+    backbone_lr_scale: float = option(
+        1.0,
+        "optim",
+        "fine-tuning: the learning rate of every layer but the classifier, as a fraction of the classifier's",
+        **FIXED,
+        range=Range(0.0, 1.0, low_open=True),
+        metavar="F",
+    )
+    freeze_epochs: int = option(
+        0,
+        "optim",
+        "fine-tuning: train only the classifier for the first N epochs (the backbone's weights and BatchNorm "
+        "statistics stay as loaded)",
+        **FIXED,
+        range=NOT_NEGATIVE,
+        metavar="N",
+    )
     seed: int = option(0, "optim", "seed of the initialisation, data order and augmentation", **FIXED)
