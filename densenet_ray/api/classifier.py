@@ -16,6 +16,7 @@ from densenet_ray.data.input_spec import InputSpec
 from densenet_ray.data.transforms import for_dataset
 from densenet_ray.errors import UserError
 
+TEXT_FIELDS = ("model", "dataset", "weights", "source", "format")  # card fields a safetensors header holds as is
 ImageInput = Any  # a path (str or os.PathLike: a file, directory, glob or .tar shard), a PIL image, or a tensor
 
 
@@ -124,6 +125,24 @@ def _images(inputs: list[ImageInput], open_image: Callable[[str], Any]) -> Itera
             raise UserError(f"input {position} is a {type(item).__name__}; give a path, a PIL image or a tensor")
 
 
+def _export_card(location: str) -> dict[str, Any] | None:
+    """The model card of an export: ``FILE.json`` beside it, or a safetensors file's own header."""
+    if not os.path.isfile(location):
+        return None
+    if os.path.isfile(f"{location}.json"):
+        with open(f"{location}.json") as handle:
+            return json.load(handle)
+    if location.endswith(".safetensors"):
+        from safetensors import safe_open
+
+        with safe_open(location, "pt") as opened:
+            header = opened.metadata() or {}
+        if "create_model" in header and "classes" in header:
+            card = {key: value if key in TEXT_FIELDS else json.loads(value) for key, value in header.items()}
+            return {**card, "format": "safetensors"}
+    return None
+
+
 def load(
     source: str | os.PathLike,
     which: str = "last",
@@ -136,14 +155,12 @@ def load(
     from ``densenet-ray export`` (its ``FILE.json`` model card beside it). ``weights``: ``ema`` or ``raw`` (default:
     the moving average when the checkpoint has one)."""
     location = os.fspath(source)
-    card_path = f"{location}.json"
-    if os.path.isfile(location) and os.path.isfile(card_path):
-        from densenet_ray.models.export import load_export
+    card = _export_card(location)
+    if card is not None:
+        from densenet_ray.models.export import WEIGHTS_ONLY, load_export
 
-        with open(card_path) as handle:
-            card = json.load(handle)
         network = None
-        if card.get("format") == "state_dict":
+        if card.get("format") in WEIGHTS_ONLY:
             from densenet_ray.models import create_model
 
             options = dict(card["create_model"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from typing import Any
 
 from densenet_ray.cli.evaluate import add_model_choice
 from densenet_ray.models.export import FORMATS, SUFFIXES
@@ -15,8 +16,8 @@ TOLERANCE = 1e-4  # the exported file's logits against PyTorch's, fp32
 def add_parser(groups: argparse._SubParsersAction) -> None:
     parser = groups.add_parser(
         "export",
-        help="write a trained model as a state_dict, TorchScript, exported program "
-        "or ONNX file, with a JSON model card beside it",
+        help="write a trained model as a state_dict, safetensors, TorchScript, exported program or ONNX file, with a "
+        "JSON model card beside it",
     )
     parser.add_argument(
         "checkpoint",
@@ -32,8 +33,8 @@ def add_parser(groups: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--format",
         choices=FORMATS,
-        help="default: from FILE's suffix (.pth state_dict, .pt "
-        "torchscript, .pt2 exported-program, .onnx onnx), else state_dict",
+        help="default: from FILE's suffix (.pth state_dict, .safetensors safetensors, .pt torchscript, .pt2 "
+        "exported-program, .onnx onnx), else state_dict",
     )
     add_model_choice(parser)
     parser.set_defaults(handler=export_command)
@@ -44,6 +45,13 @@ def export_format(out: str, chosen: str | None) -> str:
         return chosen
     suffix = os.path.splitext(out)[1]
     return next((name for name, known in SUFFIXES.items() if known == suffix), "state_dict")
+
+
+def safetensors_metadata(card: dict[str, Any]) -> dict[str, str]:
+    """The model card's fields as a safetensors header takes them (strings: JSON for all but strings), with
+    ``format: pt``, which Hugging Face's loaders look for."""
+    fields = {key: value if isinstance(value, str) else json.dumps(value) for key, value in card.items()}
+    return {**fields, "format": "pt"}
 
 
 def export_command(args: argparse.Namespace) -> int:
@@ -57,7 +65,7 @@ def export_command(args: argparse.Namespace) -> int:
     trained = load_trained(args.checkpoint, args.which, args.weights, args.model, args.dataset)
     size = trained.input_size
     example = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
-    export_model(trained.network, example, args.out, file_format)
+    export_model(trained.network, example, args.out, file_format, safetensors_metadata(trained.describe()))
     difference = check_export(trained.network, example, args.out, file_format)
     if difference > TOLERANCE:  # our export is wrong, not the user's input: a bug, with its traceback
         os.remove(args.out)

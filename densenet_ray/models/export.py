@@ -3,6 +3,8 @@ back with its own runtime:
 
 - ``state_dict``: ``torch.save`` of the weights in torchvision's layout (``torchvision.models.densenet121()`` loads
   the ImageNet-form models' files with ``load_state_dict``);
+- ``safetensors``: the same weights as a ``.safetensors`` file (the format timm and the Hugging Face Hub load),
+  with the caller's string metadata in its header;
 - ``torchscript``: ``torch.jit.trace`` (deprecated since PyTorch 2.5 in favour of ``torch.export``; kept for
   runtimes that still load TorchScript);
 - ``exported-program``: ``torch.export.export`` and ``torch.export.save``, the batch dimension dynamic;
@@ -25,8 +27,15 @@ from torch import nn
 from densenet_ray.errors import UserError
 from densenet_ray.paths import atomic_path
 
-FORMATS = ("state_dict", "torchscript", "exported-program", "onnx")
-SUFFIXES = {"state_dict": ".pth", "torchscript": ".pt", "exported-program": ".pt2", "onnx": ".onnx"}
+FORMATS = ("state_dict", "safetensors", "torchscript", "exported-program", "onnx")
+SUFFIXES = {
+    "state_dict": ".pth",
+    "safetensors": ".safetensors",
+    "torchscript": ".pt",
+    "exported-program": ".pt2",
+    "onnx": ".onnx",
+}
+WEIGHTS_ONLY = ("state_dict", "safetensors")  # loaded into a network the caller builds
 ONNX_EXTRA = "pip install 'densenet-ray[onnx]'"
 Runner = Callable[[torch.Tensor], torch.Tensor]
 
@@ -40,8 +49,11 @@ def _require_onnx(runtime: bool = False) -> None:
             raise UserError(f"--format onnx needs {name}: {ONNX_EXTRA}") from None
 
 
-def export_model(network: nn.Module, example: torch.Tensor, path: str, file_format: str) -> None:
-    """Write ``network`` (in evaluation mode) to ``path`` in ``file_format``, tracing it on ``example``."""
+def export_model(
+    network: nn.Module, example: torch.Tensor, path: str, file_format: str, metadata: dict[str, str] | None = None
+) -> None:
+    """Write ``network`` (in evaluation mode) to ``path`` in ``file_format``, tracing it on ``example``;
+    ``metadata`` goes into a safetensors file's header."""
     if file_format not in FORMATS:
         raise UserError(f"--format {file_format!r} is not one of: {', '.join(FORMATS)}")
     network.eval()
@@ -49,6 +61,10 @@ def export_model(network: nn.Module, example: torch.Tensor, path: str, file_form
     with atomic_path(path) as partial, torch.no_grad():
         if file_format == "state_dict":
             torch.save(network.state_dict(), partial)
+        elif file_format == "safetensors":
+            from safetensors.torch import save_file
+
+            save_file({key: value.contiguous() for key, value in network.state_dict().items()}, partial, metadata)
         elif file_format == "torchscript":
             with warnings.catch_warnings():  # its deprecation is said in the module docstring and the README
                 warnings.simplefilter("ignore", FutureWarning)
@@ -70,10 +86,10 @@ def export_model(network: nn.Module, example: torch.Tensor, path: str, file_form
 def load_export(path: str, file_format: str, network: nn.Module | None = None) -> Runner:
     """``run(batch) -> logits`` over an exported file, with the format's own runtime (a ``state_dict`` loads into
     ``network``, strictly)."""
-    if file_format == "state_dict":
+    if file_format in WEIGHTS_ONLY:
         if network is None:
-            raise ValueError("a state_dict needs the network to load into")
-        network.load_state_dict(torch.load(path, map_location="cpu", weights_only=True), strict=True)
+            raise ValueError(f"a {file_format} file needs the network to load into")
+        network.load_state_dict(read_weights(path, file_format), strict=True)
         return network.eval()
     if file_format == "torchscript":
         with warnings.catch_warnings():
@@ -90,6 +106,15 @@ def load_export(path: str, file_format: str, network: nn.Module | None = None) -
     return lambda batch: torch.from_numpy(session.run(None, {name: batch.numpy()})[0])
 
 
+def read_weights(path: str, file_format: str) -> dict[str, torch.Tensor]:
+    """The tensors of a ``state_dict`` or ``safetensors`` export."""
+    if file_format == "safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(path, device="cpu")
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
 def check_export(network: nn.Module, example: torch.Tensor, path: str, file_format: str) -> float:
     """The largest absolute difference between ``network``'s logits on ``example`` and the exported file's, run by
     its own runtime on a batch one larger than the traced one (the batch dimension must be dynamic)."""
@@ -98,5 +123,10 @@ def check_export(network: nn.Module, example: torch.Tensor, path: str, file_form
     batch = torch.cat([example, example[:1]])
     with torch.no_grad():
         expected = network.eval()(batch)
-        run = load_export(path, file_format, copy.deepcopy(network) if file_format == "state_dict" else None)
+        blank = None
+        if file_format in WEIGHTS_ONLY:  # every tensor zeroed: only the file's weights can give the logits back
+            blank = copy.deepcopy(network)
+            for tensor in blank.state_dict().values():
+                tensor.zero_()
+        run = load_export(path, file_format, blank)
         return float((run(batch) - expected).abs().max())

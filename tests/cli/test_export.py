@@ -14,7 +14,7 @@ from PIL import Image
 from densenet_ray.cli import main
 from densenet_ray.data.transforms import for_dataset
 from densenet_ray.models import create_model
-from densenet_ray.models.export import FORMATS, SUFFIXES, load_export
+from densenet_ray.models.export import FORMATS, SUFFIXES, WEIGHTS_ONLY, load_export
 from densenet_ray.train.checkpoint.trained import load_trained
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -54,7 +54,7 @@ def test_every_format_reproduces_the_checkpoints_logits(modern_run, images, tmp_
     assert card["classes"][:3] == ["airplane", "automobile", "bird"]  # from the run's manifest
     trained = load_trained(str(modern_run["run"]))  # the last checkpoint, its moving average
     network = None
-    if file_format == "state_dict":  # the CIFAR form loads into create_model strictly, from the card alone
+    if file_format in WEIGHTS_ONLY:  # the CIFAR form loads into create_model strictly, from the card alone
         options = dict(card["create_model"])
         network = create_model(options.pop("name"), **options)
     batch = _batch(images)

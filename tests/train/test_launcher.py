@@ -280,7 +280,26 @@ def test_images_entry_point_fine_tunes_densenet121_on_own_photos(fixture_tar, tm
     with torch.no_grad():
         expected = load_trained(str(run)).network(batch)
         assert torch.allclose(theirs.eval()(batch), expected, atol=1e-5)
+    # A safetensors export loads into torchvision's densenet121 and into create_model from its card, logits equal;
+    # its header carries the card, so predict needs nothing beside it.
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
     import densenet_ray as dr
+
+    exported = tmp_path / "own.safetensors"
+    assert main(["export", str(run), "--out", str(exported)]) == 0
+    theirs.load_state_dict(load_file(exported), strict=True)
+    with safe_open(exported, "pt") as opened:
+        header = opened.metadata()
+    assert json.loads(header["classes"]) == OWN_CLASSES and header["format"] == "pt"
+    card = json.loads((tmp_path / "own.safetensors.json").read_text())
+    ours = dr.create_model(**card["create_model"])
+    ours.load_state_dict(load_file(exported), strict=True)
+    with torch.no_grad():
+        assert torch.equal(theirs.eval()(batch), ours.eval()(batch))
+    (tmp_path / "own.safetensors.json").unlink()
+    assert dr.load(str(exported)).classes == OWN_CLASSES
 
     (prediction,) = dr.load(str(run)).predict([str(photos / "deer" / "0000.png")], top=5)
     assert sorted(name for name, _ in prediction.top) == sorted(OWN_CLASSES)

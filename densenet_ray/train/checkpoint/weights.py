@@ -37,24 +37,45 @@ def _read_checkpoint_bytes(path: str, flag: str) -> bytes:
             return folder.read_bytes(name)
     except StorageError as error:
         raise UserError(f"{flag} {path}: {error}") from None
-    raise UserError(f"{flag} {path} does not exist (a checkpoint directory, state.pt or a .pth file)")
+    raise UserError(f"{flag} {path} does not exist (a checkpoint directory, state.pt, a .pth or a .safetensors file)")
 
 
 def load_checkpoint(path: str, flag: str = "--init-from") -> Any:
     """What ``torch.load`` gives for ``path``: a run checkpoint directory (its ``state.pt``), a file, or the URL of
     either. ``flag`` names the option in error messages."""
     source: Any
+    if path.endswith(".safetensors"):
+        return _read_safetensors(path, flag)
     if "://" in path and not path.startswith("file://"):
         source = io.BytesIO(_read_checkpoint_bytes(path, flag))
     else:
         path = path.removeprefix("file://")
         source = os.path.join(path, STATE_FILE) if os.path.isdir(path) else path
         if not os.path.isfile(source):
-            raise UserError(f"{flag} {path} does not exist (a checkpoint directory, state.pt or a .pth file)")
+            raise UserError(f"{flag} {path} does not exist (a checkpoint directory, state.pt, a .pth or a .safetensors file)")
     try:
         return torch.load(source, map_location="cpu", weights_only=False)
     except Exception as error:  # pickle and zip errors come in many types
         raise UserError(f"{flag} {path} is not a PyTorch checkpoint ({type(error).__name__})") from None
+
+
+def _read_safetensors(path: str, flag: str) -> dict[str, torch.Tensor]:
+    """The tensors of a ``.safetensors`` file, local or at a URL."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    if "://" in path and not path.startswith("file://"):
+        data = _read_checkpoint_bytes(path, flag)
+    else:
+        path = path.removeprefix("file://")
+        if not os.path.isfile(path):
+            raise UserError(f"{flag} {path} does not exist (a checkpoint directory, state.pt, a .pth or a .safetensors file)")
+        with open(path, "rb") as handle:
+            data = handle.read()
+    try:
+        return load(data)
+    except (SafetensorError, ValueError) as error:
+        raise UserError(f"{flag} {path} is not a safetensors file ({str(error)[:120]})") from None
 
 
 def state_dict_of(loaded: Any, path: str, flag: str = "--init-from", average: bool = False) -> dict[str, torch.Tensor]:

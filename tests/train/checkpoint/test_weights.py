@@ -92,3 +92,19 @@ def test_pretrained_errors(tmp_path, monkeypatch) -> None:
         resolve(TrainConfig(model="densenet_bc100_k12", pretrained=True))
     with pytest.raises(ValueError, match="not both"):
         resolve(TrainConfig(dataset="imagenet", workers=4, pretrained=True, init_from="x.pth", data="/no/data"))
+
+
+def test_init_from_a_safetensors_file(tmp_path) -> None:
+    from safetensors.torch import save_file
+
+    reference = torchvision.models.densenet121()
+    save_file(reference.state_dict(), tmp_path / "densenet121.safetensors")
+    model = create_model("densenet121", num_classes=10)
+    assert load_initial_weights(model, str(tmp_path / "densenet121.safetensors")) == [
+        "classifier.weight",
+        "classifier.bias",
+    ]
+    assert torch.equal(model.features.norm5.running_mean, reference.features.norm5.running_mean)
+    (tmp_path / "broken.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{junk}")
+    with pytest.raises(ValueError, match=r"--init-from .*broken.safetensors is not a safetensors file"):
+        load_initial_weights(model, str(tmp_path / "broken.safetensors"))
