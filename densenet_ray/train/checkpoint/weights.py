@@ -14,6 +14,7 @@ from densenet_ray.errors import UserError
 
 CLASSIFIER_KEYS = ("classifier.weight", "classifier.bias")
 STATE_FILE = "state.pt"
+WEIGHT_FILES = "(a checkpoint directory, state.pt, a .pth or a .safetensors file)"
 # torchvision publishes ImageNet weights for these four (torchvision.models.DenseNet121_Weights and siblings).
 PRETRAINED = {
     "densenet121": "DenseNet121_Weights",
@@ -37,7 +38,7 @@ def _read_checkpoint_bytes(path: str, flag: str) -> bytes:
             return folder.read_bytes(name)
     except StorageError as error:
         raise UserError(f"{flag} {path}: {error}") from None
-    raise UserError(f"{flag} {path} does not exist (a checkpoint directory, state.pt, a .pth or a .safetensors file)")
+    raise UserError(f"{flag} {path} does not exist {WEIGHT_FILES}")
 
 
 def load_checkpoint(path: str, flag: str = "--init-from") -> Any:
@@ -52,7 +53,7 @@ def load_checkpoint(path: str, flag: str = "--init-from") -> Any:
         path = path.removeprefix("file://")
         source = os.path.join(path, STATE_FILE) if os.path.isdir(path) else path
         if not os.path.isfile(source):
-            raise UserError(f"{flag} {path} does not exist (a checkpoint directory, state.pt, a .pth or a .safetensors file)")
+            raise UserError(f"{flag} {path} does not exist {WEIGHT_FILES}")
     try:
         return torch.load(source, map_location="cpu", weights_only=False)
     except Exception as error:  # pickle and zip errors come in many types
@@ -69,7 +70,7 @@ def _read_safetensors(path: str, flag: str) -> dict[str, torch.Tensor]:
     else:
         path = path.removeprefix("file://")
         if not os.path.isfile(path):
-            raise UserError(f"{flag} {path} does not exist (a checkpoint directory, state.pt, a .pth or a .safetensors file)")
+            raise UserError(f"{flag} {path} does not exist {WEIGHT_FILES}")
         with open(path, "rb") as handle:
             data = handle.read()
     try:
