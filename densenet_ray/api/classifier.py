@@ -53,6 +53,7 @@ class Classifier:
 
     @property
     def classes(self) -> list[str]:
+        """The class names, in the order of the model's outputs."""
         return list(self.card["classes"])
 
     def logits(self, batch: torch.Tensor) -> torch.Tensor:
@@ -66,22 +67,26 @@ class Classifier:
         """The ``top`` classes of each image. ``images``: one input or a list of them; a path may be a file, a
         directory of images, a glob or a WebDataset ``.tar`` shard; a tensor is one image (3xHxW, uint8 or floats in
         [0, 1]) or a batch of them. A file that is not an image gets a :class:`Prediction` with ``error`` set."""
+        return list(self.iter_predict(images, top, batch_size))
+
+    def iter_predict(
+        self, images: ImageInput | Sequence[ImageInput], top: int = 5, batch_size: int = 64
+    ) -> Iterator[Prediction]:
+        """:meth:`predict`'s predictions one batch at a time, in input order, as each batch is classified."""
         if top < 1 or batch_size < 1:
             raise UserError(f"top {top} and batch_size {batch_size} must be at least 1")
         count = min(top, len(self.classes))
-        ranked: list[tuple[int, Prediction]] = []
         for batch, failed in self._batches(_as_list(images), batch_size):
-            ranked += failed
-            if not batch:
-                continue
-            logits = self.logits(torch.stack([tensor for _, _, tensor in batch]))
-            best = torch.softmax(logits, dim=1).topk(count, dim=1)
-            for (order, name, _), values, indices in zip(
-                batch, best.values.tolist(), best.indices.tolist(), strict=True
-            ):
-                classes = [(self.classes[index], value) for value, index in zip(values, indices, strict=True)]
-                ranked.append((order, Prediction(name, classes)))
-        return [prediction for _, prediction in sorted(ranked, key=lambda pair: pair[0])]
+            ranked = list(failed)
+            if batch:
+                logits = self.logits(torch.stack([tensor for _, _, tensor in batch]))
+                best = torch.softmax(logits, dim=1).topk(count, dim=1)
+                for (order, name, _), values, indices in zip(
+                    batch, best.values.tolist(), best.indices.tolist(), strict=True
+                ):
+                    classes = [(self.classes[index], value) for value, index in zip(values, indices, strict=True)]
+                    ranked.append((order, Prediction(name, classes)))
+            yield from (prediction for _, prediction in sorted(ranked, key=lambda pair: pair[0]))
 
     def _batches(
         self, inputs: list[ImageInput], size: int

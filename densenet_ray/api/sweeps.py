@@ -12,15 +12,17 @@ from typing import TYPE_CHECKING, Any
 from densenet_ray.errors import UserError
 from densenet_ray.paths import SWEEPS_ROOT
 from densenet_ray.ray_session import RayOptions
-from densenet_ray.train.config.options import TrainConfig
+from densenet_ray.train.config.options import TrainConfig, training_options
 from densenet_ray.tune.sweeps import SWEEP_OWNED, Sweep, load_space, named_sweep, space_sweep
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from densenet_ray.tune.report import TrialRow
 
-# The training options a sweep's caller may give for every trial: those the sweep does not set itself, and storage
+# The training options a sweep's caller may give for every trial: those declared shared by all trials, and storage
 # (where sweeps live).
-CALLER_OPTIONS = ("data", "source", "init_from", "storage")
+CALLER_OPTIONS = (*(o.name for o in training_options() if o.declaration.sweep == "shared"), "storage")
 
 
 @dataclass
@@ -33,6 +35,7 @@ class SweepResult:
 
     @property
     def failed(self) -> list[TrialRow]:
+        """The rows of the trials that ended in an error, each with its cause."""
         return [row for row in self.rows if row.status == "error"]
 
 
@@ -47,7 +50,7 @@ def sweep(
     local: bool = False,
     verbose: bool = False,
     print_line: Callable[[str], None] | None = print,
-    console: Any = None,
+    console: Console | None = None,
     **options: Any,
 ) -> SweepResult:
     """Run (or, with an existing ``name``, resume) a sweep, as ``densenet-ray tune`` does.

@@ -5,11 +5,14 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from densenet_ray.errors import RunFailed, UserError
 from densenet_ray.ray_session import RayOptions
 from densenet_ray.train.config.options import TrainConfig
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 @dataclass
@@ -34,7 +37,7 @@ def fit(
     verbose: bool = False,
     print_line: Callable[[str], None] | None = print,
     raise_on_failure: bool = True,
-    console: Any = None,
+    console: Console | None = None,
 ) -> FitResult:
     """Train one run, as ``densenet-ray train`` does: ``RAY_ADDRESS``'s cluster, else one started on this machine,
     else (or with ``local``) a private Ray instance sized for the run. ``config``: a :class:`TrainConfig` or a

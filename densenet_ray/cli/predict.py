@@ -41,9 +41,10 @@ def predict_command(args: argparse.Namespace) -> int:
         raise UserError(f"--top {args.top} and --batch-size {args.batch_size} must be at least 1, --limit >= 0")
     paths = image_paths(args.images)[: args.limit or None]
     classifier = load(args.source, args.which, args.weights, args.model, args.dataset)
-    predictions = classifier.predict(paths, top=args.top, batch_size=args.batch_size)
     index = {name: position for position, name in enumerate(classifier.classes)}
-    for prediction in predictions:
+    classified = 0
+    for prediction in classifier.iter_predict(paths, top=args.top, batch_size=args.batch_size):  # as they come
+        classified += not prediction.error
         if prediction.error:
             print(f"skipped {prediction.image}: {prediction.error}", file=sys.stderr)
         elif args.json:
@@ -51,6 +52,6 @@ def predict_command(args: argparse.Namespace) -> int:
             print(json.dumps({"image": prediction.image, "top": ranked}))
         else:
             print(f"{prediction.image}: " + ", ".join(f"{name} {100 * p:.1f} %" for name, p in prediction.top))
-    if all(prediction.error for prediction in predictions):
+    if not classified:
         raise UserError(f"none of the {len(paths)} file(s) is an image")
     return 0

@@ -18,16 +18,18 @@ from densenet_ray.paths import SWEEPS_ROOT, absolute_location
 from densenet_ray.train.config.options import training_options
 from densenet_ray.tune import report
 
-SWEEP_DATASETS = ("cifar10", "cifar100", "svhn")
+SWEEP_DATASETS = ("cifar10", "cifar100", "svhn", "images")
 
 
 def shared_training_options() -> tuple[str, ...]:
     """The training options a sweep takes as flags and passes to every trial: all but those the sweep sets for
-    each trial itself, and the workers, which ``--workers-per-trial`` gives."""
+    each trial itself, the workers (``--workers-per-trial`` gives them) and those of datasets sweeps do not train."""
     return tuple(
         option.name
         for option in training_options()
-        if option.declaration.sweep != "owned" and option.name not in ("workers", "min_workers")
+        if option.declaration.sweep != "owned"
+        and option.name not in ("workers", "min_workers")
+        and (not option.declaration.datasets or set(option.declaration.datasets) & set(SWEEP_DATASETS))
     )
 
 

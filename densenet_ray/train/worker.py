@@ -62,13 +62,14 @@ class WorkerLoop:
         import ray.train
         import ray.train.torch
 
+        started = time.perf_counter()  # the time to the first step counts from the worker's start
         context = ray.train.get_context()
         rank, world = context.get_world_rank(), context.get_world_size()
         self.config, options = config, config.options
         torch.manual_seed(options.seed + rank)
         random.seed(options.seed + rank)
         device = ray.train.torch.get_device()
-        self.attempt = Attempt(rank, world, device, _acceleration(config, device))
+        self.attempt = Attempt(rank, world, device, _acceleration(config, device), started=started)
         # Before anything compiles: graphs an earlier attempt compiled, wherever it ran, come from the run directory.
         self.run_directory = RunDirectory(config.run_url) if self.attempt.acceleration.compile else None
         self.artifacts_loaded = self.run_directory is not None and load_compile_artifacts(self.run_directory)

@@ -13,7 +13,7 @@ import os
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -31,6 +31,9 @@ from densenet_ray.train.checkpoint.weights import (
 )
 from densenet_ray.train.config.resolved import ResolvedConfig
 from densenet_ray.train.recipe import WeightAverage
+
+if TYPE_CHECKING:
+    from ray.train import Checkpoint
 
 Reader = Callable[[str], "bytes | None"]
 
@@ -140,7 +143,7 @@ def resumed_history(saved: dict[str, Any], layout: Layout) -> tuple[Segment, ...
 
 
 @contextlib.contextmanager
-def checkpoint_files(config: ResolvedConfig, checkpoint: Any) -> Iterator[Reader]:
+def checkpoint_files(config: ResolvedConfig, checkpoint: Checkpoint) -> Iterator[Reader]:
     """A reader ``read(name) -> bytes | None`` over the checkpoint to resume from: Ray's latest, or the launcher's
     fallback when Ray's latest is the one it found unloadable."""
     name = os.path.basename(checkpoint.path.rstrip("/"))

@@ -18,6 +18,7 @@ from densenet_ray.paths import absolute_location
 from densenet_ray.train.checkpoint.state import saved_config
 from densenet_ray.train.checkpoint.weights import load_checkpoint, load_initial_weights, state_dict_of
 from densenet_ray.train.config.choices import NUM_CLASSES
+from densenet_ray.train.config.resolved import ARCHITECTURE_KEYS
 from densenet_ray.train.run.directory import SNAPSHOT_FILE, RunDirectory, flat_options
 
 WHICH = ("last", "best")
@@ -135,7 +136,7 @@ def load_trained(
         raise UserError(f"{location} is a plain state_dict: give --model (and --dataset)")
     if weights is None:
         weights = "ema" if isinstance(loaded, dict) and isinstance(loaded.get("ema"), dict) else "raw"
-    keys = ("depth", "growth_rate", "bottleneck", "reduction", "drop_rate")
+    keys = ARCHITECTURE_KEYS
     num_classes = resolved.num_classes if resolved and resolved.num_classes else NUM_CLASSES[dataset]
     kwargs = {"num_classes": num_classes, **{key: saved[key] for key in keys if saved.get(key) is not None}}
     network = create_model(name, **kwargs)

@@ -1,2 +1,4 @@
-"""The training options: each declared once (``options.py``), how declarations work (``declaration.py``), their
-choices and per-dataset defaults, parsing of values, and the resolved configuration."""
+"""The training options: each declared once, in its group's module (``groups/``), joined by ``TrainConfig``
+(``options.py``); how declarations work (``declaration.py``); their choices and per-dataset defaults
+(``choices.py``); rules between options (``relations.py``); what a run takes from its data's manifest
+(``dataset_fit.py``); parsing of values; and the resolved configuration (``resolved.py``)."""

@@ -60,6 +60,7 @@ class Option:
     ``aliases`` are flags that set one choice (``--randaugment``); ``cli`` are extra ``add_argument`` keywords (a
     flag with an optional value). ``per_dataset`` is the paper's default per dataset when the default is ``None``.
     ``key`` is the option's name in its ``config.yaml`` group where that differs (``model`` is ``model.name``).
+    ``datasets`` names the only datasets the option applies to (empty: all); for others it keeps its default.
     """
 
     group: Group
@@ -76,6 +77,7 @@ class Option:
     per_dataset: dict[str, Any] | None = None
     key: str | None = None
     default_text: str | None = None
+    datasets: tuple[str, ...] = ()
 
 
 def option(default: Any, group: Group, help: str, **declaration: Any) -> Any:
@@ -183,6 +185,15 @@ def default_text(option: Declared) -> str:
     if option.default is None or option.kind == "bool" or (option.kind in ("str", "dict") and not option.default):
         return ""
     return f"default: {option.default}"
+
+
+def check_dataset(option: Declared, value: Any, dataset: str, names: dict[str, str]) -> None:
+    """An option declared for some datasets only keeps its default for the others (one line naming where it
+    applies, by ``names``)."""
+    applies = option.declaration.datasets
+    if applies and dataset not in applies and value is not None and value != option.default:
+        where = " and ".join(names.get(name, name) for name in applies)
+        raise UserError(f"{option.flag} applies to {where} only, not to {dataset}")
 
 
 def merge_sources(config_class: type, sources: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:

@@ -11,7 +11,15 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from densenet_ray.train.config.declaration import Declared, check_value, declared_options, merge_sources
+from densenet_ray.train.config.choices import DATASET_NAMES
+from densenet_ray.train.config.declaration import (
+    Declared,
+    check_dataset,
+    check_type,
+    check_value,
+    declared_options,
+    merge_sources,
+)
 from densenet_ray.train.config.groups.data import DataOptions
 from densenet_ray.train.config.groups.execution import ExecutionOptions, StorageOptions
 from densenet_ray.train.config.groups.model import ModelOptions
@@ -32,12 +40,24 @@ class TrainConfig(
     :func:`densenet_ray.train.config.resolved.resolve` turns them into a resolved config. Each field's declaration (its
     ``option(...)``) is the one place the option is described; ``densenet-ray train cifar --help`` prints them."""
 
+    def __post_init__(self) -> None:
+        """Values given in Python are held to what a YAML file's are: ``workers="2-8"`` is split into the most and
+        the least workers, and each value's type is checked (one line naming the option)."""
+        given = {"workers": self.workers, "min_workers": self.min_workers}
+        split = split_worker_range(given, "TrainConfig(...)")
+        for declared in declared_options(TrainConfig):
+            value = split.get(declared.name, getattr(self, declared.name))
+            if value is not None:
+                object.__setattr__(self, declared.name, check_type(declared, value, "TrainConfig(...)"))
+
     def validate(self) -> None:
         """Every value of its type's choices and in its declared range, and the options consistent with each other
         (:class:`UserError`, one line naming the option and what would be right)."""
         for declared in declared_options(TrainConfig):
             check_value(declared, getattr(self, declared.name))
         check_relations(self.to_dict())
+        for declared in declared_options(TrainConfig):
+            check_dataset(declared, getattr(self, declared.name), self.dataset, DATASET_NAMES)
 
     @classmethod
     def from_sources(

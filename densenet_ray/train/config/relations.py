@@ -32,11 +32,6 @@ def check_relations(options: Mapping[str, Any]) -> None:
         raise UserError(
             f"--freeze-epochs {options['freeze_epochs']} keeps the backbone as loaded: give --init-from or --pretrained"
         )
-    for name in ("image_size", "crop_pct"):
-        if options[name] is not None and options["dataset"] != "images":
-            flag = "--" + name.replace("_", "-")
-            dataset = options["dataset"]
-            raise UserError(f"{flag} applies to your own images (`densenet-ray train images`), not to {dataset}")
 
 
 def _check_decode(options: Mapping[str, Any]) -> None:

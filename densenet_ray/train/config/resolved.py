@@ -27,7 +27,8 @@ from densenet_ray.train.config.declaration import GROUPS
 from densenet_ray.train.config.options import TrainConfig, training_options
 from densenet_ray.train.config.values import trackers
 
-MODEL_KEYS = ("num_classes", "depth", "growth_rate", "bottleneck", "reduction", "drop_rate", "memory_efficient")
+ARCHITECTURE_KEYS = ("depth", "growth_rate", "bottleneck", "reduction", "drop_rate")  # None: the named model's
+MODEL_KEYS = ("num_classes", *ARCHITECTURE_KEYS, "memory_efficient")
 REQUIRED_GROUPS = ("model", "data", "optim", "execution", "storage")  # runs saved before recipe/tracking lack those
 
 
@@ -157,10 +158,9 @@ def _architecture(options: TrainConfig, num_classes: int) -> dict[str, Any]:
     """The model's depth, growth rate, bottleneck, reduction and dropout: the options given, else the model's."""
     from densenet_ray.models import resolve_config
 
-    names = ("depth", "growth_rate", "bottleneck", "reduction", "drop_rate")
-    given = {name: getattr(options, name) for name in names}
+    given = {name: getattr(options, name) for name in ARCHITECTURE_KEYS}
     model = resolve_config(options.model, num_classes=num_classes, **given)
-    return {name: getattr(model, name) for name in names}
+    return {name: getattr(model, name) for name in ARCHITECTURE_KEYS}
 
 
 def resolve(options: TrainConfig, check_weights: bool = True) -> ResolvedConfig:

@@ -80,7 +80,7 @@ class LineDisplay:
 
 class Follower:
     """A daemon thread showing new records every second until :meth:`stop` (which shows what is left), on a
-    ``display`` (:class:`LineDisplay`, or ``progress_bar.BarDisplay`` in a terminal)."""
+    ``display`` (:class:`LineDisplay`, or ``progress.bar.BarDisplay`` in a terminal)."""
 
     def __init__(self, run_url: str, display: Any) -> None:
         self.run, self.display = RunDirectory(run_url), display

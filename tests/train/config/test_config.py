@@ -246,3 +246,10 @@ def test_recipe_flags_parse_as_their_options() -> None:
         1.0,
     )
     assert parser.parse_args(["--ema", "0.99"]).ema == 0.99 and parser.parse_args([]).ema is None
+
+
+def test_python_values_are_held_to_what_yaml_values_are() -> None:
+    config = TrainConfig(workers="2-8", lr=1)
+    assert (config.workers, config.min_workers, config.lr) == (8, 2, 1.0)
+    with pytest.raises(UserError, match=r"^epochs: '3' in TrainConfig\(...\) must be an integer$"):
+        TrainConfig(epochs="3")

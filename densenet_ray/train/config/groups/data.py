@@ -29,6 +29,7 @@ class DataOptions:
         **FIXED,
         range=Range(8),
         default_text="the images' shorter side, at most 224",
+        datasets=("images",),
     )
     crop_pct: float | None = option(
         None,
@@ -37,6 +38,7 @@ class DataOptions:
         **FIXED,
         range=Range(0.0, 1.0, low_open=True),
         default_text="0.875",
+        datasets=("images",),
     )
     augment: bool = option(
         True, "data", "train without the paper's augmentation (crops and flips)", **FIXED, negative="--no-augment"
@@ -59,4 +61,5 @@ class DataOptions:
         "data",
         "where ImageNet JPEGs are decoded and augmented: cpu (in the loader "
         "processes) or gpu (whole batches on each worker's GPU)",
+        datasets=("imagenet",),
     )
