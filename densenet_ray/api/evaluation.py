@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from densenet_ray.errors import UserError
 from densenet_ray.train.config.declaration import check_value
 from densenet_ray.train.config.options import training_option
+
+if TYPE_CHECKING:
+    from densenet_ray.train.engine import EvalStats
 
 
 def evaluate(
@@ -23,12 +27,15 @@ def evaluate(
     batch_size: int = 100,
     loader_workers: int = 1,
     precision: str | None = None,
+    per_class: bool = False,
 ) -> dict[str, Any]:
     """Evaluate the model at ``source`` (a run directory, a run checkpoint, or a torchvision-format state_dict with
     ``model`` and ``dataset``; see :func:`densenet_ray.load`) on ``split`` of the shards at ``data`` (default: the
     run's shards, and its evaluation split, else ``test``). ``precision``: default the run's (``auto`` resolves for
     this machine, as training does); ``fp32`` is the exact reference. Returns ``model``, ``data``, ``split``,
-    ``precision``, ``weights``, ``checkpoint``, ``samples``, ``loss``, ``top1_error`` and ``top5_error``."""
+    ``precision``, ``weights``, ``checkpoint``, ``samples``, ``loss``, ``top1_error`` and ``top5_error``; with
+    ``per_class``, also ``per_class`` (a row of precision, recall, F1 and support per class), ``confusions`` (the most
+    frequent ``(true, predicted, count)``) and ``confusion_matrix`` (rows: true class)."""
     from densenet_ray.data.pipeline import PipelineConfig, make_loader
     from densenet_ray.data.transforms import for_dataset
     from densenet_ray.train.acceleration import choose
@@ -47,7 +54,8 @@ def evaluate(
     loader = make_loader(config, for_dataset(trained.dataset, train=False, spec=trained.input))
     device = torch.device("cpu")
     chosen = choose(precision or trained.options.get("precision") or "auto", False, False, device, 0).precision
-    result = evaluate_batches(StepContext(trained.network, device, chosen), loader)
+    result = evaluate_batches(StepContext(trained.network, device, chosen), loader, keep_outputs=per_class)
+    report = _per_class(result, trained.classes, data, split) if per_class else {}
     return {
         "model": trained.name,
         "data": data,
@@ -59,4 +67,19 @@ def evaluate(
         "loss": result.loss,
         "top1_error": result.top1_error,
         "top5_error": result.top5_error,
+        **report,
+    }
+
+
+def _per_class(result: EvalStats, classes: list[str], data: str, split: str) -> dict[str, Any]:
+    from densenet_ray.train.metrics import single_label_report
+
+    if not result.samples or result.outputs is None:
+        raise UserError(f"--per-class: no sample of {split} at {data} carries a label")
+    report = single_label_report(*result.outputs, classes)
+    assert report.matrix is not None
+    return {
+        "per_class": [dataclasses.asdict(row) for row in report.rows],
+        "confusions": [list(cell) for cell in report.confusions],
+        "confusion_matrix": report.matrix.tolist(),
     }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 from densenet_ray.train.checkpoint.trained import WEIGHTS, WHICH
 from densenet_ray.train.config.choices import DATASETS, PRECISIONS
@@ -25,6 +26,14 @@ def add_parser(groups: argparse._SubParsersAction) -> None:
         "--precision",
         choices=PRECISIONS,
         help="default: the run's (auto resolves for this machine, as training does); fp32 is the exact reference",
+    )
+    parser.add_argument(
+        "--per-class",
+        action="store_true",
+        help="also each class's precision, recall, F1 and support, and the most frequent confusions",
+    )
+    parser.add_argument(
+        "--plot", metavar="FILE.png", help="draw the confusion matrix (with --per-class; needs matplotlib)"
     )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.set_defaults(handler=evaluate_command)
@@ -67,7 +76,10 @@ def evaluate_command(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         loader_workers=args.loader_workers,
         precision=args.precision,
+        per_class=args.per_class or bool(args.plot),
     )
+    if args.plot:
+        plot_confusion(result["confusion_matrix"], [row["name"] for row in result["per_class"]], args.plot)
     if args.json:
         print(json.dumps({key: value for key, value in result.items() if key not in ("model", "data")}))
     else:
@@ -76,4 +88,51 @@ def evaluate_command(args: argparse.Namespace) -> int:
             f"top-1 error {100 * result['top1_error']:.2f} %, top-5 error {100 * result['top5_error']:.2f} %, "
             f"loss {result['loss']:.4f} ({result['precision']})"
         )
+        if "per_class" in result:
+            print_per_class(result)
     return 0
+
+
+def print_per_class(result: dict[str, Any]) -> None:
+    """Each class's row, then the most frequent confusions."""
+    from rich.table import Table
+
+    from densenet_ray.cli.output import make_console
+
+    table = Table(box=None, pad_edge=False)
+    for title in ("class", "precision", "recall", "F1", "support"):
+        table.add_column(title, justify="left" if title == "class" else "right")
+    for row in result["per_class"]:
+        figures = (f"{100 * row[key]:.1f} %" for key in ("precision", "recall", "f1"))
+        table.add_row(row["name"], *figures, str(row["support"]))
+    console = make_console()
+    console.print(table)
+    if result["confusions"]:
+        console.print(
+            "most frequent confusions (true -> predicted): "
+            + ", ".join(f"{true} -> {predicted} {count}" for true, predicted, count in result["confusions"])
+        )
+
+
+def plot_confusion(matrix: list[list[int]], classes: list[str], path: str) -> None:
+    """The confusion matrix as a heat map, true classes down, predicted across, each cell's count written in."""
+    from densenet_ray.plotting import pyplot, save_figure
+
+    plt = pyplot("--plot")
+    side = max(4.0, 0.45 * len(classes) + 2)
+    figure, axes = plt.subplots(figsize=(side + 1, side))
+    image = axes.imshow(matrix, cmap="Blues")
+    axes.set_xticks(range(len(classes)), classes, rotation=90)
+    axes.set_yticks(range(len(classes)), classes)
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("true")
+    if len(classes) <= 30:
+        top = max(max(row) for row in matrix) or 1
+        for true, row in enumerate(matrix):
+            for predicted, count in enumerate(row):
+                colour = "white" if count > top / 2 else "black"
+                axes.text(predicted, true, str(count), ha="center", va="center", color=colour, fontsize=8)
+    figure.colorbar(image, ax=axes)
+    figure.tight_layout()
+    save_figure(figure, path)
+    plt.close(figure)

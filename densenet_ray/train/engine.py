@@ -29,8 +29,10 @@ class TrainStats:
     sums: torch.Tensor | None = None  # (loss sum, correct), float64 on the device
 
     def add(self, loss_sum: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
-        """Count one batch's summed loss and top-1 hits without a host sync."""
-        batch = torch.stack([loss_sum.double(), (logits.argmax(1) == labels).sum().double()])
+        """Count one batch's summed loss and top-1 hits (multi-label: rows whose every class is predicted right at
+        probability 0.5) without a host sync."""
+        hits = ((logits >= 0) == (labels >= 0.5)).all(1) if labels.dim() == 2 else logits.argmax(1) == labels
+        batch = torch.stack([loss_sum.double(), hits.sum().double()])
         self.sums = batch if self.sums is None else self.sums.add_(batch)
         self.samples += len(labels)
         self.steps += 1
@@ -54,12 +56,14 @@ class TrainStats:
 
 @dataclass
 class EvalStats:
-    """Exact evaluation over every sample once: top-1/top-5 error and mean loss."""
+    """Exact evaluation over every sample once: top-1/top-5 error and mean loss; with ``keep_outputs``, every
+    sample's logits and label (``outputs``, on the CPU, gathered from all ranks)."""
 
     loss: float
     top1_error: float
     top5_error: float
     samples: int
+    outputs: tuple[torch.Tensor, torch.Tensor] | None = None
 
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}  # fp32: no autocast
@@ -119,6 +123,9 @@ class StepRecipe:
         frozen: parameters the optimizer leaves as they are (a fine-tuning run's backbone in ``--freeze-epochs``):
             their gradients are dropped before each step, so neither momentum nor weight decay touches them.
         frozen_norms: normalisation layers kept in evaluation mode while training (their statistics stay fixed).
+        multi_label: targets are multi-hot rows, the loss ``binary_cross_entropy_with_logits`` summed over classes.
+        loss_weights: per class, cross entropy's ``weight`` (``--class-weights``) or, multi-label, the positive
+            samples' ``pos_weight`` (``--pos-weight``); None weighs every class alike.
     """
 
     label_smoothing: float = 0.0
@@ -128,6 +135,18 @@ class StepRecipe:
     after_optimizer_step: Callable[[], None] | None = None
     frozen: tuple[torch.nn.Parameter, ...] = ()
     frozen_norms: tuple[torch.nn.Module, ...] = ()
+    multi_label: bool = False
+    loss_weights: torch.Tensor | None = None
+
+
+def training_loss(recipe: StepRecipe, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The summed training loss of a batch: weighted cross entropy (with label smoothing; soft targets from
+    MixUp/CutMix), or binary cross entropy over every class of multi-label targets."""
+    if recipe.multi_label:
+        return F.binary_cross_entropy_with_logits(logits, targets, pos_weight=recipe.loss_weights, reduction="sum")
+    return F.cross_entropy(
+        logits, targets, weight=recipe.loss_weights, reduction="sum", label_smoothing=recipe.label_smoothing
+    )
 
 
 def _backward(
@@ -142,7 +161,7 @@ def _backward(
     with gradients_kept_local(context.model, not last):
         with _autocast(context.device, context.autocast_dtype):
             logits = context.model(images)
-        loss_sum = F.cross_entropy(logits.float(), targets, reduction="sum", label_smoothing=recipe.label_smoothing)
+        loss_sum = training_loss(recipe, logits.float(), targets)
         loss = loss_sum / ((context.rows_per_rank or len(labels)) * share)
         (context.scaler.scale(loss) if context.scaler is not None else loss).backward()
     return loss_sum.detach(), logits.detach()
@@ -214,9 +233,10 @@ def evaluate(
     context: StepContext,
     batches: Iterable[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
     max_batches: int = 0,
+    keep_outputs: bool = False,
 ) -> EvalStats:
     """Top-1/top-5 error over the masked rows of every batch, summed over all ranks when DDP is initialised."""
-    return evaluate_each(context, [context.model], batches, max_batches)[0]
+    return evaluate_each(context, [context.model], batches, max_batches, keep_outputs)[0]
 
 
 @torch.no_grad()
@@ -225,12 +245,15 @@ def evaluate_each(
     models: Sequence[nn.Module],
     batches: Iterable[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
     max_batches: int = 0,
+    keep_outputs: bool = False,
 ) -> list[EvalStats]:
     """:func:`evaluate` for each of ``models`` (the raw weights and their moving average) in one pass over the
     data, with ``context``'s device and numerics."""
     for model in models:
         model.eval()
     totals = torch.zeros(len(models), 4, dtype=torch.float64, device=context.device)  # loss, top-1, top-5, samples
+    kept: list[list[tuple[torch.Tensor, torch.Tensor]]] = [[] for _ in models]
+    keep = keep_outputs or context.recipe.multi_label  # multi-label: the ranking metrics need every prediction
     for index, (images, labels, mask) in enumerate(batches):
         if max_batches and index >= max_batches:
             break
@@ -238,16 +261,39 @@ def evaluate_each(
         for row, model in enumerate(models):
             with _autocast(context.device, context.autocast_dtype):
                 logits = model(images).float()
-            losses = F.cross_entropy(logits, labels, reduction="none")
-            top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices
-            hits5 = (top5 == labels[:, None]).any(1)
-            hits1 = top5[:, 0] == labels
+            losses, hits1, hits5 = _scored(logits, labels)
             sums = torch.stack([losses[mask].sum(), hits1[mask].sum(), hits5[mask].sum(), mask.sum()])
             totals[row] += sums.to(torch.float64)
+            if keep:
+                kept[row].append((logits[mask].cpu(), labels[mask].cpu()))
     if dist.is_available() and dist.is_initialized():
         dist.all_reduce(totals)
     results = []
-    for loss_sum, hits1, hits5, samples in totals.tolist():
+    for row, (loss_sum, hits1, hits5, samples) in enumerate(totals.tolist()):
         count = max(samples, 1.0)
-        results.append(EvalStats(loss_sum / count, 1 - hits1 / count, 1 - hits5 / count, int(samples)))
+        outputs = _gathered(kept[row]) if keep else None  # every rank gathers, or none does
+        results.append(EvalStats(loss_sum / count, 1 - hits1 / count, 1 - hits5 / count, int(samples), outputs))
     return results
+
+
+def _scored(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Each row's loss and whether it is a top-1 and a top-5 hit; multi-label (multi-hot ``labels``): the binary
+    cross entropy summed over classes, and (for both) whether every class is predicted right at probability 0.5."""
+    if labels.dim() == 2:
+        exact = ((logits >= 0) == (labels >= 0.5)).all(1)
+        return F.binary_cross_entropy_with_logits(logits, labels, reduction="none").sum(1), exact, exact
+    top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices
+    return F.cross_entropy(logits, labels, reduction="none"), top5[:, 0] == labels, (top5 == labels[:, None]).any(1)
+
+
+def _gathered(parts: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """This rank's kept logits and labels, joined with every other rank's (rank order) under DDP."""
+    logits = torch.cat([part[0] for part in parts]) if parts else torch.empty(0)
+    labels = torch.cat([part[1] for part in parts]) if parts else torch.empty(0, dtype=torch.long)
+    if dist.is_available() and dist.is_initialized():
+        everyone: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * dist.get_world_size()
+        dist.all_gather_object(everyone, (logits, labels))
+        present = [part for part in everyone if part is not None and len(part[0])]
+        if present:
+            return torch.cat([part[0] for part in present]), torch.cat([part[1] for part in present])
+    return logits, labels

@@ -231,7 +231,7 @@ def _scalars(run: Path, tag: str) -> list[tuple[int, float]]:
     return [(event.step, event.value) for event in events.Scalars(tag)]
 
 
-def test_images_entry_point_fine_tunes_densenet121_on_own_photos(fixture_tar, tmp_path) -> None:
+def test_images_entry_point_fine_tunes_densenet121_on_own_photos(fixture_tar, tmp_path, capsys) -> None:
     """``python -m densenet_ray.images`` on a 5-class folder of 96-pixel photos with bad files among them: a
     DenseNet-121 from a torchvision state_dict gets a 5-way head; its export, predictions and evaluation name the
     classes."""
@@ -303,8 +303,16 @@ def test_images_entry_point_fine_tunes_densenet121_on_own_photos(fixture_tar, tm
 
     (prediction,) = dr.load(str(run)).predict([str(photos / "deer" / "0000.png")], top=5)
     assert sorted(name for name, _ in prediction.top) == sorted(OWN_CLASSES)
-    evaluated = dr.evaluate(str(run), batch_size=5, loader_workers=0)
-    assert evaluated["samples"] == 9
+    evaluated = dr.evaluate(str(run), batch_size=5, loader_workers=0, per_class=True)
+    assert evaluated["samples"] == 9 and [row["name"] for row in evaluated["per_class"]] == OWN_CLASSES
+    assert [row["support"] for row in evaluated["per_class"]] == [2, 2, 2, 1, 2]
+    assert sum(map(sum, evaluated["confusion_matrix"])) == 9
+    capsys.readouterr()
+    argv = ["evaluate", str(run), "--per-class", "--plot", str(tmp_path / "confusion.png"), "--loader-workers", "0"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert all(name in printed for name in OWN_CLASSES) and "precision" in printed
+    assert (tmp_path / "confusion.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_freeze_epochs_hold_the_backbone_then_release_it(shards, tmp_path) -> None:
