@@ -16,13 +16,15 @@ from densenet_ray.data.input_spec import InputSpec
 from densenet_ray.data.transforms import for_dataset
 from densenet_ray.errors import UserError
 
-TEXT_FIELDS = ("model", "dataset", "weights", "source", "format")  # card fields a safetensors header holds as is
+# Card fields a safetensors header holds as they are (the others are JSON).
+TEXT_FIELDS = ("model", "dataset", "weights", "source", "format", "outputs")
 ImageInput = Any  # a path (str or os.PathLike: a file, directory, glob or .tar shard), a PIL image, or a tensor
 
 
 @dataclass(frozen=True)
 class Prediction:
-    """One image's top classes: ``(class name, probability)`` pairs, most probable first. ``image`` names the file
+    """One image's top classes: ``(class name, probability)`` pairs, most probable first (a multi-label model's
+    probabilities are each class's own, not shares of one). ``image`` names the file
     (``SHARD.tar/MEMBER`` inside a shard) or the input's position (``<input 3>``); ``error`` says why an input that is
     not an image has no classes."""
 
@@ -56,6 +58,11 @@ class Classifier:
         """The class names, in the order of the model's outputs."""
         return list(self.card["classes"])
 
+    @property
+    def multi_label(self) -> bool:
+        """Whether each class is scored on its own (a sigmoid probability per class, not a softmax over them)."""
+        return bool(self.card.get("multi_label"))
+
     def logits(self, batch: torch.Tensor) -> torch.Tensor:
         """The model's logits for a batch already transformed as the dataset's evaluation transform does."""
         with torch.no_grad():
@@ -80,7 +87,8 @@ class Classifier:
             ranked = list(failed)
             if batch:
                 logits = self.logits(torch.stack([tensor for _, _, tensor in batch]))
-                best = torch.softmax(logits, dim=1).topk(count, dim=1)
+                scores = torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=1)
+                best = scores.topk(count, dim=1)
                 for (order, name, _), values, indices in zip(
                     batch, best.values.tolist(), best.indices.tolist(), strict=True
                 ):

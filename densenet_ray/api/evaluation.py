@@ -54,8 +54,13 @@ def evaluate(
     loader = make_loader(config, for_dataset(trained.dataset, train=False, spec=trained.input))
     device = torch.device("cpu")
     chosen = choose(precision or trained.options.get("precision") or "auto", False, False, device, 0).precision
-    result = evaluate_batches(StepContext(trained.network, device, chosen), loader, keep_outputs=per_class)
-    report = _per_class(result, trained.classes, data, split) if per_class else {}
+    context = StepContext(trained.network, device, chosen)
+    context.recipe.multi_label = trained.multi_label
+    result = evaluate_batches(context, loader, keep_outputs=per_class)
+    if trained.multi_label:
+        report = _multi_label(result, trained.classes, data, split, per_class)
+    else:
+        report = _per_class(result, trained.classes, data, split) if per_class else {}
     return {
         "model": trained.name,
         "data": data,
@@ -69,6 +74,19 @@ def evaluate(
         "top5_error": result.top5_error,
         **report,
     }
+
+
+def _multi_label(result: EvalStats, classes: list[str], data: str, split: str, per_class: bool) -> dict[str, Any]:
+    """Mean AUROC, mean average precision and macro F1 (``top1_error`` and ``top5_error`` are then the share of
+    images with any class wrong at 0.5); with ``per_class``, each class's row with its AUROC."""
+    from densenet_ray.train.metrics import multi_label_report, multi_label_summary
+
+    if not result.samples or result.outputs is None:
+        raise UserError(f"no sample of {split} at {data} carries labels")
+    report = multi_label_report(*result.outputs, classes)
+    summary = multi_label_summary(report)
+    figures = {key: summary[key] for key in ("auroc", "map", "f1")}
+    return {**figures, **({"per_class": [dataclasses.asdict(row) for row in report.rows]} if per_class else {})}
 
 
 def _per_class(result: EvalStats, classes: list[str], data: str, split: str) -> dict[str, Any]:

@@ -33,7 +33,22 @@ def add_parser(groups: argparse._SubParsersAction) -> None:
     )
     build.add_argument("dataset", choices=DATASETS, metavar="DATASET", help=f"one of: {', '.join(DATASETS)}")
     build.add_argument("--out", required=True, help="output directory, file:// or s3://bucket/prefix")
-    build.add_argument("--source", help="local copy of the dataset (tarball, .mat directory, folder or .tar)")
+    build.add_argument(
+        "--source", help="local copy of the dataset (tarball, .mat directory, folder or .tar); csv: the list file"
+    )
+    build.add_argument("--root", help="csv: the directory or s3:// prefix the listed paths are relative to")
+    build.add_argument("--path-column", default="path", help="csv: the column of image paths (default path)")
+    build.add_argument("--label-column", default="label", help="csv: the column of class names (default label)")
+    build.add_argument(
+        "--label-separator",
+        metavar="CHAR",
+        help="csv: several classes per image, separated by CHAR in the label column (multi-label)",
+    )
+    build.add_argument(
+        "--classes-from",
+        metavar="URL",
+        help="csv: take the class list (and its order) from this split's manifest, e.g. the training split's",
+    )
     build.add_argument("--split", help="split to write (cifar: train|test, svhn: train|test|extra; default train)")
     build.add_argument("--shard-size", type=int, default=1000, help="samples per shard (default 1000)")
     build.add_argument("--parallel", type=int, default=1, help="build shard ranges in N Ray tasks")
@@ -96,7 +111,11 @@ def build_command(args: argparse.Namespace) -> int:
         raise UserError(f"--parallel {args.parallel} must be at least 1")
     if args.shard_size < 1:
         raise UserError(f"--shard-size {args.shard_size} must be a positive number of samples")
-    source = open_source(args.dataset, args.source, args.split, args.cache_dir)
+    source = (
+        _list_source(args)
+        if args.dataset == "csv"
+        else open_source(args.dataset, args.source, args.split, args.cache_dir)
+    )
     if args.holdout_per_class:
         from densenet_ray.data.sources import FileListSource, split_holdout
 
@@ -107,6 +126,27 @@ def build_command(args: argparse.Namespace) -> int:
         return 0
     _build_one(args, source)
     return 0
+
+
+def _list_source(args: argparse.Namespace) -> Source:
+    from densenet_ray.data.list_source import list_source
+    from densenet_ray.data.manifest import load_manifest
+
+    if not args.source or not args.root:
+        raise UserError("csv needs --source (the list file) and --root (where its paths are)")
+    classes = None
+    if args.classes_from:
+        classes = load_manifest(args.classes_from, None, args.endpoint_url)[1].classes
+    columns = {"path_column": args.path_column, "label_column": args.label_column}
+    return list_source(
+        args.source,
+        args.root,
+        **columns,
+        separator=args.label_separator,
+        split=args.split or "train",
+        classes=classes,
+        endpoint_url=args.endpoint_url,
+    )
 
 
 def _build_one(args: argparse.Namespace, source: Source) -> None:

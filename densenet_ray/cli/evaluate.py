@@ -6,6 +6,7 @@ import argparse
 import json
 from typing import Any
 
+from densenet_ray.errors import UserError
 from densenet_ray.train.checkpoint.trained import WEIGHTS, WHICH
 from densenet_ray.train.config.choices import DATASETS, PRECISIONS
 
@@ -79,14 +80,19 @@ def evaluate_command(args: argparse.Namespace) -> int:
         per_class=args.per_class or bool(args.plot),
     )
     if args.plot:
+        if "confusion_matrix" not in result:
+            raise UserError("--plot draws a confusion matrix, which multi-label data does not have")
         plot_confusion(result["confusion_matrix"], [row["name"] for row in result["per_class"]], args.plot)
     if args.json:
         print(json.dumps({key: value for key, value in result.items() if key not in ("model", "data")}))
     else:
+        if "auroc" in result:  # multi-label
+            figures = f"mean AUROC {result['auroc']:.4f}, mean AP {result['map']:.4f}, macro F1 {result['f1']:.4f}"
+        else:
+            figures = f"top-1 error {100 * result['top1_error']:.2f} %, top-5 error {100 * result['top5_error']:.2f} %"
         print(
             f"{result['model']} ({result['weights']} weights) on {result['split']} ({result['samples']} samples): "
-            f"top-1 error {100 * result['top1_error']:.2f} %, top-5 error {100 * result['top5_error']:.2f} %, "
-            f"loss {result['loss']:.4f} ({result['precision']})"
+            f"{figures}, loss {result['loss']:.4f} ({result['precision']})"
         )
         if "per_class" in result:
             print_per_class(result)
@@ -100,14 +106,16 @@ def print_per_class(result: dict[str, Any]) -> None:
     from densenet_ray.cli.output import make_console
 
     table = Table(box=None, pad_edge=False)
-    for title in ("class", "precision", "recall", "F1", "support"):
+    multi = "auroc" in result
+    for title in ("class", "precision", "recall", "F1", "support", *(("AUROC", "AP") if multi else ())):
         table.add_column(title, justify="left" if title == "class" else "right")
     for row in result["per_class"]:
-        figures = (f"{100 * row[key]:.1f} %" for key in ("precision", "recall", "f1"))
-        table.add_row(row["name"], *figures, str(row["support"]))
+        figures = [f"{100 * row[key]:.1f} %" for key in ("precision", "recall", "f1")]
+        ranking = [("-" if row[key] is None else f"{row[key]:.4f}") for key in ("auroc", "average_precision")]
+        table.add_row(row["name"], *figures, str(row["support"]), *(ranking if multi else []))
     console = make_console()
     console.print(table)
-    if result["confusions"]:
+    if result.get("confusions"):
         console.print(
             "most frequent confusions (true -> predicted): "
             + ", ".join(f"{true} -> {predicted} {count}" for true, predicted, count in result["confusions"])

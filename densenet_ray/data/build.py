@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from densenet_ray.data.image_check import SkippedFile, check_image
 from densenet_ray.data.manifest import Manifest, ShardInfo, manifest_name, write_manifest
 from densenet_ray.data.shards import PixelStats, sample_key, shard_name, write_shard
-from densenet_ray.data.source_base import FileListSource, Source
+from densenet_ray.data.source_base import Source
 from densenet_ray.data.storage import Storage, open_storage
 from densenet_ray.errors import UserError
 from densenet_ray.version import __version__
@@ -152,13 +152,14 @@ def build_dataset(
         undecodable=sorted(stats.undecodable),
         created_by=f"densenet-ray {__version__}",
         order_seed=order_seed,
+        multi_label=source.multi_label,
         class_counts=[stats.class_counts.get(label, 0) for label in range(len(source.classes))],
         short_side=stats.short_side_summary(),
         converted=dict(sorted(stats.converted.items())),
         skipped=dict(sorted(Counter(skipped.reason for skipped in stats.skipped).items())),
         skipped_files=sorted(skipped.describe() for skipped in stats.skipped)[:MAX_NAMED_SKIPS],
     )
-    if isinstance(source, FileListSource) and min(manifest.class_counts, default=1) == 0:  # a user's own files
+    if source.every_class_present and min(manifest.class_counts, default=1) == 0:  # classes found in the files
         empty = manifest.classes[manifest.class_counts.index(0)]
         raise UserError(f"class {empty!r} has no readable image in {source.location}; add some or remove it")
     write_manifest(storage, manifest)

@@ -45,7 +45,16 @@ from densenet_ray.data.epoch_plan import (
     train_batches_per_rank,
 )
 from densenet_ray.data.manifest import Manifest, load_manifest
-from densenet_ray.data.samples import EncodedBatch, Transform, check_corrupt, collate, decode, encode
+from densenet_ray.data.samples import (
+    EncodedBatch,
+    Transform,
+    check_corrupt,
+    collate,
+    decode,
+    empty_labels,
+    encode,
+    labelled,
+)
 from densenet_ray.data.shard_index import ShardIndex
 from densenet_ray.data.shard_reader import RawSample, load_index, read_positions, read_shard
 from densenet_ray.data.storage import Storage, StorageError
@@ -128,6 +137,8 @@ class _WorkerStream(torch.utils.data.IterableDataset):
         super().__init__()
         self.plan = plan
         self._indexes: dict[int, ShardIndex | None] = {}
+        # Multi-label data: labels are multi-hot rows over the classes (0: class indices).
+        self.multi_hot = plan.manifest.num_classes if plan.manifest.multi_label else 0
 
     def __iter__(self) -> Iterator[Batch]:
         info = torch.utils.data.get_worker_info()
@@ -155,7 +166,7 @@ class _WorkerStream(torch.utils.data.IterableDataset):
                 next_out += 1
                 seen += 1
                 tensor = None
-                if key not in undecodable and label >= 0:
+                if key not in undecodable and labelled(label):
                     tensor = self._prepare(image_bytes, mix(config.seed, config.epoch, shard, position))
                 if tensor is None:
                     failures += 1
@@ -164,7 +175,7 @@ class _WorkerStream(torch.utils.data.IterableDataset):
                 else:
                     batch.append((tensor, label))
                 if len(batch) + skipped == stream.batch_size:
-                    yield collate(batch, len(batch), skipped)
+                    yield collate(batch, len(batch), skipped, self.multi_hot)
                     batch, skipped = [], 0
         if next_out != len(order):
             raise DataError(f"a stream produced {next_out} of its {len(order)} planned samples")
@@ -204,7 +215,7 @@ class _WorkerStream(torch.utils.data.IterableDataset):
                     skipped += 1  # keep its slot, masked out, so batch counts stay what the manifest implies
                 batch.append((tensor, label))
                 if len(batch) == size:
-                    yield collate(batch, size, skipped)
+                    yield collate(batch, size, skipped, self.multi_hot)
                     batch, skipped = [], 0
             if count != info.samples:
                 raise DataError(
@@ -212,7 +223,7 @@ class _WorkerStream(torch.utils.data.IterableDataset):
                     "samples (run `densenet-ray data verify`)"
                 )
         if batch:
-            yield collate(batch, size, skipped)
+            yield collate(batch, size, skipped, self.multi_hot)
 
     def _prepare(self, image_bytes: bytes, seed: int) -> Any:
         """The decoded, transformed image; or, decoding on the device, the bytes and augmentation parameters."""
@@ -336,7 +347,7 @@ class EpochLoader:
                 images, labels, _, _ = collate([(tensor, 0)], size, 0)
                 return images.blank(), labels
             if tensor is not None:
-                return tensor.new_zeros((size, *tensor.shape)), torch.zeros(size, dtype=torch.long)
+                return tensor.new_zeros((size, *tensor.shape)), empty_labels(size, stream.multi_hot)
         raise DataError("no sample of the first shard decodes; cannot shape evaluation padding")
 
 

@@ -86,16 +86,33 @@ def check_corrupt(failures: int, seen: int, max_fraction: float) -> None:
         )
 
 
-def collate(batch: list[tuple[Any, int]], size: int, skipped: int) -> tuple[Any, torch.Tensor, torch.Tensor, int]:
-    """``(images, labels, mask, skipped)`` of ``size`` rows; rows past ``batch`` or without a sample are masked."""
+def labelled(label: int | tuple[int, ...]) -> bool:
+    """Whether a sample has a label: a class index, or a multi-label sample's tuple (empty too: no class present)."""
+    return isinstance(label, tuple) or label >= 0
+
+
+def empty_labels(size: int, classes: int = 0) -> torch.Tensor:
+    """``size`` rows of labels: class indices, or for multi-label data (``classes`` > 0) multi-hot float rows."""
+    return torch.zeros(size, classes) if classes else torch.zeros(size, dtype=torch.long)
+
+
+def collate(
+    batch: list[tuple[Any, Any]], size: int, skipped: int, classes: int = 0
+) -> tuple[Any, torch.Tensor, torch.Tensor, int]:
+    """``(images, labels, mask, skipped)`` of ``size`` rows; rows past ``batch`` or without a sample are masked.
+    With ``classes``, labels are multi-hot rows over that many classes (multi-label data)."""
     template = next((t for t, _ in batch if t is not None), None)
     if template is None:
         raise DataError("a whole batch failed to decode")
-    labels = torch.zeros(size, dtype=torch.long)
+    labels = empty_labels(size, classes)
     mask = torch.zeros(size, dtype=torch.bool)
     for row, (sample, label) in enumerate(batch):
-        if sample is not None and label >= 0:
-            labels[row], mask[row] = label, True
+        if sample is not None and labelled(label):
+            if classes:
+                labels[row, list(label)] = 1.0
+            else:
+                labels[row] = label
+            mask[row] = True
     if isinstance(template, tuple):  # encoded: empty bytes in masked rows
         data = [torch.empty(0, dtype=torch.uint8)] * size
         parameters = torch.zeros(size, template[1].numel(), dtype=torch.float64)

@@ -11,7 +11,9 @@ from densenet_ray.data.shard_index import ShardIndex, parse_index, split_member_
 from densenet_ray.data.storage import Storage, StorageError
 from densenet_ray.errors import DataError
 
-RawSample = tuple[str, bytes, int]  # key, image bytes, label (-1 when the cls member is missing or not a number)
+# key, image bytes, label: a class index (-1 when the cls member is missing or not a number) or, multi-label, a
+# tuple of class indices (the labels member)
+RawSample = tuple[str, bytes, "int | tuple[int, ...]"]
 
 
 def load_index(storage: Storage, shard: ShardInfo) -> ShardIndex | None:
@@ -101,9 +103,13 @@ def _scan(storage: Storage, shard: ShardInfo, positions: Sequence[int]) -> Itera
 
 
 def _sample(key: str | None, members: dict[str, bytes]) -> RawSample:
-    images = [data for extension, data in members.items() if extension != "cls"]
+    images = [data for extension, data in members.items() if extension not in ("cls", "labels")]
+    label: int | tuple[int, ...]
     try:
-        label = int(members["cls"])
+        if "labels" in members:
+            label = tuple(int(part) for part in members["labels"].decode().split(",") if part)
+        else:
+            label = int(members["cls"])
     except (KeyError, ValueError):
         label = -1
     # A sample missing its image or label (a truncated member) still counts, and fails decoding downstream.

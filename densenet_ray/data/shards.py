@@ -15,6 +15,7 @@ import numpy as np
 from densenet_ray.data.image_check import SkippedFile
 from densenet_ray.data.manifest import ShardInfo
 from densenet_ray.data.shard_index import Member, build_index, index_name, padded, split_member_name
+from densenet_ray.data.source_base import Label
 from densenet_ray.data.storage import Storage
 
 
@@ -119,7 +120,7 @@ def _add_member(archive: tarfile.TarFile, name: str, data: bytes) -> Member:
 def write_shard(
     storage: Storage,
     name: str,
-    samples: Iterable[tuple[str, bytes, str, int]],
+    samples: Iterable[tuple[str, bytes, str, Label]],
     stats: PixelStats | None = None,
     stats_every: int = 1,
 ) -> ShardInfo:
@@ -136,9 +137,12 @@ def write_shard(
         with tarfile.open(fileobj=hashed, mode="w|", format=tarfile.USTAR_FORMAT) as archive:
             for key, image, extension, label in samples:
                 members.append(_add_member(archive, f"{key}.{extension}", image))
-                members.append(_add_member(archive, f"{key}.cls", str(label).encode()))
+                if isinstance(label, tuple):  # multi-label: the class indices, comma-separated (none: empty)
+                    members.append(_add_member(archive, f"{key}.labels", ",".join(map(str, label)).encode()))
+                else:
+                    members.append(_add_member(archive, f"{key}.cls", str(label).encode()))
                 if stats is not None:
-                    stats.class_counts[label] += 1
+                    stats.class_counts.update(label if isinstance(label, tuple) else (label,))
                     stats.formats.add(extension)
                     try:
                         stats.add_size(image)

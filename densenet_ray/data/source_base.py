@@ -3,6 +3,7 @@ can be sharded in parallel tasks), and the one kind made of files (class folders
 
 from __future__ import annotations
 
+import copy
 import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -11,10 +12,14 @@ from typing import Any
 from densenet_ray.errors import UserError
 
 IMAGE_EXTENSIONS = {".jpg": "jpg", ".jpeg": "jpg", ".png": "png", ".bmp": "bmp", ".webp": "webp"}
+Label = int | tuple[int, ...]  # a class index, or a multi-label sample's class indices (none: a tuple of none)
 
 
 class Source(ABC):
-    """A split of a raw dataset, read sample by sample."""
+    """A split of a raw dataset, read sample by sample (``multi_label``: labels are tuples of class indices)."""
+
+    multi_label = False
+    every_class_present = False  # a class without a readable image is an error (classes found, not given)
 
     def __init__(self, dataset: str, split: str, classes: list[str], location: str) -> None:
         self.dataset, self.split, self.classes, self.location = dataset, split, classes, location
@@ -23,9 +28,9 @@ class Source(ABC):
     def __len__(self) -> int: ...
 
     @abstractmethod
-    def read(self, index: int) -> tuple[bytes, str, int]:
-        """``(image bytes, extension, class index)`` of sample ``index``; the extension is empty for a file whose
-        name is not an image's (the builder skips and counts it)."""
+    def read(self, index: int) -> tuple[bytes, str, Label]:
+        """``(image bytes, extension, label)`` of sample ``index``; the extension is empty for a file whose name is
+        not an image's (the builder skips and counts it)."""
 
     def name(self, index: int) -> str:
         """How messages name sample ``index``: its file, or its position in the source."""
@@ -40,12 +45,14 @@ class FileEntry:
     offset: int
     size: int
     extension: str
-    label: int
+    label: Label
     name: str = ""
 
 
 class FileListSource(Source):
     """Images listed up front as files or tar byte ranges (class-folder directories and tars)."""
+
+    every_class_present = True
 
     def __init__(self, dataset: str, split: str, classes: list[str], location: str, entries: list[FileEntry]) -> None:
         super().__init__(dataset, split, classes, location)
@@ -55,7 +62,7 @@ class FileListSource(Source):
     def __len__(self) -> int:
         return len(self.entries)
 
-    def read(self, index: int) -> tuple[bytes, str, int]:
+    def read(self, index: int) -> tuple[bytes, str, Label]:
         entry = self.entries[index]
         if entry.offset < 0:
             with open(entry.path, "rb") as handle:
@@ -69,6 +76,12 @@ class FileListSource(Source):
     def name(self, index: int) -> str:
         return self.entries[index].name or super().name(index)
 
+    def with_entries(self, split: str, entries: list[FileEntry]) -> FileListSource:
+        """The same source (its kind, classes, location) as ``split`` of ``entries``."""
+        part = copy.copy(self)
+        part.split, part.entries, part._handles = split, entries, {}
+        return part
+
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_handles": {}}
 
@@ -78,7 +91,9 @@ def split_holdout(source: FileListSource, per_class: int) -> tuple[FileListSourc
     that are not images stay with ``train``, to be skipped and counted there."""
     if per_class < 1:
         raise UserError(f"--holdout-per-class {per_class} must be positive")
-    by_class: dict[int, list[FileEntry]] = {}
+    if source.multi_label:
+        raise UserError("--holdout-per-class needs one label per image; list the test images in a file of their own")
+    by_class: dict[Any, list[FileEntry]] = {}
     for entry in source.entries:
         by_class.setdefault(entry.label, []).append(entry)
     others = [entry for entry in source.entries if not entry.extension]
@@ -88,9 +103,7 @@ def split_holdout(source: FileListSource, per_class: int) -> tuple[FileListSourc
         raise UserError(f"--holdout-per-class {per_class} leaves no training images for class(es) {', '.join(short)}")
     keep = [e for label in sorted(by_class) for e in by_class[label][:-per_class]] + others
     held = [e for label in sorted(by_class) for e in by_class[label][-per_class:]]
-    train = FileListSource(source.dataset, "train", source.classes, source.location, keep)
-    test = FileListSource(source.dataset, "test", source.classes, source.location, held)
-    return train, test
+    return source.with_entries("train", keep), source.with_entries("test", held)
 
 
 def image_extension(name: str) -> str | None:

@@ -35,7 +35,7 @@ DOWNLOADS = {
         ("http://ufldl.stanford.edu/housenumbers/extra_32x32.mat", "a93ce644f1a588dc4d68dda5feec44a7"),
     ],
 }
-DATASETS = ("cifar10", "cifar100", "svhn", "imagefolder")
+DATASETS = ("cifar10", "cifar100", "svhn", "imagefolder", "csv")  # csv: data/list_source.py
 
 
 def _encode_png(pixels: np.ndarray) -> bytes:

@@ -95,15 +95,18 @@ def verify_shard(storage: Storage, shard: ShardInfo, num_classes: int) -> tuple[
 
 
 def _check_sample(members: dict[str, bytes], num_classes: int) -> str | None:
-    images = [ext for ext in members if ext != "cls"]
-    if "cls" not in members or len(images) != 1:
-        return f"expected one image and a cls member, found {sorted(members)}"
+    kind = "labels" if "labels" in members else "cls"  # labels: a multi-label sample's class indices
+    images = [ext for ext in members if ext not in ("cls", "labels")]
+    if kind not in members or len(images) != 1:
+        return f"expected one image and a cls or labels member, found {sorted(members)}"
     try:
-        label = int(members["cls"].decode())
+        text = members[kind].decode()
+        labels = [int(part) for part in text.split(",") if part] if kind == "labels" else [int(text)]
     except ValueError:
-        return f"cls {members['cls'][:20]!r} is not an integer"
-    if not 0 <= label < num_classes:
-        return f"cls {label} is outside 0..{num_classes - 1}"
+        return f"{kind} {members[kind][:20]!r} is not {'a list of integers' if kind == 'labels' else 'an integer'}"
+    outside = [label for label in labels if not 0 <= label < num_classes]
+    if outside:
+        return f"{kind} {outside[0]} is outside 0..{num_classes - 1}"
     try:
         _decode(members[images[0]])
     except Exception as error:  # PIL raises many types for corrupt images

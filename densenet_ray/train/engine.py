@@ -6,6 +6,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -64,6 +65,12 @@ class EvalStats:
     top5_error: float
     samples: int
     outputs: tuple[torch.Tensor, torch.Tensor] | None = None
+    ranking: dict[str, Any] | None = None  # multi-label: mean AUROC, mAP, F1, AUROC by class (train/metrics.py)
+
+    @property
+    def main_error(self) -> float:
+        """The error runs are ranked by: top-1 error, or for multi-label data 1 - mean AUROC."""
+        return 1.0 - self.ranking["auroc"] if self.ranking is not None else self.top1_error
 
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}  # fp32: no autocast

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -98,13 +99,13 @@ def multi_label_report(
     return ClassReport(rows)
 
 
-def multi_label_summary(report: ClassReport) -> dict[str, float | list[float | None]]:
+def multi_label_summary(report: ClassReport) -> dict[str, Any]:
     """The epoch record's multi-label figures: mean AUROC and mean average precision over the classes that have
-    both positives and negatives, macro F1 over all classes, and every class's AUROC."""
+    both positives and negatives, macro F1 over all classes, and every class's AUROC by name."""
     ranked = [row for row in report.rows if row.auroc is not None]
     return {
         "auroc": sum(row.auroc or 0.0 for row in ranked) / len(ranked) if ranked else float("nan"),
         "map": sum(row.average_precision or 0.0 for row in ranked) / len(ranked) if ranked else float("nan"),
         "f1": sum(row.f1 for row in report.rows) / max(len(report.rows), 1),
-        "auroc_per_class": [row.auroc for row in report.rows],
+        "auroc_by_class": {row.name: row.auroc for row in report.rows},
     }

@@ -31,6 +31,7 @@ from densenet_ray.train.checkpoint.state import (
 )
 from densenet_ray.train.config.resolved import ResolvedConfig
 from densenet_ray.train.engine import StepContext, StepRecipe, TrainStats, evaluate_each, train_epoch
+from densenet_ray.train.metrics import multi_label_report, multi_label_summary
 from densenet_ray.train.progress.records import Attempt, InEpochProgress, epoch_record, maybe_inject_fault
 from densenet_ray.train.progress.tracking import Tracking
 from densenet_ray.train.recipe import WeightAverage, backbone, batch_mixer, make_optimizer, parameter_groups
@@ -103,7 +104,12 @@ class WorkerLoop:
         options, state, acceleration = self.config.options, self.state, self.attempt.acceleration
         average = state.average
         after = (lambda: average.update(unwrap(state.model))) if average is not None else None
+        weights = (
+            torch.tensor(self.config.loss_weights, device=self.attempt.device) if self.config.loss_weights else None
+        )
         recipe = StepRecipe(
+            multi_label=self.config.multi_label,
+            loss_weights=weights,
             label_smoothing=options.label_smoothing,
             accumulate=options.accumulate,
             clip_grad_norm=options.clip_grad_norm,
@@ -185,7 +191,11 @@ class WorkerLoop:
             models.append(self.state.average.module)
         results = evaluate_each(self.step_context, models, eval_batches, self.config.options.limit_eval_batches)
         position = self.state.position
-        position.best_error = min(position.best_error, results[0].top1_error)
+        if self.config.multi_label:  # the ranking figures, from every rank's predictions gathered
+            for result in results:
+                assert result.outputs is not None
+                result.ranking = multi_label_summary(multi_label_report(*result.outputs, self.config.classes))
+        position.best_error = min(position.best_error, results[0].main_error)
         position.epoch, position.next_batch, position.history = epoch + 1, 0, ()
         steady = _steady_rate(stats, warm, started + train_seconds, self.attempt.world)
         first = self.state.optimizer.param_groups[0]

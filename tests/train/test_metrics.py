@@ -33,14 +33,15 @@ def test_multi_label_auroc_is_the_pairwise_ranking_probability() -> None:
     assert report.rows[1].auroc == pytest.approx(1.0)  # 0.7, 0.8 and 0.3 against 0.2: all above
     assert report.rows[0].f1 == pytest.approx(2 * 0.5 * 0.5 / 1.0)  # at 0.5: predicted {0.9, 0.6}, one right
     summary = multi_label_summary(report)
-    assert summary["auroc"] == pytest.approx(0.875) and summary["auroc_per_class"] == pytest.approx([0.75, 1.0])
+    assert summary["auroc"] == pytest.approx(0.875)
+    assert summary["auroc_by_class"] == pytest.approx({"effusion": 0.75, "nodule": 1.0})
 
 
 def test_a_class_without_negatives_has_no_auroc_and_is_left_out_of_the_mean() -> None:
     logits = torch.zeros(3, 2)
     targets = torch.tensor([[1, 1], [1, 0], [1, 1]]).float()
     summary = multi_label_summary(multi_label_report(logits, targets, ["a", "b"]))
-    assert summary["auroc_per_class"][0] is None and not math.isnan(summary["auroc"])
+    assert summary["auroc_by_class"]["a"] is None and not math.isnan(summary["auroc"])
 
 
 def test_per_class_on_shards_without_labels_is_one_line(tmp_path, fixture_tar) -> None:

@@ -39,6 +39,7 @@ class TrainedModel:
         create_kwargs: what ``create_model(name, **create_kwargs)`` builds the network from.
         options: the run's flat training options (empty for a plain state_dict).
         input: what a model trained on your own images is fed (None: its paper dataset's evaluation input).
+        multi_label: the model scores each class on its own (sigmoid outputs), for multi-label data.
     """
 
     network: nn.Module
@@ -50,6 +51,7 @@ class TrainedModel:
     create_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
     options: dict[str, Any] = dataclasses.field(default_factory=dict)
     input: InputSpec | None = None
+    multi_label: bool = False
 
     @property
     def input_size(self) -> int:
@@ -69,6 +71,8 @@ class TrainedModel:
             "mean": list(mean),
             "std": list(std),
             **crop,
+            "multi_label": self.multi_label,
+            "outputs": "sigmoid" if self.multi_label else "softmax",
             "weights": self.weights,
             "source": self.source,
             "create_model": {"name": self.name, **self.create_kwargs},
@@ -152,6 +156,7 @@ def load_trained(
         create_kwargs=kwargs,
         options=saved,
         input=resolved.input_spec() if resolved and dataset == "images" else None,
+        multi_label=bool(resolved and resolved.multi_label),
     )
 
 

@@ -11,6 +11,7 @@ Decoder = Literal["cpu", "gpu"]  # gpu: data/device_decode.py
 AugmentPolicy = Literal["none", "randaugment", "trivialaugment", "autoaugment"]  # torchvision.transforms.v2's
 LrSchedule = Literal["step", "cosine"]
 Optimizer = Literal["sgd", "adamw"]
+Weighting = Literal["none", "balanced"]  # balanced: from the training split's class counts
 DATASETS: tuple[str, ...] = typing.get_args(Dataset)
 PRECISIONS: tuple[str, ...] = typing.get_args(Precision)
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "svhn": 10, "imagenet": 1000}  # the paper's datasets

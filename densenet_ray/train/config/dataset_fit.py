@@ -25,6 +25,7 @@ class OwnImages:
     mean: list[float]
     std: list[float]
     multi_label: bool
+    loss_weights: list[float]
 
 
 def _sides(manifest: Manifest) -> tuple[int, int] | None:
@@ -53,7 +54,32 @@ def own_images(options: TrainConfig) -> tuple[TrainConfig, OwnImages]:
     model = options.model or (SMALL_MODEL if size <= SMALL_IMAGE else LARGE_MODEL)
     crop_pct = options.crop_pct or DEFAULT_CROP_PCT
     filled = dataclasses.replace(options, image_size=size, crop_pct=crop_pct, model=model)
-    return filled, OwnImages(list(manifest.classes), list(manifest.mean), list(manifest.std), manifest.multi_label)
+    weights = _loss_weights(options, manifest)
+    own = OwnImages(list(manifest.classes), list(manifest.mean), list(manifest.std), manifest.multi_label, weights)
+    return filled, own
+
+
+def _loss_weights(options: TrainConfig, manifest: Manifest) -> list[float]:
+    """``--class-weights balanced``: N / (C x n_c) per class (the rule scikit-learn's ``compute_class_weight``
+    documents); ``--pos-weight balanced``: (N - n_c) / n_c, the ratio ``BCEWithLogitsLoss``'s documentation gives.
+    Empty: every class weighs the same. Also refuses the options multi-label data cannot train with."""
+    multi, data = manifest.multi_label, options.data
+    if multi and options.class_weights != "none":
+        raise UserError(f"--data {data} is multi-label: weigh its classes with --pos-weight, not --class-weights")
+    if not multi and options.pos_weight != "none":
+        raise UserError(f"--pos-weight weighs multi-label data's positives; --data {data} has one label per image")
+    if multi and (options.mixup or options.cutmix or options.label_smoothing):
+        raise UserError(
+            f"--data {data} is multi-label: --mixup, --cutmix and --label-smoothing take one class an image"
+        )
+    if "balanced" not in (options.class_weights, options.pos_weight):
+        return []
+    counts, total = manifest.class_counts, manifest.num_samples
+    if len(counts) != manifest.num_classes or not all(counts):
+        raise UserError(f"--data {data}: its manifest has no class counts; rebuild it with `densenet-ray data build`")
+    if multi:
+        return [(total - count) / count for count in counts]
+    return [total / (len(counts) * count) for count in counts]
 
 
 def check_family(options: TrainConfig, manifest: Manifest) -> None:

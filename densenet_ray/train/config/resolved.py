@@ -52,6 +52,9 @@ class ResolvedConfig:
     mean: list[float] = field(default_factory=list, metadata={"group": "data"})  # own images: per channel, 0-1
     std: list[float] = field(default_factory=list, metadata={"group": "data"})
     multi_label: bool = field(default=False, metadata={"group": "data"})
+    loss_weights: list[float] = field(
+        default_factory=list, metadata={"group": "optim"}
+    )  # --class-weights, --pos-weight
     run_url: str = _derived("storage")
     resume_from: str = _derived("execution")
     skip_checkpoint: str = _derived("execution")

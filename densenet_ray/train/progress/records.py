@@ -103,13 +103,14 @@ def epoch_record(
         loss=stats.loss,
         train_error=stats.error,
         test_loss=result.loss,
-        test_error=result.top1_error,
-        test_top5_error=result.top5_error,
+        test_error=result.main_error,
+        test_top5_error=result.top5_error if result.ranking is None else None,
         best_test_error=position.best_error,
         test_samples=result.samples,
         ema_test_loss=average.loss if average else None,
-        ema_test_error=average.top1_error if average else None,
-        ema_test_top5_error=average.top5_error if average else None,
+        ema_test_error=average.main_error if average else None,
+        ema_test_top5_error=average.top5_error if average and average.ranking is None else None,
+        **_ranking(result, average),
         lr=lr,
         images_per_s=images_per_s,
         steady_images_per_s=images_per_s if steady is None else steady,
@@ -123,6 +124,18 @@ def epoch_record(
         world_size=attempt.world,
     )
     return {key: value for key, value in dataclasses.asdict(record).items() if value is not None}
+
+
+def _ranking(result: EvalStats, average: EvalStats | None) -> dict[str, Any]:
+    """A multi-label evaluation's figures as epoch-record fields (none for single-label data)."""
+    if result.ranking is None:
+        return {}
+    ranking = result.ranking
+    figures = {"test_auroc": ranking["auroc"], "test_map": ranking["map"], "test_f1": ranking["f1"]}
+    figures["test_auroc_by_class"] = ranking["auroc_by_class"]
+    if average is not None and average.ranking is not None:
+        figures["ema_test_auroc"] = average.ranking["auroc"]
+    return figures
 
 
 def maybe_inject_fault(global_step: int, rank: int) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import tempfile
 from typing import Any
@@ -59,10 +60,17 @@ class Tracking:
         self._last = (loss_sum, samples)
 
     def epoch(self, record: dict[str, Any], global_step: int) -> None:
-        """Every number in the epoch record, under ``epoch/``; then the files go to the run directory."""
+        """Every number in the epoch record, under ``epoch/`` (a mapping's, such as each class's AUROC, under
+        ``epoch/<key>/<name>``); then the files go to the run directory."""
+        flat: dict[str, Any] = {}
+        for key, value in record.items():
+            if isinstance(value, dict):
+                flat.update({f"{key}/{_tag(name)}": number for name, number in value.items()})
+            else:
+                flat[key] = value
         numbers = {
             f"epoch/{key}": float(value)
-            for key, value in record.items()
+            for key, value in flat.items()
             if isinstance(value, int | float) and not isinstance(value, bool) and key not in ("time", "epochs")
         }
         self._log(numbers, global_step)
@@ -149,3 +157,8 @@ def _start_service(name: str, config: ResolvedConfig, run: RunDirectory) -> Any:
         return _MLflow(config)
     folder = run.storage.join("") if isinstance(run.storage, LocalStorage) else tempfile.mkdtemp(prefix="wandb-")
     return _WandB(config, folder)
+
+
+def _tag(name: str) -> str:
+    """A class name as a metric name's part: what MLflow accepts (letters, digits, ``_-. /``), the rest as ``_``."""
+    return re.sub(r"[^A-Za-z0-9_\-. ]", "_", name)

@@ -44,7 +44,9 @@ RUN_FORMAT = "densenet-ray-run/1"
 
 @dataclass(frozen=True)
 class EpochRecord:
-    """What rank 0 reports after each epoch (errors are fractions; rates are images per second over all ranks)."""
+    """What rank 0 reports after each epoch (errors are fractions; rates are images per second over all ranks).
+    ``test_error`` is the error runs are ranked by: top-1, or for multi-label data 1 - mean AUROC (``test_auroc``,
+    beside mean average precision, macro F1 at 0.5 and each class's AUROC)."""
 
     epoch: int
     epochs: int
@@ -59,6 +61,11 @@ class EpochRecord:
     ema_test_loss: float | None = None  # the weights' moving average (``--ema``), evaluated beside the raw weights
     ema_test_error: float | None = None
     ema_test_top5_error: float | None = None
+    test_auroc: float | None = None
+    test_map: float | None = None
+    test_f1: float | None = None
+    test_auroc_by_class: dict[str, float | None] | None = None
+    ema_test_auroc: float | None = None
     lr: float | None = None
     images_per_s: float | None = None
     steady_images_per_s: float | None = None

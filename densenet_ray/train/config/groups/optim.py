@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from densenet_ray.train.config.choices import DEFAULT_BATCH, DEFAULT_EPOCHS, LrSchedule, Optimizer
+from densenet_ray.train.config.choices import DEFAULT_BATCH, DEFAULT_EPOCHS, LrSchedule, Optimizer, Weighting
 from densenet_ray.train.config.declaration import Range, option
 from densenet_ray.train.config.groups.common import AT_LEAST_ONE, FIXED, NOT_NEGATIVE
 
@@ -42,5 +42,19 @@ class OptimOptions:
         **FIXED,
         range=NOT_NEGATIVE,
         metavar="N",
+    )
+    class_weights: Weighting = option(
+        "none",
+        "optim",
+        "balanced: weigh each class's loss by N / (classes x its samples) of the training split (imbalanced data)",
+        **FIXED,
+        datasets=("images",),
+    )
+    pos_weight: Weighting = option(
+        "none",
+        "optim",
+        "multi-label, balanced: weigh each class's positive samples by its negatives / positives (BCEWithLogitsLoss)",
+        **FIXED,
+        datasets=("images",),
     )
     seed: int = option(0, "optim", "seed of the initialisation, data order and augmentation", **FIXED)
