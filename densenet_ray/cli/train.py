@@ -43,9 +43,7 @@ def print_summary(final: dict[str, Any], console: Console) -> None:
     table.add_column(style="bold", no_wrap=True)
     table.add_column(overflow="fold")
     rows = [
-        ("final test error", f"{100 * final['test_error']:.2f} % (top-5 {100 * final['test_top5_error']:.2f} %)"),
-        ("best test error", f"{100 * final['best_test_error']:.2f} %"),
-        *([("EMA test error", f"{100 * final['ema_test_error']:.2f} %")] if "ema_test_error" in final else []),
+        *_test_rows(final),
         ("epochs", f"{final['epoch']}/{final['epochs']}"),
         ("seconds / iteration", f"{final['seconds_per_iteration']:.3f}"),
         ("images / s", f"{final['images_per_s']:.1f}"),
@@ -57,6 +55,19 @@ def print_summary(final: dict[str, Any], console: Console) -> None:
     for key, value in rows:
         table.add_row(key, value)
     console.print(table)
+
+
+def _test_rows(final: dict[str, Any]) -> list[tuple[str, str]]:
+    """The summary's test figures: errors, or for multi-label data mean AUROC, mAP and F1."""
+    if "test_auroc" in final:
+        figures = f"{final['test_auroc']:.4f} (mAP {final['test_map']:.4f}, macro F1 {final['test_f1']:.4f})"
+        rows = [("final mean AUROC", figures), ("best mean AUROC", f"{1 - final['best_test_error']:.4f}")]
+        return rows + ([("EMA mean AUROC", f"{final['ema_test_auroc']:.4f}")] if "ema_test_auroc" in final else [])
+    return [
+        ("final test error", f"{100 * final['test_error']:.2f} % (top-5 {100 * final['test_top5_error']:.2f} %)"),
+        ("best test error", f"{100 * final['best_test_error']:.2f} %"),
+        *([("EMA test error", f"{100 * final['ema_test_error']:.2f} %")] if "ema_test_error" in final else []),
+    ]
 
 
 def run_training(args: argparse.Namespace, default_dataset: str) -> int:

@@ -47,3 +47,21 @@ def write_own_folder(fixture_tar: str, root: Path, per_class: int = 20, size: in
     (root / "cat" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 this file was cut off")
     (root / "bird" / "notes.txt").write_text("labelled by hand, batch 3\n")
     return root
+
+
+def write_pairs_list(fixture_tar: str, root: Path, count: int = 40, separator: str = "|") -> Path:
+    """A multi-label set of real photographs: ``count`` 64x64 images, each two CIFAR-10 images on the diagonal of a
+    2x2 grid (the rest black), labelled with both their classes (one when both are of the same class); listed in
+    ``root/labels.csv`` (``file,findings``) with the images in ``root/images/``. Returns the list's path."""
+    images = fixture_images(fixture_tar)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    lines = ["file,findings"]
+    for index in range(count):
+        first, second = images[(7 * index) % len(images)], images[(13 * index + 5) % len(images)]
+        grid = Image.new("RGB", (64, 64))
+        grid.paste(Image.open(io.BytesIO(first[2])).convert("RGB"), (0, 0))
+        grid.paste(Image.open(io.BytesIO(second[2])).convert("RGB"), (32, 32))
+        grid.save(root / "images" / f"pair{index:03d}.png")
+        lines.append(f"pair{index:03d}.png,{separator.join(sorted({first[0], second[0]}))}")
+    (root / "labels.csv").write_text("\n".join(lines) + "\n")
+    return root / "labels.csv"
