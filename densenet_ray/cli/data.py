@@ -24,7 +24,23 @@ def add_parser(groups: argparse._SubParsersAction) -> None:
     parser = groups.add_parser("data", help="build, inspect, verify, plan and index WebDataset shards (local or s3://)")
     parser.set_defaults(handler=lambda args: parser.print_help() or 2)
     commands = parser.add_subparsers(dest="data_command", metavar="SUBCOMMAND", parser_class=type(parser))
+    _add_build_parser(commands)
+    inspect = commands.add_parser("inspect", help="print the manifests under a URL")
+    inspect.add_argument("url", metavar="URL", help="a shard directory/prefix or a manifest .json")
+    inspect.add_argument("--endpoint-url", help="S3 endpoint")
+    inspect.set_defaults(handler=inspect_command)
 
+    verify = commands.add_parser(
+        "verify", help="stream every shard, check counts, SHA-256 and indexes, decode every image"
+    )
+    verify.add_argument("url", metavar="URL", help="a shard directory/prefix or a manifest .json")
+    verify.add_argument("--split", help="verify only this split")
+    verify.add_argument("--endpoint-url", help="S3 endpoint")
+    verify.set_defaults(handler=verify_command)
+    add_plan_and_index_parsers(commands)
+
+
+def _add_build_parser(commands: argparse._SubParsersAction) -> None:
     build = commands.add_parser(
         "build",
         help="shard a dataset into equal tar shards plus a manifest",
@@ -36,19 +52,7 @@ def add_parser(groups: argparse._SubParsersAction) -> None:
     build.add_argument(
         "--source", help="local copy of the dataset (tarball, .mat directory, folder or .tar); csv: the list file"
     )
-    build.add_argument("--root", help="csv: the directory or s3:// prefix the listed paths are relative to")
-    build.add_argument("--path-column", default="path", help="csv: the column of image paths (default path)")
-    build.add_argument("--label-column", default="label", help="csv: the column of class names (default label)")
-    build.add_argument(
-        "--label-separator",
-        metavar="CHAR",
-        help="csv: several classes per image, separated by CHAR in the label column (multi-label)",
-    )
-    build.add_argument(
-        "--classes-from",
-        metavar="URL",
-        help="csv: take the class list (and its order) from this split's manifest, e.g. the training split's",
-    )
+    _add_list_arguments(build)
     build.add_argument("--split", help="split to write (cifar: train|test, svhn: train|test|extra; default train)")
     build.add_argument("--shard-size", type=int, default=1000, help="samples per shard (default 1000)")
     build.add_argument("--parallel", type=int, default=1, help="build shard ranges in N Ray tasks")
@@ -76,19 +80,22 @@ def add_parser(groups: argparse._SubParsersAction) -> None:
     build.add_argument("--endpoint-url", help="S3 endpoint (default: AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL)")
     build.set_defaults(handler=build_command)
 
-    inspect = commands.add_parser("inspect", help="print the manifests under a URL")
-    inspect.add_argument("url", metavar="URL", help="a shard directory/prefix or a manifest .json")
-    inspect.add_argument("--endpoint-url", help="S3 endpoint")
-    inspect.set_defaults(handler=inspect_command)
 
-    verify = commands.add_parser(
-        "verify", help="stream every shard, check counts, SHA-256 and indexes, decode every image"
+def _add_list_arguments(build: argparse.ArgumentParser) -> None:
+    """``data build csv``'s own flags (``data/list_source.py``)."""
+    build.add_argument("--root", help="csv: the directory or s3:// prefix the listed paths are relative to")
+    build.add_argument("--path-column", default="path", help="csv: the column of image paths (default path)")
+    build.add_argument("--label-column", default="label", help="csv: the column of class names (default label)")
+    build.add_argument(
+        "--label-separator",
+        metavar="CHAR",
+        help="csv: several classes per image, separated by CHAR in the label column (multi-label)",
     )
-    verify.add_argument("url", metavar="URL", help="a shard directory/prefix or a manifest .json")
-    verify.add_argument("--split", help="verify only this split")
-    verify.add_argument("--endpoint-url", help="S3 endpoint")
-    verify.set_defaults(handler=verify_command)
-    add_plan_and_index_parsers(commands)
+    build.add_argument(
+        "--classes-from",
+        metavar="URL",
+        help="csv: take the class list (and its order) from this split's manifest, e.g. the training split's",
+    )
 
 
 def _progress(console: Console) -> Progress:
