@@ -53,6 +53,7 @@ bench-speed: setup
 bench-data: setup
 	$(BIN)/python benchmarks/data.py --out benchmarks/results/data-cpu.json --markdown
 	$(BIN)/python benchmarks/epochs.py --out benchmarks/results/epochs-cpu.json --markdown
+	$(BIN)/python benchmarks/own_data.py --out benchmarks/results/own-data-cpu.json --markdown
 
 # The Ray job against a plain PyTorch loop, then a 4-epoch learning check (45,000/5,000 split of the shared set).
 CIFAR_JPEG ?= ../shared/data/cifar10-jpeg/train.tar

@@ -42,7 +42,8 @@ from densenet_ray.data.build import build_dataset  # noqa: E402
 from densenet_ray.data.manifest import load_manifest  # noqa: E402
 from densenet_ray.data.pipeline import PipelineConfig, make_loader  # noqa: E402
 from densenet_ray.data.shard_reader import read_shard  # noqa: E402
-from densenet_ray.data.sources import FileListSource, _Entry, imagefolder_source  # noqa: E402
+from densenet_ray.data.source_base import FileEntry, FileListSource  # noqa: E402
+from densenet_ray.data.sources import imagefolder_source  # noqa: E402
 from densenet_ray.data.storage import open_storage, s3_client  # noqa: E402
 from densenet_ray.data.transforms import cifar_train, imagenet_train  # noqa: E402
 
@@ -55,7 +56,7 @@ def cifar_source(samples: int) -> FileListSource:
     source = imagefolder_source(str(SHARED_CIFAR))
     # Every class, evenly: take the first samples/10 of each.
     per_class = samples // len(source.classes)
-    by_class: dict[int, list[_Entry]] = {}
+    by_class: dict[int, list[FileEntry]] = {}
     for entry in source.entries:
         by_class.setdefault(entry.label, []).append(entry)
     source.entries = [e for label in sorted(by_class) for e in by_class[label][:per_class]]

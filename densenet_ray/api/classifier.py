@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from torchvision.transforms.v2.functional import pil_to_tensor
 
 from densenet_ray.data.images import image_opener, image_paths
 from densenet_ray.data.input_spec import InputSpec
@@ -108,6 +109,8 @@ class Classifier:
                 if isinstance(image, Exception):
                     failed.append((order, Prediction(name, error=f"not an image ({type(image).__name__})")))
                     continue
+                if hasattr(image, "convert") and self.card["dataset"] == "images":  # as its training decoded them
+                    image = pil_to_tensor(image)
                 batch.append((order, name, self.transform(image)))
                 if len(batch) == size:
                     yield batch, failed

@@ -50,7 +50,14 @@ def evaluate(
     data = data or trained.options.get("data")
     if not data:
         raise UserError(f"{source} is a plain state_dict: give the shards to evaluate on (--data)")
-    config = PipelineConfig(data=data, split=split, batch_size=batch_size, loader_workers=loader_workers, train=False)
+    config = PipelineConfig(
+        data=data,
+        split=split,
+        batch_size=batch_size,
+        loader_workers=loader_workers,
+        train=False,
+        tensor_decode=trained.dataset == "images",  # as training decoded them
+    )
     loader = make_loader(config, for_dataset(trained.dataset, train=False, spec=trained.input))
     device = torch.device("cpu")
     chosen = choose(precision or trained.options.get("precision") or "auto", False, False, device, 0).precision

@@ -142,6 +142,7 @@ class WorkerLoop:
             history=position.history if train else (),
             pin_memory=attempt.device.type == "cuda",
             decode_device=str(attempt.device) if options.decode == "gpu" else None,
+            tensor_decode=options.dataset == "images",
         )
         return make_loader(config, self.train_transform if train else self.eval_transform)
 
