@@ -16,7 +16,8 @@ def add_parser(groups: argparse._SubParsersAction) -> None:
         "source",
         metavar="CHECKPOINT_OR_EXPORT",
         help="a run checkpoint or run directory (local or "
-        "s3://), or a file from `densenet-ray export` (with its FILE.json model card)",
+        "s3://), or a file from `densenet-ray export` (with its FILE.json model card, or a .safetensors file, whose "
+        "header holds it)",
     )
     parser.add_argument(
         "images",

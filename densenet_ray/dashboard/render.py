@@ -15,7 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from densenet_ray.dashboard.snapshot import RunRow, Snapshot, SweepRow
-from densenet_ray.tune.report import percent
+from densenet_ray.tune.report import error_text
 
 SPARKS = "▁▂▃▄▅▆▇█"
 STATUS_STYLES = {
@@ -175,7 +175,7 @@ def runs_table(snapshot: Snapshot, limit: int) -> RenderableType:
 
 def _run_cells(run: RunRow) -> list[Any]:
     epochs = "?" if run.epochs is None else str(run.epochs)
-    best = percent(run.best_test_error) + (f" @{run.best_epoch}" if run.best_epoch else "")
+    best = error_text(run.best_test_error, run.multi_label) + (f" @{run.best_epoch}" if run.best_epoch else "")
     workers = "-" if run.workers is None else f"{run.workers_alive}/{run.workers}"
     return [
         run.name,
@@ -186,7 +186,7 @@ def _run_cells(run: RunRow) -> list[Any]:
         duration(run.eta_s) if run.status not in ("FINISHED", "STOPPED", "ERRORED", "ABORTED") else "-",
         number(run.images_per_s),
         number(run.loss, 4),
-        percent(run.test_error),
+        error_text(run.test_error, run.multi_label),
         best,
         sparkline(run.loss_history),
         sparkline(run.error_history),
@@ -203,18 +203,18 @@ def sweep_table(sweep: SweepRow, limit: int) -> RenderableType:
     title.append(f" · {len(sweep.trials)} trials: {_counts(row.status for row in sweep.trials) or 'none yet'}")
     if sweep.best_label is not None:
         options = ", ".join(f"{key}={value}" for key, value in sweep.best_options.items())
-        title.append(
-            f"\nbest so far: {sweep.best_label} (trial {sweep.best_trial}) at {percent(sweep.best_test_error)} %"
-        )
-        title.append(f" test error, {options}" if options else " test error")
+        figure = error_text(sweep.best_test_error, sweep.multi_label)
+        what = "" if sweep.multi_label else " % test error"
+        title.append(f"\nbest so far: {sweep.best_label} (trial {sweep.best_trial}) at {figure}{what}")
+        title.append(f", {options}" if options else "")
     rows = [
         [
             trial.trial_id + (" *" if trial.trial_id == sweep.best_trial else ""),
             trial.label,
             status_text(trial.status),
             f"{trial.epoch}/{'?' if trial.epochs is None else trial.epochs}",
-            percent(trial.test_error),
-            percent(trial.best_test_error),
+            error_text(trial.test_error, trial.multi_label),
+            error_text(trial.best_test_error, trial.multi_label),
         ]
         for trial in sweep.trials[:limit]
     ]

@@ -170,6 +170,7 @@ def run_row(files: RunFiles, name: str, now: float | None = None) -> RunRow:
     if records:
         last = records[-1]
         row.loss, row.test_error = last.loss, last.test_error
+        row.multi_label = last.test_auroc is not None
         row.best_test_error = last.best_test_error
         if row.best_test_error is None:
             row.best_test_error = min(row.error_history, default=None)

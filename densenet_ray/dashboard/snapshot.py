@@ -62,6 +62,7 @@ class RunRow:
     test_error: float | None = None
     best_test_error: float | None = None
     best_epoch: int | None = None
+    multi_label: bool = False  # errors are 1 - mean AUROC, shown as AUROC
     loss_history: list[float] = field(default_factory=list)
     error_history: list[float] = field(default_factory=list)
     attempts: int | None = None
@@ -87,6 +88,7 @@ class TrialRow:
     test_error: float | None = None
     best_test_error: float | None = None
     run_dir: str | None = None
+    multi_label: bool = False
 
 
 @dataclass
@@ -104,6 +106,7 @@ class SweepRow:
     best_label: str | None = None
     best_test_error: float | None = None
     best_options: dict[str, Any] = field(default_factory=dict)
+    multi_label: bool = False
 
 
 @dataclass

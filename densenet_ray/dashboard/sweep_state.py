@@ -104,6 +104,7 @@ def _trial_row(
         test_error=run.test_error if run else None,
         best_test_error=run.best_test_error if run else None,
         run_dir=run.run_dir if run else None,
+        multi_label=bool(run and run.multi_label),
     )
 
 
@@ -120,6 +121,7 @@ def _add_summary(sweep: SweepRow) -> None:
         best = min(measured, key=lambda row: (row.best_test_error or 0.0, row.trial_id))
         sweep.best_trial, sweep.best_label = best.trial_id, best.label
         sweep.best_test_error, sweep.best_options = best.best_test_error, best.options
+        sweep.multi_label = best.multi_label
 
 
 def _trial_run(files: RunFiles | None, name: str, train_runs: dict[str, RunRow], now: float) -> RunRow | None:

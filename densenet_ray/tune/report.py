@@ -43,6 +43,7 @@ class TrialRow:
     pareto_time: bool = False
     pareto_memory: bool = False
     cause: str = ""  # a failed trial's one-line error
+    multi_label: bool = False  # its errors are 1 - mean AUROC, shown as AUROC
 
 
 RATIO_KEYS = ("params", "final_test_error", "seconds_per_iteration", "peak_memory_mb", "images_per_s")
@@ -78,6 +79,7 @@ def read_trial(storage: Storage, trial: str, searched: list[str] | None = None) 
     if records:
         last = records[-1]
         row.final_test_error, row.best_test_error = last.test_error, last.best_test_error
+        row.multi_label = last.test_auroc is not None
         # Time and memory: the median over epochs (the first epoch carries start-up costs; later ones are steady).
         row.seconds_per_iteration = _median([r.seconds_per_iteration or 0.0 for r in records])
         row.peak_memory_mb = max(r.peak_memory_mb or 0.0 for r in records)
@@ -178,6 +180,14 @@ def percent(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.2f}"
 
 
+def error_text(value: float | None, multi_label: bool) -> str:
+    """A run's error as tables show it: a percentage, or for a multi-label run (whose error is 1 - mean AUROC) its
+    mean AUROC, ``AUROC 0.812``."""
+    if value is None or not multi_label:
+        return percent(value)
+    return f"AUROC {1 - value:.3f}"
+
+
 def _ratio(row: TrialRow, key: str) -> str:
     return f"{row.ratios[key]:.2f}x" if key in row.ratios else "-"
 
@@ -196,8 +206,8 @@ def render(rows: list[TrialRow], title: str) -> Any:
         table.add_row(
             row.label,
             f"{row.params:,}",
-            percent(row.final_test_error),
-            percent(row.best_test_error),
+            error_text(row.final_test_error, row.multi_label),
+            error_text(row.best_test_error, row.multi_label),
             "-" if row.seconds_per_iteration is None else f"{row.seconds_per_iteration:.3f}",
             "-" if row.peak_memory_mb is None else f"{row.peak_memory_mb:.0f}",
             "-" if row.images_per_s is None else f"{row.images_per_s:.1f}",

@@ -238,3 +238,15 @@ def test_narrow_screens_drop_the_least_important_run_columns_first() -> None:
     assert "err/epoch" in header and "err %" in header
     assert not any(column in header for column in ("restarts", "workers", " job", "loss/epoch"))
     assert all(len(line) <= 110 for line in narrow.splitlines())
+
+
+def test_a_multi_label_run_and_trial_show_their_auroc() -> None:
+    run = RunRow(name="xray", run_dir="/runs/xray", status="RUNNING", status_source="storage", model="densenet121")
+    run.epoch, run.epochs, run.test_error, run.best_test_error, run.multi_label = 2, 5, 0.25, 0.2, True
+    trial = TrialRow(trial_id="t0", label="lr=0.01", status="RUNNING", test_error=0.3, best_test_error=0.3)
+    trial.multi_label = True
+    sweep = SweepRow(name="s", url="/s", kind="custom", scheduler="fifo", status="RUNNING", trials=[trial])
+    sweep.best_trial, sweep.best_label, sweep.best_test_error, sweep.multi_label = "t0", "lr=0.01", 0.3, True
+    text = _text(Snapshot(time=NOW, cluster=None, jobs=[], runs=[run], sweeps=[sweep], storage=["/runs"]))
+    assert "AUROC 0.750" in text and "AUROC 0.800" in text  # 1 - the error, last and best
+    assert "at AUROC 0.700" in text and "test error" not in text.split("Sweep")[1]
