@@ -128,3 +128,15 @@ def test_the_fine_tuning_recipe_resolves_on_own_images(tmp_path, fixture_tar) ->
         16,
         0.0,
     )
+
+
+def test_a_sweep_trial_on_own_images_takes_the_manifest_and_the_searched_size(own_shards) -> None:
+    from densenet_ray.train.config.resolved import anchored, derive
+
+    options = TrainConfig(dataset="images", data=own_shards, model="densenet_bc100_k12", depth=16)
+    base = anchored(options, resolve(options, check_weights=False))
+    trial = derive(base, {"image_size": 64, "lr": 0.05}, "/sweeps/s/trials", "train-1")
+    assert (trial.classes, trial.num_classes, trial.options.image_size, trial.options.lr) == (OWN_CLASSES, 5, 64, 0.05)
+    assert trial.input_spec() is not None and trial.input_spec().small
+    with pytest.raises(UserError, match=r"--image-size 128 is larger than the images"):
+        derive(base, {"image_size": 128}, "/sweeps/s/trials", "train-2")
