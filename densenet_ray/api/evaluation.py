@@ -13,6 +13,8 @@ from densenet_ray.train.config.declaration import check_value
 from densenet_ray.train.config.options import training_option
 
 if TYPE_CHECKING:
+    from densenet_ray.data.pipeline import EpochLoader
+    from densenet_ray.train.checkpoint.trained import TrainedModel
     from densenet_ray.train.engine import EvalStats
 
 
@@ -36,8 +38,6 @@ def evaluate(
     ``precision``, ``weights``, ``checkpoint``, ``samples``, ``loss``, ``top1_error`` and ``top5_error``; with
     ``per_class``, also ``per_class`` (a row of precision, recall, F1 and support per class), ``confusions`` (the most
     frequent ``(true, predicted, count)``) and ``confusion_matrix`` (rows: true class)."""
-    from densenet_ray.data.pipeline import PipelineConfig, make_loader
-    from densenet_ray.data.transforms import for_dataset
     from densenet_ray.train.acceleration import choose
     from densenet_ray.train.checkpoint.trained import load_trained
     from densenet_ray.train.engine import StepContext
@@ -50,15 +50,7 @@ def evaluate(
     data = data or trained.options.get("data")
     if not data:
         raise UserError(f"{source} is a plain state_dict: give the shards to evaluate on (--data)")
-    config = PipelineConfig(
-        data=data,
-        split=split,
-        batch_size=batch_size,
-        loader_workers=loader_workers,
-        train=False,
-        tensor_decode=trained.dataset == "images",  # as training decoded them
-    )
-    loader = make_loader(config, for_dataset(trained.dataset, train=False, spec=trained.input))
+    loader = _loader(trained, data, split, batch_size, loader_workers)
     device = torch.device("cpu")
     chosen = choose(precision or trained.options.get("precision") or "auto", False, False, device, 0).precision
     context = StepContext(trained.network, device, chosen)
@@ -81,6 +73,22 @@ def evaluate(
         "top5_error": result.top5_error,
         **report,
     }
+
+
+def _loader(trained: TrainedModel, data: str, split: str, batch_size: int, loader_workers: int) -> EpochLoader:
+    """Every sample of ``split`` once, decoded and transformed as the model's training evaluated."""
+    from densenet_ray.data.pipeline import PipelineConfig, make_loader
+    from densenet_ray.data.transforms import for_dataset
+
+    config = PipelineConfig(
+        data=data,
+        split=split,
+        batch_size=batch_size,
+        loader_workers=loader_workers,
+        train=False,
+        tensor_decode=trained.dataset == "images",  # as training decoded them
+    )
+    return make_loader(config, for_dataset(trained.dataset, train=False, spec=trained.input))
 
 
 def _multi_label(result: EvalStats, classes: list[str], data: str, split: str, per_class: bool) -> dict[str, Any]:
