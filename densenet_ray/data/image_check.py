@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 NOT_AN_IMAGE = "not an image"
 UNREADABLE = "does not decode"
-SKIP_REASONS = (NOT_AN_IMAGE, UNREADABLE)
 _WIDE_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N"}  # integer greyscale wider than 8 bits
 
 
@@ -32,7 +31,7 @@ class CheckedImage:
 
 @dataclass(frozen=True)
 class SkippedFile:
-    """A source file left out of the shards, and why (one of :data:`SKIP_REASONS`, then PIL's words)."""
+    """A source file left out of the shards, and why (:data:`NOT_AN_IMAGE` or :data:`UNREADABLE`, then PIL's words)."""
 
     name: str
     reason: str
