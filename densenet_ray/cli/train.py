@@ -44,7 +44,10 @@ def print_summary(final: dict[str, Any], console: Console) -> None:
     table.add_column(overflow="fold")
     rows = [
         *_test_rows(final),
-        ("epochs", f"{final['epoch']}/{final['epochs']}"),
+        (
+            "epochs",
+            f"{final['epoch']}/{final['epochs']}" + (f" (stopped: {final['stopped']})" if "stopped" in final else ""),
+        ),
         ("seconds / iteration", f"{final['seconds_per_iteration']:.3f}"),
         ("images / s", f"{final['images_per_s']:.1f}"),
         ("peak memory", f"{final['peak_memory_mb']:.0f} MB"),

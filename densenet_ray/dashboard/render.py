@@ -170,7 +170,13 @@ def runs_table(snapshot: Snapshot, limit: int) -> RenderableType:
     right = ("epoch", "ETA", "img/s", "loss", "err %", "best %", "restarts", "workers")
     counts = _counts(run.status for run in standalone)
     table = FitTable(columns, rows, right=right, drop=RUN_DROP_ORDER)
-    return _section(f"Training runs ({counts or 'none'})", table if rows else None, len(standalone) - limit, "runs")
+    section = _section(f"Training runs ({counts or 'none'})", table if rows else None, len(standalone) - limit, "runs")
+    stopped = [
+        Text(f"{run.name} stopped at epoch {run.epoch}: {run.stopped}", style="dim")
+        for run in standalone[:limit]
+        if run.stopped
+    ]
+    return Group(section, *stopped) if stopped else section
 
 
 def _run_cells(run: RunRow) -> list[Any]:

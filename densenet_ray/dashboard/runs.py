@@ -144,7 +144,7 @@ class StorageScanner:
         if config is None:
             return None
         records, mid = self._read(_join(directory, METRICS_FILE), sizes, parse_metrics) or ([], [])
-        finished = bool(records) and records[-1].epoch >= int(config["epochs"])
+        finished = bool(records) and (records[-1].epoch >= int(config["epochs"]) or records[-1].stopped is not None)
         progress = self._read(_join(directory, PROGRESS_FILE), sizes, parse_progress, fresh=not finished)
         times = [record.time for record in [*records, *mid]] + [progress.time if progress else None]
         updated = max((stamp for stamp in times if isinstance(stamp, int | float)), default=None)
@@ -157,13 +157,15 @@ def run_row(files: RunFiles, name: str, now: float | None = None) -> RunRow:
     config, records = files.config, files.records
     epochs = int(config["epochs"])
     done = records[-1].epoch if records else 0
-    if done >= epochs:
+    row = RunRow(name=name, run_dir=files.url, status="", status_source="storage", model=_model_name(config))
+    row.stopped = records[-1].stopped if records else None
+    if done >= epochs or row.stopped:
         status = "FINISHED"
     elif files.updated is not None and now - files.updated < STALE_SECONDS:
         status = "ACTIVE"
     else:
         status = "STOPPED"
-    row = RunRow(name=name, run_dir=files.url, status=status, status_source="storage", model=_model_name(config))
+    row.status = status
     row.epoch, row.epochs, row.updated = done, epochs, files.updated
     row.loss_history = [float(record.loss) for record in records]
     row.error_history = [float(record.test_error) for record in records if record.test_error is not None]

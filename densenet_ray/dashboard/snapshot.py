@@ -73,6 +73,7 @@ class RunRow:
     sweep: str | None = None  # the sweep whose trial this is
     updated: float | None = None  # last write seen in storage, seconds since the epoch
     status_detail: str | None = None
+    stopped: str | None = None  # why the run ended before its epochs (--early-stop, --stop-at-error)
 
 
 @dataclass

@@ -37,6 +37,7 @@ from densenet_ray.train.progress.tracking import Tracking
 from densenet_ray.train.recipe import WeightAverage, backbone, batch_mixer, make_optimizer, parameter_groups
 from densenet_ray.train.run.directory import AttemptRecord, MidEpochRecord, RunDirectory
 from densenet_ray.train.schedule import learning_rate
+from densenet_ray.train.stopping import stop_reason, update_bests
 
 WARMUP_STEPS = 5  # steady-state throughput leaves out each epoch's first steps (allocator, loader start-up)
 
@@ -152,6 +153,8 @@ class WorkerLoop:
         failed = True
         try:
             for epoch in range(self.state.position.epoch, self.config.options.epochs):
+                if self._stop_reason():  # a resumed run that had stopped early (and still would)
+                    break
                 final = self.run_epoch(epoch)
             failed = False
         finally:
@@ -205,6 +208,10 @@ class WorkerLoop:
             self.attempt, position, self.config.options.epochs, lr, stats, results, train_seconds, steady
         )
         record["skipped_samples"] = batches.skipped + eval_batches.skipped
+        position.bests = update_bests(position.bests, record)
+        stopped = self._stop_reason()
+        if stopped and epoch + 1 < self.config.options.epochs:
+            record["stopped"] = stopped
         if self.tracking is not None:
             self.tracking.epoch(record, position.global_step)
         if self.attempt.first_step_seconds is not None:  # the attempt's first epoch: its evaluation graphs are compiled
@@ -212,6 +219,10 @@ class WorkerLoop:
         self.attempt.first_step_seconds = None  # said once per attempt
         self._report(record)
         return record
+
+    def _stop_reason(self) -> str | None:
+        options, position = self.config.options, self.state.position
+        return stop_reason(options.early_stop, options.stop_at_error, position.bests, position.epoch)
 
     def _report(self, metrics: dict[str, Any]) -> None:
         """Report ``metrics`` to Ray Train with a checkpoint of the state as it is now."""

@@ -139,3 +139,21 @@ def test_sweep_trials_are_not_listed_as_runs(tmp_path) -> None:
     write_run(tmp_path, "solo", epochs=2, errors=[0.5], last_time=NOW)
     _, layout = _scan(tmp_path)
     assert layout.runs == ["solo"] and layout.sweeps == ["sw"]
+
+
+def test_a_run_that_stopped_early_is_finished_with_its_reason(tmp_path) -> None:
+    from rich.console import Console
+
+    from densenet_ray.dashboard.render import runs_table
+    from densenet_ray.dashboard.snapshot import Snapshot
+
+    directory = write_run(tmp_path, "early", epochs=10, errors=[0.6, 0.4, 0.45], last_time=NOW - 5)
+    lines = (directory / "metrics.jsonl").read_text().splitlines()
+    last = json.loads(lines[-1])
+    last["stopped"] = "test_error has not improved for 1 epoch(s) (best 0.4000 at epoch 2; --early-stop test_error:1)"
+    (directory / "metrics.jsonl").write_text("\n".join([*lines[:-1], json.dumps(last)]) + "\n")
+    row = _row(tmp_path, "early")
+    assert (row.status, row.epoch, row.epochs, row.progress, row.eta_s) == ("FINISHED", 3, 10, 1.0, 0.0)
+    console = Console(width=160, record=True)
+    console.print(runs_table(Snapshot(time=NOW, cluster=None, jobs=[], runs=[row], sweeps=[], storage=[]), 10))
+    assert "early stopped at epoch 3: test_error has not improved for 1 epoch(s)" in console.export_text()

@@ -423,3 +423,18 @@ def test_ctrl_c_saves_the_run_exits_130_and_the_same_name_resumes(shards, tmp_pa
     at = re.search(r"resumed on 1 worker\(s\) at epoch (\d+)", resumed.stdout + resumed.stderr)
     # from the last checkpoint committed: the last epoch recorded, or the one before if Ctrl+C came between the two
     assert at is not None and int(at.group(1)) - 1 in (done[-1], done[-1] - 1)
+
+
+def test_early_stop_ends_a_run_whose_error_stopped_improving(shards, tmp_path) -> None:
+    """A rate of 10^4 diverges within the first epoch: every later epoch predicts the same class, so the test error
+    never improves on epoch 1's and ``--early-stop test_error:1`` ends the run after epoch 2 of 5, as finished."""
+    args = small_run(shards, tmp_path, depth=10, epochs=5, limit_train_batches=3, limit_eval_batches=2, name="early")
+    completed = train(*args, "--lr", "10000", "--early-stop", "test_error:1", "--no-compile")
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    records = epoch_records((tmp_path / "early" / "metrics.jsonl").read_text())
+    assert [r["epoch"] for r in records] == [1, 2]
+    assert records[1]["test_error"] >= records[0]["test_error"]
+    reason = "test_error has not improved for 1 epoch(s)"
+    assert records[0]["stopped"] is None and records[1]["stopped"].startswith(reason)
+    assert f"stopped at epoch 2 of 5: {reason}" in completed.stdout
+    assert "2/5 (stopped: test_error has not improved" in completed.stdout.replace("\n", " ")

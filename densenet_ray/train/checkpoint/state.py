@@ -31,6 +31,7 @@ from densenet_ray.train.checkpoint.weights import (
 )
 from densenet_ray.train.config.resolved import ResolvedConfig
 from densenet_ray.train.recipe import WeightAverage
+from densenet_ray.train.stopping import Bests
 
 if TYPE_CHECKING:
     from ray.train import Checkpoint
@@ -41,13 +42,14 @@ Reader = Callable[[str], "bytes | None"]
 @dataclass
 class Position:
     """Where training stands: the next epoch and global batch to run, optimizer steps so far, the best test error,
-    and the current epoch's earlier segments (stretches run on another layout, see ``epoch_plan``)."""
+    the current epoch's earlier segments (stretches run on another layout, see ``epoch_plan``)."""
 
     epoch: int = 0
     next_batch: int = 0
     global_step: int = 0
     best_error: float = 1.0
     history: tuple[Segment, ...] = ()
+    bests: Bests = field(default_factory=dict)  # each figure's best and its epoch (``--early-stop`` reads them)
 
 
 @dataclass
@@ -116,6 +118,7 @@ def save_checkpoint(state: TrainingState, config: ResolvedConfig, rank: int, lay
             "next_batch": position.next_batch,
             "global_step": position.global_step,
             "best_error": position.best_error,
+            "bests": position.bests,
             "history": [segment.to_dict() for segment in position.history],
             "segment": Segment(layout, position.next_batch - done(position.history)).to_dict(),
             "config": config.to_document(),
@@ -173,7 +176,10 @@ def restore(state: TrainingState, read: Reader, rank: int, layout: Layout, devic
     if state.average is not None and saved.get("ema"):
         state.average.load_state_dict(saved["ema"])
     history = resumed_history(saved, layout)
-    state.position = Position(saved["epoch"], saved["next_batch"], saved["global_step"], saved["best_error"], history)
+    bests = {metric: (float(value), int(epoch)) for metric, (value, epoch) in saved.get("bests", {}).items()}
+    state.position = Position(
+        saved["epoch"], saved["next_batch"], saved["global_step"], saved["best_error"], history, bests
+    )
     rng_bytes = read(f"rng-rank{rank}.pt")
     if rng_bytes is not None:
         rng = torch.load(io.BytesIO(rng_bytes), weights_only=False)

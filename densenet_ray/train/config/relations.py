@@ -7,6 +7,7 @@ from typing import Any
 
 from densenet_ray.errors import UserError
 from densenet_ray.train.config.values import check_trackers, check_worker_resources
+from densenet_ray.train.stopping import check_stopping
 
 
 def check_relations(options: Mapping[str, Any]) -> None:
@@ -28,6 +29,7 @@ def check_relations(options: Mapping[str, Any]) -> None:
     if options["init_from"] and options["pretrained"]:
         raise UserError("give --init-from FILE or --pretrained, not both")
     check_trackers(options["log"])
+    check_stopping(options["early_stop"], bool(options["ema"]))
     if options["freeze_epochs"] and not (options["init_from"] or options["pretrained"]):
         raise UserError(
             f"--freeze-epochs {options['freeze_epochs']} keeps the backbone as loaded: give --init-from or --pretrained"

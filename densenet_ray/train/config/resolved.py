@@ -26,6 +26,7 @@ from densenet_ray.train.config.dataset_fit import own_images
 from densenet_ray.train.config.declaration import GROUPS
 from densenet_ray.train.config.options import TrainConfig, training_options
 from densenet_ray.train.config.values import trackers
+from densenet_ray.train.stopping import check_stopping
 
 ARCHITECTURE_KEYS = ("depth", "growth_rate", "bottleneck", "reduction", "drop_rate")  # None: the named model's
 MODEL_KEYS = ("num_classes", *ARCHITECTURE_KEYS, "memory_efficient")
@@ -190,6 +191,7 @@ def resolve(options: TrainConfig, check_weights: bool = True) -> ResolvedConfig:
         **_tracking(options, root),
     )
     options.validate()  # the filled-in defaults against each other (a default batch smaller than the workers)
+    check_stopping(options.early_stop, bool(options.ema), own.multi_label if own else False)
     described = dataclasses.asdict(own) if own else {}
     config = ResolvedConfig(options, num_classes, run_url=child_url(root, name), **described)
     if check_weights:

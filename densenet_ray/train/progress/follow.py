@@ -36,6 +36,8 @@ def epoch_line(record: EpochRecord) -> str:
     )
     if record.first_step_seconds is not None:  # only in the epoch where an attempt started
         line += f" ({record.acceleration}; first step after {record.first_step_seconds:.1f} s)"
+    if record.stopped:
+        line += f"\nstopped at epoch {record.epoch} of {record.epochs}: {record.stopped}"
     return line
 
 

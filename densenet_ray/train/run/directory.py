@@ -78,6 +78,7 @@ class EpochRecord:
     skipped_samples: int | None = None
     peak_memory_mb: float | None = None
     world_size: int | None = None  # the ranks that trained the epoch's last stretch (elastic runs may change it)
+    stopped: str | None = None  # why the run ends here, before --epochs (--early-stop, --stop-at-error)
     time: float | None = None
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from densenet_ray.train.config.choices import Precision
 from densenet_ray.train.config.declaration import Range, option
-from densenet_ray.train.config.groups.common import AT_LEAST_ONE, FIXED, NOT_NEGATIVE, OWNED
+from densenet_ray.train.config.groups.common import AT_LEAST_ONE, FIXED, NOT_NEGATIVE, OWNED, SHARE
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,19 @@ class ExecutionOptions:
     )
     checkpoint_every_steps: int = option(
         0, "execution", "also checkpoint every N optimizer steps within an epoch", **OWNED, range=NOT_NEGATIVE
+    )
+    early_stop: str = option(
+        "",
+        "execution",
+        "end the run once METRIC of the epoch record has not improved for PATIENCE epochs, e.g. test_error:10",
+        metavar="METRIC:PATIENCE",
+    )
+    stop_at_error: float | None = option(
+        None,
+        "execution",
+        "end the run once its test error is X or less (with several labels an image: 1 minus mean AUROC)",
+        range=SHARE,
+        metavar="X",
     )
     keep_checkpoints: int = option(2, "execution", "checkpoints kept in the run directory", range=AT_LEAST_ONE)
     limit_train_batches: int = option(
