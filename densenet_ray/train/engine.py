@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +13,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from densenet_ray.train.profiling import DATA_WAIT
 from densenet_ray.train.recipe import BatchMixer, gradients_kept_local
 
 
@@ -216,7 +217,7 @@ def train_epoch(
     # The epoch's batch count sizes its last accumulation group (a loader knows how many batches it has left).
     total = max_steps or (first_step + len(batches) if every > 1 else sys.maxsize)  # type: ignore[arg-type]
     waited = time.perf_counter()
-    for index, (images, labels) in enumerate(batches, start=first_step):
+    for index, (images, labels) in enumerate(_fetched(batches), start=first_step):
         stats.data_seconds += time.perf_counter() - waited
         if max_steps and index >= max_steps:
             break
@@ -234,6 +235,17 @@ def train_epoch(
             on_step(index, stats)
         waited = time.perf_counter()
     return stats
+
+
+def _fetched(batches: Iterable[Any]) -> Iterator[Any]:
+    """``batches``, each fetch named in a ``torch.profiler`` trace (``--profile-steps``; a no-op otherwise)."""
+    iterator = iter(batches)
+    while True:
+        with torch.profiler.record_function(DATA_WAIT):
+            batch = next(iterator, None)
+        if batch is None:
+            return
+        yield batch
 
 
 def evaluate(

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from densenet_ray.errors import UserError
-from densenet_ray.train.run.directory import EpochRecord
+from densenet_ray.train.run.record_shapes import EpochRecord
 
 # The epoch record's figures a run can stop on, and which way is better; the suffix says (errors and losses fall,
 # AUROC, average precision and F1 rise).

@@ -8,6 +8,7 @@ every ``checkpoint_every_steps`` steps) with a checkpoint: each report waits for
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import tempfile
 import time
@@ -30,12 +31,14 @@ from densenet_ray.train.checkpoint.state import (
     unwrap,
 )
 from densenet_ray.train.config.resolved import ResolvedConfig
+from densenet_ray.train.config.values import parse_profile_steps
 from densenet_ray.train.engine import StepContext, StepRecipe, TrainStats, evaluate_each, train_epoch
 from densenet_ray.train.metrics import multi_label_report, multi_label_summary
+from densenet_ray.train.profiling import StepProfiler
 from densenet_ray.train.progress.records import Attempt, InEpochProgress, epoch_record, maybe_inject_fault
 from densenet_ray.train.progress.tracking import Tracking
 from densenet_ray.train.recipe import WeightAverage, backbone, batch_mixer, make_optimizer, parameter_groups
-from densenet_ray.train.run.directory import AttemptRecord, MidEpochRecord, RunDirectory
+from densenet_ray.train.run.directory import AttemptRecord, MidEpochRecord, ProfileRecord, RunDirectory
 from densenet_ray.train.schedule import learning_rate
 from densenet_ray.train.stopping import stop_reason, update_bests
 
@@ -92,6 +95,7 @@ class WorkerLoop:
         self.eval_transform = for_dataset(options.dataset, train=False, spec=spec)
         self.progress = InEpochProgress(config.run_url) if rank == 0 else None
         self.tracking = Tracking(config, self.state.position.global_step) if rank == 0 else None
+        self.profiler = StepProfiler(parse_profile_steps(options.profile_steps), rank, device.type == "cuda")
         if rank == 0:  # every start of the group, with its world size (an elastic run's restarts change it)
             position = self.state.position
             attempt = AttemptRecord(world, position.epoch, position.next_batch, checkpoint is not None)
@@ -152,10 +156,12 @@ class WorkerLoop:
         final: dict[str, Any] = {}
         failed = True
         try:
+            self._profile(self.profiler.step_done(self.state.position.global_step))
             for epoch in range(self.state.position.epoch, self.config.options.epochs):
                 if self._stop_reason():  # a resumed run that had stopped early (and still would)
                     break
                 final = self.run_epoch(epoch)
+            self._profile(self.profiler.finish())  # the run ended inside the traced steps
             failed = False
         finally:
             if self.tracking is not None:
@@ -220,6 +226,14 @@ class WorkerLoop:
         self._report(record)
         return record
 
+    def _profile(self, summary: ProfileRecord | None) -> None:
+        """Every rank writes its finished trace; rank 0's summary is reported (every rank reports, as Ray asks)."""
+        import ray.train
+
+        if summary is not None:
+            record = self.profiler.write(RunDirectory(self.config.run_url).storage, summary)
+            ray.train.report(dataclasses.asdict(record))
+
     def _stop_reason(self) -> str | None:
         options, position = self.config.options, self.state.position
         return stop_reason(options.early_stop, options.stop_at_error, position.bests, position.epoch)
@@ -251,6 +265,7 @@ class WorkerLoop:
         if self.tracking is not None:
             self.tracking.step(position.global_step, stats, self.state.optimizer.param_groups[0]["lr"])
         maybe_inject_fault(position.global_step, attempt.rank)
+        self._profile(self.profiler.step_done(position.global_step))
         # Checkpoints fall between optimizer steps: an accumulation group is never split by a resume.
         every = self.config.options.checkpoint_every_steps * self.config.options.accumulate
         if every and (index + 1) % every == 0 and index + 1 < steps:

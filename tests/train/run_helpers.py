@@ -38,9 +38,10 @@ def stderr_lines(completed: subprocess.CompletedProcess) -> list[str]:
 
 
 def epoch_records(text: str) -> list[dict]:
-    """The epoch records of a ``metrics.jsonl``'s text (not its mid-epoch or worker-group-start records)."""
+    """The epoch records of a ``metrics.jsonl``'s text (not its mid-epoch, worker-group-start or profile records)."""
     records = [json.loads(line) for line in text.splitlines()]
-    return [record for record in records if not record.get("attempt") and not record.get("mid_epoch")]
+    others = ("attempt", "mid_epoch", "profile")
+    return [record for record in records if not any(record.get(marker) for marker in others)]
 
 
 def attempt_records(text: str) -> list[dict]:

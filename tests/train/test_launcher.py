@@ -91,7 +91,7 @@ def test_two_worker_run_with_s3_run_storage(shards, bucket, moto_server, monkeyp
     storage = f"s3://{bucket}/runs?endpoint_override={host}&scheme=http"
     # --local: a private instance, whose workers inherit this test's credentials; the module's head started without
     # them (on a real cluster the workers' own instance profile provides them, never the job's metadata).
-    completed = train(*small_run(shards, storage, name="s3run", epochs=2), "--local")
+    completed = train(*small_run(shards, storage, name="s3run", epochs=2), "--local", "--profile-steps", "2-2")
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert "densenet-ray run summary" in completed.stdout
     run = open_storage(f"s3://{bucket}/runs/s3run", endpoint_url=moto_server)
@@ -103,6 +103,8 @@ def test_two_worker_run_with_s3_run_storage(shards, bucket, moto_server, monkeyp
     # TensorBoard writes local files: written beside the worker, uploaded into the run directory
     (events,) = [info for info in run.list("tensorboard/") if "tfevents" in info.name]
     assert events.size > 0
+    traces = sorted(info.name for info in run.list("tensorboard/profile/"))  # every rank's, uploaded
+    assert traces == ["tensorboard/profile/rank0.pt.trace.json.gz", "tensorboard/profile/rank1.pt.trace.json.gz"]
 
     # densenet-ray evaluate reads the checkpoint straight from S3 and agrees with the run's reported error.
     url = f"s3://{bucket}/runs/s3run/{checkpoints[-1]}?endpoint_override={host}&scheme=http"
@@ -438,3 +440,34 @@ def test_early_stop_ends_a_run_whose_error_stopped_improving(shards, tmp_path) -
     assert records[0]["stopped"] is None and records[1]["stopped"].startswith(reason)
     assert f"stopped at epoch 2 of 5: {reason}" in completed.stdout
     assert "2/5 (stopped: test_error has not improved" in completed.stdout.replace("\n", " ")
+
+
+def test_profile_steps_trace_every_rank_and_print_the_top_operators(shards, tmp_path) -> None:
+    """Two CPU workers trace global steps 2-3: each rank's trace is in the run's tensorboard/profile/ and loads in
+    torch.profiler's own trace reader; the driver prints rank 0's table of convolution and BatchNorm operators and
+    the gloo collectives' share."""
+    from torch.profiler._trace_validator import _load_events, validate_trace
+
+    args = small_run(shards, tmp_path, depth=10, epochs=1, limit_train_batches=4, limit_eval_batches=1, name="prof")
+    completed = train(*args, "--profile-steps", "2-3", "--no-compile")
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    traces = tmp_path / "prof" / "tensorboard" / "profile"
+    assert sorted(path.name for path in traces.iterdir()) == ["rank0.pt.trace.json.gz", "rank1.pt.trace.json.gz"]
+    for trace in traces.iterdir():
+        passed, violations = validate_trace(str(trace))
+        assert passed, violations
+        names = {str(event.get("name")) for event in _load_events(str(trace))}
+        assert {"ProfilerStep#0", "ProfilerStep#1", "data_loader"} <= names
+        assert any(name.startswith("gloo:") for name in names)  # DDP's all-reduce, on the gloo thread
+    text = completed.stdout
+    assert "profile of steps 2-3 (" in text and f"every rank's trace: {traces}" in text
+    table = text.split("profile of steps 2-3", 1)[1]
+    assert "aten::" in table and "convolution" in table and "batch_norm" in table
+    communication = float(re.search(r"DDP communication ([\d.]+) %", text).group(1))
+    assert communication > 0
+    (profile,) = [
+        json.loads(line)
+        for line in (tmp_path / "prof" / "metrics.jsonl").read_text().splitlines()
+        if json.loads(line).get("profile")
+    ]
+    assert (profile["first"], profile["last"], profile["device"]) == (2, 3, "CPU")

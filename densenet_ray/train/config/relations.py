@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from densenet_ray.errors import UserError
-from densenet_ray.train.config.values import check_trackers, check_worker_resources
+from densenet_ray.train.config.values import check_trackers, check_worker_resources, parse_profile_steps
 from densenet_ray.train.stopping import check_stopping
 
 
@@ -30,6 +30,7 @@ def check_relations(options: Mapping[str, Any]) -> None:
         raise UserError("give --init-from FILE or --pretrained, not both")
     check_trackers(options["log"])
     check_stopping(options["early_stop"], bool(options["ema"]))
+    parse_profile_steps(options["profile_steps"])
     if options["freeze_epochs"] and not (options["init_from"] or options["pretrained"]):
         raise UserError(
             f"--freeze-epochs {options['freeze_epochs']} keeps the backbone as loaded: give --init-from or --pretrained"

@@ -1,8 +1,9 @@
 """How option values are read and parsed beyond their type: YAML files of options, ``--workers MIN-MAX``, the
-tracking services of ``--log``, custom worker resources."""
+tracking services of ``--log``, custom worker resources, ``--profile-steps A-B``."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from densenet_ray.errors import UserError
@@ -66,3 +67,24 @@ def check_trackers(log: str) -> None:
     unknown = [name for name in trackers(log) if name not in TRACKERS]
     if unknown:
         raise UserError(f"--log {log!r}: {unknown[0]!r} is not one of: {', '.join(TRACKERS)}")
+
+
+@dataclass(frozen=True)
+class StepRange:
+    """Global steps ``first`` to ``last``, both 1-indexed and included."""
+
+    first: int
+    last: int
+
+
+def parse_profile_steps(text: str) -> StepRange | None:
+    """``"10-15"`` as a :class:`StepRange` (``""``: none); a one-line :class:`UserError` naming what is wrong."""
+    if not text:
+        return None
+    first, dash, last = text.strip().partition("-")
+    if not (dash and first.strip().isdigit() and last.strip().isdigit()):
+        raise UserError(f"--profile-steps {text!r} must be A-B, the first and last global step to trace, e.g. 10-15")
+    steps = StepRange(int(first), int(last))
+    if not 1 <= steps.first <= steps.last:
+        raise UserError(f"--profile-steps {text!r}: steps count from 1 and B must be at least A, e.g. 10-15")
+    return steps

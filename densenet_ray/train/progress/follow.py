@@ -14,6 +14,7 @@ from densenet_ray.train.run.directory import (
     AttemptRecord,
     EpochRecord,
     MidEpochRecord,
+    ProfileRecord,
     ProgressRecord,
     Record,
     RunDirectory,
@@ -61,9 +62,26 @@ def attempt_line(record: AttemptRecord) -> str:
     return f"{verb} on {record.world_size} worker(s) at {where}"
 
 
+def profile_lines(record: ProfileRecord) -> str:
+    """Rank 0's ``--profile-steps`` summary: the shares, where the traces are, then the top operators."""
+    lines = [
+        f"profile of steps {record.first}-{record.last} ({record.seconds:.2f} s on rank 0): data loader "
+        f"{100 * record.data_share:.1f} %, DDP communication {100 * record.communication_share:.1f} % (overlapping "
+        "backward)",
+        f"  every rank's trace: {record.traces}",
+        f"  {'operator' if record.device == 'CPU' else 'kernel':<56} {'self ms':>10} {'share':>7} {'calls':>6}",
+    ]
+    for name, milliseconds, share, calls in record.operators:
+        shown = name if len(name) <= 56 else name[:55] + "…"
+        lines.append(f"  {shown:<56} {milliseconds:>10.1f} {100 * share:>6.1f}% {calls:>6}")
+    return "\n".join(lines)
+
+
 def record_line(record: Record) -> str:
     if isinstance(record, AttemptRecord):
         return attempt_line(record)
+    if isinstance(record, ProfileRecord):
+        return profile_lines(record)
     return mid_epoch_line(record) if isinstance(record, MidEpochRecord) else epoch_line(record)
 
 

@@ -6,10 +6,12 @@ Files (local or ``s3://``), each written atomically:
 - ``run.json``: the run's identity, what defines its computation; a resume with other values is refused.
 - ``lease.json``: which driver owns the run now, until when (see :class:`Lease`).
 - ``metrics.jsonl``: one :class:`EpochRecord` per epoch, one :class:`MidEpochRecord` per mid-epoch checkpoint and
-  one :class:`AttemptRecord` per start of the worker group (the first and every restart, with its world size).
+  one :class:`AttemptRecord` per start of the worker group (the first and every restart, with its world size) and
+  a :class:`ProfileRecord` for ``--profile-steps``.
 - ``progress.json``: rank 0's :class:`ProgressRecord`, rewritten every few seconds during an epoch.
 - ``error.txt``: the full worker traceback of the last failed attempt.
-- ``tensorboard/``: rank 0's TensorBoard event files (``train/progress/tracking.py``).
+- ``tensorboard/``: rank 0's TensorBoard event files (``train/progress/tracking.py``); ``tensorboard/profile/``
+  every rank's ``--profile-steps`` trace (``train/profiling.py``).
 - ``compile-cache.bin``: rank 0's compiled graphs (``torch.compiler.save_cache_artifacts``), loaded by every worker
   of later attempts, on any machine, before they compile (see ``train/checkpoint/compile_cache.py``).
 - ``checkpoint_*/`` and ``checkpoint_manager_snapshot.json``: Ray Train's checkpoints and which it committed.
@@ -22,12 +24,18 @@ import json
 import os
 import shutil
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
 from densenet_ray.data.storage import LocalStorage, Storage, StorageError, child_url, open_storage
+from densenet_ray.train.run.record_shapes import (
+    AttemptRecord,
+    EpochRecord,
+    MidEpochRecord,
+    ProfileRecord,
+    ProgressRecord,
+)
 
 CONFIG_FILE = "config.yaml"
 IDENTITY_FILE = "run.json"
@@ -42,96 +50,23 @@ CHECKPOINT_PREFIX = "checkpoint_"
 RUN_FORMAT = "densenet-ray-run/1"
 
 
-@dataclass(frozen=True)
-class EpochRecord:
-    """What rank 0 reports after each epoch (errors are fractions; rates are images per second over all ranks).
-    ``test_error`` is the error runs are ranked by: top-1, or for multi-label data 1 - mean AUROC (``test_auroc``,
-    beside mean average precision, macro F1 at 0.5 and each class's AUROC)."""
-
-    epoch: int
-    epochs: int
-    step: int
-    loss: float
-    train_error: float | None = None
-    test_loss: float | None = None
-    test_error: float | None = None
-    test_top5_error: float | None = None
-    best_test_error: float | None = None
-    test_samples: int | None = None
-    ema_test_loss: float | None = None  # the weights' moving average (``--ema``), evaluated beside the raw weights
-    ema_test_error: float | None = None
-    ema_test_top5_error: float | None = None
-    test_auroc: float | None = None
-    test_map: float | None = None
-    test_f1: float | None = None
-    test_auroc_by_class: dict[str, float | None] | None = None
-    ema_test_auroc: float | None = None
-    lr: float | None = None
-    images_per_s: float | None = None
-    steady_images_per_s: float | None = None
-    first_step_time: float | None = None
-    first_step_seconds: float | None = None  # worker start to first step, in the epoch an attempt started
-    acceleration: str | None = None  # what auto resolved to, e.g. "bf16 autocast, channels_last, compiled"
-    seconds_per_iteration: float | None = None
-    epoch_seconds: float | None = None
-    data_wait_fraction: float | None = None
-    skipped_samples: int | None = None
-    peak_memory_mb: float | None = None
-    world_size: int | None = None  # the ranks that trained the epoch's last stretch (elastic runs may change it)
-    stopped: str | None = None  # why the run ends here, before --epochs (--early-stop, --stop-at-error)
-    time: float | None = None
-
-
-@dataclass(frozen=True)
-class MidEpochRecord:
-    """A mid-epoch checkpoint's report (``--checkpoint-every-steps``); ``epoch`` is 0-indexed, as the state's."""
-
-    epoch: int
-    step: int
-    loss: float
-    mid_epoch: bool = True
-    world_size: int | None = None
-    time: float | None = None
-
-
-@dataclass(frozen=True)
-class AttemptRecord:
-    """Rank 0's record of a worker group starting: the first start and every restart, its world size, and where in
-    training it starts (``epoch`` 0-indexed and the global batch, as the checkpoint's)."""
-
-    world_size: int
-    epoch: int
-    batch: int
-    resumed: bool
-    attempt: bool = True
-    time: float | None = None
-
-
-@dataclass(frozen=True)
-class ProgressRecord:
-    """Rank 0's position in the current epoch (``epoch`` 1-indexed, ``batch`` done of ``batches``)."""
-
-    epoch: int
-    batch: int
-    batches: int
-    loss: float
-    images_per_s: float
-    eta_seconds: float
-    time: float
-
-
 def _from_dict(kind: type, values: dict[str, Any]) -> Any:
     """A record from a parsed line: unknown keys (from a newer version) are ignored."""
     names = {field.name for field in dataclasses.fields(kind)}
     return kind(**{key: value for key, value in values.items() if key in names})
 
 
-Record = EpochRecord | MidEpochRecord | AttemptRecord
+Record = EpochRecord | MidEpochRecord | AttemptRecord | ProfileRecord
+_MARKERS: tuple[tuple[str, type], ...] = (
+    ("attempt", AttemptRecord),
+    ("mid_epoch", MidEpochRecord),
+    ("profile", ProfileRecord),
+)
 
 
 def record_from_metrics(values: dict[str, Any]) -> Record:
-    """The record a reported metrics dict (or a parsed line) holds."""
-    kind = AttemptRecord if values.get("attempt") else MidEpochRecord if values.get("mid_epoch") else EpochRecord
+    """The record a reported metrics dict (or a parsed line) holds: its marker field says which, else an epoch's."""
+    kind = next((kind for marker, kind in _MARKERS if values.get(marker)), EpochRecord)
     return _from_dict(kind, values)
 
 

@@ -84,6 +84,13 @@ class ExecutionOptions:
         range=SHARE,
         metavar="X",
     )
+    profile_steps: str = option(
+        "",
+        "execution",
+        "trace global steps A-B with torch.profiler on every rank (the run's tensorboard/profile/) and print the "
+        "operators that took the most time",
+        metavar="A-B",
+    )
     keep_checkpoints: int = option(2, "execution", "checkpoints kept in the run directory", range=AT_LEAST_ONE)
     limit_train_batches: int = option(
         0, "execution", "at most N training batches per epoch (debugging; 0: all)", range=NOT_NEGATIVE

@@ -1,0 +1,103 @@
+"""The shapes of the records a run directory holds (``metrics.jsonl``'s lines and ``progress.json``), declared once;
+:mod:`densenet_ray.train.run.directory` reads and writes them. Imports nothing of the package, so the option checks
+can name the figures runs record."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """What rank 0 reports after each epoch (errors are fractions; rates are images per second over all ranks).
+    ``test_error`` is the error runs are ranked by: top-1, or for multi-label data 1 - mean AUROC (``test_auroc``,
+    beside mean average precision, macro F1 at 0.5 and each class's AUROC)."""
+
+    epoch: int
+    epochs: int
+    step: int
+    loss: float
+    train_error: float | None = None
+    test_loss: float | None = None
+    test_error: float | None = None
+    test_top5_error: float | None = None
+    best_test_error: float | None = None
+    test_samples: int | None = None
+    ema_test_loss: float | None = None  # the weights' moving average (``--ema``), evaluated beside the raw weights
+    ema_test_error: float | None = None
+    ema_test_top5_error: float | None = None
+    test_auroc: float | None = None
+    test_map: float | None = None
+    test_f1: float | None = None
+    test_auroc_by_class: dict[str, float | None] | None = None
+    ema_test_auroc: float | None = None
+    lr: float | None = None
+    images_per_s: float | None = None
+    steady_images_per_s: float | None = None
+    first_step_time: float | None = None
+    first_step_seconds: float | None = None  # worker start to first step, in the epoch an attempt started
+    acceleration: str | None = None  # what auto resolved to, e.g. "bf16 autocast, channels_last, compiled"
+    seconds_per_iteration: float | None = None
+    epoch_seconds: float | None = None
+    data_wait_fraction: float | None = None
+    skipped_samples: int | None = None
+    peak_memory_mb: float | None = None
+    world_size: int | None = None  # the ranks that trained the epoch's last stretch (elastic runs may change it)
+    stopped: str | None = None  # why the run ends here, before --epochs (--early-stop, --stop-at-error)
+    time: float | None = None
+
+
+@dataclass(frozen=True)
+class MidEpochRecord:
+    """A mid-epoch checkpoint's report (``--checkpoint-every-steps``); ``epoch`` is 0-indexed, as the state's."""
+
+    epoch: int
+    step: int
+    loss: float
+    mid_epoch: bool = True
+    world_size: int | None = None
+    time: float | None = None
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    """Rank 0's record of a worker group starting: the first start and every restart, its world size, and where in
+    training it starts (``epoch`` 0-indexed and the global batch, as the checkpoint's)."""
+
+    world_size: int
+    epoch: int
+    batch: int
+    resumed: bool
+    attempt: bool = True
+    time: float | None = None
+
+
+@dataclass(frozen=True)
+class ProfileRecord:
+    """Rank 0's summary of its ``--profile-steps`` trace: global steps ``first`` to ``last`` over ``seconds``; the
+    shares of that time spent waiting for the data loader and in DDP's collectives; ``operators`` (device kernels on
+    a GPU) as [name, self milliseconds, share of all self time, calls]; ``traces``: where every rank's trace is."""
+
+    first: int
+    last: int
+    seconds: float
+    data_share: float
+    communication_share: float
+    operators: list[tuple[str, float, float, int]]
+    device: str
+    traces: str = ""
+    profile: bool = True
+    time: float | None = None
+
+
+@dataclass(frozen=True)
+class ProgressRecord:
+    """Rank 0's position in the current epoch (``epoch`` 1-indexed, ``batch`` done of ``batches``)."""
+
+    epoch: int
+    batch: int
+    batches: int
+    loss: float
+    images_per_s: float
+    eta_seconds: float
+    time: float
