@@ -168,11 +168,19 @@ params = ray._private.parameter.RayParams(
     object_store_memory=150 * 1024 * 1024,
 )
 params.dashboard_agent_listen_port = None  # its own free port, not the head agent's
-ray._private.node.Node(params, head=False, shutdown_at_exit=True, spawn_reaper=False)
-print("node started", flush=True)
+node = ray._private.node.Node(params, head=False, shutdown_at_exit=True, spawn_reaper=False)
+print("node started", node.node_id, flush=True)
 while True:
     time.sleep(3600)
 """
+
+
+_NODE_IDS: dict[int, str] = {}  # the pid of each node process ray_worker_node started -> its Ray node id
+
+
+def worker_node_id(process: subprocess.Popen) -> str:
+    """The Ray node id (hex) of a node :func:`ray_worker_node` started."""
+    return _NODE_IDS[process.pid]
 
 
 @contextmanager
@@ -195,7 +203,9 @@ def ray_worker_node(tmp_path: Path, gcs_address: str, num_cpus: int = 1) -> Iter
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"the worker node did not start: {log.read_text()[-2000:]}")
             time.sleep(0.5)
+        _NODE_IDS[process.pid] = log.read_text().split("node started", 1)[1].split()[0]
         yield process
     finally:
+        _NODE_IDS.pop(process.pid, None)
         if process.poll() is None:
             stop_head(process)

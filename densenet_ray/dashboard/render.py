@@ -157,7 +157,8 @@ def jobs_table(snapshot: Snapshot, limit: int) -> RenderableType:
 RUN_COLUMNS = ("run", "model", "status", "epoch", "progress", "ETA", "img/s", "loss", "err %", "best %")
 CURVE_COLUMNS = ("loss/epoch", "err/epoch")
 CLUSTER_COLUMNS = ("restarts", "workers", "job")
-RUN_DROP_ORDER = ("job", "restarts", "workers", "loss/epoch", "model", "img/s", "ETA")
+ELASTIC_COLUMNS = ("world/epoch", "preempted")  # shown when a run's world size changed or a node was preempted
+RUN_DROP_ORDER = ("job", "world/epoch", "restarts", "workers", "loss/epoch", "model", "img/s", "ETA")
 
 
 def runs_table(snapshot: Snapshot, limit: int) -> RenderableType:
@@ -165,9 +166,10 @@ def runs_table(snapshot: Snapshot, limit: int) -> RenderableType:
     workers and the job that started each run."""
     standalone = [run for run in snapshot.runs if run.sweep is None]
     from_cluster = any(run.status_source == "train" for run in standalone)
-    columns = RUN_COLUMNS + CURVE_COLUMNS + (CLUSTER_COLUMNS if from_cluster else ())
-    rows = [_run_cells(run)[: len(columns)] for run in standalone[:limit]]
-    right = ("epoch", "ETA", "img/s", "loss", "err %", "best %", "restarts", "workers")
+    elastic = any(run.preemptions or len(set(run.world_sizes)) > 1 for run in standalone[:limit])
+    columns = RUN_COLUMNS + CURVE_COLUMNS + (CLUSTER_COLUMNS if from_cluster else ()) + (ELASTIC_COLUMNS * elastic)
+    rows = [[cells[column] for column in columns] for cells in map(_run_cells, standalone[:limit])]
+    right = ("epoch", "ETA", "img/s", "loss", "err %", "best %", "restarts", "workers", "preempted")
     counts = _counts(run.status for run in standalone)
     table = FitTable(columns, rows, right=right, drop=RUN_DROP_ORDER)
     section = _section(f"Training runs ({counts or 'none'})", table if rows else None, len(standalone) - limit, "runs")
@@ -179,11 +181,13 @@ def runs_table(snapshot: Snapshot, limit: int) -> RenderableType:
     return Group(section, *stopped) if stopped else section
 
 
-def _run_cells(run: RunRow) -> list[Any]:
+def _run_cells(run: RunRow) -> dict[str, Any]:
+    """Every column's cell for ``run``."""
     epochs = "?" if run.epochs is None else str(run.epochs)
     best = error_text(run.best_test_error, run.multi_label) + (f" @{run.best_epoch}" if run.best_epoch else "")
     workers = "-" if run.workers is None else f"{run.workers_alive}/{run.workers}"
-    return [
+    changes = [size for index, size in enumerate(run.world_sizes) if index == 0 or size != run.world_sizes[index - 1]]
+    cells = [
         run.name,
         run.model or "-",
         status_text(run.status),
@@ -199,7 +203,11 @@ def _run_cells(run: RunRow) -> list[Any]:
         "-" if run.restarts is None else str(run.restarts),
         workers,
         run.job or "-",
+        "→".join(map(str, changes)) or "-",
+        str(run.preemptions),
     ]
+    columns = RUN_COLUMNS + CURVE_COLUMNS + CLUSTER_COLUMNS + ELASTIC_COLUMNS
+    return dict(zip(columns, cells, strict=True))
 
 
 def sweep_table(sweep: SweepRow, limit: int) -> RenderableType:

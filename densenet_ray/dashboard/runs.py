@@ -20,11 +20,13 @@ from densenet_ray.train.run.directory import (
     CONFIG_FILE,
     METRICS_FILE,
     PROGRESS_FILE,
+    AttemptRecord,
     EpochRecord,
+    PreemptionRecord,
     ProgressRecord,
     flat_options,
-    parse_metrics,
     parse_progress,
+    parse_records,
 )
 from densenet_ray.tune.report import SWEEP_FILE, TRIALS_DIR
 
@@ -40,6 +42,7 @@ class RunFiles:
     records: list[EpochRecord] = field(default_factory=list)
     progress: ProgressRecord | None = None
     updated: float | None = None
+    preemptions: int = 0
 
 
 TUNE_STATE_PREFIX = "experiment_state-"  # Tune's own state file in the experiment (sweep) directory
@@ -143,12 +146,15 @@ class StorageScanner:
         config = flat_options(self._read(_join(directory, CONFIG_FILE), sizes, yaml.safe_load))
         if config is None:
             return None
-        records, mid = self._read(_join(directory, METRICS_FILE), sizes, parse_metrics) or ([], [])
+        every = self._read(_join(directory, METRICS_FILE), sizes, parse_records) or []
+        records = [record for record in every if isinstance(record, EpochRecord)]
+        others = [record for record in every if not isinstance(record, EpochRecord | AttemptRecord)]
         finished = bool(records) and (records[-1].epoch >= int(config["epochs"]) or records[-1].stopped is not None)
         progress = self._read(_join(directory, PROGRESS_FILE), sizes, parse_progress, fresh=not finished)
-        times = [record.time for record in [*records, *mid]] + [progress.time if progress else None]
+        times = [record.time for record in [*records, *others]] + [progress.time if progress else None]
         updated = max((stamp for stamp in times if isinstance(stamp, int | float)), default=None)
-        return RunFiles(self.url(directory), config, records, progress, updated)
+        preemptions = sum(isinstance(record, PreemptionRecord) for record in every)
+        return RunFiles(self.url(directory), config, records, progress, updated, preemptions)
 
 
 def run_row(files: RunFiles, name: str, now: float | None = None) -> RunRow:
@@ -168,6 +174,8 @@ def run_row(files: RunFiles, name: str, now: float | None = None) -> RunRow:
     row.status = status
     row.epoch, row.epochs, row.updated = done, epochs, files.updated
     row.loss_history = [float(record.loss) for record in records]
+    row.preemptions = files.preemptions
+    row.world_sizes = [record.world_size for record in records if record.world_size]
     row.error_history = [float(record.test_error) for record in records if record.test_error is not None]
     if records:
         last = records[-1]

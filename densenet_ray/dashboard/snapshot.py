@@ -74,6 +74,8 @@ class RunRow:
     updated: float | None = None  # last write seen in storage, seconds since the epoch
     status_detail: str | None = None
     stopped: str | None = None  # why the run ended before its epochs (--early-stop, --stop-at-error)
+    preemptions: int = 0  # preemption notices the run had
+    world_sizes: list[int] = field(default_factory=list)  # each epoch's world size (an elastic run's may change)
 
 
 @dataclass

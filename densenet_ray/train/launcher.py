@@ -82,7 +82,9 @@ def _trainer(config: ResolvedConfig, callbacks: Sequence[Any]) -> Any:
             name=config.options.name,
             storage_path=storage_path,
             storage_filesystem=filesystem,
-            failure_config=FailureConfig(max_failures=execution.max_failures),
+            failure_config=FailureConfig(
+                max_failures=execution.max_failures, max_preemption_failures=execution.max_preemption_failures
+            ),
             checkpoint_config=CheckpointConfig(num_to_keep=execution.keep_checkpoints),
             callbacks=[_metrics_callback(config.run_url), *callbacks],
             worker_runtime_env={"env_vars": _worker_env()},
@@ -146,10 +148,12 @@ def _display(console: Any, print_line: Any) -> Any:
 
 def _fit(config: ResolvedConfig, callbacks: Sequence[Any], run: RunDirectory) -> Any:
     """``trainer.fit()``; Ray's failure becomes :class:`RunFailed` with the cause."""
-    from ray.train import TrainingFailedError
+    from ray.train import PreemptionError, TrainingFailedError
 
     try:
         return _trainer(config, callbacks).fit()
+    except PreemptionError as error:
+        raise RunFailed(preempted_line(error, config)) from error
     except TrainingFailedError as error:
         raise RunFailed(failure_line(error, run)) from error
     except SystemExit as stop:  # Ctrl+C: Ray Train's SIGINT handler aborts the run and Ray's driver exits
@@ -159,6 +163,18 @@ def _fit(config: ResolvedConfig, callbacks: Sequence[Any], run: RunDirectory) ->
         raise Interrupted(
             f"run {name} interrupted; its last checkpoint is saved: rerun with --name {name} to resume it"
         ) from stop
+
+
+def preempted_line(error: Any, config: ResolvedConfig) -> str:
+    """One line for a run that a preemption ended: ``--max-preemption-failures`` allowed no more resumes."""
+    info = error.preemption_info
+    nodes = ", ".join(node[:12] for node in info.preempted_node_ids) or "?"
+    allowed, name = config.options.max_preemption_failures, config.options.name
+    return (
+        f"run {name} ended: node(s) {nodes} (rank(s) {', '.join(map(str, info.preempted_ranks))}) were preempted "
+        f"and --max-preemption-failures {allowed} allows no more resumes; its checkpoint is saved: rerun with "
+        f"--name {name} to resume it"
+    )
 
 
 def failure_line(error: BaseException, run: RunDirectory) -> str:

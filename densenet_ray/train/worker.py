@@ -34,11 +34,13 @@ from densenet_ray.train.config.resolved import ResolvedConfig
 from densenet_ray.train.config.values import parse_profile_steps
 from densenet_ray.train.engine import StepContext, StepRecipe, TrainStats, evaluate_each, train_epoch
 from densenet_ray.train.metrics import multi_label_report, multi_label_summary
+from densenet_ray.train.preemption import Action, PreemptionWatch
 from densenet_ray.train.profiling import StepProfiler
 from densenet_ray.train.progress.records import Attempt, InEpochProgress, epoch_record, maybe_inject_fault
 from densenet_ray.train.progress.tracking import Tracking
 from densenet_ray.train.recipe import WeightAverage, backbone, batch_mixer, make_optimizer, parameter_groups
 from densenet_ray.train.run.directory import AttemptRecord, MidEpochRecord, ProfileRecord, RunDirectory
+from densenet_ray.train.run.record_shapes import PreemptionRecord
 from densenet_ray.train.schedule import learning_rate
 from densenet_ray.train.stopping import stop_reason, update_bests
 
@@ -95,6 +97,7 @@ class WorkerLoop:
         self.eval_transform = for_dataset(options.dataset, train=False, spec=spec)
         self.progress = InEpochProgress(config.run_url) if rank == 0 else None
         self.tracking = Tracking(config, self.state.position.global_step) if rank == 0 else None
+        self.preemption = PreemptionWatch(rank, world, device)
         self.profiler = StepProfiler(parse_profile_steps(options.profile_steps), rank, device.type == "cuda")
         if rank == 0:  # every start of the group, with its world size (an elastic run's restarts change it)
             position = self.state.position
@@ -183,6 +186,7 @@ class WorkerLoop:
         )
         warm: dict[str, float] = {}
         started = time.perf_counter()
+        self.preemption.new_epoch()
         for listener in (self.progress, self.tracking):
             if listener is not None:
                 listener.new_epoch()
@@ -267,11 +271,40 @@ class WorkerLoop:
         maybe_inject_fault(position.global_step, attempt.rank)
         self._profile(self.profiler.step_done(position.global_step))
         # Checkpoints fall between optimizer steps: an accumulation group is never split by a resume.
-        every = self.config.options.checkpoint_every_steps * self.config.options.accumulate
-        if every and (index + 1) % every == 0 and index + 1 < steps:
-            position.epoch, position.next_batch = epoch, index + 1
-            record = MidEpochRecord(epoch=epoch, step=position.global_step, loss=stats.loss, world_size=attempt.world)
-            self._report({key: value for key, value in record.__dict__.items() if value is not None})
+        accumulate = self.config.options.accumulate
+        if (index + 1) % accumulate or index + 1 >= steps:  # the epoch's end checkpoints anyway
+            return
+        position.epoch, position.next_batch = epoch, index + 1
+        every = self.config.options.checkpoint_every_steps
+        if every and (index + 1) % (every * accumulate) == 0:
+            self._report_mid_epoch(epoch, stats)
+        action = self.preemption.after_step()
+        if action is Action.NOTICE:
+            self._report_notice(epoch)
+        elif action is Action.FINAL:  # the node goes soon: the last steps it can take are saved, then nothing runs
+            self._report_mid_epoch(epoch, stats)
+            self.preemption.wait_for_the_end()
+
+    def _report_mid_epoch(self, epoch: int, stats: TrainStats) -> None:
+        step, world = self.state.position.global_step, self.attempt.world
+        record = MidEpochRecord(epoch=epoch, step=step, loss=stats.loss, world_size=world)
+        self._report({key: value for key, value in record.__dict__.items() if value is not None})
+
+    def _report_notice(self, epoch: int) -> None:
+        """The notice's record with a checkpoint at once; its time sizes the margin of the final one."""
+        notice = self.preemption.notice
+        assert notice is not None
+        started = time.perf_counter()
+        record = PreemptionRecord(
+            epoch=epoch,
+            step=self.state.position.global_step,
+            nodes=list(notice.nodes),
+            ranks=list(notice.ranks),
+            deadline=notice.deadline,
+            world_size=self.attempt.world,
+        )
+        self._report(dataclasses.asdict(record))
+        self.preemption.checkpoint_seconds = time.perf_counter() - started
 
     def _save_compile_artifacts(self) -> None:
         if self.attempt.rank == 0 and self.run_directory is not None and not self.artifacts_loaded:

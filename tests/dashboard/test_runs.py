@@ -157,3 +157,29 @@ def test_a_run_that_stopped_early_is_finished_with_its_reason(tmp_path) -> None:
     console = Console(width=160, record=True)
     console.print(runs_table(Snapshot(time=NOW, cluster=None, jobs=[], runs=[row], sweeps=[], storage=[]), 10))
     assert "early stopped at epoch 3: test_error has not improved for 1 epoch(s)" in console.export_text()
+
+
+def test_preemptions_and_each_epochs_world_size_are_shown(tmp_path) -> None:
+    from rich.console import Console
+
+    from densenet_ray.dashboard.render import runs_table
+    from densenet_ray.dashboard.snapshot import Snapshot
+
+    directory = write_run(tmp_path, "spot", epochs=10, errors=[0.6, 0.4, 0.45], last_time=NOW - 5)
+    lines = [json.loads(line) for line in (directory / "metrics.jsonl").read_text().splitlines()]
+    for line, world in zip(lines, (2, 2, 1), strict=True):
+        line["world_size"] = world
+    notice = {"epoch": 1, "step": 150, "nodes": ["a4f8a529fc1d"], "ranks": [1], "deadline": NOW - 60}
+    lines.insert(2, {**notice, "world_size": 2, "preempted": True, "time": NOW - 90})
+    (directory / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    row = _row(tmp_path, "spot")
+    assert (row.preemptions, row.world_sizes, row.epoch) == (1, [2, 2, 1], 3)
+    console = Console(width=200, record=True)
+    console.print(runs_table(Snapshot(time=NOW, cluster=None, jobs=[], runs=[row], sweeps=[], storage=[]), 10))
+    text = console.export_text()
+    assert "world/epoch" in text and "preempted" in text and "2→1" in text
+    plain = _row(tmp_path, "spot")
+    plain.preemptions, plain.world_sizes = 0, [2, 2, 2]  # nothing elastic happened: the columns stay away
+    console = Console(width=200, record=True)
+    console.print(runs_table(Snapshot(time=NOW, cluster=None, jobs=[], runs=[plain], sweeps=[], storage=[]), 10))
+    assert "preempted" not in console.export_text()

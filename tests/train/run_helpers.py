@@ -38,9 +38,10 @@ def stderr_lines(completed: subprocess.CompletedProcess) -> list[str]:
 
 
 def epoch_records(text: str) -> list[dict]:
-    """The epoch records of a ``metrics.jsonl``'s text (not its mid-epoch, worker-group-start or profile records)."""
+    """The epoch records of a ``metrics.jsonl``'s text (not its mid-epoch, worker-group-start, profile or
+    preemption records)."""
     records = [json.loads(line) for line in text.splitlines()]
-    others = ("attempt", "mid_epoch", "profile")
+    others = ("attempt", "mid_epoch", "profile", "preempted")
     return [record for record in records if not any(record.get(marker) for marker in others)]
 
 

@@ -43,7 +43,7 @@ def test_a_lost_node_shrinks_the_group_and_the_run_finishes(cifar_shards, tmp_pa
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env=train_env(**env),
+            env=train_env(RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S="20", **env),  # Ray waits 60 s for the lost node
         )
         try:
             metrics = tmp_path / "elastic" / "metrics.jsonl"

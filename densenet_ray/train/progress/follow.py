@@ -14,6 +14,7 @@ from densenet_ray.train.run.directory import (
     AttemptRecord,
     EpochRecord,
     MidEpochRecord,
+    PreemptionRecord,
     ProfileRecord,
     ProgressRecord,
     Record,
@@ -77,9 +78,21 @@ def profile_lines(record: ProfileRecord) -> str:
     return "\n".join(lines)
 
 
+def preemption_line(record: PreemptionRecord) -> str:
+    """The notice: which nodes go and when, and where the checkpoint written at once stands."""
+    nodes = ", ".join(node[:12] for node in record.nodes)
+    left = max(record.deadline - (record.time or time.time()), 0.0)
+    return (
+        f"preemption notice: node(s) {nodes} (rank(s) {', '.join(map(str, record.ranks))}) go in {left:.0f} s; "
+        f"checkpointed at epoch {record.epoch + 1} step {record.step}, training on until then"
+    )
+
+
 def record_line(record: Record) -> str:
     if isinstance(record, AttemptRecord):
         return attempt_line(record)
+    if isinstance(record, PreemptionRecord):
+        return preemption_line(record)
     if isinstance(record, ProfileRecord):
         return profile_lines(record)
     return mid_epoch_line(record) if isinstance(record, MidEpochRecord) else epoch_line(record)

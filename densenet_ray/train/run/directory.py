@@ -7,7 +7,7 @@ Files (local or ``s3://``), each written atomically:
 - ``lease.json``: which driver owns the run now, until when (see :class:`Lease`).
 - ``metrics.jsonl``: one :class:`EpochRecord` per epoch, one :class:`MidEpochRecord` per mid-epoch checkpoint and
   one :class:`AttemptRecord` per start of the worker group (the first and every restart, with its world size) and
-  a :class:`ProfileRecord` for ``--profile-steps``.
+  a :class:`ProfileRecord` for ``--profile-steps``, a :class:`PreemptionRecord` per preemption notice.
 - ``progress.json``: rank 0's :class:`ProgressRecord`, rewritten every few seconds during an epoch.
 - ``error.txt``: the full worker traceback of the last failed attempt.
 - ``tensorboard/``: rank 0's TensorBoard event files (``train/progress/tracking.py``); ``tensorboard/profile/``
@@ -33,6 +33,7 @@ from densenet_ray.train.run.record_shapes import (
     AttemptRecord,
     EpochRecord,
     MidEpochRecord,
+    PreemptionRecord,
     ProfileRecord,
     ProgressRecord,
 )
@@ -56,11 +57,12 @@ def _from_dict(kind: type, values: dict[str, Any]) -> Any:
     return kind(**{key: value for key, value in values.items() if key in names})
 
 
-Record = EpochRecord | MidEpochRecord | AttemptRecord | ProfileRecord
+Record = EpochRecord | MidEpochRecord | AttemptRecord | ProfileRecord | PreemptionRecord
 _MARKERS: tuple[tuple[str, type], ...] = (
     ("attempt", AttemptRecord),
     ("mid_epoch", MidEpochRecord),
     ("profile", ProfileRecord),
+    ("preempted", PreemptionRecord),
 )
 
 

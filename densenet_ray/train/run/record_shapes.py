@@ -60,6 +60,21 @@ class MidEpochRecord:
 
 
 @dataclass(frozen=True)
+class PreemptionRecord:
+    """The preemption notice, and the checkpoint the run wrote at once: the nodes going and the ranks on them, the
+    deadline (seconds since the epoch), and where training stood (``epoch`` 0-indexed, ``step`` global)."""
+
+    epoch: int
+    step: int
+    nodes: list[str]
+    ranks: list[int]
+    deadline: float
+    world_size: int | None = None
+    preempted: bool = True
+    time: float | None = None
+
+
+@dataclass(frozen=True)
 class AttemptRecord:
     """Rank 0's record of a worker group starting: the first start and every restart, its world size, and where in
     training it starts (``epoch`` 0-indexed and the global batch, as the checkpoint's)."""

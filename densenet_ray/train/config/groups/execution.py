@@ -68,6 +68,13 @@ class ExecutionOptions:
         **OWNED,
         range=Range(-1, note=" (-1: unlimited)"),
     )
+    max_preemption_failures: int = option(
+        -1,
+        "execution",
+        "preemptions the run resumes from, counted apart from --max-failures (-1: no limit; 0: a preemption ends it)",
+        **OWNED,
+        range=Range(-1, note=" (-1: no limit)"),
+    )
     checkpoint_every_steps: int = option(
         0, "execution", "also checkpoint every N optimizer steps within an epoch", **OWNED, range=NOT_NEGATIVE
     )

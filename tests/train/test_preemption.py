@@ -1,0 +1,115 @@
+"""Spot preemption on one machine: a two-node local cluster's worker node is drained with reason preemption, as
+Ray's autoscaler drains a reclaimed spot instance, and stopped at the deadline. The run checkpoints at the notice,
+trains on, checkpoints once more before the deadline and resumes from there on the head's worker: no step is lost
+or repeated. With ``--max-preemption-failures 0`` the preemption ends the run, in one line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.cluster_helpers import BIN, ray_env, ray_worker_node, recorded_local_head, stop_head, worker_node_id
+from tests.train.run_helpers import attempt_records, epoch_records, small_run, train_env
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+EPOCHS = 20  # of 10 steps: long enough to outlast a 30 s notice
+
+
+def _records(metrics: Path) -> list[dict]:
+    return [json.loads(line) for line in metrics.read_text().splitlines()] if metrics.exists() else []
+
+
+def _wait_for(condition, process: subprocess.Popen, what: str, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if process.poll() is not None:
+            raise AssertionError(f"the run ended before {what}: {process.communicate()[1][-3000:]}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {what} within {timeout} s")
+        time.sleep(0.5)
+
+
+def _drain(gcs_address: str, node_id: str, env: dict[str, str], seconds: int) -> float:
+    """``ray drain-node`` with reason preemption, as the autoscaler announces a spot reclaim; returns the deadline."""
+    command = [str(BIN / "ray"), "drain-node", f"--address={gcs_address}", f"--node-id={node_id}"]
+    command += ["--reason=DRAIN_NODE_REASON_PREEMPTION", "--reason-message=spot reclaim (test)"]
+    drained = subprocess.run(
+        [*command, f"--deadline-remaining-seconds={seconds}"],
+        capture_output=True,
+        text=True,
+        env=ray_env(RAY_AUTH_MODE="token", **env),
+        timeout=60,
+    )
+    assert drained.returncode == 0, drained.stdout + drained.stderr
+    return time.time() + seconds
+
+
+def _preempted_run(
+    shards: str, tmp_path: Path, name: str, seconds: int, *extra: str
+) -> tuple[subprocess.Popen, Path, float]:
+    """A ``--workers 1-2`` run of 20 short epochs on a head and a worker node; the worker node is drained after epoch 1
+    with a deadline ``seconds`` away and stopped at it. Returns the ended process, the run's metrics file and the
+    deadline."""
+    with recorded_local_head(tmp_path, num_cpus=1) as (head, env), ray_worker_node(tmp_path, head.gcs_address) as node:
+        args = small_run(shards, tmp_path, name=name, epochs=EPOCHS, depth=10, workers="1-2")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "densenet_ray.cifar", *args, "--no-compile", *extra],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=train_env(RAY_TRAIN_PREEMPTION_POLL_INTERVAL_S="1", RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S="20", **env),
+        )
+        try:
+            metrics = tmp_path / name / "metrics.jsonl"
+            trained = lambda: any(r.get("epoch") == 1 and "test_error" in r for r in _records(metrics))  # noqa: E731
+            _wait_for(trained, process, "epoch 1")  # drained inside epoch 2 or 3: a notice comes within a second
+            deadline = _drain(head.gcs_address, worker_node_id(node), env, seconds)
+            time.sleep(max(deadline - time.time(), 0))
+            stop_head(node)  # the reclaim: the node goes at its deadline
+            process.wait(timeout=600)
+        finally:
+            if process.poll() is None:
+                process.kill()
+    return process, metrics, deadline
+
+
+def test_a_preemption_notice_loses_no_step(cifar_shards, tmp_path) -> None:
+    process, metrics, deadline = _preempted_run(cifar_shards, tmp_path, "spot", 30)
+    stdout, stderr = process.communicate()
+    assert process.returncode == 0, stderr[-3000:]
+    records = _records(metrics)
+    (notice,) = [r for r in records if r.get("preempted")]
+    assert len(notice["ranks"]) == 1 and abs(notice["deadline"] - deadline) < 5 and notice["world_size"] == 2
+    # Trained on after the notice, then checkpointed once more before the deadline: the last step the node saw.
+    finals = [r for r in records if r.get("mid_epoch") and r["time"] > notice["time"]]
+    final = finals[-1]
+    assert final["step"] > notice["step"] and final["time"] < deadline
+    attempts = attempt_records(metrics.read_text())
+    resumed = attempts[-1]
+    assert len(attempts) == 2 and resumed["resumed"] and resumed["world_size"] == 1
+    # Resumed exactly where the final checkpoint stood: no step after it was taken, none is computed again.
+    epochs = epoch_records(metrics.read_text())
+    steps_before = {r["epoch"]: r["step"] for r in epochs}
+    assert resumed["epoch"] == final["epoch"]
+    assert steps_before.get(final["epoch"], 0) + resumed["batch"] == final["step"]
+    assert [r["epoch"] for r in epochs] == list(range(1, EPOCHS + 1))
+    assert all(r["test_samples"] == 500 for r in epochs) and epochs[-1]["step"] == 10 * EPOCHS  # every epoch exact
+    assert {r["world_size"] for r in epochs} == {1, 2}
+    assert "preemption notice: node(s) " in stdout and "checkpointed at epoch" in stdout
+    assert "resumed on 1 worker(s) at epoch" in stdout
+
+
+def test_no_preemption_allowed_ends_the_run_in_one_line(cifar_shards, tmp_path) -> None:
+    process, metrics, _ = _preempted_run(cifar_shards, tmp_path, "nospot", 10, "--max-preemption-failures", "0")
+    stdout, stderr = process.communicate()
+    assert process.returncode == 1, stderr[-3000:]
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: run nospot ended: node(s) "), stderr[-3000:]
+    assert "were preempted and --max-preemption-failures 0 allows no more resumes" in lines[0]
+    assert any(r.get("preempted") for r in _records(metrics))  # its notice's checkpoint is there to resume from
