@@ -52,6 +52,7 @@ class Classifier:
 
     def __init__(self, run: Callable[[torch.Tensor], torch.Tensor], card: dict[str, Any]) -> None:
         self.run, self.card = run, card
+        self.device = torch.device("cpu")
         self.transform = for_dataset(card["dataset"], train=False, spec=card_input(card))
 
     @property
@@ -67,7 +68,26 @@ class Classifier:
     def logits(self, batch: torch.Tensor) -> torch.Tensor:
         """The model's logits for a batch already transformed as the dataset's evaluation transform does."""
         with torch.no_grad():
-            return self.run(batch).float()
+            return self.run(batch.to(self.device)).float().cpu()
+
+    def to(self, device: str | torch.device) -> Classifier:
+        """The classifier on ``device`` (a network it holds moves there; batches follow)."""
+        self.device = torch.device(device)
+        if isinstance(self.run, torch.nn.Module):
+            self.run = self.run.to(self.device)
+        return self
+
+    def prepare(self, image: Any) -> torch.Tensor:
+        """One decoded image (an RGB PIL image, or a tensor) as the model's input: the evaluation transform."""
+        if hasattr(image, "convert") and self.card["dataset"] == "images":  # as its training decoded them
+            image = pil_to_tensor(image)
+        return self.transform(image)
+
+    def probabilities(self, batch: torch.Tensor) -> torch.Tensor:
+        """Each class's probability for a prepared batch: a softmax over the classes, or for a multi-label model
+        each class's own sigmoid."""
+        logits = self.logits(batch)
+        return torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=1)
 
     def predict(
         self, images: ImageInput | Sequence[ImageInput], top: int = 5, batch_size: int = 64
@@ -87,9 +107,7 @@ class Classifier:
         for batch, failed in self._batches(_as_list(images), batch_size):
             ranked = list(failed)
             if batch:
-                logits = self.logits(torch.stack([tensor for _, _, tensor in batch]))
-                scores = torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=1)
-                best = scores.topk(count, dim=1)
+                best = self.probabilities(torch.stack([tensor for _, _, tensor in batch])).topk(count, dim=1)
                 for (order, name, _), values, indices in zip(
                     batch, best.values.tolist(), best.indices.tolist(), strict=True
                 ):
@@ -109,9 +127,7 @@ class Classifier:
                 if isinstance(image, Exception):
                     failed.append((order, Prediction(name, error=f"not an image ({type(image).__name__})")))
                     continue
-                if hasattr(image, "convert") and self.card["dataset"] == "images":  # as its training decoded them
-                    image = pil_to_tensor(image)
-                batch.append((order, name, self.transform(image)))
+                batch.append((order, name, self.prepare(image)))
                 if len(batch) == size:
                     yield batch, failed
                     batch, failed = [], []

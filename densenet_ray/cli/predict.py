@@ -1,4 +1,5 @@
-"""``densenet-ray predict MODEL IMAGE...``: the top classes of images, from a run checkpoint or an exported model."""
+"""``densenet-ray predict MODEL IMAGE...``: the top classes of images, from a run checkpoint or an exported model, in
+this process; ``densenet-ray predict MODEL DATA --out DIR``: a shard set's, on the Ray cluster, into Parquet."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import sys
 
 from densenet_ray.cli.evaluate import add_model_choice
+from densenet_ray.cli.ray_options import add_ray_arguments, ray_options
 from densenet_ray.errors import UserError
 
 
@@ -31,6 +33,17 @@ def add_parser(groups: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64)")
     parser.add_argument("--json", action="store_true", help="one JSON object per image, a line each")
     add_model_choice(parser)
+    cluster = parser.add_argument_group("on the cluster (with --out)")
+    cluster.add_argument(
+        "--out",
+        metavar="DIR_OR_S3",
+        help="classify the shard set DATA (a directory or s3:// prefix of shards and their manifest) on the Ray "
+        "cluster with Ray Data, writing a Parquet file a shard here; a rerun skips the shards already written",
+    )
+    cluster.add_argument("--split", help="the shard set's split (default: its only one)")
+    cluster.add_argument("--concurrency", type=int, default=1, help="actors holding the model (default 1)")
+    cluster.add_argument("--gpu", action="store_true", help="one GPU per actor")
+    add_ray_arguments(parser)
     parser.set_defaults(handler=predict_command)
 
 
@@ -38,6 +51,12 @@ def predict_command(args: argparse.Namespace) -> int:
     from densenet_ray.api.classifier import load
     from densenet_ray.data.images import image_paths
 
+    if args.out is not None:
+        return batch_command(args)
+    given = [flag for flag, value in (("--split", args.split), ("--gpu", args.gpu)) if value]
+    given += ["--concurrency"] if args.concurrency != 1 else []
+    if given:
+        raise UserError(f"{', '.join(given)} choose how a shard set is classified on the cluster: add --out DIR")
     if args.top < 1 or args.batch_size < 1 or args.limit < 0:
         raise UserError(f"--top {args.top} and --batch-size {args.batch_size} must be at least 1, --limit >= 0")
     paths = image_paths(args.images)[: args.limit or None]
@@ -55,4 +74,26 @@ def predict_command(args: argparse.Namespace) -> int:
             print(f"{prediction.image}: " + ", ".join(f"{name} {100 * p:.1f} %" for name, p in prediction.top))
     if not classified:
         raise UserError(f"none of the {len(paths)} file(s) is an image")
+    return 0
+
+
+def batch_command(args: argparse.Namespace) -> int:
+    """``predict MODEL DATA --out DIR``: :func:`densenet_ray.inference.job.run_batch`, then its figures."""
+    from densenet_ray.inference.job import BatchJob, run_batch
+    from densenet_ray.inference.predictor import ModelChoice
+
+    if len(args.images) != 1:
+        raise UserError(f"--out classifies one shard set; got {len(args.images)} locations: {' '.join(args.images)}")
+    if args.top < 1:
+        raise UserError(f"--top {args.top} must be at least 1")
+    choice = ModelChoice(args.source, args.which, args.weights, args.model, args.dataset, args.top)
+    job = BatchJob(choice, args.images[0], args.out, args.split, args.batch_size, args.concurrency, args.gpu)
+    summary = run_batch(job, print, ray_options(args))
+    if summary.shards:
+        skipped = f", {len(summary.skipped)} skipped" if summary.skipped else ""
+        print(
+            f"classified {summary.images} image(s) of {summary.shards} shard(s){skipped} in {summary.seconds:.1f} s: "
+            f"{summary.images_per_s:.1f} images/s with {args.concurrency} actor(s); Parquet in {args.out}"
+            + (f" ({summary.already} shard(s) were already there)" if summary.already else "")
+        )
     return 0

@@ -41,8 +41,6 @@ def image_opener() -> Iterator[Callable[[str], Any]]:
     """``open_image(path)``: an RGB ``PIL.Image`` of a file or of an image inside a ``.tar`` shard
     (``SHARD.tar/MEMBER``), each shard opened once and its member index read once; PIL's ``UnidentifiedImageError``
     (an ``OSError``) for a file that is not an image."""
-    from PIL import Image
-
     archives: dict[str, tarfile.TarFile] = {}
     with contextlib.ExitStack() as closing:
 
@@ -53,7 +51,15 @@ def image_opener() -> Iterator[Callable[[str], Any]]:
                 if shard not in archives:
                     archives[shard] = closing.enter_context(tarfile.open(shard + ".tar"))  # noqa: SIM115
                 source = io.BytesIO(archives[shard].extractfile(member).read())
-            with Image.open(source) as image:
-                return image.convert("RGB")
+            return decode_image(source)
 
         yield open_image
+
+
+def decode_image(source: Any) -> Any:
+    """An RGB ``PIL.Image`` of a file path or a binary stream (``io.BytesIO`` of an image's bytes); PIL's
+    ``UnidentifiedImageError`` (an ``OSError``) for what is not an image."""
+    from PIL import Image
+
+    with Image.open(source) as image:
+        return image.convert("RGB")

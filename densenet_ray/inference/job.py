@@ -1,0 +1,150 @@
+"""``densenet-ray predict MODEL DATA --out DIR``: a shard set classified on the Ray cluster with Ray Data.
+
+One read task a shard turns its samples into rows (the project's own shard reader: resumable S3 reads, and each
+row keeps the shard it came from, which ``ray.data.read_webdataset``'s path column does not: it names the shard's
+prefix only); an actor pool of ``--concurrency`` actors, each holding the model once (and a GPU with ``--gpu``),
+classifies batches of rows; the driver gathers each shard's rows and writes its Parquet file once every sample of
+the shard is accounted for (:mod:`densenet_ray.inference.outputs`). The cluster is chosen as training chooses it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from densenet_ray.data.manifest import ShardInfo, load_manifest
+from densenet_ray.data.storage import Storage
+from densenet_ray.errors import RunFailed, UserError
+from densenet_ray.inference.outputs import open_output, pending, write_predictions
+from densenet_ray.inference.predictor import ModelChoice, ShardPredictor, shard_rows
+from densenet_ray.ray_session import ClusterNeeds, RayOptions, ray_session
+
+# Each actor leaves a tenth of a CPU to the shard readers, so a pool as large as the cluster cannot starve them.
+ACTOR_CPUS, READ_CPUS = 0.9, 0.1
+
+
+@dataclass(frozen=True)
+class BatchJob:
+    """What to classify (the shards of ``data``'s ``split``), with what, and where the Parquet files go."""
+
+    model: ModelChoice
+    data: str
+    out: str
+    split: str | None = None
+    batch_size: int = 64
+    concurrency: int = 1
+    gpu: bool = False
+
+
+@dataclass
+class BatchSummary:
+    """What a job did: shards written now and before, images classified, samples skipped, seconds taken."""
+
+    shards: int = 0
+    already: int = 0
+    images: int = 0
+    skipped: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def images_per_s(self) -> float:
+        return self.images / max(self.seconds, 1e-9)
+
+
+def check_job(job: BatchJob) -> None:
+    if job.concurrency < 1:
+        raise UserError(f"--concurrency {job.concurrency} must be at least 1 (the actors holding the model)")
+    if job.batch_size < 1:
+        raise UserError(f"--batch-size {job.batch_size} must be at least 1")
+
+
+def run_batch(job: BatchJob, print_line: Callable[[str], None] = print, ray: RayOptions | None = None) -> BatchSummary:
+    """Classify every shard of ``job.data`` whose Parquet file ``job.out`` does not hold yet."""
+    check_job(job)
+    storage, manifest = load_manifest(job.data, job.split)
+    classes = job.model.load().classes  # before Ray starts: a model that does not load is one line
+    out = open_output(job.out)
+    todo = pending(manifest.shards, out)
+    summary = BatchSummary(already=len(manifest.shards) - len(todo))
+    if not todo:
+        print_line(f"all {len(manifest.shards)} shard(s) of {manifest.split} already have predictions in {job.out}")
+        return summary
+    what = f"{job.concurrency} inference actor(s)" + (" with a GPU each" if job.gpu else "")
+    needs = ClusterNeeds(
+        cpus=job.concurrency * ACTOR_CPUS + READ_CPUS, gpus=job.concurrency if job.gpu else 0, what=what
+    )
+    with ray_session(needs, ray, print_line):
+        started = time.perf_counter()
+        _collect(_dataset(job, storage, todo, ray), todo, out, classes, summary, print_line)
+        summary.seconds = time.perf_counter() - started
+    summary.shards = len(todo)
+    return summary
+
+
+def _dataset(job: BatchJob, storage: Storage, todo: Sequence[ShardInfo], ray_options: RayOptions | None) -> Any:
+    import ray.data
+
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    if not (ray_options and ray_options.verbose):  # Ray Data's progress chatter stays in Ray's log files
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
+        warnings.filterwarnings("ignore", category=UserWarning, module="ray.data")
+    items = [{"shard": dataclasses.asdict(shard)} for shard in todo]
+    rows = ray.data.from_items(items, override_num_blocks=len(items)).flat_map(
+        shard_rows, fn_kwargs={"data": storage.url}, num_cpus=READ_CPUS
+    )
+    return rows.map_batches(
+        ShardPredictor,
+        fn_constructor_kwargs={"choice": job.model, "gpu": job.gpu},
+        batch_size=job.batch_size,
+        batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=job.concurrency),
+        num_cpus=ACTOR_CPUS,
+        num_gpus=1 if job.gpu else 0,
+    )
+
+
+def _collect(
+    dataset: Any,
+    todo: Sequence[ShardInfo],
+    out: Storage,
+    classes: Sequence[str],
+    summary: BatchSummary,
+    print_line: Callable[[str], None],
+) -> None:
+    """Gather the classified rows by shard; a shard's file is written as soon as all its samples are in."""
+    shards = {shard.name: shard for shard in todo}
+    gathered: dict[str, list[dict[str, Any]]] = {name: [] for name in shards}
+    seen = dict.fromkeys(shards, 0)
+    try:
+        for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+            for row in _rows(batch):
+                name = row.pop("shard")
+                seen[name] += 1
+                error = row.pop("error")
+                if error:
+                    summary.skipped.append(f"{name}/{row['key']}")
+                    print_line(f"skipped {name}/{row['key']}: {error}")
+                else:
+                    gathered[name].append(row)
+                    summary.images += 1
+                if seen[name] == shards[name].samples:
+                    write_predictions(out, shards[name], gathered.pop(name), classes)
+    except Exception as error:  # a task or actor failed inside Ray: its own exception, in one line
+        cause = getattr(error, "cause", None) or error
+        message = next((line for line in str(cause).splitlines() if line.strip()), "")
+        raise RunFailed(f"batch inference failed: {type(cause).__name__}: {message[:300]}") from error
+    short = [name for name, rows in gathered.items() if seen[name] != shards[name].samples]
+    if short:  # the reader yields a shard's every sample or raises: this is a bug, not bad input
+        raise RuntimeError(f"shard(s) {', '.join(short)} came back incomplete: {seen}")
+
+
+def _rows(batch: dict[str, Any]) -> list[dict[str, Any]]:
+    """A numpy batch as one dict per row."""
+    names = list(batch)
+    return [dict(zip(names, values, strict=True)) for values in zip(*(batch[name] for name in names), strict=True)]
