@@ -92,7 +92,7 @@ def _dataset(job: BatchJob, storage: Storage, todo: Sequence[ShardInfo], ray_opt
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     if not (ray_options and ray_options.verbose):  # Ray Data's progress chatter stays in Ray's log files
-        logging.getLogger("ray.data").setLevel(logging.WARNING)
+        logging.getLogger("ray.data").setLevel(logging.ERROR)
         warnings.filterwarnings("ignore", category=UserWarning, module="ray.data")
     items = [{"shard": dataclasses.asdict(shard)} for shard in todo]
     rows = ray.data.from_items(items, override_num_blocks=len(items)).flat_map(

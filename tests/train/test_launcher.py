@@ -427,31 +427,20 @@ def test_ctrl_c_saves_the_run_exits_130_and_the_same_name_resumes(shards, tmp_pa
     assert at is not None and int(at.group(1)) - 1 in (done[-1], done[-1] - 1)
 
 
-def test_early_stop_ends_a_run_whose_error_stopped_improving(shards, tmp_path) -> None:
-    """A rate of 10^4 diverges within the first epoch: every later epoch predicts the same class, so the test error
-    never improves on epoch 1's and ``--early-stop test_error:1`` ends the run after epoch 2 of 5, as finished."""
-    args = small_run(shards, tmp_path, depth=10, epochs=5, limit_train_batches=3, limit_eval_batches=2, name="early")
-    completed = train(*args, "--lr", "10000", "--early-stop", "test_error:1", "--no-compile")
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    records = epoch_records((tmp_path / "early" / "metrics.jsonl").read_text())
-    assert [r["epoch"] for r in records] == [1, 2]
-    assert records[1]["test_error"] >= records[0]["test_error"]
-    reason = "test_error has not improved for 1 epoch(s)"
-    assert records[0]["stopped"] is None and records[1]["stopped"].startswith(reason)
-    assert f"stopped at epoch 2 of 5: {reason}" in completed.stdout
-    assert "2/5 (stopped: test_error has not improved" in completed.stdout.replace("\n", " ")
-
-
-def test_profile_steps_trace_every_rank_and_print_the_top_operators(shards, tmp_path) -> None:
-    """Two CPU workers trace global steps 2-3: each rank's trace is in the run's tensorboard/profile/ and loads in
-    torch.profiler's own trace reader; the driver prints rank 0's table of convolution and BatchNorm operators and
-    the gloo collectives' share."""
+def test_a_profiled_run_whose_error_stopped_improving_stops_early(shards, tmp_path) -> None:
+    """One run, two behaviours (a Ray start saved). ``--profile-steps 2-3``: each rank's trace is in the run's
+    tensorboard/profile/ and loads in torch.profiler's own trace reader; the driver prints rank 0's table of
+    convolution and BatchNorm operators and the gloo collectives' share. ``--early-stop test_error:1``: a rate of
+    10^4 diverges within the first epoch, every later epoch predicts the same class, so the test error never
+    improves on epoch 1's and the run ends after epoch 2 of 5, as finished."""
     from torch.profiler._trace_validator import _load_events, validate_trace
 
-    args = small_run(shards, tmp_path, depth=10, epochs=1, limit_train_batches=4, limit_eval_batches=1, name="prof")
-    completed = train(*args, "--profile-steps", "2-3", "--no-compile")
+    args = small_run(shards, tmp_path, depth=10, epochs=5, limit_train_batches=3, limit_eval_batches=2, name="early")
+    completed = train(*args, "--lr", "10000", "--early-stop", "test_error:1", "--profile-steps", "2-3", "--no-compile")
     assert completed.returncode == 0, completed.stderr[-3000:]
-    traces = tmp_path / "prof" / "tensorboard" / "profile"
+    text, metrics = completed.stdout, (tmp_path / "early" / "metrics.jsonl").read_text()
+
+    traces = tmp_path / "early" / "tensorboard" / "profile"
     assert sorted(path.name for path in traces.iterdir()) == ["rank0.pt.trace.json.gz", "rank1.pt.trace.json.gz"]
     for trace in traces.iterdir():
         passed, violations = validate_trace(str(trace))
@@ -459,15 +448,17 @@ def test_profile_steps_trace_every_rank_and_print_the_top_operators(shards, tmp_
         names = {str(event.get("name")) for event in _load_events(str(trace))}
         assert {"ProfilerStep#0", "ProfilerStep#1", "data_loader"} <= names
         assert any(name.startswith("gloo:") for name in names)  # DDP's all-reduce, on the gloo thread
-    text = completed.stdout
     assert "profile of steps 2-3 (" in text and f"every rank's trace: {traces}" in text
     table = text.split("profile of steps 2-3", 1)[1]
     assert "aten::" in table and "convolution" in table and "batch_norm" in table
-    communication = float(re.search(r"DDP communication ([\d.]+) %", text).group(1))
-    assert communication > 0
-    (profile,) = [
-        json.loads(line)
-        for line in (tmp_path / "prof" / "metrics.jsonl").read_text().splitlines()
-        if json.loads(line).get("profile")
-    ]
+    assert float(re.search(r"DDP communication ([\d.]+) %", text).group(1)) > 0
+    (profile,) = [json.loads(line) for line in metrics.splitlines() if json.loads(line).get("profile")]
     assert (profile["first"], profile["last"], profile["device"]) == (2, 3, "CPU")
+
+    records = epoch_records(metrics)
+    assert [r["epoch"] for r in records] == [1, 2]
+    assert records[1]["test_error"] >= records[0]["test_error"]
+    reason = "test_error has not improved for 1 epoch(s)"
+    assert records[0]["stopped"] is None and records[1]["stopped"].startswith(reason)
+    assert f"stopped at epoch 2 of 5: {reason}" in text
+    assert "2/5 (stopped: test_error has not improved" in text.replace("\n", " ")
