@@ -15,7 +15,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -27,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from machine import cpu_name  # noqa: E402
+from report import publish  # noqa: E402
 
 MODES = ("plain", "watched", "every step")
 
@@ -132,10 +132,7 @@ def main() -> None:
         "check_share_of_a_step": result["check_seconds"] / medians["plain"],
         "watched_check_share": result["check_seconds"] / (medians["plain"] * result["every"]),
     }
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    publish(report, args.out)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@ import json
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 
 
 def train_env(**extra: str) -> dict[str, str]:
@@ -73,3 +75,14 @@ def train_in_terminal(*args: str, timeout: int = 600) -> tuple[int, str]:
             break
     os.close(controller)
     return process.wait(timeout=timeout), output.decode(errors="replace")
+
+
+def wait_for(condition: Callable[[], bool], process: subprocess.Popen, what: str, timeout: float = 300) -> None:
+    """Poll ``condition`` every half second while ``process`` (a run) lives; fail with its stderr if it ends first."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if process.poll() is not None:
+            raise AssertionError(f"the run ended before {what}: {process.communicate()[1][-3000:]}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {what} within {timeout} s")
+        time.sleep(0.5)

@@ -5,25 +5,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.cluster_helpers import ray_worker_node, recorded_local_head, stop_head
-from tests.train.run_helpers import attempt_records, epoch_records, small_run, train_env
+from tests.train.run_helpers import attempt_records, epoch_records, small_run, train_env, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-def _wait_for(condition, process: subprocess.Popen, what: str, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if process.poll() is not None:
-            raise AssertionError(f"the run ended before {what}: {process.communicate()[1][-3000:]}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no {what} within {timeout} s")
-        time.sleep(0.5)
 
 
 def _mid_epoch_records(metrics: Path) -> list[dict]:
@@ -48,7 +37,7 @@ def test_a_lost_node_shrinks_the_group_and_the_run_finishes(cifar_shards, tmp_pa
         try:
             metrics = tmp_path / "elastic" / "metrics.jsonl"
             # Epoch 2 (0-indexed 1) has checkpointed mid-way: lose the node now, inside the epoch.
-            _wait_for(lambda: any(r["epoch"] == 1 for r in _mid_epoch_records(metrics)), process, "epoch 2")
+            wait_for(lambda: any(r["epoch"] == 1 for r in _mid_epoch_records(metrics)), process, "epoch 2")
             stop_head(node)
             stdout, stderr = process.communicate(timeout=600)
         finally:

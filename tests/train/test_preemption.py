@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.cluster_helpers import BIN, ray_env, ray_worker_node, recorded_local_head, stop_head, worker_node_id
-from tests.train.run_helpers import attempt_records, epoch_records, small_run, train_env
+from tests.train.run_helpers import attempt_records, epoch_records, small_run, train_env, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -23,16 +23,6 @@ EPOCHS = 20  # of 10 steps: long enough to outlast a 30 s notice
 
 def _records(metrics: Path) -> list[dict]:
     return [json.loads(line) for line in metrics.read_text().splitlines()] if metrics.exists() else []
-
-
-def _wait_for(condition, process: subprocess.Popen, what: str, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if process.poll() is not None:
-            raise AssertionError(f"the run ended before {what}: {process.communicate()[1][-3000:]}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no {what} within {timeout} s")
-        time.sleep(0.5)
 
 
 def _drain(gcs_address: str, node_id: str, env: dict[str, str], seconds: int) -> float:
@@ -68,7 +58,7 @@ def _preempted_run(
         try:
             metrics = tmp_path / name / "metrics.jsonl"
             trained = lambda: any(r.get("epoch") == 1 and "test_error" in r for r in _records(metrics))  # noqa: E731
-            _wait_for(trained, process, "epoch 1")  # drained inside epoch 2 or 3: a notice comes within a second
+            wait_for(trained, process, "epoch 1")  # drained inside epoch 2 or 3: a notice comes within a second
             deadline = _drain(head.gcs_address, worker_node_id(node), env, seconds)
             time.sleep(max(deadline - time.time(), 0))
             stop_head(node)  # the reclaim: the node goes at its deadline
