@@ -71,11 +71,22 @@ class Classifier:
             return self.run(batch.to(self.device)).float().cpu()
 
     def to(self, device: str | torch.device) -> Classifier:
-        """The classifier on ``device`` (a network it holds moves there; batches follow)."""
-        self.device = torch.device(device)
+        """The classifier on ``device``: its network moves there, and batches follow. An ONNX model stays where
+        onnxruntime runs it (one line, for a GPU)."""
+        target = torch.device(device)
+        if target.type != "cpu":
+            self.check_movable()
         if isinstance(self.run, torch.nn.Module):
-            self.run = self.run.to(self.device)
+            self.device, self.run = target, self.run.to(target)
         return self
+
+    def check_movable(self) -> None:
+        """One line when the model cannot leave the CPU (an ONNX model runs where onnxruntime does)."""
+        if not isinstance(self.run, torch.nn.Module):
+            raise UserError(
+                f"a {self.card.get('format', 'exported')} model runs on the CPU here; for a GPU give a run, a "
+                "checkpoint or a PyTorch export"
+            )
 
     def prepare(self, image: Any) -> torch.Tensor:
         """One decoded image (an RGB PIL image, or a tensor) as the model's input: the evaluation transform."""

@@ -86,6 +86,9 @@ def batch_command(args: argparse.Namespace) -> int:
         raise UserError(f"--out classifies one shard set; got {len(args.images)} locations: {' '.join(args.images)}")
     if args.top < 1:
         raise UserError(f"--top {args.top} must be at least 1")
+    if args.limit or args.json:
+        given = " and ".join(flag for flag, value in (("--limit", args.limit), ("--json", args.json)) if value)
+        raise UserError(f"{given} shape what predict prints on files; with --out every image goes to Parquet")
     choice = ModelChoice(args.source, args.which, args.weights, args.model, args.dataset, args.top)
     job = BatchJob(choice, args.images[0], args.out, args.split, args.batch_size, args.concurrency, args.gpu)
     summary = run_batch(job, print, ray_options(args))

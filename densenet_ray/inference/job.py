@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from densenet_ray.data.manifest import ShardInfo, load_manifest
-from densenet_ray.data.storage import Storage
-from densenet_ray.errors import RunFailed, UserError
-from densenet_ray.inference.outputs import open_output, pending, write_predictions
+from densenet_ray.data.storage import Storage, StorageError
+from densenet_ray.errors import DataError, RunFailed, UserError
+from densenet_ray.inference.outputs import Labels, open_output, pending, write_predictions
 from densenet_ray.inference.predictor import ModelChoice, ShardPredictor, shard_rows
 from densenet_ray.ray_session import ClusterNeeds, RayOptions, ray_session
 
@@ -67,7 +67,10 @@ def run_batch(job: BatchJob, print_line: Callable[[str], None] = print, ray: Ray
     """Classify every shard of ``job.data`` whose Parquet file ``job.out`` does not hold yet."""
     check_job(job)
     storage, manifest = load_manifest(job.data, job.split)
-    classes = job.model.load().classes  # before Ray starts: a model that does not load is one line
+    model = job.model.load()  # before Ray starts: a model that does not load is one line
+    if job.gpu:
+        model.check_movable()
+    labels = Labels(tuple(model.classes), model.multi_label)
     out = open_output(job.out)
     todo = pending(manifest.shards, out)
     summary = BatchSummary(already=len(manifest.shards) - len(todo))
@@ -80,7 +83,7 @@ def run_batch(job: BatchJob, print_line: Callable[[str], None] = print, ray: Ray
     )
     with ray_session(needs, ray, print_line):
         started = time.perf_counter()
-        _collect(_dataset(job, storage, todo, ray), todo, out, classes, summary, print_line)
+        _collect(_dataset(job, storage, todo, ray), todo, out, labels, summary, print_line)
         summary.seconds = time.perf_counter() - started
     summary.shards = len(todo)
     return summary
@@ -113,7 +116,7 @@ def _collect(
     dataset: Any,
     todo: Sequence[ShardInfo],
     out: Storage,
-    classes: Sequence[str],
+    labels: Labels,
     summary: BatchSummary,
     print_line: Callable[[str], None],
 ) -> None:
@@ -121,11 +124,16 @@ def _collect(
     shards = {shard.name: shard for shard in todo}
     gathered: dict[str, list[dict[str, Any]]] = {name: [] for name in shards}
     seen = dict.fromkeys(shards, 0)
+    for name in [name for name, shard in shards.items() if not shard.samples]:  # nothing to classify: written now
+        write_predictions(out, shards[name], gathered.pop(name), labels)
     try:
         for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
             for row in _rows(batch):
                 name = row.pop("shard")
                 seen[name] += 1
+                if name not in gathered:
+                    listed = shards[name].samples
+                    raise DataError(f"shard {name} holds more samples than the {listed} its manifest lists")
                 error = row.pop("error")
                 if error:
                     summary.skipped.append(f"{name}/{row['key']}")
@@ -134,14 +142,19 @@ def _collect(
                     gathered[name].append(row)
                     summary.images += 1
                 if seen[name] == shards[name].samples:
-                    write_predictions(out, shards[name], gathered.pop(name), classes)
+                    write_predictions(out, shards[name], gathered.pop(name), labels)
+    except DataError:
+        raise
     except Exception as error:  # a task or actor failed inside Ray: its own exception, in one line
         cause = getattr(error, "cause", None) or error
+        if isinstance(cause, DataError | StorageError):  # the shard set's own problem, as the reader said it
+            raise cause from None
         message = next((line for line in str(cause).splitlines() if line.strip()), "")
         raise RunFailed(f"batch inference failed: {type(cause).__name__}: {message[:300]}") from error
-    short = [name for name, rows in gathered.items() if seen[name] != shards[name].samples]
-    if short:  # the reader yields a shard's every sample or raises: this is a bug, not bad input
-        raise RuntimeError(f"shard(s) {', '.join(short)} came back incomplete: {seen}")
+    short = {name: seen[name] for name in gathered}
+    if short:
+        counts = ", ".join(f"{name} ({count} of {shards[name].samples})" for name, count in short.items())
+        raise DataError(f"shard(s) ended before the samples their manifest lists: {counts}")
 
 
 def _rows(batch: dict[str, Any]) -> list[dict[str, Any]]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from densenet_ray.data.manifest import ShardInfo
@@ -47,14 +48,22 @@ def pending(shards: Sequence[ShardInfo], out: Storage) -> list[ShardInfo]:
     return [shard for shard in shards if output_name(shard) not in written]
 
 
-def write_predictions(out: Storage, shard: ShardInfo, rows: list[dict[str, Any]], classes: Sequence[str]) -> None:
+@dataclass(frozen=True)
+class Labels:
+    """What the model's outputs are: its class names, and whether each is scored on its own (multi-label)."""
+
+    classes: tuple[str, ...]
+    multi_label: bool
+
+
+def write_predictions(out: Storage, shard: ShardInfo, rows: list[dict[str, Any]], labels: Labels) -> None:
     """One shard's predictions as its Parquet file, in key order, written atomically."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    rows = sorted(rows, key=lambda row: row["key"])
+    rows, classes = sorted(rows, key=lambda row: row["key"]), labels.classes
     columns: dict[str, Any] = {"key": pa.array([row["key"] for row in rows], pa.string())}
-    if rows and "probabilities" in rows[0]:  # multi-label: a column per class
+    if labels.multi_label:  # a column per class
         for index, name in enumerate(classes):
             columns[name] = pa.array([row["probabilities"][index] for row in rows], pa.float32())
     else:

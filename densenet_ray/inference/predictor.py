@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 
 from densenet_ray.data.images import decode_image
 from densenet_ray.data.manifest import ShardInfo
@@ -59,7 +60,7 @@ class ShardPredictor:
             try:
                 prepared.append(self.classifier.prepare(decode_image(io.BytesIO(data))))
                 errors.append("")
-            except OSError as error:  # PIL's UnidentifiedImageError, a truncated file
+            except (OSError, ValueError, Image.DecompressionBombError) as error:  # not an image, truncated, too large
                 errors.append(f"does not decode ({str(error).splitlines()[0][:200]})")
         rows = {"shard": batch["shard"], "key": batch["key"], "error": _objects(errors)}
         return {**rows, **self._scores(prepared, errors)}

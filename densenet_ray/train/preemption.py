@@ -68,15 +68,17 @@ class PreemptionWatch:
             self.longest_gap = max(self.longest_gap, now - self._previous)
         self._previous = now
         self.since, self._timed = self.since + 1, self._timed + 1
-        if self.notice is not None:
-            return Action.FINAL if self._deadline_near() else Action.NONE
-        if self.since < self.every:
-            return Action.NONE
-        self.step_seconds = (now - self._last) / self._timed
-        self.notice = self._check()
-        self.every = self._agree(max(1, round(CHECK_INTERVAL_S / max(self.step_seconds, 1e-6))))
-        self.since, self._timed, self._last = 0, 0, time.perf_counter()
-        return Action.NOTICE if self.notice is not None else Action.NONE
+        first = False
+        if self.since >= self.every:  # checks go on after a notice: another node may be drained, sooner
+            self.step_seconds = (now - self._last) / self._timed
+            notice = self._check()
+            first = notice is not None and self.notice is None
+            self.notice = merged(self.notice, notice)
+            self.every = self._agree(max(1, round(CHECK_INTERVAL_S / max(self.step_seconds, 1e-6))))
+            self.since, self._timed, self._last = 0, 0, time.perf_counter()
+        if first:
+            return Action.NOTICE
+        return Action.FINAL if self.notice is not None and self._deadline_near() else Action.NONE
 
     def _check(self) -> Notice | None:
         import ray.train
@@ -84,7 +86,11 @@ class PreemptionWatch:
         info = ray.train.get_preemption_info()
         if info is None:
             return None
-        deadline = info.deadline_ms / 1000 if info.deadline_ms else time.time() + NO_DEADLINE_S
+        if info.deadline_ms:
+            deadline = info.deadline_ms / 1000
+        else:  # Ray counts from when it saw the drain: up to a watcher poll, a check and a controller poll ago
+            lag = _seconds_from_env("RAY_TRAIN_PREEMPTION_POLL_INTERVAL_S", 5.0) + CHECK_INTERVAL_S
+            deadline = time.time() + NO_DEADLINE_S - lag - _controller_poll_seconds()
         return Notice(tuple(info.preempted_node_ids), tuple(info.preempted_ranks), deadline)
 
     def _deadline_near(self) -> bool:
@@ -121,9 +127,22 @@ class PreemptionWatch:
         )
 
 
+def merged(known: Notice | None, new: Notice | None) -> Notice | None:
+    """Two notices as one, as Ray Train merges them: every node and rank going, and the earliest deadline."""
+    if known is None or new is None:
+        return known or new
+    nodes, ranks = tuple(sorted({*known.nodes, *new.nodes})), tuple(sorted({*known.ranks, *new.ranks}))
+    return Notice(nodes, ranks, min(known.deadline, new.deadline))
+
+
 def _controller_poll_seconds() -> float:
     """How often Ray Train's controller polls its workers (a report is committed at the next poll)."""
+    return _seconds_from_env("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", 2.0)
+
+
+def _seconds_from_env(name: str, default: float) -> float:
+    """A Ray Train interval setting (Ray propagates them from the driver to the controller and the workers)."""
     try:
-        return float(os.environ.get("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "2"))
+        return float(os.environ.get(name, default))
     except ValueError:
-        return 2.0
+        return default

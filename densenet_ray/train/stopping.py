@@ -16,14 +16,15 @@ from typing import Any
 from densenet_ray.errors import UserError
 from densenet_ray.train.run.record_shapes import EpochRecord
 
-# The epoch record's figures a run can stop on, and which way is better; the suffix says (errors and losses fall,
-# AUROC, average precision and F1 rise).
+# The epoch record's evaluated figures a run can stop on, and which way is better; the suffix says (errors and
+# losses fall, AUROC, average precision and F1 rise). Only the test figures: they are summed over all ranks, so every
+# rank decides alike (the training loss and error are each rank's own).
 _LOWER_IS_BETTER = ("loss", "error")
 _HIGHER_IS_BETTER = ("auroc", "map", "f1")
 STOP_METRICS: dict[str, str] = {
     item.name: "min" if item.name.endswith(_LOWER_IS_BETTER) else "max"
     for item in dataclasses.fields(EpochRecord)
-    if item.name.endswith(_LOWER_IS_BETTER + _HIGHER_IS_BETTER) and not item.name.startswith("best")
+    if item.name.endswith(_LOWER_IS_BETTER + _HIGHER_IS_BETTER) and item.name.startswith(("test_", "ema_test_"))
 }
 MULTI_LABEL_ONLY = tuple(name for name in STOP_METRICS if name.endswith(_HIGHER_IS_BETTER))
 SINGLE_LABEL_ONLY = tuple(name for name in STOP_METRICS if "top5" in name)
@@ -46,7 +47,7 @@ def parse_early_stop(text: str) -> EarlyStop:
         raise UserError(f"--early-stop {text!r} must be METRIC:PATIENCE, e.g. test_error:10")
     if metric not in STOP_METRICS:
         raise UserError(
-            f"--early-stop {text!r}: {metric!r} is not a figure of the epoch record; use one of: "
+            f"--early-stop {text!r}: {metric!r} is not a test figure of the epoch record; use one of: "
             f"{', '.join(STOP_METRICS)}"
         )
     if not patience.strip().isdigit() or int(patience) < 1:

@@ -169,7 +169,14 @@ class WorkerLoop:
         finally:
             if self.tracking is not None:
                 self.tracking.close(failed)
-        return final
+        return final or self._last_record()
+
+    def _last_record(self) -> dict[str, Any]:
+        """Rank 0's last recorded epoch, for an attempt with no epoch left to run (a finished or stopped run)."""
+        epochs = RunDirectory(self.config.run_url).metrics()[0] if self.attempt.rank == 0 else []
+        return (
+            {key: value for key, value in dataclasses.asdict(epochs[-1]).items() if value is not None} if epochs else {}
+        )
 
     def run_epoch(self, epoch: int) -> dict[str, Any]:
         batches = self._pipeline("train", True, epoch)
@@ -276,13 +283,12 @@ class WorkerLoop:
             return
         position.epoch, position.next_batch = epoch, index + 1
         every = self.config.options.checkpoint_every_steps
-        if every and (index + 1) % (every * accumulate) == 0:
-            self._report_mid_epoch(epoch, stats)
         action = self.preemption.after_step()
-        if action is Action.NOTICE:
+        if action is Action.NOTICE:  # a checkpoint too: no second one at this step
             self._report_notice(epoch)
-        elif action is Action.FINAL:  # the node goes soon: the last steps it can take are saved, then nothing runs
+        elif action is Action.FINAL or (every and (index + 1) % (every * accumulate) == 0):
             self._report_mid_epoch(epoch, stats)
+        if action is Action.FINAL:  # the node goes soon: the last steps it can take are saved, then nothing runs
             self.preemption.wait_for_the_end()
 
     def _report_mid_epoch(self, epoch: int, stats: TrainStats) -> None:

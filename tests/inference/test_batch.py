@@ -97,6 +97,7 @@ def test_two_actors_write_what_one_process_predicts(modern_run, test_shards, buc
     [
         (["--concurrency", "0"], "error: --concurrency 0 must be at least 1 (the actors holding the model)"),
         (["--out", "/proc/forbidden"], "error: --out /proc/forbidden is not writable ("),
+        (["--json"], "error: --json shape what predict prints on files; with --out every image goes to Parquet"),
     ],
 )
 def test_bad_input_is_one_line(modern_run, cifar_shards, capsys, extra, message) -> None:

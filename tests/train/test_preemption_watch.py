@@ -15,14 +15,15 @@ from densenet_ray.train.preemption import CHECK_INTERVAL_S, Action, Notice, Pree
 class ScriptedWatch(PreemptionWatch):
     """A watch whose check answers from a script, counting the checks (Ray's call needs a Train worker)."""
 
-    def __init__(self, notice_at_check: int | None = None, deadline_in: float = 30.0) -> None:
+    def __init__(self, notices: dict[int, tuple[str, int, float]] | None = None) -> None:
         super().__init__(0, 1, torch.device("cpu"))
-        self.checks, self.notice_at_check, self.deadline_in = 0, notice_at_check, deadline_in
+        self.checks, self.notices = 0, notices or {}  # check number -> (node, rank, seconds to its deadline)
 
     def _check(self) -> Notice | None:
         self.checks += 1
-        if self.checks == self.notice_at_check:
-            return Notice(("node-a",), (1,), time.time() + self.deadline_in)
+        if self.checks in self.notices:
+            node, rank, seconds = self.notices[self.checks]
+            return Notice((node,), (rank,), time.time() + seconds)
         return None
 
 
@@ -53,7 +54,7 @@ def test_checks_come_about_every_two_seconds_whatever_the_step_time(clock) -> No
 
 
 def test_the_notice_is_checkpointed_then_training_goes_on_until_the_deadline_is_near(clock, monkeypatch) -> None:
-    watch = ScriptedWatch(notice_at_check=2, deadline_in=30.0)
+    watch = ScriptedWatch({2: ("node-a", 1, 30.0)})
     watch._last = clock[0]
     actions = _steps(watch, 40, 0.5, clock)  # a check every 4 steps: the notice at step 5
     assert actions.index(Action.NOTICE) == 4 and Action.FINAL not in actions
@@ -70,7 +71,17 @@ def test_the_notice_is_checkpointed_then_training_goes_on_until_the_deadline_is_
     assert _steps(watch, 1, 0.5, clock) == [Action.NONE]
     monkeypatch.setattr(preemption.time, "time", lambda: notice.deadline - 30.0 + 20.0)
     assert _steps(watch, 1, 0.5, clock) == [Action.FINAL]
-    assert watch.checks == 2  # after the notice Ray is not asked again
+
+
+def test_a_second_drain_with_a_sooner_deadline_is_not_missed(clock) -> None:
+    watch = ScriptedWatch({1: ("node-a", 1, 60.0), 3: ("node-b", 2, 20.0)})
+    watch._last = clock[0]
+    actions = _steps(watch, 8, 0.5, clock)  # checks at steps 1, 5 (every 4 steps of 0.5 s)
+    assert actions[0] is Action.NOTICE and Action.NOTICE not in actions[1:]  # one checkpoint for the notice
+    assert watch.checks == 2 and watch.notice is not None and watch.notice.nodes == ("node-a",)
+    actions = _steps(watch, 4, 0.5, clock)  # the third check hears of node b, going sooner
+    assert watch.notice.nodes == ("node-a", "node-b") and watch.notice.ranks == (1, 2)
+    assert watch.notice.deadline == pytest.approx(time.time() + 20.0, abs=1.0)
 
 
 def test_new_epoch_leaves_the_evaluation_out_of_the_step_time(clock) -> None:

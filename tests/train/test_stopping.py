@@ -45,7 +45,12 @@ def test_parse_early_stop() -> None:
     ("text", "message"),
     [
         ("test_error", "--early-stop 'test_error' must be METRIC:PATIENCE, e.g. test_error:10"),
-        ("accuracy:3", "--early-stop 'accuracy:3': 'accuracy' is not a figure of the epoch record; use one of: loss,"),
+        (
+            "accuracy:3",
+            "--early-stop 'accuracy:3': 'accuracy' is not a test figure of the epoch record; use one of: test_loss,",
+        ),
+        # a rank's own training loss: each rank would decide on its own figure
+        ("loss:3", "--early-stop 'loss:3': 'loss' is not a test figure of the epoch record; use one of: test_loss,"),
         ("test_error:0", "--early-stop 'test_error:0': PATIENCE must be a whole number of epochs, at least 1"),
         ("test_error:x", "--early-stop 'test_error:x': PATIENCE must be a whole number of epochs, at least 1"),
         ("ema_test_error:2", "--early-stop 'ema_test_error:2': ema_test_error is recorded with --ema only"),
