@@ -59,7 +59,7 @@ def _worker(config: dict[str, Any]) -> dict[str, Any]:
         set_lr=lambda index: 0.1,
         rows_per_rank=64 / world,
     )
-    watch = PreemptionWatch(rank, world, device)
+    watch = PreemptionWatch(world, device)
     times: dict[str, list[float]] = {mode: [] for mode in MODES}
     checks = {"seconds": 0.0, "count": 0}
 

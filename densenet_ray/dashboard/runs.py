@@ -163,15 +163,15 @@ def run_row(files: RunFiles, name: str, now: float | None = None) -> RunRow:
     config, records = files.config, files.records
     epochs = int(config["epochs"])
     done = records[-1].epoch if records else 0
-    row = RunRow(name=name, run_dir=files.url, status="", status_source="storage", model=_model_name(config))
-    row.stopped = records[-1].stopped if records else None
-    if done >= epochs or row.stopped:
+    stopped = records[-1].stopped if records else None
+    if done >= epochs or stopped:
         status = "FINISHED"
     elif files.updated is not None and now - files.updated < STALE_SECONDS:
         status = "ACTIVE"
     else:
         status = "STOPPED"
-    row.status = status
+    row = RunRow(name=name, run_dir=files.url, status=status, status_source="storage", model=_model_name(config))
+    row.stopped = stopped
     row.epoch, row.epochs, row.updated = done, epochs, files.updated
     row.loss_history = [float(record.loss) for record in records]
     row.preemptions = files.preemptions

@@ -47,8 +47,8 @@ class PreemptionWatch:
     """One attempt's watch for the preemption notice (see the module docstring). :meth:`after_step` after every
     optimizer step that may checkpoint; the same calls on every rank."""
 
-    def __init__(self, rank: int, world: int, device: torch.device) -> None:
-        self.rank, self.world, self.device = rank, world, device
+    def __init__(self, world: int, device: torch.device) -> None:
+        self.world, self.device = world, device
         self.every = 1  # steps between checks, the same on every rank
         self.since = 0
         self.notice: Notice | None = None

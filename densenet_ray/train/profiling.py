@@ -16,6 +16,7 @@ import time
 from dataclasses import replace
 from typing import Any
 
+from densenet_ray.data.storage import Storage
 from densenet_ray.train.config.values import StepRange
 from densenet_ray.train.run.directory import TENSORBOARD_DIR
 from densenet_ray.train.run.record_shapes import ProfileRecord
@@ -100,7 +101,7 @@ class StepProfiler:
         self._profiler, self._finished, self.steps = None, profiler, None
         return summarise(profiler.key_averages(), seconds, steps, self.on_gpu)
 
-    def write(self, storage: Any, record: ProfileRecord) -> ProfileRecord:
+    def write(self, storage: Storage, record: ProfileRecord) -> ProfileRecord:
         """Write the finished trace, gzipped, into ``storage`` (the run directory's); ``record`` with where."""
         name = f"{TRACE_DIR}/rank{self.rank}.pt.trace.json.gz"
         with tempfile.TemporaryDirectory() as directory:

@@ -39,8 +39,13 @@ from densenet_ray.train.profiling import StepProfiler
 from densenet_ray.train.progress.records import Attempt, InEpochProgress, epoch_record, maybe_inject_fault
 from densenet_ray.train.progress.tracking import Tracking
 from densenet_ray.train.recipe import WeightAverage, backbone, batch_mixer, make_optimizer, parameter_groups
-from densenet_ray.train.run.directory import AttemptRecord, MidEpochRecord, ProfileRecord, RunDirectory
-from densenet_ray.train.run.record_shapes import PreemptionRecord
+from densenet_ray.train.run.directory import (
+    AttemptRecord,
+    MidEpochRecord,
+    PreemptionRecord,
+    ProfileRecord,
+    RunDirectory,
+)
 from densenet_ray.train.schedule import learning_rate
 from densenet_ray.train.stopping import stop_reason, update_bests
 
@@ -97,7 +102,7 @@ class WorkerLoop:
         self.eval_transform = for_dataset(options.dataset, train=False, spec=spec)
         self.progress = InEpochProgress(config.run_url) if rank == 0 else None
         self.tracking = Tracking(config, self.state.position.global_step) if rank == 0 else None
-        self.preemption = PreemptionWatch(rank, world, device)
+        self.preemption = PreemptionWatch(world, device)
         self.profiler = StepProfiler(parse_profile_steps(options.profile_steps), rank, device.type == "cuda")
         if rank == 0:  # every start of the group, with its world size (an elastic run's restarts change it)
             position = self.state.position

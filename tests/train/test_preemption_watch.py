@@ -16,7 +16,7 @@ class ScriptedWatch(PreemptionWatch):
     """A watch whose check answers from a script, counting the checks (Ray's call needs a Train worker)."""
 
     def __init__(self, notices: dict[int, tuple[str, int, float]] | None = None) -> None:
-        super().__init__(0, 1, torch.device("cpu"))
+        super().__init__(1, torch.device("cpu"))
         self.checks, self.notices = 0, notices or {}  # check number -> (node, rank, seconds to its deadline)
 
     def _check(self) -> Notice | None:
@@ -79,7 +79,7 @@ def test_a_second_drain_with_a_sooner_deadline_is_not_missed(clock) -> None:
     actions = _steps(watch, 8, 0.5, clock)  # checks at steps 1, 5 (every 4 steps of 0.5 s)
     assert actions[0] is Action.NOTICE and Action.NOTICE not in actions[1:]  # one checkpoint for the notice
     assert watch.checks == 2 and watch.notice is not None and watch.notice.nodes == ("node-a",)
-    actions = _steps(watch, 4, 0.5, clock)  # the third check hears of node b, going sooner
+    _steps(watch, 4, 0.5, clock)  # the third check hears of node b, going sooner
     assert watch.notice.nodes == ("node-a", "node-b") and watch.notice.ranks == (1, 2)
     assert watch.notice.deadline == pytest.approx(time.time() + 20.0, abs=1.0)
 

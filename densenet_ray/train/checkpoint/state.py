@@ -42,14 +42,15 @@ Reader = Callable[[str], "bytes | None"]
 @dataclass
 class Position:
     """Where training stands: the next epoch and global batch to run, optimizer steps so far, the best test error,
-    the current epoch's earlier segments (stretches run on another layout, see ``epoch_plan``)."""
+    the current epoch's earlier segments (stretches run on another layout, see ``epoch_plan``) and each test figure's
+    best with its epoch (``--early-stop`` decides from them)."""
 
     epoch: int = 0
     next_batch: int = 0
     global_step: int = 0
     best_error: float = 1.0
     history: tuple[Segment, ...] = ()
-    bests: Bests = field(default_factory=dict)  # each figure's best and its epoch (``--early-stop`` reads them)
+    bests: Bests = field(default_factory=dict)
 
 
 @dataclass
