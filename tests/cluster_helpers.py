@@ -26,10 +26,19 @@ BIN = Path(sys.executable).parent
 LOOPBACK = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 
 
+# Ray's default ports (GCS, dashboard, client server, the dashboard agent's HTTP port): a test's free port that is one
+# of them makes `ray start` refuse ("trying to use a port number 52365 that is used by other components").
+RAY_DEFAULT_PORTS = frozenset({6379, 8265, 10001, 52365})
+
+
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    """A port free on the loopback now, and none of Ray's defaults."""
+    while True:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        if port not in RAY_DEFAULT_PORTS:
+            return port
 
 
 def ray_env(**extra: str) -> dict[str, str]:
