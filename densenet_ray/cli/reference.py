@@ -1,16 +1,12 @@
-"""The README's command reference, generated from the parser itself, so every flag's documentation is its ``--help``
-line: ``python -m densenet_ray.cli.reference`` prints it, ``--update README.md`` rewrites the README's block between
-the markers (``make docs``), and a test fails when the README's copy is stale."""
+"""The command reference, generated from the parser itself, so every flag's documentation is its ``--help`` line:
+``python -m densenet_ray.cli.reference`` prints it, ``docs/generate.py`` puts it into the documentation site's
+Commands page (``make docs``), and a test fails when that copy is stale."""
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Iterator
-
-START = "<!-- command-reference:start (make docs) -->"
-END = "<!-- command-reference:end -->"
 
 
 def commands(
@@ -56,30 +52,11 @@ def reference(parser: argparse.ArgumentParser) -> str:
     return "\n".join(lines).strip() + "\n"
 
 
-def replace_block(text: str, block: str) -> str:
-    """``text`` with the part between the markers replaced by ``block``."""
-    head, _, rest = text.partition(START)
-    _, _, tail = rest.partition(END)
-    if not rest:
-        raise ValueError(f"no {START} marker")
-    return f"{head}{START}\n{block}{END}{tail}"
-
-
 def main(argv: list[str] | None = None) -> int:
     from densenet_ray.cli import build_parser
 
-    arguments = argparse.ArgumentParser(description="print or update the README's command reference")
-    arguments.add_argument("--update", metavar="README", help="rewrite the block between the markers in this file")
-    args = arguments.parse_args(argv)
-    block = reference(build_parser())
-    if not args.update:
-        print(block, end="")
-        return 0
-    with open(args.update) as handle:
-        text = replace_block(handle.read(), block)
-    with open(args.update + ".tmp", "w") as handle:
-        handle.write(text)
-    os.replace(args.update + ".tmp", args.update)
+    argparse.ArgumentParser(description="print the command reference (Markdown)").parse_args(argv)
+    print(reference(build_parser()), end="")
     return 0
 
 

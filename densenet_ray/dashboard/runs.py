@@ -192,7 +192,8 @@ def run_row(files: RunFiles, name: str, now: float | None = None) -> RunRow:
     current = files.progress if files.progress and files.progress.epoch == done + 1 and done < epochs else None
     if current:
         fraction += min(float(current.batch) / max(float(current.batches), 1.0), 1.0)
-        row.loss, row.images_per_s = current.loss, current.images_per_s
+        row.loss = current.loss
+        row.images_per_s = current.images_per_s if current.images_per_s is not None else row.images_per_s
     row.progress = 1.0 if status == "FINISHED" else min(fraction / max(epochs, 1), 1.0)
     row.eta_s = _eta(records, current, epochs, fraction) if status != "FINISHED" else 0.0
     return row
@@ -206,12 +207,12 @@ def _eta(records: list[EpochRecord], current: ProgressRecord | None, epochs: int
         per_epoch = stamps[-1] - stamps[-2]
     elif records and records[-1].epoch_seconds:
         per_epoch = float(records[-1].epoch_seconds)
-    elif current and current.batch > 0:
+    elif current and current.batch > 0 and current.eta_seconds is not None:
         part = float(current.batch) / max(float(current.batches), 1.0)
         per_epoch = float(current.eta_seconds) / max(1.0 - part, 1e-9)
     else:
         return None
-    if current:
+    if current and current.eta_seconds is not None:
         return float(current.eta_seconds) + max(epochs - int(done) - 1, 0) * per_epoch
     return max(epochs - done, 0.0) * per_epoch
 

@@ -237,8 +237,10 @@ def plot(rows: list[TrialRow], path: str, title: str) -> None:
         if front:
             axis.plot(*zip(*front, strict=True), color="tab:red", marker="o", label="Pareto front")
             axis.legend()
-        for x, y, row in zip(xs, ys, measured, strict=True):
-            axis.annotate(row.label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        # labels alternate above and below in the order of x, so neighbours at one error do not overwrite each other
+        for place, (x, y, row) in enumerate(sorted(zip(xs, ys, measured, strict=True), key=lambda point: point[0])):
+            offset = (4, 5) if place % 2 == 0 else (4, -12)
+            axis.annotate(row.label, (x, y), textcoords="offset points", xytext=offset, fontsize=8)
         axis.set_xlabel(label)
         axis.set_ylabel("test error (%)")
         axis.grid(alpha=0.3)

@@ -39,16 +39,3 @@ def test_train_and_tune_share_the_training_flags() -> None:
             tune[flag].dest,
         )
     assert tune["--workers-per-trial"].dest == "workers" and "--name" in tune and "--local" in train
-
-
-def test_the_readme_command_reference_is_the_parsers_own() -> None:
-    """Every flag of every command is in the README, with its --help line (``make docs`` regenerates it)."""
-    from pathlib import Path
-
-    from densenet_ray.cli.reference import END, START, reference
-
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    block = readme.split(START, 1)[1].split(END, 1)[0].strip()
-    assert block == reference(build_parser()).strip(), "the README's command reference is stale: run `make docs`"
-    flags = {option for _, parser in _commands(build_parser()) for a in parser._actions for option in a.option_strings}
-    assert all(f"`{flag}`" in block for flag in flags - {"-h", "--help"})

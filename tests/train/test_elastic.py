@@ -54,4 +54,4 @@ def test_a_lost_node_shrinks_the_group_and_the_run_finishes(cifar_shards, tmp_pa
     assert 0 < restarted["batch"] < 10  # resumed inside epoch 2, on another layout
     assert all(r["test_samples"] == 500 for r in epochs)
     assert epochs[-1]["step"] == 30  # every epoch ran its 10 global batches: none repeated or skipped
-    assert "resumed on 1 worker(s) at epoch 2" in stdout
+    assert f"resumed on 1 worker(s) in epoch 2, after its first {restarted['batch']} batch(es)" in stdout

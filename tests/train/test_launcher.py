@@ -53,7 +53,7 @@ def test_two_worker_run_then_the_same_name_continues(shards, tmp_path) -> None:
     # auto on a 20-step run: this CPU's precision, eager; how it ran is said once, with the time to the first step
     assert records[0]["acceleration"] == choose("auto", None, None, torch.device("cpu"), 20).describe()
     assert records[0]["first_step_seconds"] > 0 and records[1]["first_step_seconds"] is None
-    assert f"({records[0]['acceleration']}; first step after" in first.stdout
+    assert f"({records[0]['acceleration']}; first step " in first.stdout
     assert all(r["test_samples"] == 500 and r["step"] == 10 * r["epoch"] for r in records)
     assert all(r["world_size"] == 2 for r in records)
     (start,) = attempt_records((run / "metrics.jsonl").read_text())  # the worker group started once, on 2 workers
@@ -154,7 +154,9 @@ def test_a_terminal_gets_a_progress_bar_then_the_summary(shards, tmp_path) -> No
     assert code == 0, output[-3000:]
     assert "\x1b[" in output and "━" in output  # rich's bar, drawn with terminal escapes
     plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", output)
-    assert re.search(r"epoch 1 ━+ *\d+/30 [\d.]+ img/s  loss [\d.]+  ETA \d+:\d\d", plain), plain[-2000:]
+    # the first report has no speed yet (its step carried the start-up); later ones do
+    bar = r"epoch 1 ━+ *\d+/30 (…|[\d.]+) img/s  loss [\d.]+  ETA (…|\d+:\d\d)"
+    assert re.search(bar, plain), plain[-2000:]
     assert plain.rfind("densenet-ray run summary") > plain.rfind("epoch 1/1: loss") > 0
 
 
@@ -422,7 +424,7 @@ def test_ctrl_c_saves_the_run_exits_130_and_the_same_name_resumes(shards, tmp_pa
     assert 1 <= done[-1] < 30 and "Traceback" not in stderr
     resumed = train(*args, "--epochs", str(done[-1] + 1), "--no-compile")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    at = re.search(r"resumed on 1 worker\(s\) at epoch (\d+)", resumed.stdout + resumed.stderr)
+    at = re.search(r"resumed on 1 worker\(s\) (?:at the start of|in) epoch (\d+)", resumed.stdout + resumed.stderr)
     # from the last checkpoint committed: the last epoch recorded, or the one before if Ctrl+C came between the two
     assert at is not None and int(at.group(1)) - 1 in (done[-1], done[-1] - 1)
 

@@ -23,7 +23,7 @@ class BarDisplay:
             TextColumn("[bold]epoch {task.fields[epoch]}"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]:.1f} img/s  loss {task.fields[loss]:.4f}  ETA {task.fields[eta]}"),
+            TextColumn("{task.fields[rate]} img/s  loss {task.fields[loss]:.4f}  ETA {task.fields[eta]}"),
             console=console,
             transient=True,  # the bar goes when the run ends; the epoch lines and the summary stay
         )
@@ -34,8 +34,9 @@ class BarDisplay:
     def progress(self, report: ProgressRecord) -> None:
         if report.epoch <= self.finished:
             return
-        fields = {"epoch": report.epoch, "rate": report.images_per_s, "loss": report.loss}
-        fields["eta"] = _eta(report.eta_seconds)
+        rate = "…" if report.images_per_s is None else f"{report.images_per_s:.1f}"  # None: only the first step yet
+        eta = "…" if report.eta_seconds is None else _eta(report.eta_seconds)
+        fields = {"epoch": report.epoch, "rate": rate, "loss": report.loss, "eta": eta}
         if self.task is None or report.epoch != self.epoch:
             self._drop_task()
             self.bar.start()

@@ -23,6 +23,10 @@ from densenet_ray.train.run.directory import (
 
 
 def progress_line(p: ProgressRecord) -> str:
+    """``epoch 3 [120/703]: loss 1.2345, 152.3 img/s, epoch ETA 4.1 min``; after the first step alone, its time."""
+    if p.images_per_s is None or p.eta_seconds is None:
+        took = f" took {p.first_step_seconds:.1f} s" if p.first_step_seconds is not None else " done"
+        return f"epoch {p.epoch} [{p.batch}/{p.batches}]: loss {p.loss:.4f}, first step{took}; speed and ETA follow"
     return (
         f"epoch {p.epoch} [{p.batch}/{p.batches}]: loss {p.loss:.4f}, {p.images_per_s:.1f} img/s, "
         f"epoch ETA {p.eta_seconds / 60:.1f} min"
@@ -30,14 +34,18 @@ def progress_line(p: ProgressRecord) -> str:
 
 
 def epoch_line(record: EpochRecord) -> str:
-    """The epoch's summary; the first epoch of an attempt also says how it runs and how long its first step took."""
+    """The epoch's summary: the steady speed (without the first steps, which carry start-up and compilation) and,
+    while epochs remain, the ETA; the first epoch of an attempt also says how it runs and how long its first step
+    took."""
     remaining = (record.epochs - record.epoch) * (record.epoch_seconds or 0.0)
     line = (
         f"epoch {record.epoch}/{record.epochs}: loss {record.loss:.4f}, {_test_figures(record)}, "
-        f"{record.images_per_s or 0:.1f} img/s, ETA {remaining / 60:.1f} min"
+        f"{record.steady_images_per_s or record.images_per_s or 0:.1f} img/s"
     )
+    if record.epoch < record.epochs and not record.stopped:
+        line += f", ETA {remaining / 60:.1f} min"
     if record.first_step_seconds is not None:  # only in the epoch where an attempt started
-        line += f" ({record.acceleration}; first step after {record.first_step_seconds:.1f} s)"
+        line += f" ({record.acceleration}; first step {record.first_step_seconds:.1f} s after the worker started)"
     if record.stopped:
         line += f"\nstopped at epoch {record.epoch} of {record.epochs}: {record.stopped}"
     return line
@@ -58,9 +66,13 @@ def mid_epoch_line(record: MidEpochRecord) -> str:
 
 
 def attempt_line(record: AttemptRecord) -> str:
-    where = f"epoch {record.epoch + 1}, global batch {record.batch}"
+    """``started on 2 worker(s) at the start of epoch 1``, ``resumed on 1 worker(s) in epoch 2, after its first 3
+    batch(es)``: where a worker group starts, in words a newcomer reads right (a bare batch index read as a size)."""
     verb = "resumed" if record.resumed else "started"
-    return f"{verb} on {record.world_size} worker(s) at {where}"
+    if record.batch == 0:
+        return f"{verb} on {record.world_size} worker(s) at the start of epoch {record.epoch + 1}"
+    where = f"in epoch {record.epoch + 1}, after its first {record.batch} batch(es)"
+    return f"{verb} on {record.world_size} worker(s) {where}"
 
 
 def profile_lines(record: ProfileRecord) -> str:

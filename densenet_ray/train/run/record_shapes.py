@@ -107,12 +107,15 @@ class ProfileRecord:
 
 @dataclass(frozen=True)
 class ProgressRecord:
-    """Rank 0's position in the current epoch (``epoch`` 1-indexed, ``batch`` done of ``batches``)."""
+    """Rank 0's position in the current epoch (``epoch`` 1-indexed, ``batch`` done of ``batches``). Speed and ETA
+    count from the end of the epoch's first step; until a later step is measured they are None and
+    ``first_step_seconds`` says how long the first step took (start-up and compilation included)."""
 
     epoch: int
     batch: int
     batches: int
     loss: float
-    images_per_s: float
-    eta_seconds: float
+    images_per_s: float | None
+    eta_seconds: float | None
     time: float
+    first_step_seconds: float | None = None

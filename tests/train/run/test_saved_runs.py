@@ -37,7 +37,7 @@ def test_a_run_written_by_9912cdd_shows_on_the_dashboard_and_resumes(tmp_path, c
     args += ["--precision", "fp32", "--keep-checkpoints", "1", "--storage", str(root), "--name", NAME, "--local"]
     completed = train(*args)
     assert completed.returncode == 0, completed.stderr[-3000:]
-    assert "resumed on 1 worker(s) at epoch 2, global batch 0" in completed.stdout + completed.stderr
+    assert "resumed on 1 worker(s) at the start of epoch 2" in completed.stdout + completed.stderr
     records = epoch_records((root / NAME / "metrics.jsonl").read_text())
     assert [record["epoch"] for record in records] == [1, 2]
     assert {key: records[1][key] for key in RESUMED_BY_9912CDD} == pytest.approx(RESUMED_BY_9912CDD, abs=1e-4)

@@ -1,0 +1,115 @@
+"""The documentation site's generated pages are current and complete: every command and flag from the parser, every
+declared training option, every exported API name, every registered model with its exact count and every field of
+the run's records; and the pictures' captures draw what the driver and the dashboard draw."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib.util
+import re
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+CONTENT = DOCS / "content"
+
+
+def docs_module(name: str) -> ModuleType:
+    """``docs/<name>.py``, which is a script beside the pages, not part of the package."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, DOCS / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_generated_page_is_current() -> None:
+    """A flag, option, model, record field or API name changed without ``make docs`` fails here (and in CI's
+    ``docs/generate.py --check``)."""
+    stale = [path.name for path, text in docs_module("generate").generated_pages().items() if path.read_text() != text]
+    assert not stale, f"stale generated pages: {stale}; run `make docs`"
+
+
+def test_the_commands_page_has_every_flag_of_every_command() -> None:
+    from densenet_ray.cli import build_parser
+    from densenet_ray.cli.reference import commands
+
+    page = (CONTENT / "reference" / "commands.md").read_text()
+    for path, parser in commands(build_parser()):
+        group = any(isinstance(action, argparse._SubParsersAction) for action in parser._actions)
+        assert group or f"`{path}`" in page, path  # a group's subcommands carry its flags
+        for action in parser._actions:
+            for flag in set(action.option_strings) - {"-h", "--help"}:
+                assert f"`{flag}`" in page, f"{path} {flag}"
+
+
+def test_the_options_page_has_every_declared_option_with_its_key_and_help() -> None:
+    from densenet_ray.train.config.options import training_options
+
+    page = (CONTENT / "reference" / "options.md").read_text()
+    for option in training_options():
+        row = next((line for line in page.splitlines() if f"`{option.declaration.group}.{option.key}`" in line), "")
+        assert f"`{option.flag}`" in row and option.declaration.help.split("(")[0][:40] in row, option.name
+
+
+def test_the_api_page_documents_every_name_the_package_exports() -> None:
+    import densenet_ray
+
+    page = (CONTENT / "reference" / "api.md").read_text()
+    assert set(densenet_ray._EXPORTS) | {"__version__"} == set(densenet_ray.__all__)
+    for name, module in densenet_ray._EXPORTS.items():
+        assert f"::: {module}.{name}\n" in page, name
+
+
+def test_the_models_page_has_every_registered_model_with_its_exact_parameter_count() -> None:
+    from densenet_ray.models.profile import profile_model
+    from densenet_ray.models.registry import list_models
+
+    page = (CONTENT / "models.md").read_text()
+    for name in list_models():
+        row = next(line for line in page.splitlines() if line.startswith(f"| `{name}` |"))
+        assert f"| {profile_model(name).params:,} |" in row, name
+    assert "| `densenet_bc100_k12` | 5.92 | 4.51 | 24.15 | 22.27 | 1.76 | paper Table 2 |" in page
+
+
+def test_the_files_page_has_every_field_of_every_record() -> None:
+    from densenet_ray.data.manifest import Manifest, ShardInfo
+    from densenet_ray.train.run import record_shapes
+
+    page = (CONTENT / "reference" / "files.md").read_text()
+    shapes = [Manifest, ShardInfo] + [
+        getattr(record_shapes, name) for name in dir(record_shapes) if name.endswith("Record")
+    ]
+    for shape in shapes:
+        for field in dataclasses.fields(shape):
+            assert re.search(rf"^\| `{field.name}` \|", page, re.MULTILINE), f"{shape.__name__}.{field.name}"
+
+
+def test_the_terminal_picture_draws_the_epoch_lines_and_the_drivers_own_bar() -> None:
+    from densenet_ray.train.run.directory import ProgressRecord
+
+    pictures = docs_module("pictures")
+    lines = ["started on 2 worker(s) at the start of epoch 1"]
+    lines.append("epoch 2 [7/50]: loss 2.1, 150.0 img/s, epoch ETA 0.1 min")
+    lines.append("epoch 1/6: loss 2.3876, test error 90.00 % (best 90.00 %), 185.4 img/s, ETA 0.2 min")
+    report = ProgressRecord(epoch=2, batch=25, batches=50, loss=2.1638, images_per_s=172.6, eta_seconds=6.0, time=0)
+    text = pictures.terminal_capture(lines, report).export_text()
+    assert "started on 2 worker(s)" in text and "epoch 1/6: loss 2.3876" in text
+    assert "[7/50]" not in text  # in a terminal the in-epoch lines are the bar
+    assert re.search(r"epoch 2 [━╺╸]+ +25/50 172\.6 img/s  loss 2\.1638  ETA 0:06", text), text
+
+
+@pytest.mark.parametrize("run", ["run-from-9912cdd"])
+def test_the_dashboard_picture_shows_a_saved_run_from_storage(run: str) -> None:
+    runs = Path(__file__).resolve().parents[1] / "fixtures" / "runs"
+    console = docs_module("pictures").dashboard_capture([str(runs)])
+    text = console.export_text()
+    assert "Training runs" in text and run in text
+    assert "<svg" in console.export_svg(title="densenet-ray dashboard")
