@@ -1,6 +1,6 @@
 """The documentation's pictures, from small real runs on the committed CIFAR-10 slice (``make docs`` runs it).
 
-One training run (DenseNet-BC L=22, 2 Ray workers, 6 epochs) gives the terminal as it looked in the middle of an epoch
+One training run (DenseNet-BC L=40, 2 Ray workers, 6 epochs) gives the terminal as it looked in the middle of an epoch
 (the epoch lines and the progress bar, an SVG of rich's own rendering), the dashboard at that moment (its storage
 view), the training curves (``densenet-ray plot``) and the confusion matrix (``densenet-ray evaluate --per-class
 --plot``). A two-epoch ``tune wide`` sweep gives the Pareto plot (``densenet-ray tune show --plot``) and the
@@ -64,7 +64,8 @@ class MidEpochCapture:
                 report = RunDirectory(self.run_url).progress()
             except Exception:  # noqa: BLE001 - not written yet
                 continue
-            if report is not None and report.epoch >= 3 and report.batch >= report.batches // 3:
+            shown = any(line.startswith(f"epoch {report.epoch - 1}/") for line in self.lines) if report else False
+            if report and report.epoch >= 3 and report.images_per_s and report.batch >= report.batches // 3 and shown:
                 self.terminal = terminal_capture(self.lines, report)
                 self.dashboard = dashboard_capture([self.storage])
                 return
@@ -107,16 +108,16 @@ def train(shards: str, runs: str, lines: list[str]) -> tuple[str, MidEpochCaptur
 
     config = dr.TrainConfig(
         data=shards,
-        depth=22,
+        depth=40,
         epochs=6,
         workers=2,
         batch_size=8,
         loader_workers=1,
         lr_schedule="cosine",
         storage=runs,
-        name="bc22-slice",
+        name="bc40-slice",
     )
-    capture = MidEpochCapture(f"{runs}/bc22-slice", runs, lines)
+    capture = MidEpochCapture(f"{runs}/bc40-slice", runs, lines)
     capture.thread.start()
     result = dr.fit(config, local=True, print_line=lines.append)
     capture.stop.set()

@@ -241,6 +241,7 @@ def plot(rows: list[TrialRow], path: str, title: str) -> None:
         for place, (x, y, row) in enumerate(sorted(zip(xs, ys, measured, strict=True), key=lambda point: point[0])):
             offset = (4, 5) if place % 2 == 0 else (4, -12)
             axis.annotate(row.label, (x, y), textcoords="offset points", xytext=offset, fontsize=8)
+        axis.margins(x=0.12, y=0.15)  # room for the labels of the points at the edges
         axis.set_xlabel(label)
         axis.set_ylabel("test error (%)")
         axis.grid(alpha=0.3)

@@ -99,7 +99,8 @@ def _slice_images(out: Path) -> list[Path]:
 def placed(command: str, workspace: dict[str, str]) -> str:
     """The command with the pages' placeholders replaced by the workspace's real things."""
     run, home = workspace["run"], workspace["home"]
-    command = command.replace("checkpoint_...", "checkpoint_*")
+    checkpoint = sorted(path.name for path in Path(run).glob("checkpoint_2*"))[-1]
+    command = command.replace("checkpoint_...", checkpoint)
     command = re.sub(r"\bRUN\d?\b", run, command)
     command = re.sub(r"\bNAME\b", Path(run).name, command)
     command = re.sub(r"\bDIR2\b", f"{home}/runs2", command)
@@ -109,11 +110,12 @@ def placed(command: str, workspace: dict[str, str]) -> str:
 @pytest.mark.slow
 @pytest.mark.integration
 def test_every_command_the_pages_show_that_needs_no_cluster_runs(workspace: dict[str, str]) -> None:
-    failures = []
+    failures, ran = [], set()
     for page, command in doc_commands():
-        if reason_not_run(command) is not None:
-            continue
         shell = placed(command, workspace)
+        if reason_not_run(command) is not None or shell in ran:  # several pages show some commands
+            continue
+        ran.add(shell)
         done = subprocess.run(
             ["bash", "-o", "pipefail", "-c", shell],
             cwd=workspace["work"],

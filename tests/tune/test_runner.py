@@ -14,7 +14,7 @@ import pytest
 
 from tests.train.run_helpers import epoch_records
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.usefixtures("module_cluster")]
 
 SMALL = ["--epochs", "1", "--limit-train-batches", "2", "--limit-eval-batches", "1", "--batch-size", "16"]
 SMALL += ["--loader-workers", "0"]
