@@ -165,9 +165,9 @@ def api_block() -> str:
 
     lines = []
     for name, module in densenet_ray._EXPORTS.items():
-        lines += [f"## `dr.{name}`", "", f"::: {module}.{name}"]
+        lines += [f"::: {module}.{name}"]
         if name == "TrainConfig":  # its fields are the training options, listed on their own page
-            lines += ["    options:", "      members: false", "      show_root_heading: false"]
+            lines += ["    options:", "      members: false"]
         lines.append("")
     return "\n".join(lines)
 
