@@ -7,8 +7,7 @@ import json
 from typing import Any
 
 from densenet_ray.errors import UserError
-from densenet_ray.train.checkpoint.trained import WEIGHTS, WHICH
-from densenet_ray.train.config.choices import DATASETS, PRECISIONS
+from densenet_ray.train.config.choices import DATASETS, PRECISIONS, WEIGHTS, WHICH
 
 
 def add_parser(groups: argparse._SubParsersAction) -> None:

@@ -8,7 +8,7 @@ import os
 from typing import Any
 
 from densenet_ray.cli.evaluate import add_model_choice
-from densenet_ray.models.export import FORMATS, SUFFIXES
+from densenet_ray.models.formats import FORMATS, SUFFIXES
 
 TOLERANCE = 1e-4  # the exported file's logits against PyTorch's, fp32
 

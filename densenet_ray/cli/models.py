@@ -8,8 +8,6 @@ import json
 from rich.console import Console
 from rich.table import Table
 
-from densenet_ray.models import get_entry, list_models, profile_model, resolve_config
-
 
 def add_parser(groups: argparse._SubParsersAction) -> None:
     """Mount ``models`` and ``models show`` on the top-level parser."""
@@ -27,6 +25,8 @@ def add_parser(groups: argparse._SubParsersAction) -> None:
 
 def model_rows() -> list[dict]:
     """One dictionary per registered model: name, form, depth, k, classes, params, macs and the rest of its config."""
+    from densenet_ray.models import get_entry, list_models, profile_model  # PyTorch: only when the command runs
+
     rows = []
     for name in list_models():
         entry = get_entry(name)
@@ -89,6 +89,8 @@ def list_command(args: argparse.Namespace) -> int:
 
 
 def show_command(args: argparse.Namespace) -> int:
+    from densenet_ray.models import get_entry, profile_model, resolve_config
+
     entry = get_entry(args.name)
     config = resolve_config(args.name, num_classes=args.num_classes, memory_efficient=args.memory_efficient or None)
     profile = profile_model(config)

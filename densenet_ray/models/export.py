@@ -25,16 +25,9 @@ import torch
 from torch import nn
 
 from densenet_ray.errors import UserError
+from densenet_ray.models.formats import FORMATS
 from densenet_ray.paths import atomic_path
 
-FORMATS = ("state_dict", "safetensors", "torchscript", "exported-program", "onnx")
-SUFFIXES = {
-    "state_dict": ".pth",
-    "safetensors": ".safetensors",
-    "torchscript": ".pt",
-    "exported-program": ".pt2",
-    "onnx": ".onnx",
-}
 WEIGHTS_ONLY = ("state_dict", "safetensors")  # loaded into a network the caller builds
 ONNX_EXTRA = "pip install 'densenet-ray[onnx]'"
 Runner = Callable[[torch.Tensor], torch.Tensor]

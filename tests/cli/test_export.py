@@ -14,7 +14,8 @@ from PIL import Image
 from densenet_ray.cli import main
 from densenet_ray.data.transforms import for_dataset
 from densenet_ray.models import create_model
-from densenet_ray.models.export import FORMATS, SUFFIXES, WEIGHTS_ONLY, load_export
+from densenet_ray.models.export import WEIGHTS_ONLY, load_export
+from densenet_ray.models.formats import FORMATS, SUFFIXES
 from densenet_ray.train.checkpoint.trained import load_trained
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -39,3 +39,21 @@ def test_train_and_tune_share_the_training_flags() -> None:
             tune[flag].dest,
         )
     assert tune["--workers-per-trial"].dest == "workers" and "--name" in tune and "--local" in train
+
+
+def test_the_parser_imports_neither_torch_nor_ray_so_help_is_instant() -> None:
+    """``densenet-ray --help`` took 3.6 s when building the parser imported PyTorch (for the export formats, the
+    checkpoint choices and the model registry); each command imports what it needs when it runs."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from densenet_ray.cli import build_parser\n"
+        "build_parser()\n"
+        "assert not {'torch', 'torchvision', 'ray'} & set(sys.modules), sorted(sys.modules)\n"
+        "import densenet_ray.models as models\n"
+        "assert 'torch' not in sys.modules and models.list_models()[0] == 'densenet40_k12'\n"
+    )
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stderr[-2000:]

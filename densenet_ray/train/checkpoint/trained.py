@@ -17,12 +17,9 @@ from densenet_ray.errors import DataError, UserError
 from densenet_ray.paths import absolute_location
 from densenet_ray.train.checkpoint.state import saved_config
 from densenet_ray.train.checkpoint.weights import load_checkpoint, load_initial_weights, state_dict_of
-from densenet_ray.train.config.choices import NUM_CLASSES
+from densenet_ray.train.config.choices import NUM_CLASSES, WEIGHTS, WHICH
 from densenet_ray.train.config.resolved import ARCHITECTURE_KEYS
 from densenet_ray.train.run.directory import SNAPSHOT_FILE, RunDirectory, flat_options
-
-WHICH = ("last", "best")
-WEIGHTS = ("ema", "raw")
 
 
 @dataclass

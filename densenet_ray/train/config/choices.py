@@ -23,4 +23,6 @@ DEFAULT_MODEL = {"cifar10": "densenet_bc100_k12", "cifar100": "densenet_bc100_k1
 DEFAULT_MODEL.update(imagenet="densenet121", images="densenet121")  # images: BC-100 for small images (dataset_fit)
 DEFAULT_BATCH = {"cifar10": 64, "cifar100": 64, "svhn": 64, "imagenet": 256, "images": 64}
 DEFAULT_EPOCHS = {"cifar10": 300, "cifar100": 300, "svhn": 40, "imagenet": 90, "images": 30}
+WHICH = ("last", "best")  # which checkpoint of a run: the last committed, or the one with the lowest test error
+WEIGHTS = ("ema", "raw")  # which weights of a checkpoint: the moving average (--ema runs) or the trained ones
 EVAL_SPLIT = {"cifar10": "test", "cifar100": "test", "svhn": "test", "imagenet": "val", "images": "test"}
