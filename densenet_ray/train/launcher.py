@@ -10,6 +10,7 @@ line with the worker's own exception and rank, the full traceback in the run's `
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -22,7 +23,7 @@ from densenet_ray.errors import Interrupted, RunFailed
 from densenet_ray.ray_session import ClusterNeeds, RayOptions, ray_session
 from densenet_ray.train.config.resolved import ResolvedConfig
 from densenet_ray.train.progress.follow import Follower, LineDisplay
-from densenet_ray.train.run.directory import RunDirectory, clean_up, record_from_metrics
+from densenet_ray.train.run.directory import PreemptionRecord, RunDirectory, clean_up, record_from_metrics
 from densenet_ray.train.run.preflight import check_run, claim_run
 from densenet_ray.train.run.ray_storage import ray_storage
 
@@ -153,8 +154,12 @@ def _fit(config: ResolvedConfig, callbacks: Sequence[Any], run: RunDirectory) ->
     try:
         return _trainer(config, callbacks).fit()
     except PreemptionError as error:
-        raise RunFailed(preempted_line(error, config)) from error
+        info = error.preemption_info
+        raise RunFailed(preempted_line(info.preempted_node_ids, info.preempted_ranks, config)) from error
     except TrainingFailedError as error:
+        ranks = preempted_ranks(error)
+        if ranks:  # a reclaim Ray reports as a worker failure: charged to the preemption budget all the same
+            raise RunFailed(preempted_line(notice_nodes(run, ranks), ranks, config)) from error
         raise RunFailed(failure_line(error, run)) from error
     except SystemExit as stop:  # Ctrl+C: Ray Train's SIGINT handler aborts the run and Ray's driver exits
         if threading.current_thread() is not threading.main_thread():
@@ -165,13 +170,29 @@ def _fit(config: ResolvedConfig, callbacks: Sequence[Any], run: RunDirectory) ->
         ) from stop
 
 
-def preempted_line(error: Any, config: ResolvedConfig) -> str:
+def preempted_ranks(error: BaseException) -> list[int]:
+    """The ranks whose worker died with its node's reclaim. Ray reports an announced preemption as a
+    ``PreemptionError``, but a reclaim its controller had not yet polled as a worker group failure whose health check
+    wraps a ``RayActorError`` with ``preempted`` set, and charges both to ``--max-preemption-failures``."""
+    failures = dict(getattr(error, "worker_failures", None) or {})
+    died = {rank: getattr(failure, "health_check_failure", failure) for rank, failure in failures.items()}
+    return sorted(rank for rank, cause in died.items() if getattr(cause, "preempted", False) is True)
+
+
+def notice_nodes(run: RunDirectory, ranks: list[int]) -> list[str]:
+    """The nodes the run's last preemption notice named for any of ``ranks`` (empty when it recorded none)."""
+    with contextlib.suppress(StorageError, OSError, ValueError):
+        notices = [record for record in run.records() if isinstance(record, PreemptionRecord)]
+        return next((notice.nodes for notice in reversed(notices) if set(notice.ranks) & set(ranks)), [])
+    return []
+
+
+def preempted_line(nodes: Sequence[str], ranks: Sequence[int], config: ResolvedConfig) -> str:
     """One line for a run that a preemption ended: ``--max-preemption-failures`` allowed no more resumes."""
-    info = error.preemption_info
-    nodes = ", ".join(node[:12] for node in info.preempted_node_ids) or "?"
+    shown = ", ".join(node[:12] for node in nodes) or "?"
     allowed, name = config.options.max_preemption_failures, config.options.name
     return (
-        f"run {name} ended: node(s) {nodes} (rank(s) {', '.join(map(str, info.preempted_ranks))}) were preempted "
+        f"run {name} ended: node(s) {shown} (rank(s) {', '.join(map(str, ranks))}) were preempted "
         f"and --max-preemption-failures {allowed} allows no more resumes; its checkpoint is saved: rerun with "
         f"--name {name} to resume it"
     )

@@ -104,3 +104,31 @@ def test_no_preemption_allowed_ends_the_run_in_one_line(cifar_shards, tmp_path) 
     assert len(lines) == 1 and lines[0].startswith("error: run nospot ended: node(s) "), stderr[-3000:]
     assert "were preempted and --max-preemption-failures 0 allows no more resumes" in lines[0]
     assert any(r.get("preempted") for r in _records(metrics))  # its notice's checkpoint is there to resume from
+
+
+def test_a_reclaim_ray_reports_as_a_worker_failure_still_ends_in_the_preempted_line(tmp_path) -> None:
+    """Ray raises a ``PreemptionError`` for a notice its controller polled, but a ``WorkerGroupError`` whose health
+    check wraps a preempted ``RayActorError`` when the node went first (seen once in three CI runs of the test
+    above); both are charged to ``--max-preemption-failures``, and both end in the same line, naming the notice's
+    node."""
+    from ray.exceptions import RayActorError
+    from ray.train.v2._internal.exceptions import WorkerHealthCheckFailedError
+    from ray.train.v2.api.exceptions import WorkerGroupError
+
+    from densenet_ray.train.config.options import TrainConfig
+    from densenet_ray.train.config.resolved import ResolvedConfig
+    from densenet_ray.train.launcher import notice_nodes, preempted_line, preempted_ranks
+    from densenet_ray.train.run.directory import PreemptionRecord, RunDirectory
+
+    reclaimed = WorkerHealthCheckFailedError("A worker health check failed.", RayActorError(preempted=True))
+    crashed = WorkerHealthCheckFailedError("A worker health check failed.", RayActorError(preempted=False))
+    error = WorkerGroupError("worker errors", {0: reclaimed, 1: RuntimeError("connection reset by peer")})
+    assert preempted_ranks(error) == [0]
+    assert preempted_ranks(WorkerGroupError("worker errors", {0: crashed})) == []  # a crash stays a failure
+    run = RunDirectory(str(tmp_path / "nospot"))
+    run.append(PreemptionRecord(epoch=1, step=14, nodes=["a4f8a529fc1d5e6f"], ranks=[0], deadline=0.0))
+    assert notice_nodes(run, [0]) == ["a4f8a529fc1d5e6f"] and notice_nodes(run, [1]) == []
+    config = ResolvedConfig(options=TrainConfig(name="nospot", max_preemption_failures=0))
+    line = preempted_line(notice_nodes(run, [0]), [0], config)
+    assert line.startswith("run nospot ended: node(s) a4f8a529fc1d (rank(s) 0) were preempted and ")
+    assert "--max-preemption-failures 0 allows no more resumes" in line
