@@ -26,6 +26,17 @@ BIN = Path(sys.executable).parent
 LOOPBACK = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 
 
+# Ray Train's controller polls its workers every RAY_TRAIN_HEALTH_CHECK_INTERVAL_S (2 s by default) and a worker's
+# report waits in a queue of one until the poll after the previous report's (ray/train/v2/_internal/execution/
+# context.py, ``_wait_then_report``): a tiny run that checkpoints every few steps spends most of its time waiting
+# (a 2-epoch test run: 32.5 s at 2 s, 18.5 s at 0.25 s; 2 cores). The suite polls at FAST_TRAIN_POLL (Ray passes
+# the setting from the driver to the controller and the workers); a test that times a run against a clock (a
+# preemption deadline, a node lost mid-epoch, a dashboard that must see a run while it runs) sets DEFAULT_TRAIN_POLL.
+TRAIN_POLL_VARIABLE = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"
+FAST_TRAIN_POLL = {TRAIN_POLL_VARIABLE: "0.5"}
+DEFAULT_TRAIN_POLL = {TRAIN_POLL_VARIABLE: "2"}
+
+
 # Ray's default ports (GCS, dashboard, client server, the dashboard agent's HTTP port): a test's free port that is one
 # of them makes `ray start` refuse ("trying to use a port number 52365 that is used by other components").
 RAY_DEFAULT_PORTS = frozenset({6379, 8265, 10001, 52365})
@@ -136,6 +147,20 @@ def stop_head(process: subprocess.Popen, grace: float = 3) -> None:
     process.wait()
 
 
+def reclaim_node(process: subprocess.Popen) -> None:
+    """Every process of a node frozen (SIGSTOP), then killed (SIGKILL), as a reclaimed spot instance vanishes: none
+    reports its end, so the GCS finds the node dead by its health check and, the node being drained for preemption
+    past its deadline, records the death as a preemption (``AUTOSCALER_DRAIN_PREEMPTED``, ray
+    src/ray/gcs/gcs_node_manager.cc, ``InferDeathInfo``). A raylet that outlives its agent by a moment reports its
+    own end first ("dashboard_agent failed"), an unexpected termination Ray Train charges to ``--max-failures``."""
+    family = (process.pid, *_descendants(process.pid))
+    for sent in (signal.SIGSTOP, signal.SIGKILL):
+        for pid in family:
+            with suppress(ProcessLookupError):
+                os.kill(pid, sent)
+    process.wait()
+
+
 def _running(pid: int) -> bool:
     """Alive and not a zombie: an exited process whose parent died stays in /proc until a reaper collects it, and
     in a container without an init process nobody might."""
@@ -146,13 +171,13 @@ def _running(pid: int) -> bool:
 
 
 @contextmanager
-def recorded_local_head(tmp_path: Path, num_cpus: int = 2) -> Iterator[tuple[Head, dict[str, str]]]:
+def recorded_local_head(tmp_path: Path, num_cpus: int = 2, **env: str) -> Iterator[tuple[Head, dict[str, str]]]:
     """A head recorded as this machine's live cluster in a private Ray temp directory: yields it with the
     environment (``RAY_TMPDIR``) under which a run with no RAY_ADDRESS finds it and uses it, as ``ray.init()`` would.
-    The temp root is short because unix socket paths have a length limit."""
+    The temp root is short because unix socket paths have a length limit. ``env``: more of the head's environment."""
     root = Path(tempfile.mkdtemp(prefix="rs", dir="/tmp"))
     try:
-        with ray_head(tmp_path, num_cpus=num_cpus, temp_dir=root / "ray", **LOOPBACK) as head:
+        with ray_head(tmp_path, num_cpus=num_cpus, temp_dir=root / "ray", **LOOPBACK, **env) as head:
             recorded = root / "ray" / "ray_current_cluster"  # written just after the dashboard starts answering
             deadline = time.monotonic() + 60
             while not recorded.exists():

@@ -63,6 +63,18 @@ def ray_auth_token(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         yield path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def fast_train_poll() -> Iterator[None]:
+    """Ray Train's controller polls every 0.5 s instead of 2 s in every run, head and job the suite starts
+    (tests.cluster_helpers.FAST_TRAIN_POLL says why); set before any Ray head, which passes it to its workers."""
+    from tests.cluster_helpers import FAST_TRAIN_POLL
+
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in FAST_TRAIN_POLL.items():
+            patch.setenv(name, value)
+        yield
+
+
 FIXTURE_TAR = Path(__file__).resolve().parent / "fixtures" / "cifar10-train-slice.tar"
 
 

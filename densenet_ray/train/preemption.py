@@ -55,27 +55,26 @@ class PreemptionWatch:
         self.step_seconds = 0.0
         self.checkpoint_seconds = 0.0  # what the notice's checkpoint took: the final one needs as long
         self.longest_gap = 0.0  # the most time between two calls (an epoch's end, with its evaluation, included)
-        self._last, self._timed = time.perf_counter(), 0  # the clock for step times, and the steps it timed
+        self._last = time.perf_counter()  # the last check (or the start): the steps since took the time since
         self._previous: float | None = None
-
-    def new_epoch(self) -> None:
-        """Step times leave out what came between epochs (evaluation, the loader's start)."""
-        self._last, self._timed = time.perf_counter(), 0
 
     def after_step(self) -> Action:
         now = time.perf_counter()
         if self._previous is not None:
             self.longest_gap = max(self.longest_gap, now - self._previous)
         self._previous = now
-        self.since, self._timed = self.since + 1, self._timed + 1
+        self.since += 1
         first = False
         if self.since >= self.every:  # checks go on after a notice: another node may be drained, sooner
-            self.step_seconds = (now - self._last) / self._timed
+            # Wall time per step, what came between epochs included (evaluation, the epoch's report waiting for the
+            # controller's poll): left out, short epochs with long ends spaced the checks many times 2 s apart and
+            # a notice could come too late for its checkpoint. Counted, a long evaluation only brings one more check.
+            self.step_seconds = (now - self._last) / self.since
             notice = self._check()
             first = notice is not None and self.notice is None
             self.notice = merged(self.notice, notice)
             self.every = self._agree(max(1, round(CHECK_INTERVAL_S / max(self.step_seconds, 1e-6))))
-            self.since, self._timed, self._last = 0, 0, time.perf_counter()
+            self.since, self._last = 0, time.perf_counter()
         if first:
             return Action.NOTICE
         return Action.FINAL if self.notice is not None and self._deadline_near() else Action.NONE

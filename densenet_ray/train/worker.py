@@ -198,7 +198,6 @@ class WorkerLoop:
         )
         warm: dict[str, float] = {}
         started = time.perf_counter()
-        self.preemption.new_epoch()
         for listener in (self.progress, self.tracking):
             if listener is not None:
                 listener.new_epoch()

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from densenet_ray.dashboard.poll import Poller
-from tests.cluster_helpers import BIN, ray_env, ray_head
+from tests.cluster_helpers import BIN, DEFAULT_TRAIN_POLL, ray_env, ray_head
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,7 +50,8 @@ def test_dashboard_follows_a_live_clusters_job_run_and_sweep(cifar_shards, tmp_p
     sweep += ["--storage", str(sweeps), "--name", "lr-sweep"]
     failing = ["python", "-c", "import sys; sys.exit('bad config: --depth 7 is not 3n+4')"]
 
-    with ray_head(tmp_path, num_cpus=4, RAY_TRAIN_ENABLE_STATE_TRACKING="1") as head:
+    # Ray Train's default poll paces the runs, so the dashboard sees them running.
+    with ray_head(tmp_path, num_cpus=4, RAY_TRAIN_ENABLE_STATE_TRACKING="1", **DEFAULT_TRAIN_POLL) as head:
         _submit(head, "train-1", train + common, {"env_vars": {"AWS_SECRET_ACCESS_KEY": SECRETS[0]}})
         _submit(head, "sweep-1", sweep + common)
         _submit(head, "broken-1", failing)

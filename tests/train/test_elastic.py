@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster_helpers import ray_worker_node, recorded_local_head, stop_head
+from tests.cluster_helpers import DEFAULT_TRAIN_POLL, ray_worker_node, recorded_local_head, stop_head
 from tests.train.run_helpers import attempt_records, epoch_records, small_run, train_env, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -32,7 +32,9 @@ def test_a_lost_node_shrinks_the_group_and_the_run_finishes(cifar_shards, tmp_pa
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env=train_env(RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S="20", **env),  # Ray waits 60 s for the lost node
+            # Ray waits 60 s for the lost node; the default poll paces the epochs (a report a poll) so the node is
+            # lost inside epoch 2, not after it.
+            env=train_env(RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S="20", **DEFAULT_TRAIN_POLL, **env),
         )
         try:
             metrics = tmp_path / "elastic" / "metrics.jsonl"

@@ -14,12 +14,28 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster_helpers import BIN, ray_env, ray_worker_node, recorded_local_head, stop_head, worker_node_id
+from tests.cluster_helpers import (
+    BIN,
+    DEFAULT_TRAIN_POLL,
+    ray_env,
+    ray_worker_node,
+    reclaim_node,
+    recorded_local_head,
+    worker_node_id,
+)
 from tests.train.run_helpers import attempt_records, epoch_records, small_run, train_env, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 EPOCHS = 20  # of 10 steps: long enough to outlast a 30 s notice
+# Ray Train's default 2 s poll paces an epoch of this run at 2 s (a report a poll), so 20 epochs outlast the notice;
+# the watcher polls the drain state every second. Until the GCS finds the vanished node dead (its health check: 3
+# missed pings 1 s apart here, 5 missed 3 s apart by default), it still counts as ready, so Ray first asks for 2
+# workers again and waits its worker-group start timeout for a placement group that never comes (60 s by default)
+# before it starts 1: a placement group on live nodes is ready at once, so 5 s is ample.
+_PACE = {**DEFAULT_TRAIN_POLL, "RAY_TRAIN_PREEMPTION_POLL_INTERVAL_S": "1"}
+_PACE["RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"] = "5"
+_NODE_DEATH = {"RAY_health_check_period_ms": "1000", "RAY_health_check_failure_threshold": "3"}
 
 
 def _records(metrics: Path) -> list[dict]:
@@ -45,16 +61,17 @@ def _preempted_run(
     shards: str, tmp_path: Path, name: str, seconds: int, *extra: str
 ) -> tuple[subprocess.Popen, Path, float]:
     """A ``--workers 1-2`` run of 20 short epochs on a head and a worker node; the worker node is drained after epoch 1
-    with a deadline ``seconds`` away and stopped at it. Returns the ended process, the run's metrics file and the
+    with a deadline ``seconds`` away and vanishes at it. Returns the ended process, the run's metrics file and the
     deadline."""
-    with recorded_local_head(tmp_path, num_cpus=1) as (head, env), ray_worker_node(tmp_path, head.gcs_address) as node:
+    head = recorded_local_head(tmp_path, num_cpus=1, **_NODE_DEATH)
+    with head as (head, env), ray_worker_node(tmp_path, head.gcs_address) as node:
         args = small_run(shards, tmp_path, name=name, epochs=EPOCHS, depth=10, workers="1-2")
         process = subprocess.Popen(
             [sys.executable, "-m", "densenet_ray.cifar", *args, "--no-compile", *extra],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env=train_env(RAY_TRAIN_PREEMPTION_POLL_INTERVAL_S="1", RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S="20", **env),
+            env=train_env(**_PACE, **env),
         )
         try:
             metrics = tmp_path / name / "metrics.jsonl"
@@ -62,7 +79,7 @@ def _preempted_run(
             wait_for(trained, process, "epoch 1")  # drained inside epoch 2 or 3: a notice comes within a second
             deadline = _drain(head.gcs_address, worker_node_id(node), env, seconds)
             time.sleep(max(deadline - time.time(), 0))
-            stop_head(node)  # the reclaim: the node goes at its deadline
+            reclaim_node(node)  # the node vanishes at its deadline
             process.wait(timeout=600)
         finally:
             if process.poll() is None:

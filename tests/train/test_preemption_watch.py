@@ -84,11 +84,38 @@ def test_a_second_drain_with_a_sooner_deadline_is_not_missed(clock) -> None:
     assert watch.notice.deadline == pytest.approx(time.time() + 20.0, abs=1.0)
 
 
-def test_new_epoch_leaves_the_evaluation_out_of_the_step_time(clock) -> None:
+class TimedWatch(ScriptedWatch):
+    """A scripted watch that notes the clock at each check."""
+
+    def __init__(self, clock: list[float]) -> None:
+        super().__init__()
+        self.clock, self.checked_at = clock, []
+
+    def _check(self) -> Notice | None:
+        self.checked_at.append(self.clock[0])
+        return super()._check()
+
+
+def test_short_epochs_with_long_ends_are_still_checked_about_every_two_seconds(clock) -> None:
+    """Epochs of 10 steps of 0.06 s, each followed by 1.4 s of evaluation and a report that waits for the
+    controller's poll (as a tiny run's epochs on 2 CPU workers): the time between epochs counts, so the checks stay
+    about 2 s apart in wall time, not 33 steps (6.6 s) apart."""
+    watch = TimedWatch(clock)
+    watch._last = clock[0]
+    for _ in range(12):
+        _steps(watch, 10, 0.06, clock)
+        clock[0] += 1.4
+    gaps = [later - earlier for earlier, later in zip(watch.checked_at[2:], watch.checked_at[3:], strict=False)]
+    assert gaps and max(gaps) <= 2 * CHECK_INTERVAL_S, gaps
+
+
+def test_a_long_evaluation_brings_one_more_check_then_the_schedule_returns(clock) -> None:
     watch = ScriptedWatch()
     watch._last = clock[0]
     _steps(watch, 1, 0.5, clock)
+    assert watch.every == 4
     clock[0] += 60.0  # the evaluation between epochs
-    watch.new_epoch()
     _steps(watch, watch.every, 0.5, clock)
+    assert watch.every == 1  # 62 s over 4 steps: the next step is checked
+    _steps(watch, 1, 0.5, clock)
     assert watch.step_seconds == pytest.approx(0.5) and watch.every == 4
