@@ -33,8 +33,11 @@ EPOCHS = 20  # of 10 steps: long enough to outlast a 30 s notice
 # missed pings 1 s apart here, 5 missed 3 s apart by default), it still counts as ready, so Ray first asks for 2
 # workers again and waits its worker-group start timeout for a placement group that never comes (60 s by default)
 # before it starts 1: a placement group on live nodes is ready at once, so 5 s is ample.
-_PACE = {**DEFAULT_TRAIN_POLL, "RAY_TRAIN_PREEMPTION_POLL_INTERVAL_S": "1"}
-_PACE["RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"] = "5"
+_PACE = {
+    **DEFAULT_TRAIN_POLL,
+    "RAY_TRAIN_PREEMPTION_POLL_INTERVAL_S": "1",
+    "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": "5",
+}
 _NODE_DEATH = {"RAY_health_check_period_ms": "1000", "RAY_health_check_failure_threshold": "3"}
 
 
@@ -63,8 +66,8 @@ def _preempted_run(
     """A ``--workers 1-2`` run of 20 short epochs on a head and a worker node; the worker node is drained after epoch 1
     with a deadline ``seconds`` away and vanishes at it. Returns the ended process, the run's metrics file and the
     deadline."""
-    head = recorded_local_head(tmp_path, num_cpus=1, **_NODE_DEATH)
-    with head as (head, env), ray_worker_node(tmp_path, head.gcs_address) as node:
+    cluster = recorded_local_head(tmp_path, num_cpus=1, **_NODE_DEATH)
+    with cluster as (head, env), ray_worker_node(tmp_path, head.gcs_address) as node:
         args = small_run(shards, tmp_path, name=name, epochs=EPOCHS, depth=10, workers="1-2")
         process = subprocess.Popen(
             [sys.executable, "-m", "densenet_ray.cifar", *args, "--no-compile", *extra],
