@@ -35,7 +35,8 @@ def evaluate(
     ``model`` and ``dataset``; see :func:`densenet_ray.load`) on ``split`` of the shards at ``data`` (default: the
     run's shards, and its evaluation split, else ``test``). ``precision``: default the run's (``auto`` resolves for
     this machine, as training does); ``fp32`` is the exact reference. Returns ``model``, ``data``, ``split``,
-    ``precision``, ``weights``, ``checkpoint``, ``samples``, ``loss``, ``top1_error`` and ``top5_error``; with
+    ``precision``, ``weights``, ``checkpoint``, ``samples``, ``loss``, ``top1_error`` and ``top5_error`` (None for 5
+    classes or fewer, and for multi-label data); with
     ``per_class``, also ``per_class`` (a row of precision, recall, F1 and support per class), ``confusions`` (the most
     frequent ``(true, predicted, count)``) and ``confusion_matrix`` (rows: true class)."""
     from densenet_ray.train.acceleration import choose
@@ -92,8 +93,8 @@ def _loader(trained: TrainedModel, data: str, split: str, batch_size: int, loade
 
 
 def _multi_label(result: EvalStats, classes: list[str], data: str, split: str, per_class: bool) -> dict[str, Any]:
-    """Mean AUROC, mean average precision and macro F1 (``top1_error`` and ``top5_error`` are then the share of
-    images with any class wrong at 0.5); with ``per_class``, each class's row with its AUROC."""
+    """Mean AUROC, mean average precision and macro F1 (``top1_error`` is then the share of images with any class
+    wrong at 0.5); with ``per_class``, each class's row with its AUROC."""
     from densenet_ray.train.metrics import multi_label_report, multi_label_summary
 
     if not result.samples or result.outputs is None:

@@ -1,4 +1,4 @@
-"""``densenet-ray evaluate CHECKPOINT --data URL``: exact top-1/top-5 error of saved weights, in one process."""
+"""``densenet-ray evaluate CHECKPOINT --data URL``: exact top-1 (and top-5) error of saved weights, in one process."""
 
 from __future__ import annotations
 
@@ -88,7 +88,9 @@ def evaluate_command(args: argparse.Namespace) -> int:
         if "auroc" in result:  # multi-label
             figures = f"mean AUROC {result['auroc']:.4f}, mean AP {result['map']:.4f}, macro F1 {result['f1']:.4f}"
         else:
-            figures = f"top-1 error {100 * result['top1_error']:.2f} %, top-5 error {100 * result['top5_error']:.2f} %"
+            figures = f"top-1 error {100 * result['top1_error']:.2f} %"
+            if result["top5_error"] is not None:  # more than 5 classes
+                figures += f", top-5 error {100 * result['top5_error']:.2f} %"
         print(
             f"{result['model']} ({result['weights']} weights) on {result['split']} ({result['samples']} samples): "
             f"{figures}, loss {result['loss']:.4f} ({result['precision']})"

@@ -66,8 +66,9 @@ def _test_rows(final: dict[str, Any]) -> list[tuple[str, str]]:
         figures = f"{final['test_auroc']:.4f} (mAP {final['test_map']:.4f}, macro F1 {final['test_f1']:.4f})"
         rows = [("final mean AUROC", figures), ("best mean AUROC", f"{1 - final['best_test_error']:.4f}")]
         return rows + ([("EMA mean AUROC", f"{final['ema_test_auroc']:.4f}")] if "ema_test_auroc" in final else [])
+    top5 = f" (top-5 error {100 * final['test_top5_error']:.2f} %)" if "test_top5_error" in final else ""
     return [
-        ("final test error", f"{100 * final['test_error']:.2f} % (top-5 error {100 * final['test_top5_error']:.2f} %)"),
+        ("final test error", f"{100 * final['test_error']:.2f} %{top5}"),
         ("best test error", f"{100 * final['best_test_error']:.2f} %"),
         *([("EMA test error", f"{100 * final['ema_test_error']:.2f} %")] if "ema_test_error" in final else []),
     ]

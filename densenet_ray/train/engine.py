@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -15,6 +16,7 @@ from torch import nn
 
 from densenet_ray.train.profiling import DATA_WAIT
 from densenet_ray.train.recipe import BatchMixer, gradients_kept_local
+from densenet_ray.train.run.record_shapes import TOP5_CLASSES
 
 
 @dataclass
@@ -58,12 +60,13 @@ class TrainStats:
 
 @dataclass
 class EvalStats:
-    """Exact evaluation over every sample once: top-1/top-5 error and mean loss; with ``keep_outputs``, every
-    sample's logits and label (``outputs``, on the CPU, gathered from all ranks)."""
+    """Exact evaluation over every sample once: top-1 error, top-5 error (None for multi-label data and for 5
+    classes or fewer, where every label is in the top 5) and mean loss; with ``keep_outputs``, every sample's logits
+    and label (``outputs``, on the CPU, gathered from all ranks)."""
 
     loss: float
     top1_error: float
-    top5_error: float
+    top5_error: float | None
     samples: int
     outputs: tuple[torch.Tensor, torch.Tensor] | None = None
     ranking: dict[str, Any] | None = None  # multi-label: mean AUROC, mAP, F1, AUROC by class (train/metrics.py)
@@ -291,18 +294,24 @@ def evaluate_each(
     for row, (loss_sum, hits1, hits5, samples) in enumerate(totals.tolist()):
         count = max(samples, 1.0)
         outputs = _gathered(kept[row]) if keep else None  # every rank gathers, or none does
-        results.append(EvalStats(loss_sum / count, 1 - hits1 / count, 1 - hits5 / count, int(samples), outputs))
+        top5 = None if math.isnan(hits5) else 1 - hits5 / count  # NaN: some rank's logits had no top 5
+        results.append(EvalStats(loss_sum / count, 1 - hits1 / count, top5, int(samples), outputs))
     return results
 
 
 def _scored(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Each row's loss and whether it is a top-1 and a top-5 hit; multi-label (multi-hot ``labels``): the binary
-    cross entropy summed over classes, and (for both) whether every class is predicted right at probability 0.5."""
+    """Each row's loss, whether it is a top-1 hit and whether a top-5 hit (NaN where top-5 means nothing: 5 classes
+    or fewer, or multi-label data); multi-label (multi-hot ``labels``): the binary cross entropy summed over classes,
+    and whether every class is predicted right at probability 0.5."""
     if labels.dim() == 2:
         exact = ((logits >= 0) == (labels >= 0.5)).all(1)
-        return F.binary_cross_entropy_with_logits(logits, labels, reduction="none").sum(1), exact, exact
-    top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices
-    return F.cross_entropy(logits, labels, reduction="none"), top5[:, 0] == labels, (top5 == labels[:, None]).any(1)
+        losses = F.binary_cross_entropy_with_logits(logits, labels, reduction="none").sum(1)
+        return losses, exact, torch.full_like(losses, math.nan)
+    losses = F.cross_entropy(logits, labels, reduction="none")
+    if logits.shape[1] <= TOP5_CLASSES:
+        return losses, logits.argmax(1) == labels, torch.full_like(losses, math.nan)
+    top5 = logits.topk(TOP5_CLASSES, dim=1).indices
+    return losses, top5[:, 0] == labels, (top5 == labels[:, None]).any(1)
 
 
 def _gathered(parts: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -38,22 +38,26 @@ class ClassReport:
     confusions: list[tuple[str, str, int]] = field(default_factory=list)
 
 
-def _ratio(numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
-    return torch.where(denominator > 0, numerator / denominator.clamp(min=1), torch.zeros_like(numerator))
-
-
 def single_label_report(logits: torch.Tensor, labels: torch.Tensor, classes: list[str], most: int = 10) -> ClassReport:
-    """Precision, recall, F1 and support of every class, and the ``most`` most frequent confusions."""
-    from torchmetrics.functional.classification import multiclass_confusion_matrix
+    """Precision, recall, F1 and support of every class (torchmetrics', 0 where a ratio has nothing to count), and
+    the ``most`` most frequent confusions."""
+    from torchmetrics.functional.classification import (
+        multiclass_confusion_matrix,
+        multiclass_f1_score,
+        multiclass_precision,
+        multiclass_recall,
+    )
 
     count = len(classes)
-    matrix = multiclass_confusion_matrix(logits.argmax(1), labels, num_classes=count).long()
-    hits, support, predicted = matrix.diag().double(), matrix.sum(1).double(), matrix.sum(0).double()
-    precision, recall = _ratio(hits, predicted), _ratio(hits, support)
-    f1 = _ratio(2 * precision * recall, precision + recall)
+    predicted = logits.argmax(1)
+    kwargs: dict[str, Any] = {"num_classes": count, "average": None}
+    precision = multiclass_precision(predicted, labels, **kwargs)
+    recall = multiclass_recall(predicted, labels, **kwargs)
+    f1 = multiclass_f1_score(predicted, labels, **kwargs)
+    matrix = multiclass_confusion_matrix(predicted, labels, num_classes=count).long()
     rows = [
         ClassRow(name, float(p), float(r), float(f), int(s))
-        for name, p, r, f, s in zip(classes, precision, recall, f1, support, strict=True)
+        for name, p, r, f, s in zip(classes, precision, recall, f1, matrix.sum(1), strict=True)
     ]
     off = matrix.clone()
     off.fill_diagonal_(0)
@@ -65,8 +69,14 @@ def single_label_report(logits: torch.Tensor, labels: torch.Tensor, classes: lis
 def multi_label_report(
     logits: torch.Tensor, targets: torch.Tensor, classes: list[str], threshold: float = DEFAULT_THRESHOLD
 ) -> ClassReport:
-    """AUROC, average precision and precision, recall and F1 at ``threshold`` of every class."""
-    from torchmetrics.functional.classification import multilabel_auroc, multilabel_average_precision
+    """AUROC, average precision and precision, recall and F1 at ``threshold`` of every class (torchmetrics')."""
+    from torchmetrics.functional.classification import (
+        multilabel_auroc,
+        multilabel_average_precision,
+        multilabel_f1_score,
+        multilabel_precision,
+        multilabel_recall,
+    )
 
     probabilities, truth = torch.sigmoid(logits.float()), targets.round().long()
     count = len(classes)
@@ -78,10 +88,13 @@ def multi_label_report(
         precision_at = multilabel_average_precision(
             probabilities, truth, num_labels=count, average=None, thresholds=None
         )
-    predicted = probabilities >= threshold
-    hits = (predicted & (truth == 1)).sum(0).double()
-    precision, recall = _ratio(hits, predicted.sum(0).double()), _ratio(hits, positives.double())
-    f1 = _ratio(2 * precision * recall, precision + recall)
+    # Thresholded here, not by torchmetrics (which predicts above the threshold): "at least" is the tool's one rule,
+    # the one its exact-match error uses too (train/engine.py).
+    predicted = (probabilities >= threshold).long()
+    kwargs: dict[str, Any] = {"num_labels": count, "average": None}
+    precision = multilabel_precision(predicted, truth, **kwargs)
+    recall = multilabel_recall(predicted, truth, **kwargs)
+    f1 = multilabel_f1_score(predicted, truth, **kwargs)
     rows = []
     for index, name in enumerate(classes):
         kept = bool(ranked[index])

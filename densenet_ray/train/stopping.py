@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from densenet_ray.errors import UserError
-from densenet_ray.train.run.record_shapes import EpochRecord
+from densenet_ray.train.run.record_shapes import TOP5_CLASSES, EpochRecord
 
 # The epoch record's evaluated figures a run can stop on, and which way is better; the suffix says (errors and
 # losses fall, AUROC, average precision and F1 rise). Only the test figures: they are summed over all ranks, so every
@@ -55,9 +55,10 @@ def parse_early_stop(text: str) -> EarlyStop:
     return EarlyStop(metric, int(patience))
 
 
-def check_stopping(early_stop: str, ema: bool, multi_label: bool | None = None) -> None:
+def check_stopping(early_stop: str, ema: bool, multi_label: bool | None = None, classes: int | None = None) -> None:
     """``--early-stop`` names a figure this run's records will carry: ``ema_*`` needs ``--ema``; AUROC, mAP and F1
-    are multi-label figures and top-5 a single-label one (``multi_label`` None: not known yet)."""
+    are multi-label figures and top-5 a single-label one of more than 5 classes (``multi_label`` and ``classes``
+    None: not known yet)."""
     if not early_stop:
         return
     metric = parse_early_stop(early_stop).metric
@@ -67,6 +68,11 @@ def check_stopping(early_stop: str, ema: bool, multi_label: bool | None = None) 
         raise UserError(f"--early-stop {early_stop!r}: {metric} is a multi-label figure; use test_error or test_loss")
     if multi_label and metric in SINGLE_LABEL_ONLY:
         raise UserError(f"--early-stop {early_stop!r}: multi-label runs have no top-5 error; use test_auroc")
+    if classes is not None and classes <= TOP5_CLASSES and metric in SINGLE_LABEL_ONLY:
+        raise UserError(
+            f"--early-stop {early_stop!r}: top-5 error is recorded for more than {TOP5_CLASSES} classes and this data "
+            f"has {classes}; use test_error"
+        )
 
 
 def update_bests(bests: Bests, record: Mapping[str, Any]) -> Bests:

@@ -46,7 +46,7 @@ from densenet_ray.train.run.directory import (
     ProfileRecord,
     RunDirectory,
 )
-from densenet_ray.train.schedule import learning_rate
+from densenet_ray.train.schedule import learning_rate, mean_rate
 from densenet_ray.train.stopping import stop_reason, update_bests
 
 WARMUP_STEPS = 5  # steady-state throughput leaves out each epoch's first steps (allocator, loader start-up)
@@ -187,7 +187,7 @@ class WorkerLoop:
         batches = self._pipeline("train", True, epoch)
         limit = self.config.options.limit_train_batches
         steps = min(batches.total_batches, limit) if limit else batches.total_batches
-        optimizer_steps = -(-steps // self.config.options.accumulate)
+        optimizer_steps = self._optimizer_steps(batches.total_batches)
         self.step_context.set_lr = lambda index: self._set_lr(epoch, index, optimizer_steps)
         frozen = epoch < self.config.options.freeze_epochs
         recipe = self.step_context.recipe
@@ -224,7 +224,8 @@ class WorkerLoop:
         position.epoch, position.next_batch, position.history = epoch + 1, 0, ()
         steady = _steady_rate(stats, warm, started + train_seconds, self.attempt.world)
         first = self.state.optimizer.param_groups[0]
-        lr = first["lr"] / first.get("lr_scale", 1.0)  # the schedule's rate (the classifier's)
+        rate = first["lr"] / first.get("lr_scale", 1.0)  # the schedule's rate (the classifier's)
+        lr = (rate, mean_rate(self.config.options, epoch, self._optimizer_steps(batches.total_batches)))
         record = epoch_record(
             self.attempt, position, self.config.options.epochs, lr, stats, results, train_seconds, steady
         )
@@ -260,6 +261,11 @@ class WorkerLoop:
         with tempfile.TemporaryDirectory() as directory:
             save_checkpoint(self.state, self.config, self.attempt.rank, self.layout, directory)
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(directory))
+
+    def _optimizer_steps(self, batches: int) -> int:
+        """The optimizer steps of an epoch of ``batches`` batches, after --limit-train-batches and accumulation."""
+        limit = self.config.options.limit_train_batches
+        return -(-(min(batches, limit) if limit else batches) // self.config.options.accumulate)
 
     def _set_lr(self, epoch: int, index: int, steps: int) -> float:
         rate = learning_rate(self.config.options, epoch, index, steps)

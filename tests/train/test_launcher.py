@@ -341,8 +341,8 @@ def test_freeze_epochs_hold_the_backbone_then_release_it(shards, tmp_path) -> No
     assert not torch.equal(start["features.conv0.weight"], second["features.conv0.weight"])
     assert not torch.equal(start["features.norm5.running_var"], second["features.norm5.running_var"])
     records = epoch_records((tmp_path / "ft" / "metrics.jsonl").read_text())
-    # The classifier's rate: a 2-epoch step schedule drops at 50 % (epoch 1) and at 75 % (epoch 2).
-    assert [r["lr"] for r in records] == pytest.approx([1e-4, 1e-5])
+    # The classifier's rate: a 2-epoch step schedule divides at 50 % and 75 % of its 4 steps (after steps 2 and 3).
+    assert [(r["lr"], r["mean_lr"]) for r in records] == pytest.approx([(1e-3, 1e-3), (1e-5, 5.5e-5)])
 
 
 def test_multi_label_run_reports_auroc_each_epoch_as_one_process_computes_it(fixture_tar, tmp_path) -> None:
@@ -392,8 +392,9 @@ def test_explicit_bf16_autocast_and_channels_last(shards, tmp_path) -> None:
     completed = train(*args, "--precision", "bf16", "--channels-last", "--no-compile")
     assert completed.returncode == 0, completed.stderr[-3000:]
     record = json.loads((tmp_path / "fast" / "metrics.jsonl").read_text().splitlines()[-1])
-    # A 1-epoch step schedule is past both drops (50 % and 75 % of the epochs) from its first epoch: 0.1 / 100.
-    assert record["step"] == 3 and record["test_samples"] == 100 and record["lr"] == pytest.approx(0.001)
+    # A 1-epoch step schedule divides at 50 % and 75 % of its 3 steps: 0.1, 0.1, then 0.01 (not 0.001 throughout).
+    assert record["step"] == 3 and record["test_samples"] == 100
+    assert (record["lr"], record["mean_lr"]) == pytest.approx((0.01, 0.07))
     assert abs(record["loss"] - math.log(10)) < 0.35  # three steps from initialisation: still near chance
     config = yaml.safe_load((tmp_path / "fast" / "config.yaml").read_text())
     execution = config["execution"]

@@ -191,7 +191,7 @@ def resolve(options: TrainConfig, check_weights: bool = True) -> ResolvedConfig:
         **_tracking(options, root),
     )
     options.validate()  # the filled-in defaults against each other (a default batch smaller than the workers)
-    check_stopping(options.early_stop, bool(options.ema), own.multi_label if own else False)
+    check_stopping(options.early_stop, bool(options.ema), own.multi_label if own else False, num_classes)
     described = dataclasses.asdict(own) if own else {}
     config = ResolvedConfig(options, num_classes, run_url=child_url(root, name), **described)
     if check_weights:

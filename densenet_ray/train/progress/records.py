@@ -97,14 +97,15 @@ def epoch_record(
     attempt: Attempt,
     position: Position,
     epochs: int,
-    lr: float,
+    lr: tuple[float, float],
     stats: TrainStats,
     results: list[EvalStats],
     train_seconds: float,
     steady: float | None,
 ) -> dict[str, Any]:
     """The epoch's :class:`EpochRecord` (of the epoch before ``position.epoch``) as the metrics dict Ray reports (and
-    ``metrics.jsonl`` stores); ``results`` are the raw weights' evaluation and, with ``--ema``, their moving
+    ``metrics.jsonl`` stores); ``lr`` the schedule's rate at the epoch's last step and its mean over the epoch;
+    ``results`` are the raw weights' evaluation and, with ``--ema``, their moving
     average's; ``steady`` the images per second after the first steps, when the epoch had enough of them."""
     images_per_s = stats.samples * attempt.world / max(train_seconds, 1e-9)
     result, average = results[0], results[1] if len(results) > 1 else None
@@ -123,7 +124,8 @@ def epoch_record(
         ema_test_error=average.main_error if average else None,
         ema_test_top5_error=average.top5_error if average and average.ranking is None else None,
         **_ranking(result, average),
-        lr=lr,
+        lr=lr[0],
+        mean_lr=lr[1],
         images_per_s=images_per_s,
         steady_images_per_s=images_per_s if steady is None else steady,
         first_step_time=attempt.first_step_time,

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+TOP5_CLASSES = 5  # top-5 error is recorded only for more classes than this: with fewer, every label is in the top 5
+
 
 @dataclass(frozen=True)
 class EpochRecord:
@@ -20,7 +22,7 @@ class EpochRecord:
     train_error: float | None = None
     test_loss: float | None = None
     test_error: float | None = None
-    test_top5_error: float | None = None
+    test_top5_error: float | None = None  # single-label data of more than TOP5_CLASSES classes only
     best_test_error: float | None = None
     test_samples: int | None = None
     ema_test_loss: float | None = None  # the weights' moving average (``--ema``), evaluated beside the raw weights
@@ -31,7 +33,8 @@ class EpochRecord:
     test_f1: float | None = None
     test_auroc_by_class: dict[str, float | None] | None = None
     ema_test_auroc: float | None = None
-    lr: float | None = None
+    lr: float | None = None  # the schedule's rate at the epoch's last optimizer step
+    mean_lr: float | None = None  # its mean over the epoch's optimizer steps
     images_per_s: float | None = None
     steady_images_per_s: float | None = None
     first_step_time: float | None = None

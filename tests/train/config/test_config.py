@@ -169,6 +169,24 @@ def test_cifar_step_schedule_is_149_75_76() -> None:
     assert [rates.count(0.1), rates.count(pytest.approx(0.01)), rates.count(pytest.approx(0.001))] == [149, 75, 76]
 
 
+@pytest.mark.parametrize("epochs", [1, 2])
+def test_a_run_too_short_for_the_epoch_drops_divides_at_half_and_three_quarters_of_its_steps(epochs) -> None:
+    """The epoch rule would train a 1-epoch run at lr / 100 from its first step, and a 2-epoch run at lr / 10."""
+    from densenet_ray.train.schedule import mean_rate
+
+    options = resolve(TrainConfig(dataset="cifar10", epochs=epochs)).options
+    steps = 40
+    rates = [learning_rate(options, epoch, index, steps) for epoch in range(epochs) for index in range(steps)]
+    total = epochs * steps
+    assert rates == pytest.approx([0.1] * (total // 2) + [0.01] * (total // 4) + [0.001] * (total // 4))
+    assert mean_rate(options, 0, steps) == pytest.approx(sum(rates[:steps]) / steps)
+
+
+def test_three_epochs_keep_the_epoch_rule() -> None:
+    options = resolve(TrainConfig(dataset="cifar10", epochs=3)).options
+    assert [learning_rate(options, epoch, 5, 10) for epoch in range(3)] == pytest.approx([0.1, 0.01, 0.001])
+
+
 def test_imagenet_step_and_cosine() -> None:
     step = resolve(TrainConfig(dataset="imagenet", workers=4, data="/no/data")).options
     assert [learning_rate(step, e, 0, 10) for e in (0, 29, 30, 60)] == pytest.approx([0.1, 0.1, 0.01, 0.001])
