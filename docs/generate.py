@@ -40,6 +40,7 @@ def _cell(text: object) -> str:
 
 def options_block() -> str:
     """A table per ``config.yaml`` group: the flag and YAML key, type, default, range, and what the option is."""
+    from densenet_ray.cli.train_options import option_flags
     from densenet_ray.train.config.declaration import GROUPS, default_text
     from densenet_ray.train.config.options import training_options
 
@@ -71,7 +72,8 @@ def options_block() -> str:
             )
             text = declaration.help + "".join(f"; {note}" for note in notes if note)
             default = default_text(option).removeprefix("default: ")
-            lines.append(f"| `{option.flag}` | `{group}.{option.key}` | {kind} | {_cell(default)} | {_cell(text)} |")
+            flags = ", ".join(f"`{flag}`" for flag, _ in option_flags(option))  # the flags the parser has
+            lines.append(f"| {flags} | `{group}.{option.key}` | {kind} | {_cell(default)} | {_cell(text)} |")
     return "\n".join(lines).strip() + "\n"
 
 
@@ -112,16 +114,39 @@ def _type_name(annotation: object) -> str:
 
 
 def _field_notes(cls: type) -> dict[str, str]:
-    """Each field's description: its trailing ``#`` comment, else its ``name: text`` line in the docstring."""
-    notes: dict[str, str] = {}
+    """Each field's description: its meaning below (``FIELD_MEANINGS``) and its trailing ``#`` comment, else its
+    ``name: text`` entry in the docstring's ``Attributes:`` section."""
+    comments: dict[str, str] = {}
     for line in inspect.getsource(cls).splitlines():
         match = re.match(r"\s+(\w+): [^#]+#\s*(.+)$", line)
         if match:
-            notes[match.group(1)] = match.group(2).strip()
-    docstring = inspect.getdoc(cls) or ""
-    for match in re.finditer(r"^\s*(\w+): (.+(?:\n\s{4,}.+)*)", docstring, re.MULTILINE):
-        notes.setdefault(match.group(1), " ".join(match.group(2).split()))
+            comments[match.group(1)] = match.group(2).strip()
+    attributes = _docstring_attributes(inspect.getdoc(cls) or "")
+    meanings = FIELD_MEANINGS.get(cls.__name__, {})
+    notes = {}
+    for item in dataclasses.fields(cls):
+        parts = [meanings.get(item.name, ""), comments.get(item.name, "")]
+        notes[item.name] = "; ".join(part for part in parts if part) or attributes.get(item.name, "")
     return notes
+
+
+def _docstring_attributes(docstring: str) -> dict[str, str]:
+    """``name: text`` entries of a Google-style ``Attributes:`` section, each with its more-indented continuation
+    lines (and none of the next entry's)."""
+    _, found, section = docstring.partition("Attributes:\n")
+    entries: dict[str, str] = {}
+    name, indent = None, 0
+    for line in section.splitlines() if found else []:
+        depth = len(line) - len(line.lstrip())
+        if name and line.strip() and depth > indent:
+            entries[name] += " " + line.strip()
+            continue
+        match = re.match(r"(\s+)(\w+): (.+)$", line)
+        if not match:
+            break  # the section ends at its first line that is neither an entry nor a continuation
+        name, indent = match.group(2), len(match.group(1))
+        entries[name] = match.group(3).strip()
+    return {name: text.removesuffix(".") for name, text in entries.items()}
 
 
 def schema_table(cls: type) -> str:
@@ -140,6 +165,112 @@ def schema_table(cls: type) -> str:
         note = _cell(notes.get(item.name, ""))
         lines.append(f"| `{item.name}` | `{_cell(_type_name(hints[item.name]))}` | {default} | {note} |")
     return "\n".join(lines) + "\n"
+
+
+_TIME = "when the record was written, in seconds since the Unix epoch"
+_STEP = "batches each rank has trained on since the run began (the step TensorBoard's curves are drawn at)"
+
+# What each record field means, read from the code that fills it (``train/progress/records.py``, ``train/worker.py``,
+# ``train/profiling.py``); a field's own ``#`` comment in ``record_shapes.py`` is added after it. A field with no
+# meaning here or there fails ``tests/docs/test_pages.py``.
+FIELD_MEANINGS: dict[str, dict[str, str]] = {
+    "EpochRecord": {
+        "epoch": "epochs done, this one included (1-indexed: the first epoch's record says 1)",
+        "epochs": "the run's `--epochs`",
+        "step": _STEP,
+        "loss": "mean training loss over rank 0's batches of the epoch (after a mid-epoch resume, those since it)",
+        "train_error": "the share of rank 0's training samples of the epoch whose top-1 class is wrong, against the "
+        "true labels (multi-label: samples with any class wrong at probability 0.5)",
+        "test_loss": "mean loss over every test sample, each evaluated once over all ranks",
+        "test_error": "the error runs are ranked by: top-1 error over every test sample, or for multi-label data "
+        "1 - `test_auroc`",
+        "test_top5_error": "the share of test samples whose class is not among the model's 5 highest scores",
+        "best_test_error": "the lowest `test_error` of any epoch so far, this one included",
+        "test_samples": "how many test samples were evaluated (over all ranks)",
+        "ema_test_error": "`test_error` of the weights' moving average (`--ema`)",
+        "ema_test_top5_error": "`test_top5_error` of the weights' moving average (`--ema`)",
+        "test_auroc": "multi-label: mean AUROC over the classes that have both positive and negative test samples",
+        "test_map": "multi-label: mean average precision over the same classes",
+        "test_f1": "multi-label: macro F1 at probability 0.5",
+        "test_auroc_by_class": "multi-label: each class's AUROC by class name (`null` for a class without both "
+        "positive and negative test samples)",
+        "ema_test_auroc": "multi-label: `test_auroc` of the weights' moving average (`--ema`)",
+        "images_per_s": "training images per second over all ranks, over the epoch's whole training pass (its first "
+        "steps included, evaluation not)",
+        "steady_images_per_s": "the same without the epoch's first 5 steps (equal to `images_per_s` in an epoch of 5 "
+        "steps or fewer)",
+        "first_step_time": "when this worker group's first training step finished, in seconds since the Unix epoch",
+        "seconds_per_iteration": "seconds of the epoch's training pass per batch",
+        "epoch_seconds": "seconds of the epoch's training pass on rank 0 (evaluation not included)",
+        "data_wait_fraction": "the share of the training pass rank 0 spent waiting for its data loader",
+        "skipped_samples": "training and test samples rank 0 skipped in the epoch because they did not decode",
+        "peak_memory_mb": "rank 0's peak memory in MB: the CUDA allocator's peak on a GPU, the process's peak resident "
+        "set on a CPU",
+        "time": _TIME,
+    },
+    "MidEpochRecord": {
+        "epoch": "the epoch in progress, 0-indexed",
+        "step": _STEP,
+        "loss": "mean training loss over rank 0's batches of the epoch so far",
+        "mid_epoch": "marks the record as a mid-epoch checkpoint's",
+        "world_size": "the ranks training",
+        "time": _TIME,
+    },
+    "AttemptRecord": {
+        "world_size": "the workers the group started with",
+        "epoch": "the epoch it starts in, 0-indexed",
+        "batch": "global batches of that epoch already done (0: it starts at the epoch's start)",
+        "resumed": "whether it goes on from a checkpoint",
+        "attempt": "marks the record as a worker group's start",
+        "time": _TIME,
+    },
+    "PreemptionRecord": {
+        "epoch": "the epoch in progress, 0-indexed",
+        "step": _STEP + ", at the checkpoint written on the notice",
+        "nodes": "the IDs of the nodes Ray said will go",
+        "ranks": "the ranks on those nodes",
+        "deadline": "when the nodes go, in seconds since the Unix epoch",
+        "world_size": "the ranks training",
+        "preempted": "marks the record as a preemption notice",
+        "time": _TIME,
+    },
+    "ProfileRecord": {
+        "first": "the first traced global step",
+        "last": "the last traced global step",
+        "seconds": "rank 0's time over the traced steps",
+        "data_share": "the share of that time spent waiting for the data loader",
+        "communication_share": "the share of that time spent in DDP's collectives",
+        "operators": "rank 0's top operators by self time (kernels on a GPU), each [name, self milliseconds, share "
+        "of all self time, calls]",
+        "device": "`CPU` or `GPU`: what the operators ran on",
+        "traces": "the directory that holds every rank's trace",
+        "profile": "marks the record as a profile",
+        "time": _TIME,
+    },
+    "ProgressRecord": {
+        "epoch": "the epoch in progress, 1-indexed",
+        "batch": "rank 0's batches done in it",
+        "batches": "the batches each rank takes in the epoch",
+        "loss": "mean training loss over rank 0's batches of the epoch so far",
+        "images_per_s": "training images per second over all ranks since the end of the epoch's first step "
+        "(`null` until a later step is measured)",
+        "eta_seconds": "seconds left in the epoch at that pace (`null` until a later step is measured)",
+        "time": _TIME,
+        "first_step_seconds": "while `images_per_s` is `null`: how long the epoch's first step took (start-up and "
+        "compilation included)",
+    },
+    "ShardInfo": {
+        "name": "the shard's file name, relative to the manifest",
+        "samples": "the samples it holds",
+        "bytes": "its size in bytes",
+        "sha256": "the SHA-256 of its bytes (`data verify` checks it)",
+        "index": "the file name of its sample index (empty for shards built before indexes, which are read whole)",
+    },
+    "Manifest": {
+        "format": "the manifest's format and version, `densenet-ray-shards/1`",
+        "created_by": "the densenet-ray version that built the shards",
+    },
+}
 
 
 def files_block() -> str:

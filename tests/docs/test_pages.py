@@ -50,13 +50,18 @@ def test_the_commands_page_has_every_flag_of_every_command() -> None:
                 assert f"`{flag}`" in page, f"{path} {flag}"
 
 
-def test_the_options_page_has_every_declared_option_with_its_key_and_help() -> None:
+def test_the_options_page_has_every_declared_option_with_its_flags_key_and_help() -> None:
+    """Each option's row names exactly the flags the parser takes (``--no-augment``, never an ``--augment`` that
+    does not exist)."""
+    from densenet_ray.cli.train_options import option_flags
     from densenet_ray.train.config.options import training_options
 
     page = (CONTENT / "reference" / "options.md").read_text()
     for option in training_options():
         row = next((line for line in page.splitlines() if f"`{option.declaration.group}.{option.key}`" in line), "")
-        assert f"`{option.flag}`" in row and option.declaration.help.split("(")[0][:40] in row, option.name
+        flags = [flag for flag, _ in option_flags(option)]
+        assert row.startswith("| " + ", ".join(f"`{flag}`" for flag in flags) + " |"), (option.name, flags, row)
+        assert option.declaration.help.split("(")[0][:40] in row, option.name
 
 
 def test_the_api_page_documents_every_name_the_package_exports() -> None:
@@ -92,6 +97,24 @@ def test_the_files_page_has_every_field_of_every_record() -> None:
             assert re.search(rf"^\| `{field.name}` \|", page, re.MULTILINE), f"{shape.__name__}.{field.name}"
 
 
+def test_every_field_of_every_record_has_a_meaning_of_its_own() -> None:
+    """No field's meaning is empty, and no meaning holds another field's (a docstring's entries run together)."""
+    from densenet_ray.data.manifest import Manifest, ShardInfo
+    from densenet_ray.train.run import record_shapes
+
+    generate = docs_module("generate")
+    shapes = [Manifest, ShardInfo] + [
+        getattr(record_shapes, name) for name in dir(record_shapes) if name.endswith("Record")
+    ]
+    for shape in shapes:
+        notes = generate._field_notes(shape)
+        names = [field.name for field in dataclasses.fields(shape)]
+        for name in names:
+            assert notes[name], f"{shape.__name__}.{name} has no meaning on the files page"
+            others = [other for other in names if other != name and re.search(rf"\b{other}: ", notes[name])]
+            assert not others, f"{shape.__name__}.{name}'s meaning holds {others}'s"
+
+
 def test_the_terminal_picture_draws_the_epoch_lines_and_the_drivers_own_bar() -> None:
     from densenet_ray.train.run.directory import ProgressRecord
 
@@ -113,3 +136,72 @@ def test_the_dashboard_picture_shows_a_saved_run_from_storage(run: str) -> None:
     text = console.export_text()
     assert "Training runs" in text and run in text
     assert "<svg" in console.export_svg(title="densenet-ray dashboard")
+
+
+REPOSITORY = DOCS.parent
+READ_BY_USERS = [REPOSITORY / "README.md", REPOSITORY / "CHANGELOG.md", *sorted(CONTENT.rglob("*.md"))]
+
+# (pattern, why a user's page may not say it): paths outside the repository and words only the team knows
+TEAM_WORDS = [
+    (r"\.\./shared", "a path outside the repository"),
+    (r"(?i)\bwaves?\b", "the team's name for a stretch of work"),
+    (r"(?i)\bseed's\b", "the project's origin, as the team calls it (a random seed is fine; `--seed` too)"),
+    (r"\b(RAY|DENSENET|DATA|STYLE)\.md\b", "an internal note the user does not have"),
+]
+
+
+def _page_name(page: Path) -> str:
+    return str(page.relative_to(REPOSITORY))
+
+
+@pytest.mark.parametrize("page", READ_BY_USERS, ids=_page_name)
+def test_no_page_names_a_path_outside_the_repository_or_a_word_only_the_team_knows(page: Path) -> None:
+    found = [
+        f"{_page_name(page)}:{number}: {match.group(0)!r} ({why})"
+        for number, line in enumerate(page.read_text().splitlines(), 1)
+        for pattern, why in TEAM_WORDS
+        for match in re.finditer(pattern, line)
+    ]
+    assert not found, "\n".join(found)
+
+
+LIST_ITEM = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+\S")
+FENCE = re.compile(r"^\s*(```|~~~)")
+# lines a list may follow directly: a heading, a table row, HTML or a comment, an included snippet, an admonition
+BLOCK_LINE = re.compile(r"^\s*(?:#|\||<|--8<--|!!!|\?\?\?)")
+
+
+def lists_without_a_blank_line_before(text: str) -> list[int]:
+    """The line numbers of list items that directly follow a paragraph's line, outside code fences: Python-Markdown
+    (MkDocs) reads them as the paragraph's text, so the list renders as one run-on paragraph."""
+    found, fence, in_list, paragraph = [], None, False, False
+    for number, line in enumerate(text.splitlines(), 1):
+        opened = FENCE.match(line)
+        if fence is not None or opened:
+            if fence is None:
+                fence = opened.group(1)
+            elif line.strip().startswith(fence):
+                fence = None
+            in_list = paragraph = False
+            continue
+        if not line.strip():
+            in_list = paragraph = False
+        elif LIST_ITEM.match(line):
+            if paragraph:
+                found.append(number)
+            in_list, paragraph = True, False
+        elif not in_list:  # a list item's continuation lines belong to the list
+            paragraph = not BLOCK_LINE.match(line)
+    return found
+
+
+def test_the_list_check_finds_a_list_glued_to_its_paragraph_and_nothing_else() -> None:
+    text = "Intro:\n- a\n- b\n\nFine:\n\n- a\n  more of a\n- b\n\n```text\nx\n- not a list\n```\n## H\n- c\n1. d\n"
+    assert lists_without_a_blank_line_before(text) == [2]
+    assert lists_without_a_blank_line_before("Steps:\n1. one\n2. two\n") == [2]
+
+
+@pytest.mark.parametrize("page", READ_BY_USERS, ids=_page_name)
+def test_every_list_has_a_blank_line_before_it(page: Path) -> None:
+    found = lists_without_a_blank_line_before(page.read_text())
+    assert not found, f"{_page_name(page)}: a list right after a paragraph line (add a blank line) at line(s) {found}"
