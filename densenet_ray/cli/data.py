@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from densenet_ray.cli.data_plan import add_parsers as add_plan_and_index_parsers
 from densenet_ray.cli.ray_options import add_ray_arguments, ray_options
+from densenet_ray.data.folder_layout import LAYOUTS
 from densenet_ray.data.sources import DATASETS, Source
 from densenet_ray.errors import UserError
 from densenet_ray.paths import DOWNLOADS_DIR
@@ -53,7 +54,18 @@ def _add_build_parser(commands: argparse._SubParsersAction) -> None:
         "--source", help="local copy of the dataset (tarball, .mat directory, folder or .tar); csv: the list file"
     )
     _add_list_arguments(build)
-    build.add_argument("--split", help="split to write (cifar: train|test, svhn: train|test|extra; default train)")
+    build.add_argument(
+        "--split",
+        help="split to write (cifar: train|test, svhn: train|test|extra; default train); "
+        "imagefolder with split folders: the one to read (default: each)",
+    )
+    build.add_argument(
+        "--layout",
+        choices=LAYOUTS,
+        default="auto",
+        help="imagefolder: the top-level folders are classes or splits (train/, val/, test/ of class folders); "
+        "auto decides where the names say which (default auto)",
+    )
     build.add_argument("--shard-size", type=int, default=1000, help="samples per shard (default 1000)")
     build.add_argument("--parallel", type=int, default=1, help="build shard ranges in N Ray tasks")
     add_ray_arguments(build)
@@ -112,27 +124,36 @@ def _progress(console: Console) -> Progress:
 
 
 def build_command(args: argparse.Namespace) -> int:
-    from densenet_ray.data.sources import open_source
-
     if args.parallel < 1:
         raise UserError(f"--parallel {args.parallel} must be at least 1")
     if args.shard_size < 1:
         raise UserError(f"--shard-size {args.shard_size} must be a positive number of samples")
-    source = (
-        _list_source(args)
-        if args.dataset == "csv"
-        else open_source(args.dataset, args.source, args.split, args.cache_dir)
-    )
+    sources = _sources(args)
     if args.holdout_per_class:
         from densenet_ray.data.sources import FileListSource, split_holdout
 
-        if not isinstance(source, FileListSource):
+        if not isinstance(sources[0], FileListSource):
             raise UserError("--holdout-per-class applies to imagefolder sources only")
-        for part in split_holdout(source, args.holdout_per_class):
-            _build_one(args, part)
-        return 0
-    _build_one(args, source)
+        if len(sources) > 1:
+            names = "|".join(source.split for source in sources)
+            raise UserError(f"--holdout-per-class splits one folder; {args.source} has splits: pass --split {names}")
+        sources = list(split_holdout(sources[0], args.holdout_per_class))
+    for source in sources:
+        _build_one(args, source)
     return 0
+
+
+def _sources(args: argparse.Namespace) -> list[Source]:
+    """What ``data build`` writes: one split, or each split folder of an imagefolder given no ``--split``."""
+    from densenet_ray.data.sources import imagefolder_sources, open_source
+
+    if args.layout != "auto" and args.dataset != "imagefolder":
+        raise UserError(f"--layout {args.layout} applies to imagefolder only, not {args.dataset}")
+    if args.dataset == "csv":
+        return [_list_source(args)]
+    if args.dataset == "imagefolder" and args.source and not args.split:
+        return imagefolder_sources(args.source, args.layout)
+    return [open_source(args.dataset, args.source, args.split, args.cache_dir, args.layout)]
 
 
 def _list_source(args: argparse.Namespace) -> Source:

@@ -1,69 +1,102 @@
-"""Class-folder images: a directory, a ``.tar``, or an ILSVRC2012-style tar of per-class tars."""
+"""Class-folder images: a directory, a ``.tar``, or an ILSVRC2012-style tar of per-class tars; images at any depth
+below their class folder, with an optional top level of split folders (``data/folder_layout.py`` decides)."""
 
 from __future__ import annotations
 
 import io
 import os
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from densenet_ray.data.folder_layout import FolderLayout, read_layout
 from densenet_ray.data.source_base import IMAGE_EXTENSIONS, FileEntry, FileListSource, image_extension
 from densenet_ray.errors import UserError
 
-
-def _class_layout(paths: list[tuple[str, ...]]) -> tuple[str | None, list[tuple[str, tuple[str, ...]]]]:
-    """Split ``(dirs..., file)`` paths into an optional split folder and ``(class, path)`` pairs."""
-    depths = {len(p) for p in paths}
-    if depths == {2}:
-        return None, [(p[0], p) for p in paths]
-    if depths == {3} and len({p[0] for p in paths}) == 1:
-        return paths[0][0], [(p[1], p) for p in paths]
-    raise UserError(
-        "expected class-folder layout: <class>/<image> or <split>/<class>/<image> "
-        f"(found images at depths {sorted(d - 1 for d in depths)})"
-    )
+Found = tuple[tuple[str, ...], str, Any, str]  # (folders and name, image extension or "", tar byte range or -1, file)
 
 
-def imagefolder_source(location: str, split: str | None = None) -> FileListSource:
-    """Class-folder images from a directory, a ``.tar``, or an ILSVRC2012-style tar of per-class tars. Other files
-    in the class folders are listed too (with no extension), for the builder to skip and count; hidden files are
-    not. A class folder without images, or a single class, is a :class:`UserError`."""
+def imagefolder_source(location: str, split: str | None = None, layout: str = "auto") -> FileListSource:
+    """One split of the class-folder images at ``location`` (a directory, a ``.tar``, or an ILSVRC2012-style tar of
+    per-class tars), written as ``split`` (default: the split folder's name, or train). Images at any depth below a
+    class folder belong to it, in torchvision ``ImageFolder``'s order; ``layout`` says whether the top-level folders
+    are classes or splits (see :func:`~densenet_ray.data.folder_layout.read_layout`). Where there are several split
+    folders, ``split`` picks one (default train). Other files in the class folders are listed too (with no
+    extension), for the builder to skip and count; hidden files are not. A class folder without images, or a single
+    class, is a :class:`UserError`."""
+    found, folder = _scan(location, layout)
+    return _split_source(location, found, folder, _pick_split(location, folder.splits, split), split)
+
+
+def imagefolder_sources(location: str, layout: str = "auto") -> list[FileListSource]:
+    """Every split of the class-folder images at ``location``: one per split folder, or train for a folder of
+    classes (as :func:`imagefolder_source` reads each)."""
+    found, folder = _scan(location, layout)
+    return [_split_source(location, found, folder, split, None) for split in folder.splits or (None,)]
+
+
+def _scan(location: str, layout: str) -> tuple[list[Found], FolderLayout]:
     if os.path.isdir(location):
         found = _directory_files(location)
     elif os.path.isfile(location) and tarfile.is_tarfile(location):
         found = _tar_images(location)
     else:
         raise UserError(f"{location} is neither a directory nor a tar archive of class folders")
-    images = [item for item in found if item[1]]
+    images = [item[0] for item in found if item[1]]
     if not images:
         raise UserError(f"{location} contains no images ({', '.join(sorted(IMAGE_EXTENSIONS))})")
-    split_folder, labelled = _class_layout([item[0] for item in images])
-    classes = sorted({cls for cls, _ in labelled})
+    folder = read_layout(location, images, layout)
     if os.path.isdir(location):
-        _check_no_empty_class(os.path.join(location, split_folder) if split_folder else location, classes)
-    if len(classes) < 2:
-        raise UserError(f"{location} has one class ({classes[0]}); a classifier needs at least two class folders")
-    index = {cls: i for i, cls in enumerate(classes)}
-    depth = len(images[0][0])
-    entries = []
+        for split in folder.splits or (None,):
+            root = os.path.join(location, split) if split else location
+            _check_no_empty_class(root, folder.classes_in(images, split))
+    if len(folder.classes) < 2:
+        one = folder.classes[0]
+        raise UserError(f"{location} has one class ({one}); a classifier needs at least two class folders")
+    return found, folder
+
+
+def _pick_split(location: str, splits: tuple[str, ...], split: str | None) -> str | None:
+    """The split folder to read: the one named ``split``, the only one, or train; None for a folder of classes."""
+    if not splits or split in splits:
+        return split if splits else None
+    if len(splits) == 1:
+        return splits[0]  # one split folder, written as the split asked for
+    if split is None and "train" in splits:
+        return "train"
+    if split is None:
+        raise UserError(f"{location} has split folders {', '.join(splits)} and none is train; pass --split")
+    raise UserError(f"--split {split} is not a split folder of {location}; choose one of: {', '.join(splits)}")
+
+
+def _split_source(
+    location: str, found: list[Found], folder: FolderLayout, chosen: str | None, name: str | None
+) -> FileListSource:
+    """The files of split folder ``chosen`` (None: the whole folder) as split ``name`` (default ``chosen``)."""
+    index = {cls: i for i, cls in enumerate(folder.classes)}
+    entries, present = [], set()
     for path, extension, offset_size, file_path in found:
-        cls = path[-2] if len(path) == depth else None
-        if cls not in index or (split_folder and path[0] != split_folder):
+        cls = folder.class_of(path, chosen)
+        if cls is None:
             continue  # a stray file outside the class folders (a README beside them)
         offset, size = offset_size if offset_size != -1 else (-1, 0)
         entry = FileEntry(file_path, offset, size, extension, index[cls], "/".join(path))
-        entries.append((cls, path, entry))
-    entries.sort(key=lambda item: (item[0], item[1]))
-    return FileListSource(
-        "imagefolder", split or split_folder or "train", classes, location, [entry for _, _, entry in entries]
+        entries.append((cls, "/".join(path[:-1]), path[-1], entry))
+        if extension:
+            present.add(cls)
+    entries.sort(key=lambda item: item[:3])  # torchvision's: by class, then sorted(os.walk(...)), then file name
+    source = FileListSource(
+        "imagefolder", name or chosen or "train", folder.classes, location, [item[3] for item in entries]
     )
+    # The classes are the union over the splits: a split may lack one that another split has.
+    source.every_class_present = present == set(folder.classes)
+    return source
 
 
-def _directory_files(location: str) -> list[tuple[tuple[str, ...], str, Any, str]]:
+def _directory_files(location: str) -> list[Found]:
     found = []
-    for directory, folders, files in os.walk(location):
-        folders[:] = [folder for folder in folders if not folder.startswith(".")]
+    for directory, files in _walk(location):
         for file in files:
             if not file.startswith("."):
                 relative = os.path.relpath(os.path.join(directory, file), location)
@@ -73,13 +106,29 @@ def _directory_files(location: str) -> list[tuple[tuple[str, ...], str, Any, str
     return found
 
 
-def _check_no_empty_class(root: str, classes: list[str]) -> None:
+def _walk(location: str) -> Iterator[tuple[str, list[str]]]:
+    """``(folder, file names)`` below ``location``, following links as torchvision's ``ImageFolder`` does, except
+    into hidden folders and links back to a folder's own parents (which would never end)."""
+    parents: dict[str, set[str]] = {location: set()}
+    for directory, folders, files in os.walk(location, followlinks=True):
+        chain = parents.pop(directory, set()) | {os.path.realpath(directory)}
+        kept = []
+        for folder in folders:
+            path = os.path.join(directory, folder)
+            if not folder.startswith(".") and os.path.realpath(path) not in chain:
+                kept.append(folder)
+                parents[path] = chain
+        folders[:] = kept
+        yield directory, files
+
+
+def _check_no_empty_class(root: str, classes: set[str]) -> None:
     for folder in sorted(os.listdir(root)):
         if folder not in classes and not folder.startswith(".") and os.path.isdir(os.path.join(root, folder)):
             raise UserError(f"class folder {os.path.join(root, folder)} has no images; add some or remove it")
 
 
-def _tar_images(location: str) -> list[tuple[tuple[str, ...], str, Any, str]]:
+def _tar_images(location: str) -> list[Found]:
     found = []
     with tarfile.open(location) as archive:
         members = [m for m in archive.getmembers() if m.isfile()]
@@ -98,7 +147,7 @@ def _tar_images(location: str) -> list[tuple[tuple[str, ...], str, Any, str]]:
             return found
         for member in members:
             parts = tuple(part for part in member.name.split("/") if part not in ("", "."))
-            if parts and not parts[-1].startswith("."):
+            if parts and not any(part.startswith(".") for part in parts):  # as the directory walk skips them
                 found.append((parts, image_extension(member.name) or "", (member.offset_data, member.size), location))
     return found
 

@@ -2,8 +2,8 @@
 
 Every source is a random-access, picklable list of samples (so ranges of it can be sharded in parallel tasks):
 ``len(source)`` samples, ``source.read(i)`` gives ``(image bytes, extension, class index)``. Files are opened
-lazily in each process. Samples are ordered by class name, then file name; class indices follow the sorted class
-names (for CIFAR and SVHN, the official label order).
+lazily in each process. Samples are ordered by class name, then folder and file name (torchvision ``ImageFolder``'s
+order); class indices follow the sorted class names (for CIFAR and SVHN, the official label order).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from densenet_ray.data.folder_source import imagefolder_source
+from densenet_ray.data.folder_source import imagefolder_source, imagefolder_sources
 from densenet_ray.data.source_base import FileListSource, Source, split_holdout
 from densenet_ray.errors import UserError
 
@@ -167,14 +167,15 @@ def _md5(path: str) -> str:
     return digest.hexdigest()
 
 
-def open_source(dataset: str, source: str | None, split: str | None, cache_dir: str) -> Source:
-    """The :class:`Source` for ``densenet-ray data build DATASET [--source SRC] [--split NAME]``."""
+def open_source(dataset: str, source: str | None, split: str | None, cache_dir: str, layout: str = "auto") -> Source:
+    """The :class:`Source` for ``densenet-ray data build DATASET [--source SRC] [--split NAME] [--layout L]``
+    (``layout``: imagefolder's, see :func:`imagefolder_source`)."""
     if dataset not in DATASETS:
         raise UserError(f"unknown dataset {dataset!r}; choose one of: {', '.join(DATASETS)}")
     if dataset == "imagefolder":
         if not source:
             raise UserError("imagefolder needs --source (a class-folder directory or .tar)")
-        return imagefolder_source(source, split)
+        return imagefolder_source(source, split, layout)
     if source is None:
         files = download(dataset, cache_dir)
         source = files[0] if dataset != "svhn" else os.path.dirname(files[0])
@@ -191,6 +192,7 @@ __all__ = [
     "Source",
     "cifar_source",
     "imagefolder_source",
+    "imagefolder_sources",
     "open_source",
     "split_holdout",
     "svhn_source",

@@ -65,3 +65,21 @@ def write_pairs_list(fixture_tar: str, root: Path, count: int = 40, separator: s
         lines.append(f"pair{index:03d}.png,{separator.join(sorted({first[0], second[0]}))}")
     (root / "labels.csv").write_text("\n".join(lines) + "\n")
     return root / "labels.csv"
+
+
+# Where the i-th photograph of a class goes below its class folder, as people sort photographs by year and month.
+# torchvision sorts the folders' paths as strings, so 2024-06 comes before 2024/05 (and the test checks that order).
+NESTED_FOLDERS = ("", "2024", "2024/05", "2024-06")
+
+
+def write_nested_classes(fixture_tar: str, root: Path, classes: list[str], per_class: int, start: int = 0) -> Path:
+    """``root/<class>/[<folder>/]<name>``: the fixture's photographs ``start`` to ``start + per_class`` of each of
+    ``classes``, byte for byte, the i-th in ``NESTED_FOLDERS[i % 4]`` below its class folder. Returns ``root``."""
+    images = fixture_images(fixture_tar)
+    for cls in classes:
+        photographs = [(name, data) for found, name, data in images if found == cls]
+        for index, (name, data) in enumerate(photographs[start : start + per_class]):
+            folder = root / cls / NESTED_FOLDERS[index % len(NESTED_FOLDERS)]
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_bytes(data)
+    return root
