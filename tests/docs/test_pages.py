@@ -5,6 +5,7 @@ the run's records; and the pictures' captures draw what the driver and the dashb
 from __future__ import annotations
 
 import argparse
+import ast
 import dataclasses
 import importlib.util
 import re
@@ -205,3 +206,36 @@ def test_the_list_check_finds_a_list_glued_to_its_paragraph_and_nothing_else() -
 def test_every_list_has_a_blank_line_before_it(page: Path) -> None:
     found = lists_without_a_blank_line_before(page.read_text())
     assert not found, f"{_page_name(page)}: a list right after a paragraph line (add a blank line) at line(s) {found}"
+
+
+def _printed_messages() -> list[re.Pattern[str]]:
+    """Every string the package can print, as a pattern: an f-string's fields match anything (f-strings with
+    little text of their own, such as ``f"{name}: {value}"``, would match any line and are left out)."""
+    patterns = []
+    for path in sorted((REPOSITORY / "densenet_ray").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.JoinedStr):
+                texts = [v.value for v in node.values if isinstance(v, ast.Constant)]
+                if sum(len(text) for text in texts) < 20:
+                    continue
+                parts = [re.escape(v.value) if isinstance(v, ast.Constant) else ".*" for v in node.values]
+                patterns.append(re.compile("".join(parts), re.DOTALL))
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str) and len(node.value) > 20:
+                patterns.append(re.compile(re.escape(node.value)))
+    return patterns
+
+
+def test_the_troubleshooting_page_quotes_each_error_as_the_code_prints_it() -> None:
+    """Every ``error:`` line the page shows is one the package prints (its fields filled in), so a reworded
+    message fails here until the page follows."""
+    page = (CONTENT / "guides" / "troubleshooting.md").read_text()
+    quoted = [
+        line.removeprefix("error: ")
+        for block in re.findall(r"```text\n(.*?)```", page, re.DOTALL)
+        for line in block.splitlines()
+        if line.startswith("error: ")
+    ]
+    assert len(quoted) >= 10, quoted
+    patterns = _printed_messages()
+    unknown = [line for line in quoted if not any(pattern.fullmatch(line) for pattern in patterns)]
+    assert not unknown, "\n".join(unknown)
