@@ -307,11 +307,10 @@ def _scored(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, t
         exact = ((logits >= 0) == (labels >= 0.5)).all(1)
         losses = F.binary_cross_entropy_with_logits(logits, labels, reduction="none").sum(1)
         return losses, exact, torch.full_like(losses, math.nan)
-    losses = F.cross_entropy(logits, labels, reduction="none")
+    losses, hits = F.cross_entropy(logits, labels, reduction="none"), logits.argmax(1) == labels
     if logits.shape[1] <= TOP5_CLASSES:
-        return losses, logits.argmax(1) == labels, torch.full_like(losses, math.nan)
-    top5 = logits.topk(TOP5_CLASSES, dim=1).indices
-    return losses, top5[:, 0] == labels, (top5 == labels[:, None]).any(1)
+        return losses, hits, torch.full_like(losses, math.nan)
+    return losses, hits, (logits.topk(TOP5_CLASSES, dim=1).indices == labels[:, None]).any(1)
 
 
 def _gathered(parts: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
