@@ -1,5 +1,6 @@
 """The package's shape, checked so it stays so: no import circle between its files, no function over 60 lines (the
-hand-written autograd ``backward`` excepted), no file over 400 lines, and no comment pointing outside the repository."""
+hand-written autograd ``backward`` excepted), no file over 400 lines, nothing defined after a module's ``if __name__
+== "__main__":`` block, and no comment pointing outside the repository."""
 
 from __future__ import annotations
 
@@ -133,5 +134,39 @@ def test_no_reference_to_documents_outside_the_repository() -> None:
         for path in sorted(PACKAGE.rglob("*.py"))
         for number, line in enumerate(path.read_text().splitlines(), start=1)
         if OUTSIDE_REFERENCE.search(line)
+    ]
+    assert found == []
+
+
+def _is_main_block(node: ast.stmt) -> bool:
+    test = getattr(node, "test", None)
+    return (
+        isinstance(node, ast.If)
+        and isinstance(test, ast.Compare)
+        and isinstance(test.left, ast.Name)
+        and test.left.id == "__name__"
+        and any(isinstance(value, ast.Constant) and value.value == "__main__" for value in test.comparators)
+    )
+
+
+def _after_main_block(source: str) -> list[int]:
+    """Lines of the top-level statements after ``if __name__ == "__main__":``: run as ``python -m``, the block runs
+    before they exist, so what it calls there is not defined yet (a NameError only the path that reaches it shows)."""
+    body = ast.parse(source).body
+    starts = [index for index, node in enumerate(body) if _is_main_block(node)]
+    return [node.lineno for node in body[starts[0] + 1 :]] if starts else []
+
+
+def test_the_main_block_check_finds_a_definition_after_it() -> None:
+    source = 'import sys\n\nif __name__ == "__main__":\n    sys.exit(main())\n\n\ndef main():\n    return 0\n'
+    assert _after_main_block(source) == [7]
+    assert _after_main_block('def main():\n    return 0\n\n\nif __name__ == "__main__":\n    main()\n') == []
+
+
+def test_nothing_is_defined_after_a_main_block() -> None:
+    found = [
+        f"{path.relative_to(PACKAGE)}:{line}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        for line in _after_main_block(path.read_text())
     ]
     assert found == []

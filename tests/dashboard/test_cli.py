@@ -27,8 +27,10 @@ def _storage(tmp_path):
 
 
 def _run(*args, **env):
+    """The command with no Ray address, token or settings from the suite, in the Ray temp directory of
+    :func:`no_cluster_here` (RAY_TMPDIR is kept)."""
     environment = {key: value for key, value in os.environ.items() if not key.startswith("RAY_")}
-    environment.update(COLUMNS="200", **env)
+    environment.update(COLUMNS="200", RAY_TMPDIR=os.environ["RAY_TMPDIR"], **env)
     return subprocess.run(
         [sys.executable, "-m", "densenet_ray", "dashboard", *args],
         capture_output=True,
@@ -38,17 +40,16 @@ def _run(*args, **env):
     )
 
 
-@pytest.fixture
-def no_local_cluster() -> None:
-    """These tests need a machine where no Ray cluster runs (as in CI): then the dashboard finds none by itself."""
-    from ray._private.services import find_gcs_addresses
-
-    if find_gcs_addresses():
-        pytest.skip("a Ray cluster runs on this machine; the dashboard would find and show it")
+@pytest.fixture(autouse=True)
+def no_cluster_here(tmp_path, monkeypatch) -> None:
+    """An empty Ray temp directory: no cluster recorded there and none running from it, so the dashboard finds no
+    cluster on this machine by itself, whatever else runs on it (tests/dashboard/test_machine_states.py)."""
+    (tmp_path / "no-ray").mkdir()
+    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path / "no-ray"))
 
 
 @pytest.mark.slow
-def test_once_with_storage_and_no_cluster_prints_runs_and_sweeps_as_plain_text(tmp_path, no_local_cluster) -> None:
+def test_once_with_storage_and_no_cluster_prints_runs_and_sweeps_as_plain_text(tmp_path) -> None:
     root = _storage(tmp_path)
     done = _run("--once", "--storage", str(root))
     assert done.returncode == 0, done.stderr
@@ -127,7 +128,7 @@ def test_json_and_colour_flags_are_parsed() -> None:
 
 
 @pytest.mark.slow
-def test_nothing_to_show_is_one_line(tmp_path, no_local_cluster) -> None:
+def test_nothing_to_show_is_one_line(tmp_path) -> None:
     done = _run("--once", HOME=str(tmp_path))  # no cluster here, no --storage, no ~/densenet-ray
     assert done.returncode == 1 and done.stdout == "" and done.stderr.count("\n") == 1
     assert done.stderr.startswith("error: no Ray cluster runs on this machine and no --storage was given")
