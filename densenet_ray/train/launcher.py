@@ -53,9 +53,14 @@ def cluster_needs(config: ResolvedConfig) -> ClusterNeeds:
     return ClusterNeeds(cpus=cpus, gpus=workers if execution.gpu else 0, private_cpus=most, what=what)
 
 
+WORKER_SETTINGS = ("WANDB_MODE",)  # the trackers' settings the workers act on (W&B offline needs no key)
+
+
 def _worker_env() -> dict[str, str]:
-    """Our own settings (DENSENET_RAY_*) for the workers; credentials travel by the cluster's standard means."""
-    return {key: value for key, value in os.environ.items() if key.startswith("DENSENET_RAY_")}
+    """Our own settings (DENSENET_RAY_*) and the trackers' (:data:`WORKER_SETTINGS`) for the workers, which on a
+    running cluster do not inherit this process's environment; credentials travel by the cluster's standard means."""
+    own = {key: value for key, value in os.environ.items() if key.startswith("DENSENET_RAY_")}
+    return {**own, **{key: os.environ[key] for key in WORKER_SETTINGS if key in os.environ}}
 
 
 def _trainer(config: ResolvedConfig, callbacks: Sequence[Any]) -> Any:

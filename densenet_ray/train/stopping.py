@@ -88,8 +88,12 @@ def update_bests(bests: Bests, record: Mapping[str, Any]) -> Bests:
     return updated
 
 
-def stop_reason(early_stop: str, stop_at_error: float | None, bests: Bests, epochs_done: int) -> str | None:
+def stop_reason(
+    early_stop: str, stop_at_error: float | None, bests: Bests, epochs_done: int, limit_epochs: int = 0
+) -> str | None:
     """Why the run ends after ``epochs_done`` epochs, or None while it goes on."""
+    if limit_epochs and epochs_done >= limit_epochs:
+        return f"--limit-epochs {limit_epochs}"
     best_error = bests.get("test_error")
     if stop_at_error is not None and best_error is not None and best_error[0] <= stop_at_error:
         return f"test_error {best_error[0]:.4f} at epoch {best_error[1]} reached --stop-at-error {stop_at_error:g}"

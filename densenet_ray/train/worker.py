@@ -252,7 +252,9 @@ class WorkerLoop:
 
     def _stop_reason(self) -> str | None:
         options, position = self.config.options, self.state.position
-        return stop_reason(options.early_stop, options.stop_at_error, position.bests, position.epoch)
+        return stop_reason(
+            options.early_stop, options.stop_at_error, position.bests, position.epoch, options.limit_epochs
+        )
 
     def _report(self, metrics: dict[str, Any]) -> None:
         """Report ``metrics`` to Ray Train with a checkpoint of the state as it is now."""
@@ -334,7 +336,8 @@ def _acceleration(config: ResolvedConfig, device: torch.device) -> Acceleration:
     _, manifest = load_manifest(options.data, "train")
     per_epoch = train_batches_per_rank(manifest.num_samples, options.batch_size)
     limit = options.limit_train_batches
-    planned = (min(per_epoch, limit) if limit else per_epoch) * options.epochs
+    epochs = min(options.epochs, options.limit_epochs) if options.limit_epochs else options.epochs
+    planned = (min(per_epoch, limit) if limit else per_epoch) * epochs
     return choose(options.precision, options.channels_last, options.compile, device, planned)
 
 

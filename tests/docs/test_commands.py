@@ -1,11 +1,14 @@
-"""Every command the documentation shows in a ``bash`` block and that needs no cluster runs, as written, in a shell.
+"""Every command the documentation shows in a ``bash`` block and that needs no cluster, GPU or download runs, as
+written, in a shell; training commands too, on one local Ray head shared by the module.
 
 The pages' placeholders stand for real things here: ``DIR`` (and ``~/data/cifar10``, the dataset cache) for shards of
 the committed CIFAR-10 slice, ``RUN`` and ``NAME`` for a real 2-epoch run of the modern recipe (the suite's shared
-``modern_run``), ``photos/``, ``new/`` and ``more/`` for folders of the slice's photographs. ``HOME`` is a fresh
-directory, so ``~/densenet-ray`` and ``~/.cache/densenet-ray`` are the pages' default locations. A command that
-needs a cluster, an S3 store, a download or data the repository does not ship is named by one of the rules below
-with its reason; a new command that no rule names and that fails fails this test.
+``modern_run``), ``demo-20261206-051518`` for a run that ``make demo``'s command trained, ``photos/``, ``new/`` and
+``more/`` for folders of the slice's photographs. ``HOME`` is a fresh directory, so ``~/densenet-ray`` and
+``~/.cache/densenet-ray`` are the pages' default locations. A training command gets :data:`LIMITS` appended (and
+``--limit-epochs 1`` where it would train more than 2 epochs), so it runs as shown for a couple of batches. A command
+that needs a cluster, an S3 store, a GPU, a download or data the repository does not ship is named by one of the
+rules below with its reason; a new command that no rule names and that fails fails this test.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -26,14 +30,23 @@ PAGES = [*sorted((REPOSITORY / "docs" / "content").rglob("*.md")), REPOSITORY / 
 # (pattern, why the test does not run a command that matches it)
 NOT_HERE = [
     (r"^(make|pip|ray|export|tensorboard) ", "sets up, or is another tool's command (CI runs make itself)"),
-    (r"densenet-ray (train|tune (wide|deep|growth|custom))\b|python -m densenet_ray\.", "trains on a Ray cluster"),
+    (r"densenet-ray tune (wide|deep|growth|custom)\b", "a sweep of several trainings (tests/tune runs the wide study)"),
+    (r"--gpu\b", "needs a GPU"),
     (r"--parallel|--out s3://bucket/predictions", "runs Ray tasks or actors (the data and inference tests run these)"),
     (r"s3://", "needs an S3 store (the tests run these against a local S3 server)"),
     (r"densenet-ray dashboard( --address .*)?$|dashboard --address", "the live view of a cluster"),
     (r"data build (cifar10|svhn)|ILSVRC|val\.csv|labels\.csv|test\.csv", "downloads, or data the repository lacks"),
+    (r"--dataset cifar100|densenet_ray\.imagenet|train imagenet", "CIFAR-100 or ImageNet, data the repository lacks"),
     (r"densenet121\.pth", "torchvision's ImageNet weights, a download"),
-    (r"tune show", "reads a sweep's results, which only a sweep on a cluster writes (tests/tune run one)"),
+    (r"--tracking-uri http", "an MLflow tracking server"),
+    (r"tune show", "reads a sweep's results, which only a sweep writes (tests/tune run one)"),
 ]
+TRAINS = r"densenet-ray train |python -m densenet_ray\.(cifar|images)\b"
+LIMITS = "--limit-train-batches 2 --limit-eval-batches 1"
+DEMO = "demo-20261206-051518"  # what `make demo` names its runs
+DEMO_COMMAND = (
+    "densenet-ray train cifar --model densenet_bc100_k12 --depth 40 --epochs 1 --lr-schedule cosine --workers 2"
+)
 
 
 def doc_commands() -> list[tuple[str, str]]:
@@ -52,20 +65,39 @@ def reason_not_run(command: str) -> str | None:
     return next((why for pattern, why in NOT_HERE if re.search(pattern, command)), None)
 
 
+def limited(command: str) -> str:
+    """A training command as the test runs it: a few batches, and one epoch of a longer run."""
+    if not re.search(TRAINS, command):
+        return command
+    epochs = re.search(r"--epochs (\d+)", command)
+    return f"{command} {LIMITS}" + ("" if epochs and int(epochs.group(1)) <= 2 else " --limit-epochs 1")
+
+
 def test_the_pages_show_commands_and_most_need_a_cluster_or_s3_but_some_run_here() -> None:
     commands = doc_commands()
     runnable = [command for _, command in commands if reason_not_run(command) is None]
     assert len(commands) > 60 and len(runnable) >= 12, runnable
+    assert sum(bool(re.search(TRAINS, command)) for command in runnable) >= 6, runnable
+
+
+def test_the_demo_command_is_the_makefiles() -> None:
+    """The workspace's demo run is trained by the command ``make demo`` runs."""
+    makefile = (REPOSITORY / "Makefile").read_text().replace("\\\n", " ")
+    assert re.sub(r"\s+", " ", DEMO_COMMAND.replace("densenet-ray", "$(BIN)/densenet-ray")) in re.sub(
+        r"\s+", " ", makefile
+    )
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory: pytest.TempPathFactory, cifar_shards: str, modern_run: dict) -> dict[str, str]:
-    """A home and a working directory laid out as the pages assume, holding real data and a real run."""
+def workspace(
+    tmp_path_factory: pytest.TempPathFactory, cifar_shards: str, modern_run: dict, module_cluster: dict
+) -> dict[str, str]:
+    """A home and a working directory laid out as the pages assume, holding real data and real runs."""
     from PIL import Image
 
     home, work = tmp_path_factory.mktemp("home"), tmp_path_factory.mktemp("work")
     runs = home / "densenet-ray" / "runs"
-    shutil.copytree(modern_run["run"], runs / "demo-20261206-051518")  # what `make demo` names its runs
+    shutil.copytree(modern_run["run"], runs / "modern")
     shutil.copytree(cifar_shards, home / ".cache" / "densenet-ray" / "cifar10")
     shutil.copytree(cifar_shards, home / "data" / "cifar10")
     images = _slice_images(work / "slice")
@@ -79,10 +111,14 @@ def workspace(tmp_path_factory: pytest.TempPathFactory, cifar_shards: str, moder
         os.symlink(REPOSITORY / name, work / name)
     env = {**os.environ, "HOME": str(home), "PATH": f"{BIN}:{os.environ['PATH']}"}
     env.pop("RAY_ADDRESS", None)
+    demo = subprocess.run(
+        ["bash", "-c", f"{DEMO_COMMAND} --name {DEMO} {LIMITS}"], cwd=work, env=env, capture_output=True, text=True
+    )
+    assert demo.returncode == 0, demo.stderr[-3000:]
     # what the pages' S3 commands before `predict photos.safetensors` write, written here from the local run
-    export = [f"{BIN}/densenet-ray", "export", str(runs / "demo-20261206-051518"), "--out", "photos.safetensors"]
+    export = [f"{BIN}/densenet-ray", "export", str(runs / "modern"), "--out", "photos.safetensors"]
     subprocess.run(export, cwd=work, env=env, check=True, capture_output=True)
-    return {"home": str(home), "work": str(work), "run": str(runs / "demo-20261206-051518"), "env": env}
+    return {"home": str(home), "work": str(work), "run": str(runs / "modern"), "env": env}
 
 
 def _slice_images(out: Path) -> list[Path]:
@@ -112,10 +148,11 @@ def placed(command: str, workspace: dict[str, str]) -> str:
 def test_every_command_the_pages_show_that_needs_no_cluster_runs(workspace: dict[str, str]) -> None:
     failures, ran = [], set()
     for page, command in doc_commands():
-        shell = placed(command, workspace)
+        shell = limited(placed(command, workspace))
         if reason_not_run(command) is not None or shell in ran:  # several pages show some commands
             continue
         ran.add(shell)
+        started = time.monotonic()
         done = subprocess.run(
             ["bash", "-o", "pipefail", "-c", shell],
             cwd=workspace["work"],
@@ -124,6 +161,7 @@ def test_every_command_the_pages_show_that_needs_no_cluster_runs(workspace: dict
             text=True,
             timeout=300,
         )
+        print(f"{time.monotonic() - started:5.1f} s  {page}: {command}")  # with -s: where the test's time goes
         if done.returncode != 0:
             failures.append(f"{page}: {command}\n  exit {done.returncode}: {(done.stderr or done.stdout)[-600:]}")
     assert not failures, "\n".join(failures)

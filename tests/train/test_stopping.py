@@ -104,3 +104,11 @@ def test_the_bests_survive_a_checkpoint(tmp_path) -> None:
     restore(restored, read, 0, layout, torch.device("cpu"))
     assert restored.position.bests == {"test_error": (0.25, 2)}
     assert stop_reason("test_error:1", None, restored.position.bests, restored.position.epoch) is not None
+
+
+def test_limit_epochs_ends_the_run_after_that_many_epochs_whatever_its_figures() -> None:
+    from densenet_ray.train.stopping import stop_reason
+
+    assert stop_reason("", None, {}, 1, limit_epochs=2) is None
+    assert stop_reason("", None, {"test_error": (0.9, 1)}, 2, limit_epochs=2) == "--limit-epochs 2"
+    assert stop_reason("", None, {}, 5) is None  # 0: every epoch

@@ -105,6 +105,13 @@ class ExecutionOptions:
     limit_eval_batches: int = option(
         0, "execution", "at most N evaluation batches (debugging; 0: all)", range=NOT_NEGATIVE
     )
+    limit_epochs: int = option(
+        0,
+        "execution",
+        "end the run after N epochs, its learning-rate schedule still spanning --epochs (debugging; 0: all)",
+        range=NOT_NEGATIVE,
+        metavar="N",
+    )
 
 
 @dataclass(frozen=True)
