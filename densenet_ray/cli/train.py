@@ -49,7 +49,7 @@ def print_summary(final: dict[str, Any], console: Console) -> None:
             f"{final['epoch']}/{final['epochs']}" + (f" (stopped: {final['stopped']})" if "stopped" in final else ""),
         ),
         ("seconds / iteration", f"{final['seconds_per_iteration']:.3f}"),
-        ("images / s", f"{final['images_per_s']:.1f}"),
+        ("images / s", f"{final.get('steady_images_per_s') or final['images_per_s']:.1f} (last epoch, steady)"),
         ("peak memory", f"{final['peak_memory_mb']:.0f} MB"),
         ("wall time", f"{final['wall_seconds']:.1f} s"),
         ("run directory", str(final["run_dir"])),

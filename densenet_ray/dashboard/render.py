@@ -154,11 +154,11 @@ def jobs_table(snapshot: Snapshot, limit: int) -> RenderableType:
     return _section(f"Jobs ({counts or 'none'})", table if rows else None, len(snapshot.jobs) - limit, "jobs")
 
 
-RUN_COLUMNS = ("run", "model", "status", "epoch", "progress", "ETA", "img/s", "loss", "err %", "best %")
+RUN_COLUMNS = ("run", "model", "status", "epoch", "run progress", "run ETA", "img/s", "loss", "err %", "best %")
 CURVE_COLUMNS = ("loss/epoch", "err/epoch")
 CLUSTER_COLUMNS = ("restarts", "workers", "job")
 ELASTIC_COLUMNS = ("world/epoch", "preempted")  # shown when a run's world size changed or a node was preempted
-RUN_DROP_ORDER = ("job", "world/epoch", "restarts", "workers", "loss/epoch", "model", "img/s", "ETA")
+RUN_DROP_ORDER = ("job", "world/epoch", "restarts", "workers", "loss/epoch", "model", "img/s", "run ETA")
 
 
 def runs_table(snapshot: Snapshot, limit: int) -> RenderableType:
@@ -169,7 +169,7 @@ def runs_table(snapshot: Snapshot, limit: int) -> RenderableType:
     elastic = any(run.preemptions or len(set(run.world_sizes)) > 1 for run in standalone[:limit])
     columns = RUN_COLUMNS + CURVE_COLUMNS + (CLUSTER_COLUMNS if from_cluster else ()) + (ELASTIC_COLUMNS * elastic)
     rows = [[cells[column] for column in columns] for cells in map(_run_cells, standalone[:limit])]
-    right = ("epoch", "ETA", "img/s", "loss", "err %", "best %", "restarts", "workers", "preempted")
+    right = ("epoch", "run ETA", "img/s", "loss", "err %", "best %", "restarts", "workers", "preempted")
     counts = _counts(run.status for run in standalone)
     table = FitTable(columns, rows, right=right, drop=RUN_DROP_ORDER)
     section = _section(f"Training runs ({counts or 'none'})", table if rows else None, len(standalone) - limit, "runs")

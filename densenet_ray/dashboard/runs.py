@@ -28,6 +28,7 @@ from densenet_ray.train.run.directory import (
     parse_progress,
     parse_records,
 )
+from densenet_ray.train.run.record_shapes import epoch_wall_seconds
 from densenet_ray.tune.report import SWEEP_FILE, TRIALS_DIR
 
 STALE_SECONDS = 600.0  # a run whose files have not changed for this long is not running any more
@@ -200,17 +201,13 @@ def run_row(files: RunFiles, name: str, now: float | None = None) -> RunRow:
 
 
 def _eta(records: list[EpochRecord], current: ProgressRecord | None, epochs: int, done: float) -> float | None:
-    """Seconds left: the wall time between the last two epochs (evaluation included), or the last epoch's training
-    time, per remaining epoch; the current epoch's own ETA while it runs."""
-    stamps = [record.time for record in records if isinstance(record.time, int | float)]
-    if len(stamps) >= 2:
-        per_epoch = stamps[-1] - stamps[-2]
-    elif records and records[-1].epoch_seconds:
-        per_epoch = float(records[-1].epoch_seconds)
-    elif current and current.batch > 0 and current.eta_seconds is not None:
+    """Seconds left: :func:`epoch_wall_seconds` per remaining epoch (the driver's epoch line says the same); the
+    current epoch's own ETA while it runs."""
+    per_epoch = epoch_wall_seconds(records[-1], records[-2] if len(records) >= 2 else None) if records else None
+    if not per_epoch and current and current.batch > 0 and current.eta_seconds is not None:
         part = float(current.batch) / max(float(current.batches), 1.0)
         per_epoch = float(current.eta_seconds) / max(1.0 - part, 1e-9)
-    else:
+    if not per_epoch:
         return None
     if current and current.eta_seconds is not None:
         return float(current.eta_seconds) + max(epochs - int(done) - 1, 0) * per_epoch

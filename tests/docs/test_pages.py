@@ -122,12 +122,12 @@ def test_the_terminal_picture_draws_the_epoch_lines_and_the_drivers_own_bar() ->
     pictures = docs_module("pictures")
     lines = ["started on 2 worker(s) at the start of epoch 1"]
     lines.append("epoch 2 [7/50]: loss 2.1, 150.0 img/s, epoch ETA 0.1 min")
-    lines.append("epoch 1/6: loss 2.3876, test error 90.00 % (best 90.00 %), 185.4 img/s, ETA 0.2 min")
+    lines.append("epoch 1/6: loss 2.3876, test error 90.00 % (best 90.00 %), 185.4 img/s, run ETA 0.2 min")
     report = ProgressRecord(epoch=2, batch=25, batches=50, loss=2.1638, images_per_s=172.6, eta_seconds=6.0, time=0)
     text = pictures.terminal_capture(lines, report).export_text()
     assert "started on 2 worker(s)" in text and "epoch 1/6: loss 2.3876" in text
     assert "[7/50]" not in text  # in a terminal the in-epoch lines are the bar
-    assert re.search(r"epoch 2 [━╺╸]+ +25/50 172\.6 img/s  loss 2\.1638  ETA 0:06", text), text
+    assert re.search(r"epoch 2 [━╺╸]+ +25/50 batches  172\.6 img/s  loss 2\.1638 epoch ETA 0:06", text), text
 
 
 @pytest.mark.parametrize("run", ["run-from-9912cdd"])

@@ -155,7 +155,7 @@ def test_a_terminal_gets_a_progress_bar_then_the_summary(shards, tmp_path) -> No
     assert "\x1b[" in output and "━" in output  # rich's bar, drawn with terminal escapes
     plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", output)
     # the first report has no speed yet (its step carried the start-up); later ones do
-    bar = r"epoch 1 ━+ *\d+/30 (…|[\d.]+) img/s  loss [\d.]+  ETA (…|\d+:\d\d)"
+    bar = r"epoch 1 ━+ *\d+/30 batches  (…|[\d.]+) img/s  loss [\d.]+ epoch ETA (…|\d+:\d\d)"
     assert re.search(bar, plain), plain[-2000:]
     assert plain.rfind("densenet-ray run summary") > plain.rfind("epoch 1/1: loss") > 0
 

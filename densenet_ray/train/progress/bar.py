@@ -1,12 +1,13 @@
-"""The training driver's progress in a terminal: a rich progress bar of the epoch's batches (images/s, loss, ETA)
-under one line per finished epoch. Off a terminal the driver prints plain lines instead (``follow.LineDisplay``)."""
+"""The training driver's progress in a terminal: a rich progress bar of the epoch's batches (images/s, loss, the
+epoch's ETA) under one line per finished epoch. Off a terminal the driver prints plain lines instead
+(``follow.LineDisplay``)."""
 
 from __future__ import annotations
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 
-from densenet_ray.train.progress.follow import record_line
+from densenet_ray.train.progress.follow import EpochHistory
 from densenet_ray.train.run.directory import EpochRecord, ProgressRecord, Record
 
 
@@ -23,13 +24,15 @@ class BarDisplay:
             TextColumn("[bold]epoch {task.fields[epoch]}"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]} img/s  loss {task.fields[loss]:.4f}  ETA {task.fields[eta]}"),
+            TextColumn("batches  {task.fields[rate]} img/s  loss {task.fields[loss]:.4f}"),
+            TextColumn("epoch ETA {task.fields[eta]}"),
             console=console,
             transient=True,  # the bar goes when the run ends; the epoch lines and the summary stay
         )
         self.task: TaskID | None = None
         self.epoch = 0
         self.finished = 0  # the last epoch whose record was shown: a late report of it starts no bar
+        self.epochs = EpochHistory()
 
     def progress(self, report: ProgressRecord) -> None:
         if report.epoch <= self.finished:
@@ -44,7 +47,7 @@ class BarDisplay:
         self.bar.update(self.task, completed=report.batch, total=report.batches, **fields)
 
     def record(self, record: Record) -> None:
-        self.bar.console.print(record_line(record), markup=False)
+        self.bar.console.print(self.epochs.line(record), markup=False)
         if isinstance(record, EpochRecord):
             self.finished = max(self.finished, record.epoch)
             if record.epoch == self.epoch:

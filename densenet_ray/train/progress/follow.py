@@ -20,6 +20,7 @@ from densenet_ray.train.run.directory import (
     Record,
     RunDirectory,
 )
+from densenet_ray.train.run.record_shapes import epoch_wall_seconds
 
 
 def progress_line(p: ProgressRecord) -> str:
@@ -33,17 +34,17 @@ def progress_line(p: ProgressRecord) -> str:
     )
 
 
-def epoch_line(record: EpochRecord) -> str:
+def epoch_line(record: EpochRecord, previous: EpochRecord | None = None) -> str:
     """The epoch's summary: the steady speed (without the first steps, which carry start-up and compilation) and,
-    while epochs remain, the ETA; the first epoch of an attempt also says how it runs and how long its first step
-    took."""
-    remaining = (record.epochs - record.epoch) * (record.epoch_seconds or 0.0)
+    while epochs remain, the run's ETA (:func:`epoch_wall_seconds` from the ``previous`` epoch's record, as the
+    dashboard counts it); the first epoch of an attempt also says how it runs and how long its first step took."""
+    remaining = (record.epochs - record.epoch) * (epoch_wall_seconds(record, previous) or 0.0)
     line = (
         f"epoch {record.epoch}/{record.epochs}: loss {record.loss:.4f}, {_test_figures(record)}, "
         f"{record.steady_images_per_s or record.images_per_s or 0:.1f} img/s"
     )
     if record.epoch < record.epochs and not record.stopped:
-        line += f", ETA {remaining / 60:.1f} min"
+        line += f", run ETA {remaining / 60:.1f} min"
     if record.first_step_seconds is not None:  # only in the epoch where an attempt started
         line += f" ({record.acceleration}; first step {record.first_step_seconds:.1f} s after the worker started)"
     if record.stopped:
@@ -100,14 +101,29 @@ def preemption_line(record: PreemptionRecord) -> str:
     )
 
 
-def record_line(record: Record) -> str:
+def record_line(record: Record, previous: EpochRecord | None = None) -> str:
+    """A record's line; ``previous``: the epoch record before it, for the run ETA of an epoch line."""
     if isinstance(record, AttemptRecord):
         return attempt_line(record)
     if isinstance(record, PreemptionRecord):
         return preemption_line(record)
     if isinstance(record, ProfileRecord):
         return profile_lines(record)
-    return mid_epoch_line(record) if isinstance(record, MidEpochRecord) else epoch_line(record)
+    return mid_epoch_line(record) if isinstance(record, MidEpochRecord) else epoch_line(record, previous)
+
+
+class EpochHistory:
+    """A display's memory of the last epoch record it showed, so each epoch line's run ETA counts wall time."""
+
+    def __init__(self) -> None:
+        self.last: EpochRecord | None = None
+
+    def line(self, record: Record) -> str:
+        """``record``'s line, remembering it when it is an epoch's."""
+        text = record_line(record, self.last)
+        if isinstance(record, EpochRecord):
+            self.last = record
+        return text
 
 
 class LineDisplay:
@@ -117,6 +133,7 @@ class LineDisplay:
     def __init__(self, print_line: Callable[[str], None], interval: float = 10.0) -> None:
         self.print_line, self.interval = print_line, interval
         self._last = float("-inf")
+        self.epochs = EpochHistory()
 
     def progress(self, progress: ProgressRecord) -> None:
         now = time.monotonic()
@@ -125,7 +142,7 @@ class LineDisplay:
             self.print_line(progress_line(progress))
 
     def record(self, record: Record) -> None:
-        self.print_line(record_line(record))
+        self.print_line(self.epochs.line(record))
 
     def close(self) -> None:
         """Nothing is left on screen to take down."""

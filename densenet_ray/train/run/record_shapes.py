@@ -50,6 +50,14 @@ class EpochRecord:
     time: float | None = None
 
 
+def epoch_wall_seconds(last: EpochRecord, previous: EpochRecord | None = None) -> float | None:
+    """What one epoch takes for the run ETA every view shows: the wall time between two successive epoch records
+    (training, evaluation and the checkpoint), else the last epoch's training time."""
+    if previous is not None and last.time is not None and previous.time is not None and last.time > previous.time:
+        return last.time - previous.time
+    return last.epoch_seconds
+
+
 @dataclass(frozen=True)
 class MidEpochRecord:
     """A mid-epoch checkpoint's report (``--checkpoint-every-steps``); ``epoch`` is 0-indexed, as the state's."""

@@ -88,7 +88,7 @@ def test_the_bar_shows_no_speed_until_one_is_measured() -> None:
     display.progress(report)
     display.close()
     plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.getvalue())
-    assert "… img/s  loss 2.3000  ETA …" in plain
+    assert "/100 batches  … img/s  loss 2.3000 epoch ETA …" in plain  # the epoch's batches and its ETA
 
 
 def test_an_epoch_line_gives_the_steady_speed_and_an_eta_only_while_epochs_remain() -> None:
@@ -96,6 +96,10 @@ def test_an_epoch_line_gives_the_steady_speed_and_an_eta_only_while_epochs_remai
 
     middle = EpochRecord(epoch=1, epochs=3, step=10, loss=1.5, test_error=0.4, best_test_error=0.4, epoch_seconds=60.0)
     middle = dataclasses.replace(middle, images_per_s=90.0, steady_images_per_s=150.0)
-    assert epoch_line(middle).endswith("150.0 img/s, ETA 2.0 min")
+    assert epoch_line(middle).endswith("150.0 img/s, run ETA 2.0 min")
+    # With the epoch before it, an epoch takes the wall time between their records (evaluation and checkpoint too),
+    # as the dashboard's run ETA counts it.
+    before, timed = dataclasses.replace(middle, epoch=0, time=1000.0), dataclasses.replace(middle, time=1090.0)
+    assert epoch_line(timed, before).endswith("150.0 img/s, run ETA 3.0 min")
     last = dataclasses.replace(middle, epoch=3)
     assert epoch_line(last).endswith("(best 40.00 %), 150.0 img/s")
