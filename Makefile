@@ -15,8 +15,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
-# The main job: DenseNet-BC (L=40, k=12) on CIFAR-10 for one epoch on 2 local Ray workers (cosine schedule: the
-# step rule would divide the learning rate by 100 from the start of a 1-epoch run). The data is built into
+# The main job: DenseNet-BC (L=40, k=12) on CIFAR-10 for one epoch on 2 local Ray workers, cosine schedule (the
+# default step schedule, in a 1-epoch run, divides at 50 % and 75 % of its steps). The data is built into
 # ~/.cache/densenet-ray/cifar10 on first use: downloaded, or from SOURCE (the official tarball or a class-folder
 # tar such as ../shared/data/cifar10-jpeg/train.tar, whose last 500 images per class become the test split).
 SOURCE ?=
