@@ -132,21 +132,53 @@ def _check_fit(needs: ClusterNeeds, address: str, print_line: PrintLine) -> None
             print_line(f"{free.get(name, 0):g} of the cluster's {total.get(name, 0):g} {name}s are free now: waiting")
 
 
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def _own_address_for_its_processes() -> Iterator[None]:
+    """The environment a private instance's processes inherit (Ray's GCS, raylet and every worker copy this
+    process's environment when they start) names the instance itself: its GCS port chosen here
+    (``RAY_GCS_SERVER_PORT``) and ``RAY_ADDRESS`` pointing at it. Ray code inside the workers that looks a cluster
+    up with no address (Ray Train's placement-group cleaner asks the state API whether its controller is alive)
+    otherwise finds the machine's recorded cluster, a stale record of a stopped one, or several running ones, and
+    decides the controller is gone (another cluster's state API does not know it; the cleaner then removes a live
+    run's placement group) or stops checking, which leaks the placement groups of trials a sweep stops early until
+    the sweep waits forever. This process's own environment is restored once the instance runs."""
+    port = _free_port()
+    names = ("RAY_GCS_SERVER_PORT", "RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")
+    saved = {name: os.environ.get(name) for name in names}
+    os.environ.update(RAY_GCS_SERVER_PORT=str(port), RAY_ADDRESS=f"127.0.0.1:{port}")
+    os.environ.pop("RAY_API_SERVER_ADDRESS", None)  # the state API would read that dashboard before RAY_ADDRESS
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def _start_private(needs: ClusterNeeds, options: RayOptions) -> None:
     import ray
 
     cpus = max(
         os.cpu_count() or 1, int(needs.cpus + 0.999), needs.private_cpus
     )  # logical CPUs: a small machine may oversubscribe
-    ray.init(
-        address="local",
-        num_cpus=cpus,
-        num_gpus=int(needs.gpus) if needs.gpus else None,
-        resources=dict(needs.resources) or None,
-        include_dashboard=needs.dashboard,
-        dashboard_host="127.0.0.1",
-        **_init_kwargs(options),
-    )
+    with _own_address_for_its_processes():
+        ray.init(
+            address="local",  # RAY_ADDRESS, set for the instance's processes, is not read for "local"
+            num_cpus=cpus,
+            num_gpus=int(needs.gpus) if needs.gpus else None,
+            resources=dict(needs.resources) or None,
+            include_dashboard=needs.dashboard,
+            dashboard_host="127.0.0.1",
+            **_init_kwargs(options),
+        )
 
 
 def connect(needs: ClusterNeeds, options: RayOptions, print_line: PrintLine = print) -> Session:

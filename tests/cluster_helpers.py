@@ -62,12 +62,14 @@ def ray_env(**extra: str) -> dict[str, str]:
 
 @dataclass
 class Head:
-    """A running head: its dashboard (job server) address and the ``ray start`` process."""
+    """A running head: its dashboard (job server) address and the ``ray start`` process. ``ray_tmpdir`` is the
+    ``RAY_TMPDIR`` under which it is this machine's recorded cluster (``<ray_tmpdir>/ray/ray_current_cluster``)."""
 
     address: str
     gcs_address: str
     process: subprocess.Popen
     log: Path
+    ray_tmpdir: Path
 
 
 def _descendants(pid: int) -> set[int]:
@@ -98,13 +100,23 @@ def ray_head(
     **env: str,
 ) -> Iterator[Head]:
     """Start a head on 127.0.0.1 with free ports, yield it once its job server answers, then stop it by pid.
-    ``temp_dir`` is Ray's temp directory (where ``ray start`` records the cluster's address); by default a fresh
-    one no driver finds by itself."""
+    ``temp_dir`` is Ray's temp directory, ``<root>/ray`` (where ``ray start`` records the cluster's address); by
+    default a fresh one no driver finds by itself. The head runs with ``RAY_TMPDIR=<root>``, as a head started
+    with Ray's default temp directory: Ray code in its workers that looks the cluster up with no address (Ray
+    Train's placement-group cleaner) finds this head, never the machine's ``/tmp/ray`` (a stale record, another
+    cluster)."""
     dashboard, gcs = free_port(), gcs_port or free_port()
     log = tmp_path / "ray-start.log"
-    temp_dir = temp_dir or Path(f"/tmp/rt-{os.getpid()}-{dashboard}")  # short: unix socket paths have a length limit
+    # Short: unix socket paths have a length limit.
+    temp_dir = temp_dir or Path(f"/tmp/rt-{os.getpid()}-{dashboard}") / "ray"
+    assert temp_dir.name == "ray", f"Ray's temp directory is <RAY_TMPDIR>/ray, not {temp_dir}"
+    env = {"RAY_TMPDIR": str(temp_dir.parent), **env}
     command = [str(BIN / "ray"), "start", "--head", "--block", f"--num-cpus={num_cpus}", f"--port={gcs}"]
     command += ["--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}", f"--temp-dir={temp_dir}"]
+    # Ray's fixed defaults for the node's agent (52365) and the client server (10001) are held by any other head on
+    # the machine: a second head's agent then cannot serve HTTP and no job can be submitted to it ("No available
+    # agent to submit job"). Free ports, as for the GCS and the dashboard.
+    command += [f"--dashboard-agent-listen-port={free_port()}", f"--ray-client-server-port={free_port()}"]
     command += ["--include-dashboard=true", *extra_args]
     with open(log, "w") as output:
         process = subprocess.Popen(
@@ -123,10 +135,12 @@ def ray_head(
                 if process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"ray start failed: {log.read_text()[-2000:]}") from None
                 time.sleep(0.5)
-        yield Head(address, f"127.0.0.1:{gcs}", process, log)
+        yield Head(address, f"127.0.0.1:{gcs}", process, log, temp_dir.parent)
     finally:
         stop_head(process)
         shutil.rmtree(temp_dir, ignore_errors=True)  # the session's sockets and logs
+        with suppress(OSError):
+            temp_dir.parent.rmdir()  # the root, when it held nothing else
 
 
 def stop_head(process: subprocess.Popen, grace: float = 3) -> None:
@@ -187,6 +201,36 @@ def recorded_local_head(tmp_path: Path, num_cpus: int = 2, **env: str) -> Iterat
             yield head, {"RAY_TMPDIR": str(root), **LOOPBACK}
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def leave_stale_record(root: Path, log: Path) -> str:
+    """A machine where ``ray start --head`` once ran and its head was stopped without ``ray stop`` (a crash, a
+    reboot, its processes killed): a real head (0 CPUs, no dashboard) started with Ray temp directory
+    ``<root>/ray``, stopped by its own pids once it has recorded itself; ``<root>/ray/ray_current_cluster`` stays
+    and names a GCS that no longer answers. Returns that address. ``ray stop`` would remove the record, and would
+    stop every Ray instance on the machine."""
+    temp_dir, gcs = root / "ray", free_port()
+    command = [str(BIN / "ray"), "start", "--head", "--block", "--num-cpus=0", "--include-dashboard=false"]
+    command += [f"--port={gcs}", f"--temp-dir={temp_dir}", f"--dashboard-agent-listen-port={free_port()}"]
+    command += [f"--ray-client-server-port={free_port()}"]
+    with open(log, "w") as output:
+        process = subprocess.Popen(
+            command,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            env=ray_env(RAY_TMPDIR=str(root), **LOOPBACK),
+            start_new_session=True,
+        )
+    recorded = temp_dir / "ray_current_cluster"
+    try:
+        deadline = time.monotonic() + 120
+        while not (recorded.exists() and recorded.read_text().strip()):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"ray start never recorded itself: {log.read_text()[-2000:]}")
+            time.sleep(0.2)
+    finally:
+        stop_head(process)
+    return recorded.read_text().strip()
 
 
 # A worker node the way Ray's own ``ray.cluster_utils.Cluster.add_node`` starts one: ``ray._private.node.Node`` with

@@ -1,5 +1,5 @@
-"""Suite-wide fixtures: RNG isolation, GPU auto-skip, a Ray token of the suite's own, the committed CIFAR-10 slice,
-S3 on 127.0.0.1, and one tiny run of the modern recipe.
+"""Suite-wide fixtures: RNG isolation, GPU auto-skip, a Ray token and a Ray temp directory of the suite's own, the
+committed CIFAR-10 slice, S3 on 127.0.0.1, and one tiny run of the modern recipe.
 
 S3 goes through a real HTTP server (moto's ThreadedMotoServer, port 0), never the in-process mock, because Ray
 workers and DataLoader workers are other processes.
@@ -61,6 +61,24 @@ def ray_auth_token(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("RAY_AUTH_TOKEN_PATH", str(path))
         yield path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def ray_tmpdir_of_the_suite() -> Iterator[Path]:
+    """A Ray temp directory of the suite's own (``RAY_TMPDIR``, inherited by every subprocess), so no test reads
+    this machine's ``/tmp/ray``: where Ray records the last ``ray start`` (``ray_current_cluster``), a machine that
+    ever ran Ray may hold a stale record of a stopped head or a live cluster of someone else's, and a run with no
+    address would report or use it. Tests of those states build them in a directory of their own; a module's
+    recorded head (``module_cluster``) sets its own for the module. Short, because Ray's unix sockets live under
+    it and their paths have a length limit."""
+    import shutil
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(prefix="rt", dir="/tmp"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RAY_TMPDIR", str(root))
+        yield root
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -145,6 +163,23 @@ def module_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[st
         for name, value in env.items():
             patch.setenv(name, value)
         yield env
+
+
+@pytest.fixture(scope="session")
+def stale_ray_tmpdir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
+    """A ``RAY_TMPDIR`` root as a machine is left where ``ray start --head`` ran and its head was stopped without
+    ``ray stop``: ``<root>/ray/ray_current_cluster`` names a real head's GCS that no longer answers. Yields the root
+    and that address; tests read it and must leave it as it is."""
+    import shutil
+    import tempfile
+
+    from tests.cluster_helpers import leave_stale_record
+
+    root = Path(tempfile.mkdtemp(prefix="rs", dir="/tmp"))  # short: unix socket paths have a length limit
+    try:
+        yield root, leave_stale_record(root, tmp_path_factory.mktemp("stale-head") / "ray-start.log")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 MODERN_RECIPE = ["--label-smoothing", "0.1", "--mixup", "0.2", "--cutmix", "1.0", "--randaugment", "--ema", "0.9998"]

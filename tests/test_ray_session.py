@@ -1,12 +1,14 @@
 """Which Ray cluster a run uses with no RAY_ADDRESS: a live cluster started on this machine (as ``ray.init()``
-finds it), a private instance with ``--local`` or when the recorded cluster is dead, and a one-line refusal when the
-run cannot fit. Real ``ray start --head`` processes, each in its own Ray temp directory (never the machine's
-/tmp/ray), stopped by their own pid."""
+finds it), a private instance with ``--local`` or when the recorded cluster is a stopped head's, never another
+cluster merely running on the machine, and a one-line refusal when the run cannot fit. Inside a private instance, Ray's
+own lookups with no address (Ray Train's placement-group cleaner) find the instance, whatever the machine records.
+Real ``ray start --head`` processes, each in its own Ray temp directory (never the machine's /tmp/ray), stopped by
+their own pid."""
 
 from __future__ import annotations
 
-import shutil
-import tempfile
+import os
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -14,19 +16,19 @@ from pathlib import Path
 
 import pytest
 
-from densenet_ray.ray_session import answers
-from tests.cluster_helpers import LOOPBACK, free_port, recorded_local_head
+from densenet_ray.ray_session import ClusterNeeds, RayOptions, answers, ray_session
+from tests.cluster_helpers import LOOPBACK, Head, recorded_local_head
 from tests.train.run_helpers import small_run, stderr_lines, train, train_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-@pytest.fixture
-def ray_tmpdir() -> Iterator[Path]:
-    """A short RAY_TMPDIR root (Ray's temp directory is ``<root>/ray``; unix socket paths have a length limit)."""
-    root = Path(tempfile.mkdtemp(prefix="rs", dir="/tmp"))
-    yield root
-    shutil.rmtree(root, ignore_errors=True)
+@pytest.fixture(scope="module")
+def live_head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Head, dict[str, str]]]:
+    """A live 2-CPU head recorded in a Ray temp directory of its own: this machine's cluster for a run with its
+    ``RAY_TMPDIR``, another cluster merely running for any other."""
+    with recorded_local_head(tmp_path_factory.mktemp("live-head"), num_cpus=2) as running:
+        yield running
 
 
 def _alive(address: str) -> bool:
@@ -39,45 +41,88 @@ def _alive(address: str) -> bool:
         return False
 
 
-def test_a_live_local_cluster_is_used_and_left_running(cifar_shards, tmp_path) -> None:
-    with recorded_local_head(tmp_path, num_cpus=2) as (head, cluster_env):
-        env = train_env(**cluster_env)
-        recorded = Path(cluster_env["RAY_TMPDIR"]) / "ray" / "ray_current_cluster"
-        assert recorded.read_text().strip() == head.gcs_address
-        used = train(
-            *small_run(cifar_shards, tmp_path / "runs", name="on-head", epochs=1, limit_train_batches=2), env=env
-        )
-        assert used.returncode == 0, used.stderr[-3000:]
-        assert f"using the Ray cluster at {head.gcs_address} started on this machine" in used.stdout
-        assert head.process.poll() is None and _alive(head.address)  # not shut down by the run
+def test_a_live_local_cluster_is_used_and_left_running(cifar_shards, tmp_path, live_head) -> None:
+    head, cluster_env = live_head
+    env = train_env(**cluster_env)
+    recorded = Path(cluster_env["RAY_TMPDIR"]) / "ray" / "ray_current_cluster"
+    assert recorded.read_text().strip() == head.gcs_address
+    used = train(*small_run(cifar_shards, tmp_path / "runs", name="on-head", epochs=1, limit_train_batches=2), env=env)
+    assert used.returncode == 0, used.stderr[-3000:]
+    assert f"using the Ray cluster at {head.gcs_address} started on this machine" in used.stdout
+    assert head.process.poll() is None and _alive(head.address)  # not shut down by the run
 
-        private = train(
-            *small_run(cifar_shards, tmp_path / "runs", name="private", epochs=1, limit_train_batches=2),
-            "--local",
-            env=env,
-        )
-        assert private.returncode == 0, private.stderr[-3000:]
-        assert "using the Ray cluster" not in private.stdout and "densenet-ray run summary" in private.stdout
+    private = train(
+        *small_run(cifar_shards, tmp_path / "runs", name="private", epochs=1, limit_train_batches=2),
+        "--local",
+        env=env,
+    )
+    assert private.returncode == 0, private.stderr[-3000:]
+    assert "using the Ray cluster" not in private.stdout and "densenet-ray run summary" in private.stdout
 
-        too_big = train(*small_run(cifar_shards, tmp_path / "runs", name="big", workers=3, batch_size=48), env=env)
-        assert too_big.returncode == 1
-        assert stderr_lines(too_big) == [
-            f"error: the job needs 3 CPUs (3 workers x 1 CPU) but the Ray cluster at {head.gcs_address} has 2; ask "
-            "for fewer, or pass --local for a private instance sized for the job"
-        ]
-        assert not (tmp_path / "runs" / "big").exists()  # refused before any worker started
-        assert head.process.poll() is None and _alive(head.address)
+    too_big = train(*small_run(cifar_shards, tmp_path / "runs", name="big", workers=3, batch_size=48), env=env)
+    assert too_big.returncode == 1
+    assert stderr_lines(too_big) == [
+        f"error: the job needs 3 CPUs (3 workers x 1 CPU) but the Ray cluster at {head.gcs_address} has 2; ask "
+        "for fewer, or pass --local for a private instance sized for the job"
+    ]
+    assert not (tmp_path / "runs" / "big").exists()  # refused before any worker started
+    assert head.process.poll() is None and _alive(head.address)
 
 
-def test_a_dead_recorded_cluster_gets_a_private_instance(cifar_shards, tmp_path, ray_tmpdir) -> None:
-    dead = f"127.0.0.1:{free_port()}"  # a head that crashed without `ray stop`: its address file stays
-    assert not answers(dead)
-    (ray_tmpdir / "ray").mkdir()
-    (ray_tmpdir / "ray" / "ray_current_cluster").write_text(dead)
+def test_a_stopped_heads_record_and_another_running_cluster_get_a_private_instance(
+    cifar_shards, tmp_path, stale_ray_tmpdir, live_head
+) -> None:
+    head, _ = live_head  # running on this machine, recorded elsewhere: another user's, another tool's
+    root, stopped = stale_ray_tmpdir
+    assert not answers(stopped)
     completed = train(
         *small_run(cifar_shards, tmp_path, name="stale", epochs=1, limit_train_batches=2),
-        env=train_env(RAY_TMPDIR=str(ray_tmpdir), **LOOPBACK),
+        env=train_env(RAY_TMPDIR=str(root), **LOOPBACK),
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
-    assert f"the Ray cluster recorded at {dead} does not answer; starting a private local instance" in completed.stdout
-    assert (ray_tmpdir / "ray" / "ray_current_cluster").read_text() == dead  # not ours to touch
+    assert (
+        f"the Ray cluster recorded at {stopped} does not answer; starting a private local instance" in completed.stdout
+    )
+    assert "using the Ray cluster" not in completed.stdout and head.gcs_address not in completed.stdout
+    assert (root / "ray" / "ray_current_cluster").read_text().strip() == stopped  # not ours to touch
+
+
+def _probe_state_api(actor_id: str) -> tuple[str, str | None]:
+    """In a Ray worker: the dashboard Ray's state API finds with no address, and the state it reports for
+    ``actor_id``, as Ray Train's placement-group cleaner asks whether its controller still lives."""
+    from ray.dashboard.utils import get_address_for_submission_client
+    from ray.util.state import get_actor
+
+    found = get_actor(actor_id, timeout=30)
+    return get_address_for_submission_client(None), None if found is None else found.state
+
+
+@pytest.mark.parametrize("machine", ["live", "stopped"])
+def test_rays_lookups_inside_a_private_instance_find_the_instance(
+    machine, live_head, stale_ray_tmpdir, monkeypatch
+) -> None:
+    """Before, the state API in the instance's workers looked up the cluster the machine's record names: a live
+    one's dashboard does not know the run's controller ("dead": the cleaner removes a live run's placement group);
+    a GCS that does not answer there (a stopped head; this live head listens on 127.0.0.1 only) took 40 s to fail
+    (the cleaner stops checking, and the placement groups of trials a sweep stops early stay: the sweep waits for
+    CPUs forever). Both cases failed here before the fix with that 40 s RpcError."""
+    import ray
+
+    monkeypatch.setenv("RAY_TMPDIR", live_head[1]["RAY_TMPDIR"] if machine == "live" else str(stale_ray_tmpdir[0]))
+    for name in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS"):
+        monkeypatch.delenv(name, raising=False)
+    lines: list[str] = []
+    with ray_session(ClusterNeeds(cpus=1, dashboard=True), RayOptions(local=True), lines.append) as session:
+        assert session.kind == "private" and lines == []
+        assert "RAY_ADDRESS" not in os.environ  # set for the instance's processes only
+        own = ray._private.worker.global_worker.node.address_info["webui_url"]
+        keeper = ray.remote(num_cpus=0)(_Alive).remote()
+        ray.get(keeper.ping.remote())
+        started = time.monotonic()
+        found, state = ray.get(ray.remote(num_cpus=0)(_probe_state_api).remote(keeper._actor_id.hex()))
+        assert (found, state) == (f"http://{own}", "ALIVE") and time.monotonic() - started < 30
+
+
+class _Alive:
+    def ping(self) -> bool:
+        return True

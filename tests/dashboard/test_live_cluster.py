@@ -98,7 +98,9 @@ def test_dashboard_follows_a_live_clusters_job_run_and_sweep(cifar_shards, tmp_p
         trials = [run for run in document["runs"] if run["sweep"] == "lr-sweep"]
         assert len(trials) == 2 and all(trial["status"] == "FINISHED" for trial in trials)
 
-        local = _dashboard("--once")  # no address: the cluster on this machine, its token at RAY_AUTH_TOKEN_PATH
+        # No address: the cluster recorded in Ray's temp directory (the head's, as /tmp/ray is a head's started with
+        # the default), its token at RAY_AUTH_TOKEN_PATH.
+        local = _dashboard("--once", RAY_TMPDIR=str(head.ray_tmpdir))
         assert local.returncode == 0, local.stderr
         assert "\x1b[" not in local.stdout and f"cluster {head.address}" in local.stdout
         for text in ("train-1", "SUCCEEDED", "broken-1", "FAILED", "r1", "Sweep lr-sweep (custom, fifo) FINISHED"):
