@@ -3,17 +3,21 @@
 In order:
 
 1. Ray already initialised in this process (a Python API caller, a Tune trial's driver): use it as it is.
-2. ``RAY_ADDRESS`` set: connect to that cluster. Its resources are not checked, because an autoscaling cluster
-   adds nodes when work waits.
+2. ``RAY_ADDRESS`` set: connect to that cluster. Its CPUs are not checked, because an autoscaling cluster
+   adds nodes when work waits; a ``--gpu`` job is refused on a cluster that can never have its GPUs
+   (:mod:`densenet_ray.cluster_gpus`).
 3. A live cluster started on this machine with ``ray start`` (Ray records its address in
    ``<ray temp dir>/ray_current_cluster``): connect to it, as a plain ``ray.init()`` would, say so in one line and
-   check that the job fits in it. ``--local`` skips this and starts a private instance even then.
-4. Otherwise a private local instance sized for the job, shut down when the command ends. A recorded cluster that
-   does not answer (its head crashed or the machine rebooted without ``ray stop``) gets one line and is otherwise
-   left alone: its stale file belongs to whoever started it.
+   check that the job fits in it (its GPUs as for ``RAY_ADDRESS``). ``--local`` skips this and starts a private
+   instance even then.
+4. Otherwise a private local instance sized for the job (the GPUs Ray finds on this machine, a ``--gpu`` job
+   refused when they are too few), shut down when the command ends. A recorded cluster that does not answer (its
+   head crashed or the machine rebooted without ``ray stop``) gets one line and is otherwise left alone: its stale
+   file belongs to whoever started it.
 
 Only what this module started is shut down; a cluster it connected to keeps running. Ray's own start-up and info
-logging stays in Ray's log files unless ``verbose`` is set.
+logging, Tune's reporter and the colour codes around the cluster's messages stay out of this process's output
+unless ``verbose`` is set (:data:`QUIET_OUTPUT`).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+from densenet_ray.cluster_gpus import check_gpus
 from densenet_ray.errors import UserError
 
 PrintLine = Callable[[str], None]
@@ -92,6 +97,32 @@ def answers(address: str, timeout: float = 2.0) -> bool:
         return False
 
 
+# Ray's own switches for what it prints in this process, read each time it prints. Tune's legacy reporter prints
+# nothing at verbose 0; the newer one prints its settings box, "View detailed results here" and a TensorBoard hint
+# into Ray's session directory at any verbosity (ray/tune/experimental/output.py). The raylet's warnings to every
+# driver (ray/_private/worker.py, listen_error_messages) print even without log_to_driver: as plain text, at least.
+QUIET_OUTPUT = {"RAY_AIR_NEW_OUTPUT": "0", "RAY_COLOR_PREFIX": "0"}
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str | None]) -> Iterator[None]:
+    """This process's environment with ``values`` set (None: unset) for the block, then as it was."""
+    saved = {name: os.environ.get(name) for name in values}
+    try:
+        for name, value in values.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def _init_kwargs(options: RayOptions) -> dict[str, object]:
     return {
         "log_to_driver": options.verbose,
@@ -118,17 +149,18 @@ def _use_local_token(options: RayOptions) -> None:
 
 
 def _check_fit(needs: ClusterNeeds, address: str, print_line: PrintLine) -> None:
-    """One line before any worker starts when the job can never fit in the cluster; a note when it must wait."""
+    """One line before any worker starts when the job can never fit in the cluster's CPUs (its GPUs:
+    :func:`~densenet_ray.cluster_gpus.check_gpus`); a note when it must wait."""
     import ray
 
     total, free = ray.cluster_resources(), ray.available_resources()
+    if needs.cpus and total.get("CPU", 0) + 1e-9 < needs.cpus:
+        raise UserError(
+            f"the job needs {needs.cpus:g} CPUs ({needs.what}) but the Ray cluster at {address} has "
+            f"{total.get('CPU', 0):g}; ask for fewer, or pass --local for a private instance sized for the job"
+        )
     for name, wanted in (("CPU", needs.cpus), ("GPU", needs.gpus)):
-        if wanted and total.get(name, 0) + 1e-9 < wanted:
-            raise UserError(
-                f"the job needs {wanted:g} {name}s ({needs.what}) but the Ray cluster at {address} has "
-                f"{total.get(name, 0):g}; ask for fewer, or pass --local for a private instance sized for the job"
-            )
-        if wanted and free.get(name, 0) + 1e-9 < wanted:
+        if wanted and free.get(name, 0) + 1e-9 < wanted <= total.get(name, 0) + 1e-9:
             print_line(f"{free.get(name, 0):g} of the cluster's {total.get(name, 0):g} {name}s are free now: waiting")
 
 
@@ -149,18 +181,10 @@ def _own_address_for_its_processes() -> Iterator[None]:
     run's placement group) or stops checking, which leaks the placement groups of trials a sweep stops early until
     the sweep waits forever. This process's own environment is restored once the instance runs."""
     port = _free_port()
-    names = ("RAY_GCS_SERVER_PORT", "RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")
-    saved = {name: os.environ.get(name) for name in names}
-    os.environ.update(RAY_GCS_SERVER_PORT=str(port), RAY_ADDRESS=f"127.0.0.1:{port}")
-    os.environ.pop("RAY_API_SERVER_ADDRESS", None)  # the state API would read that dashboard before RAY_ADDRESS
-    try:
+    own = {"RAY_GCS_SERVER_PORT": str(port), "RAY_ADDRESS": f"127.0.0.1:{port}"}
+    # Unset: the state API would read that dashboard before RAY_ADDRESS.
+    with _environment({**own, "RAY_API_SERVER_ADDRESS": None}):
         yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def _start_private(needs: ClusterNeeds, options: RayOptions) -> None:
@@ -173,7 +197,6 @@ def _start_private(needs: ClusterNeeds, options: RayOptions) -> None:
         ray.init(
             address="local",  # RAY_ADDRESS, set for the instance's processes, is not read for "local"
             num_cpus=cpus,
-            num_gpus=int(needs.gpus) if needs.gpus else None,
             resources=dict(needs.resources) or None,
             include_dashboard=needs.dashboard,
             dashboard_host="127.0.0.1",
@@ -190,22 +213,32 @@ def connect(needs: ClusterNeeds, options: RayOptions, print_line: PrintLine = pr
     address = os.environ.get("RAY_ADDRESS")
     if address and not options.local:
         ray.init(**_init_kwargs(options))
-        return Session("address", address)
+        return _checked(Session("address", address), needs, print_line)
     recorded = None if options.local else recorded_local_cluster()
     if recorded and answers(recorded):
         _use_local_token(options)
         ray.init(address=recorded, **_init_kwargs(options))
         print_line(f"using the Ray cluster at {recorded} started on this machine (--local for a private one)")
-        try:
-            _check_fit(needs, recorded, print_line)
-        except BaseException:
-            ray.shutdown()  # disconnects this driver; the cluster keeps running
-            raise
-        return Session("machine", recorded)
+        return _checked(Session("machine", recorded), needs, print_line)
     if recorded:
         print_line(f"the Ray cluster recorded at {recorded} does not answer; starting a private local instance")
     _start_private(needs, options)
-    return Session("private")
+    return _checked(Session("private"), needs, print_line)
+
+
+def _checked(session: Session, needs: ClusterNeeds, print_line: PrintLine) -> Session:
+    """``session`` once the job's GPUs (and, on this machine's cluster, its CPUs) can be had; otherwise Ray is let
+    go (a private instance stops, a cluster connected to keeps running) and the refusal raised."""
+    import ray
+
+    try:
+        check_gpus(needs.gpus, session.address, print_line)
+        if session.kind == "machine":
+            _check_fit(needs, session.address or "", print_line)
+    except BaseException:
+        ray.shutdown()
+        raise
+    return session
 
 
 @contextlib.contextmanager
@@ -216,9 +249,11 @@ def ray_session(
     private instance is shut down; a cluster connected to keeps running)."""
     import ray
 
-    session = connect(needs, options or RayOptions(), print_line)
-    try:
-        yield session
-    finally:
-        if session.kind != "existing":
-            ray.shutdown()
+    options = options or RayOptions()
+    with _environment({} if options.verbose else dict(QUIET_OUTPUT)):
+        session = connect(needs, options, print_line)
+        try:
+            yield session
+        finally:
+            if session.kind != "existing":
+                ray.shutdown()

@@ -59,7 +59,8 @@ def sweep(
     (a YAML file, see ``jobs/``, or the same mapping). ``options``: training options for every trial (``data=``,
     ``epochs=``, ``workers=`` per trial, ``storage=`` where sweeps live, ...). ``scheduler``: ``fifo`` or ``asha``
     (with ``grace_period`` and ``reduction_factor``). Progress goes to ``print_line`` (None: quiet) and a bar of
-    trials done to ``console`` (a rich ``Console``) in a terminal. Raises :class:`~densenet_ray.errors.UserError`
+    trials done to ``console`` (a rich ``Console``) in a terminal: the lines ``densenet-ray tune`` prints, Ray
+    Tune's own reporter and Ray's logs only with ``verbose``. Raises :class:`~densenet_ray.errors.UserError`
     for bad input before Ray starts, :class:`~densenet_ray.tune.runner.SweepInterrupted` when interrupted (the same
     ``name`` resumes it)."""
     from densenet_ray.tune.runner import run_sweep

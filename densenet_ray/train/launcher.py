@@ -214,6 +214,9 @@ def failure_line(error: BaseException, run: RunDirectory) -> str:
     else:
         cause = getattr(error, "controller_failure", None) or error
         where = "the Ray Train controller"
+    # A RayTaskError's own first line is Ray's task header in terminal colours; the exception it carries says why.
+    inner = getattr(cause, "cause", None)
+    cause = inner if isinstance(inner, BaseException) else cause
     message = next((line.strip() for line in str(cause).splitlines() if line.strip()), "")
     first = f"{type(cause).__name__}: {message}" if message else type(cause).__name__
     try:

@@ -200,7 +200,7 @@ def _tuner(
         name=name,
         storage_path=storage_path,
         storage_filesystem=filesystem,
-        verbose=0,
+        verbose=0,  # silent with the legacy reporter ray_session selects unless --verbose (its QUIET_OUTPUT)
         callbacks=[TrialProgress(searched, progress.expected_trials(sweep.grid, sweep.space, sweep.num_samples))],
     )
     return tune.Tuner(trainable, param_space=space, tune_config=tune_config, run_config=run_config)

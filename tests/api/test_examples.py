@@ -5,6 +5,8 @@ instance shared by the module: training, loading the best checkpoint, predicting
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -52,6 +54,19 @@ def test_custom_sweep_runs_its_grid_and_ranks_the_trials(cifar_shards, tmp_path)
     completed = _example("custom_sweep.py", *args)
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert f"sweep saved in {tmp_path / 'lr-sweep'}" in completed.stdout
+    # dr.sweep prints what `densenet-ray tune` prints: its own lines, none of Ray Tune's box, results path and
+    # TensorBoard hint, no colour codes; the trials' epoch lines in the order the CLI gives them.
+    output = completed.stdout + completed.stderr
+    assert "View detailed results here" not in output and "tensorboard --logdir" not in output, output
+    assert "Configuration for experiment" not in output and "\x1b[" not in output, output
+    recorded = (Path(os.environ["RAY_TMPDIR"]) / "ray" / "ray_current_cluster").read_text().strip()
+    lines = completed.stdout.splitlines()
+    assert lines[0] == f"using the Ray cluster at {recorded} started on this machine (--local for a private one)"
+    assert lines[1].startswith("sweep lr-sweep: ") and lines[1].endswith(", 1 worker(s) each, scheduler fifo")
+    epochs = [
+        line for line in lines if re.fullmatch(r"BC L=10 k=12 lr=0\.(05|1) \[\w+\] epoch 1/1: test error .+", line)
+    ]
+    assert len(epochs) == 2 and lines[2:4] == epochs, lines
     rows = [line for line in completed.stdout.splitlines() if ", best test error " in line]
     assert sorted(row.split(":")[0] for row in rows) == [
         "BC L=10 k=12 lr=0.05",

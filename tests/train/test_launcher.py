@@ -16,7 +16,14 @@ import yaml
 
 from densenet_ray.train.acceleration import choose
 from densenet_ray.train.run.directory import COMPILE_ARTIFACTS_FILE
-from tests.train.run_helpers import attempt_records, epoch_records, small_run, train, train_in_terminal
+from tests.train.run_helpers import (
+    attempt_records,
+    epoch_records,
+    small_run,
+    stderr_lines,
+    train,
+    train_in_terminal,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.usefixtures("module_cluster")]
 
@@ -146,6 +153,17 @@ def test_storage_in_a_missing_bucket_is_one_line(shards, aws_env) -> None:
     assert completed.returncode == 1 and len(lines) == 1, completed.stderr
     assert lines[0].startswith("error: --storage s3://no-such-bucket-here/runs is not writable (bucket "), lines[0]
     assert "testing-secret-key" not in completed.stderr + completed.stdout
+
+
+def test_gpu_on_a_cluster_without_gpus_is_one_line_before_any_worker(shards, tmp_path) -> None:
+    recorded = (Path(os.environ["RAY_TMPDIR"]) / "ray" / "ray_current_cluster").read_text().strip()
+    completed = train(*small_run(shards, tmp_path, name="gpu"), "--gpu")
+    assert completed.returncode == 1
+    assert stderr_lines(completed) == [
+        f"error: --gpu: the Ray cluster at {recorded} has 0 GPUs and this run needs 2 (one per worker); drop --gpu "
+        "to run on CPUs, or start the cluster on GPU machines"
+    ]
+    assert not (tmp_path / "gpu").exists()  # refused before the run directory, let alone a worker
 
 
 def test_a_terminal_gets_a_progress_bar_then_the_summary(shards, tmp_path) -> None:

@@ -40,6 +40,8 @@ def test_wide_sweep_prints_and_saves_the_table(cifar_shards, tmp_path) -> None:
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert all(params in completed.stdout for params in WIDE_PARAMS), completed.stdout
     assert "Pareto front, error vs time:" in completed.stdout
+    output = completed.stdout + completed.stderr  # only our own lines: not Ray Tune's box, hints or colour codes
+    assert "View detailed results here" not in output and "tensorboard --logdir" not in output and "\x1b[" not in output
     saved = json.loads((tmp_path / "wide1" / "results.json").read_text())
     rows = saved["rows"]
     assert [row["label"] for row in rows] == [
