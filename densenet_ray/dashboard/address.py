@@ -179,7 +179,7 @@ def main(argv: list[str]) -> int:
     except ClusterError as error:
         print(json.dumps({"error": str(error)}))
         return 0
-    except Exception as error:  # noqa: BLE001 - sorted below: a known cluster failure, or a bug with its location
+    except Exception as error:  # sorted below: a known cluster failure, or a bug with its location
         line = " ".join(str(error).split()) or type(error).__name__
         if "InvalidAuthToken" in line or "Unauthenticated" in line:
             message = (

@@ -92,16 +92,7 @@ def run_batch(job: BatchJob, print_line: Callable[[str], None] = print, ray: Ray
 def _dataset(job: BatchJob, storage: Storage, todo: Sequence[ShardInfo], ray_options: RayOptions | None) -> Any:
     import ray.data
 
-    context = ray.data.DataContext.get_current()
-    context.enable_progress_bars = False
-    if not (ray_options and ray_options.verbose):  # Ray Data's progress chatter stays in Ray's log files
-        logging.getLogger("ray.data").setLevel(logging.ERROR)
-        warnings.filterwarnings("ignore", category=UserWarning, module="ray.data")
-    items = [{"shard": dataclasses.asdict(shard)} for shard in todo]
-    rows = ray.data.from_items(items, override_num_blocks=len(items)).flat_map(
-        shard_rows, fn_kwargs={"data": storage.url}, num_cpus=READ_CPUS
-    )
-    return rows.map_batches(
+    return _shard_rows_dataset(storage, todo, ray_options).map_batches(
         ShardPredictor,
         fn_constructor_kwargs={"choice": job.model, "gpu": job.gpu},
         batch_size=job.batch_size,
@@ -109,6 +100,24 @@ def _dataset(job: BatchJob, storage: Storage, todo: Sequence[ShardInfo], ray_opt
         compute=ray.data.ActorPoolStrategy(size=job.concurrency),
         num_cpus=ACTOR_CPUS,
         num_gpus=1 if job.gpu else 0,
+    )
+
+
+def _shard_rows_dataset(storage: Storage, todo: Sequence[ShardInfo], ray_options: RayOptions | None) -> Any:
+    """The shards' samples as rows, one read task a shard."""
+    import ray.data
+
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    # A task's own exception, not Ray Data's UserCodeException around it (whose message names neither the shard
+    # reader's DataError nor a bug's type, file and line): see _collect.
+    context.raise_original_map_exception = True
+    if not (ray_options and ray_options.verbose):  # Ray Data's progress chatter stays in Ray's log files
+        logging.getLogger("ray.data").setLevel(logging.ERROR)
+        warnings.filterwarnings("ignore", category=UserWarning, module="ray.data")
+    items = [{"shard": dataclasses.asdict(shard)} for shard in todo]
+    return ray.data.from_items(items, override_num_blocks=len(items)).flat_map(
+        shard_rows, fn_kwargs={"data": storage.url}, num_cpus=READ_CPUS
     )
 
 
@@ -143,18 +152,27 @@ def _collect(
                     summary.images += 1
                 if seen[name] == shards[name].samples:
                     write_predictions(out, shards[name], gathered.pop(name), labels)
-    except DataError:
-        raise
-    except Exception as error:  # a task or actor failed inside Ray: its own exception, in one line
+    except Exception as error:  # the shards disagree with their manifest, or a task or actor failed inside Ray
         cause = getattr(error, "cause", None) or error
         if isinstance(cause, DataError | StorageError):  # the shard set's own problem, as the reader said it
-            raise cause from None
+            first = str(cause).split("\n", 1)[0]  # without the retry advice Ray Data appends to a task's error
+            raise (cause if cause is error else type(cause)(first)) from None
+        if not _lost_by_the_cluster(cause):  # a Python error in a task is a bug: its traceback, file and line
+            raise
         message = next((line for line in str(cause).splitlines() if line.strip()), "")
         raise RunFailed(f"batch inference failed: {type(cause).__name__}: {message[:300]}") from error
     short = {name: seen[name] for name in gathered}
     if short:
         counts = ", ".join(f"{name} ({count} of {shards[name].samples})" for name, count in short.items())
         raise DataError(f"shard(s) ended before the samples their manifest lists: {counts}")
+
+
+def _lost_by_the_cluster(error: BaseException) -> bool:
+    """Ray's own failure, not a task's exception: a worker, actor or node lost (killed for memory, preempted),
+    an object lost, the object store full. One line for these; anything else a task raised is a bug."""
+    from ray.exceptions import RayError, RayTaskError, UserCodeException
+
+    return isinstance(error, RayError) and not isinstance(error, RayTaskError | UserCodeException)
 
 
 def _rows(batch: dict[str, Any]) -> list[dict[str, Any]]:
