@@ -126,13 +126,23 @@ def main() -> None:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     if args.markdown:
-        print("| run | final test error | best test error | wall time |\n|---|---|---|---|")
-        for name, figures in results.items():
-            print(
-                f"| {name} | {100 * figures['final_test_error']:.1f} % | {100 * figures['best_test_error']:.1f} % | "
-                f"{figures['wall_seconds'] / 60:.1f} min |"
-            )
-        print(f"\n{report['machine']}, {report['model']}, {args.epochs} epochs of 500 images for both task runs")
+        print(markdown(report))
+
+
+def markdown(report: dict) -> str:
+    """The table of the runs' final and best test error and wall time."""
+    lines = ["| run | final test error | best test error | wall time |", "|---|---|---|---|"]
+    lines += [
+        f"| {name} | {100 * figures['final_test_error']:.1f} % | {100 * figures['best_test_error']:.1f} % | "
+        f"{figures['wall_seconds'] / 60:.1f} min |"
+        for name, figures in report["runs"].items()
+    ]
+    lines += [
+        "",
+        f"{report['machine']}, {report['model']}, {report['budget']['epochs']} epochs of "
+        f"{len(report['task']['classes']) * report['task']['images_per_class']} images for both task runs",
+    ]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

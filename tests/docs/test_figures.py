@@ -2,7 +2,8 @@
 benchmark wrote (``benchmarks/results/``): a row names the page, the text it quotes (``{}`` where a figure stands),
 the JSON file, the key path of each figure and how the page writes it. A re-measured benchmark whose figures move,
 or a page that rounds a figure its own way, fails until the page says what the JSON holds. The tables of
-``benchmarks.md`` are not checked here; the prose around them, and every figure another page quotes, is.
+``benchmarks.md`` are checked in ``test_tables.py``; the prose around them, and every figure another page quotes,
+here.
 """
 
 from __future__ import annotations
@@ -174,6 +175,19 @@ FIGURES = [
             ("summary", BC40, "vs_torchvision_best"),
             ("summary", BC100, "vs_torchvision_best"),
         ),
+    ),
+    Figure(
+        "docs/content/concepts/auto.md",
+        "our eager step ran at {} img/s in NCHW against {} in channels_last for BC-40-12, and at {} against {} for "
+        "BC-100-12; compiled, NCHW and channels_last ran at {} and {} (BC-40-12) and {} and {} (BC-100-12)",
+        "speed-cpu-avx2.json",
+        tuple(
+            _speed(model, label)
+            for labels in (("ours fp32", "ours fp32 channels_last eager"), ("ours fp32 NCHW compiled", "ours default"))
+            for model in ("densenet_bc40_k12", "densenet_bc100_k12")
+            for label in labels
+        ),
+        f1,
     ),
     Figure(
         "docs/content/concepts/auto.md",
