@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -85,3 +88,17 @@ def write_tune_state(directory: Path, trials: dict[str, tuple[str, dict[str, Any
         for trial_id, (status, trial) in trials.items()
     ]
     (directory / "experiment_state-2026-11-26_00-00-00.json").write_text(json.dumps({"trial_data": entries}))
+
+
+def run_dashboard(*args: str, keep: tuple[str, ...] = (), **env: str) -> subprocess.CompletedProcess:
+    """``python -m densenet_ray dashboard ARGS`` 200 columns wide, with none of the suite's Ray settings but those
+    named in ``keep``; ``env`` set on top."""
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("RAY_") or key in keep}
+    environment.update(COLUMNS="200", **env)
+    return subprocess.run(
+        [sys.executable, "-m", "densenet_ray", "dashboard", *args],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=120,
+    )

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
 from densenet_ray.cli import main
 from densenet_ray.dashboard.snapshot import SCHEMA
-from tests.dashboard.helpers import write_run, write_sweep, write_tune_state
+from tests.dashboard.helpers import run_dashboard, write_run, write_sweep, write_tune_state
 
 
 def _storage(tmp_path):
@@ -29,15 +26,7 @@ def _storage(tmp_path):
 def _run(*args, **env):
     """The command with no Ray address, token or settings from the suite, in the Ray temp directory of
     :func:`no_cluster_here` (RAY_TMPDIR is kept)."""
-    environment = {key: value for key, value in os.environ.items() if not key.startswith("RAY_")}
-    environment.update(COLUMNS="200", RAY_TMPDIR=os.environ["RAY_TMPDIR"], **env)
-    return subprocess.run(
-        [sys.executable, "-m", "densenet_ray", "dashboard", *args],
-        capture_output=True,
-        text=True,
-        env=environment,
-        timeout=120,
-    )
+    return run_dashboard(*args, keep=("RAY_TMPDIR",), **env)
 
 
 @pytest.fixture(autouse=True)

@@ -5,9 +5,7 @@ stopped by their own pids."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 
@@ -15,7 +13,7 @@ import pytest
 
 from densenet_ray.ray_session import answers
 from tests.cluster_helpers import Head, recorded_local_head
-from tests.dashboard.helpers import write_run
+from tests.dashboard.helpers import run_dashboard, write_run
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -30,16 +28,7 @@ def live_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Hea
 
 def _dashboard(*args: str, **env: str) -> subprocess.CompletedProcess:
     """The command with no Ray address or settings from the suite but its token; ``env`` sets RAY_TMPDIR."""
-    keep = ("RAY_AUTH_TOKEN_PATH",)
-    environment = {key: value for key, value in os.environ.items() if not key.startswith("RAY_") or key in keep}
-    environment.update(COLUMNS="200", **env)
-    return subprocess.run(
-        [sys.executable, "-m", "densenet_ray", "dashboard", *args],
-        capture_output=True,
-        text=True,
-        env=environment,
-        timeout=120,
-    )
+    return run_dashboard(*args, keep=("RAY_AUTH_TOKEN_PATH",), **env)
 
 
 def test_a_stale_record_with_another_cluster_running_is_no_cluster_here(

@@ -13,9 +13,12 @@ from tests.train.run_helpers import epoch_records, train
 
 SAVED = Path(__file__).resolve().parents[2] / "fixtures" / "runs"
 NAME = "run-from-9912cdd"
-# That commit's own resume of the run (its second epoch) on an Intel Xeon with AMX-BF16; fp32 eager on another CPU
-# may differ in the last digits, never by 1e-4.
-RESUMED_BY_9912CDD = {"loss": 2.3303627014160155, "test_loss": 2.3076411437988282, "test_error": 0.94}
+# That commit resumed the run (its second epoch) to loss 2.3303627, test loss 2.3076411 and test error 0.94, both
+# steps at lr 0.001: its step rule divided a 2-epoch run by 100 from the second epoch's start. A 2-epoch step schedule
+# now divides at 50 % and 75 % of its 4 steps, so the resumed epoch's two steps run at 0.01 and 0.001; these are the
+# figures of that resume, on an AMD EPYC (fp32 eager on another CPU may differ in the last digits, never by 1e-4).
+RESUMED = {"loss": 2.3294483184814454, "test_loss": 2.3067034912109374, "test_error": 0.94, "lr": 0.001}
+RESUMED_MEAN_LR = (0.01 + 0.001) / 2
 
 
 def _row(root: Path):
@@ -40,7 +43,8 @@ def test_a_run_written_by_9912cdd_shows_on_the_dashboard_and_resumes(tmp_path, c
     assert "resumed on 1 worker(s) at the start of epoch 2" in completed.stdout + completed.stderr
     records = epoch_records((root / NAME / "metrics.jsonl").read_text())
     assert [record["epoch"] for record in records] == [1, 2]
-    assert {key: records[1][key] for key in RESUMED_BY_9912CDD} == pytest.approx(RESUMED_BY_9912CDD, abs=1e-4)
+    assert {key: records[1][key] for key in RESUMED} == pytest.approx(RESUMED, abs=1e-4)
+    assert records[1]["mean_lr"] == pytest.approx(RESUMED_MEAN_LR)
     after = _row(root)
     assert (after.epoch, after.epochs, after.status, after.test_error) == (2, 2, "FINISHED", pytest.approx(0.94))
     changed = train(*args, "--depth", "16")
