@@ -6,7 +6,7 @@ the committed CIFAR-10 slice, ``RUN`` and ``NAME`` for a real 2-epoch run of the
 ``modern_run``), ``demo-20261206-051518`` for a run that ``make demo``'s command trained, ``photos/``, ``new/`` and
 ``more/`` for folders of the slice's photographs. ``HOME`` is a fresh directory, so ``~/densenet-ray`` and
 ``~/.cache/densenet-ray`` are the pages' default locations. A training command gets :data:`LIMITS` appended (and
-``--limit-epochs 1`` where it would train more than 2 epochs), so it runs as shown for a couple of batches. A command
+``--limit-epochs 1`` where it would train more than 2 epochs), so it runs as shown for a batch. A command
 that needs a cluster, an S3 store, a GPU, a download or data the repository does not ship is named by one of the
 rules below with its reason; a new command that no rule names and that fails fails this test.
 """
@@ -42,7 +42,7 @@ NOT_HERE = [
     (r"tune show", "reads a sweep's results, which only a sweep writes (tests/tune run one)"),
 ]
 TRAINS = r"densenet-ray train |python -m densenet_ray\.(cifar|images)\b"
-LIMITS = "--limit-train-batches 2 --limit-eval-batches 1"
+LIMITS = "--limit-train-batches 1 --limit-eval-batches 1 --loader-workers 0"  # a step, an evaluation batch, in-process
 DEMO = "demo-20261206-051518"  # what `make demo` names its runs
 DEMO_COMMAND = (
     "densenet-ray train cifar --model densenet_bc100_k12 --depth 40 --epochs 1 --lr-schedule cosine --workers 2"
