@@ -55,7 +55,7 @@ class RunRow:
     model: str | None = None
     epoch: int = 0
     epochs: int | None = None
-    progress: float = 0.0  # 0..1, counting the current epoch's batches
+    progress: float = 0.0  # 0..1 of the whole run: finished epochs and the running epoch's batches, over all epochs
     eta_s: float | None = None
     images_per_s: float | None = None
     loss: float | None = None

@@ -22,7 +22,7 @@ class EpochRecord:
     train_error: float | None = None
     test_loss: float | None = None
     test_error: float | None = None
-    test_top5_error: float | None = None  # single-label data of more than TOP5_CLASSES classes only
+    test_top5_error: float | None = None  # single-label data of more than 5 classes only
     best_test_error: float | None = None
     test_samples: int | None = None
     ema_test_loss: float | None = None  # the weights' moving average (``--ema``), evaluated beside the raw weights
