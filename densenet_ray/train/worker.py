@@ -187,7 +187,7 @@ class WorkerLoop:
         batches = self._pipeline("train", True, epoch)
         limit = self.config.options.limit_train_batches
         steps = min(batches.total_batches, limit) if limit else batches.total_batches
-        optimizer_steps = self._optimizer_steps(batches.total_batches)
+        optimizer_steps = -(-steps // self.config.options.accumulate)
         self.step_context.set_lr = lambda index: self._set_lr(epoch, index, optimizer_steps)
         frozen = epoch < self.config.options.freeze_epochs
         recipe = self.step_context.recipe
@@ -225,7 +225,7 @@ class WorkerLoop:
         steady = _steady_rate(stats, warm, started + train_seconds, self.attempt.world)
         first = self.state.optimizer.param_groups[0]
         rate = first["lr"] / first.get("lr_scale", 1.0)  # the schedule's rate (the classifier's)
-        lr = (rate, mean_rate(self.config.options, epoch, self._optimizer_steps(batches.total_batches)))
+        lr = (rate, mean_rate(self.config.options, epoch, optimizer_steps))
         record = epoch_record(
             self.attempt, position, self.config.options.epochs, lr, stats, results, train_seconds, steady
         )
@@ -263,11 +263,6 @@ class WorkerLoop:
         with tempfile.TemporaryDirectory() as directory:
             save_checkpoint(self.state, self.config, self.attempt.rank, self.layout, directory)
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(directory))
-
-    def _optimizer_steps(self, batches: int) -> int:
-        """The optimizer steps of an epoch of ``batches`` batches, after --limit-train-batches and accumulation."""
-        limit = self.config.options.limit_train_batches
-        return -(-(min(batches, limit) if limit else batches) // self.config.options.accumulate)
 
     def _set_lr(self, epoch: int, index: int, steps: int) -> float:
         rate = learning_rate(self.config.options, epoch, index, steps)

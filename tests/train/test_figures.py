@@ -135,8 +135,8 @@ def test_evaluate_per_class_is_scikit_learns_report_and_confusion_matrix(cifar_r
     )
     rows = result["per_class"]
     assert [row["support"] for row in rows] == support.tolist()
-    for name in ("precision", "recall", "f1"):
-        assert [row[name] for row in rows] == pytest.approx(locals()[name].tolist(), abs=1e-6), name
+    for name, expected in (("precision", precision), ("recall", recall), ("f1", f1)):
+        assert [row[name] for row in rows] == pytest.approx(expected.tolist(), abs=1e-6), name
     matrix = metrics.confusion_matrix(truth, predicted, labels=indices)
     assert result["confusion_matrix"] == matrix.tolist()
     names = [row["name"] for row in rows]
