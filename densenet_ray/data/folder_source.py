@@ -12,6 +12,7 @@ from typing import Any
 
 from densenet_ray.data.folder_layout import FolderLayout, read_layout
 from densenet_ray.data.source_base import IMAGE_EXTENSIONS, FileEntry, FileListSource, image_extension
+from densenet_ray.data.tar_members import check_member, refusal
 from densenet_ray.errors import UserError
 
 Found = tuple[tuple[str, ...], str, Any, str]  # (folders and name, image extension or "", tar byte range or -1, file)
@@ -129,6 +130,8 @@ def _check_no_empty_class(root: str, classes: set[str]) -> None:
 
 
 def _tar_images(location: str) -> list[Found]:
+    """Every file of the archive as a byte range of it; a sparse member or one over the member limit is refused
+    (its byte range would not hold its bytes, or too many)."""
     found = []
     with tarfile.open(location) as archive:
         members = [m for m in archive.getmembers() if m.isfile()]
@@ -136,18 +139,22 @@ def _tar_images(location: str) -> list[Found]:
         if nested and len(nested) == len(members):
             # ILSVRC2012_img_train.tar: one tar per class (n01440764.tar, ...), each holding that class's JPEGs.
             for member in nested:
+                if member.issparse():  # a class tar is large; only its images are held to the limit
+                    raise UserError(refusal(location, member.name, "is a sparse file"))
                 cls = Path(member.name).stem
                 window = _Window(location, member.offset_data, member.size)
                 with tarfile.open(fileobj=window) as inner:
                     for image in inner.getmembers():
                         extension = image_extension(image.name) if image.isfile() else None
                         if image.isfile() and not Path(image.name).name.startswith("."):
+                            check_member(image, f"{location}: {member.name}", UserError)
                             span = (member.offset_data + image.offset_data, image.size)
                             found.append(((cls, Path(image.name).name), extension or "", span, location))
             return found
         for member in members:
             parts = tuple(part for part in member.name.split("/") if part not in ("", "."))
             if parts and not any(part.startswith(".") for part in parts):  # as the directory walk skips them
+                check_member(member, location, UserError)
                 found.append((parts, image_extension(member.name) or "", (member.offset_data, member.size), location))
     return found
 

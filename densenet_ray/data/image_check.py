@@ -4,13 +4,17 @@ skipped. Every image is decoded once here, so a shard built from checked files h
 
 Modes become RGB as PIL's ``convert("RGB")`` does (what torchvision's ``ImageFolder`` loader does when it reads
 them), except 16- and 32-bit integer greyscale, which PIL would clip at 255: those are scaled to 8 bits first.
-Converted images are stored as PNG, so the conversion loses nothing more.
+Converted images are stored as PNG, so the conversion loses nothing more. An image whose header declares more
+pixels than PIL allows (its decompression-bomb limit) does not decode, and neither does a file, as given or
+converted, over the member limit every shard reader holds to (:data:`~densenet_ray.data.tar_members.MAX_MEMBER_BYTES`).
 """
 
 from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+
+from densenet_ray.data.tar_members import MAX_MEMBER_BYTES, size_problem
 
 NOT_AN_IMAGE = "not an image"
 UNREADABLE = "does not decode"
@@ -48,6 +52,8 @@ def check_image(data: bytes, extension: str) -> CheckedImage | tuple[str, str]:
 
     if not extension:
         return NOT_AN_IMAGE, ""
+    if size_problem(len(data)):  # a shard member must stay within what every shard reader reads
+        return UNREADABLE, _over_member_limit(len(data))
     try:
         with Image.open(io.BytesIO(data)) as opened:
             mode, size = opened.mode, opened.size
@@ -65,7 +71,28 @@ def check_image(data: bytes, extension: str) -> CheckedImage | tuple[str, str]:
         return CheckedImage(data, extension, height, width)
     buffer = io.BytesIO()
     converted.save(buffer, format="PNG", compress_level=6)
+    if size_problem(buffer.tell()):
+        return UNREADABLE, _over_member_limit(buffer.tell()) + " as PNG"
     return CheckedImage(buffer.getvalue(), "png", height, width, mode)
+
+
+def _over_member_limit(size: int) -> str:
+    return f"{size:,} bytes, more than a shard member's {MAX_MEMBER_BYTES >> 20} MiB"
+
+
+def over_pixel_limit(data: bytes) -> bool:
+    """Whether the image's header declares more pixels than PIL allows (twice ``PIL.Image.MAX_IMAGE_PIXELS``, where
+    ``Image.open`` raises ``DecompressionBombError``), read before any pixel is decoded. The one pixel limit for
+    decoders without one (``torchvision.io``); bytes PIL cannot identify are left to the decoder."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)):
+            return False
+    except Image.DecompressionBombError:
+        return True
+    except Exception:  # not an image PIL knows, or a damaged header: the decoder judges it
+        return False
 
 
 def _to_rgb(image: object) -> object:

@@ -10,6 +10,7 @@ import tarfile
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from densenet_ray.data.tar_members import check_member
 from densenet_ray.errors import UserError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm")
@@ -36,11 +37,17 @@ def image_paths(arguments: list[str]) -> list[str]:
     return paths
 
 
+class RefusedMember(OSError):
+    """An image inside a ``.tar`` left unread: a sparse member or one over the member limit; the message is one line
+    naming the archive and the member."""
+
+
 @contextlib.contextmanager
 def image_opener() -> Iterator[Callable[[str], Any]]:
     """``open_image(path)``: an RGB ``PIL.Image`` of a file or of an image inside a ``.tar`` shard
     (``SHARD.tar/MEMBER``), each shard opened once and its member index read once; PIL's ``UnidentifiedImageError``
-    (an ``OSError``) for a file that is not an image."""
+    (an ``OSError``) for a file that is not an image, its ``DecompressionBombError`` for one whose header declares
+    more pixels than PIL's limit (before any pixel is decoded), :class:`RefusedMember` for a member not to read."""
     archives: dict[str, tarfile.TarFile] = {}
     with contextlib.ExitStack() as closing:
 
@@ -50,7 +57,9 @@ def image_opener() -> Iterator[Callable[[str], Any]]:
             if tar and not os.path.exists(path):
                 if shard not in archives:
                     archives[shard] = closing.enter_context(tarfile.open(shard + ".tar"))  # noqa: SIM115
-                source = io.BytesIO(archives[shard].extractfile(member).read())
+                info = archives[shard].getmember(member)
+                check_member(info, shard + ".tar", RefusedMember)
+                source = io.BytesIO(archives[shard].extractfile(info).read())
             return decode_image(source)
 
         yield open_image
@@ -58,7 +67,8 @@ def image_opener() -> Iterator[Callable[[str], Any]]:
 
 def decode_image(source: Any) -> Any:
     """An RGB ``PIL.Image`` of a file path or a binary stream (``io.BytesIO`` of an image's bytes); PIL's
-    ``UnidentifiedImageError`` (an ``OSError``) for what is not an image."""
+    ``UnidentifiedImageError`` (an ``OSError``) for what is not an image, its ``DecompressionBombError`` from the
+    header alone for an image of more pixels than its limit (``Image.open`` checks the size it reads)."""
     from PIL import Image
 
     with Image.open(source) as image:

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from densenet_ray.data.image_check import over_pixel_limit
 from densenet_ray.errors import DataError
 
 Transform = Callable[[Any], torch.Tensor]
@@ -83,6 +84,8 @@ def _tensor_image(image_bytes: bytes) -> torch.Tensor | None:
     from torchvision.io import ImageReadMode, decode_image
     from torchvision.transforms.v2 import functional as TF
 
+    if over_pixel_limit(image_bytes):  # torchvision.io has none: it allocates what the header says (or crashes)
+        return None
     try:
         return decode_image(torch.frombuffer(bytearray(image_bytes), dtype=torch.uint8), mode=ImageReadMode.RGB)
     except RuntimeError:  # a format torchvision.io does not read (BMP), or damaged bytes

@@ -1,14 +1,16 @@
-"""Raw samples out of one shard: the whole shard (WebDataset's tar iterator) or the samples at given positions
-(with the shard's index: one range read from the first wanted sample to the last; without: the shard from its
-start, stopping after the last wanted sample)."""
+"""Raw samples out of one shard: the whole shard (a streamed tar walk) or the samples at given positions (with the
+shard's index: one range read from the first wanted sample to the last; without: the shard from its start, stopping
+after the last wanted sample). A sparse member, or one over the member limit, ends the read with one line naming
+the shard and the member (:mod:`densenet_ray.data.tar_members`)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
 from densenet_ray.data.manifest import ShardInfo
-from densenet_ray.data.shard_index import ShardIndex, parse_index, split_member_name
+from densenet_ray.data.shard_index import Member, ShardIndex, parse_index, split_member_name
 from densenet_ray.data.storage import Storage, StorageError
+from densenet_ray.data.tar_members import file_members, refusal, size_problem
 from densenet_ray.errors import DataError
 
 # key, image bytes, label: a class index (-1 when the cls member is missing or not a number) or, multi-label, a
@@ -31,20 +33,18 @@ def load_index(storage: Storage, shard: ShardInfo) -> ShardIndex | None:
 
 
 def read_shard(storage: Storage, shard: ShardInfo) -> Iterator[RawSample]:
-    """Every sample of the shard in stored order, through WebDataset's tar iterator."""
-    from webdataset.tariterators import tar_file_iterator
-
+    """Every sample of the shard in stored order (members grouped by key, WebDataset's rule)."""
     url = storage.join(shard.name)
     try:
         with storage.open_read(shard.name) as stream:
             current_key, members = None, {}
-            for entry in tar_file_iterator(stream):
-                key, _ = split_member_name(entry["fname"])
+            for name, data in file_members(stream, f"shard {url}", DataError):
+                key, extension = split_member_name(name)
                 if key != current_key and members:
                     yield _sample(current_key, members)
                     members = {}
                 current_key = key
-                members[split_member_name(entry["fname"])[1]] = entry["data"]
+                members[extension] = data
             if members:
                 yield _sample(current_key, members)
     except (StorageError, DataError):
@@ -70,6 +70,7 @@ def read_positions(
         with storage.open_range(shard.name, cursor, samples[last].end) as stream:
             for position in range(first, last + 1):
                 sample = samples[position]
+                _check_sizes(url, sample.members)
                 data = stream.read(sample.end - cursor)
                 if len(data) != sample.end - cursor:
                     raise DataError(
@@ -100,6 +101,14 @@ def _scan(storage: Storage, shard: ShardInfo, positions: Sequence[int]) -> Itera
         f"shard {storage.join(shard.name)} is truncated or corrupt: {position + 1} of {shard.samples} samples "
         "(run `densenet-ray data verify`)"
     )
+
+
+def _check_sizes(url: str, members: Sequence[Member]) -> None:
+    """The member limit, on the sizes the index lists (the bytes are sliced from one range read, not walked)."""
+    for member in members:
+        problem = size_problem(member.size)
+        if problem is not None:
+            raise DataError(refusal(f"shard {url}", member.name, problem))
 
 
 def _sample(key: str | None, members: dict[str, bytes]) -> RawSample:

@@ -1,5 +1,6 @@
 """Checking a sharded split end to end: bytes, SHA-256, sample counts, labels, every image's decode, and each
-shard's index against the shard's actual member offsets."""
+shard's index against the shard's actual member offsets. A sparse member or one over the member limit is a
+problem, its bytes left unread."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from densenet_ray.data.indexing import index_problem
 from densenet_ray.data.manifest import Manifest, ShardInfo
 from densenet_ray.data.shard_index import Member, build_index, split_member_name
 from densenet_ray.data.storage import Storage, StorageError
+from densenet_ray.data.tar_members import member_problem, refusal
 
 
 @dataclass
@@ -62,6 +64,10 @@ def verify_shard(storage: Storage, shard: ShardInfo, num_classes: int) -> tuple[
                 with tarfile.open(fileobj=hashed, mode="r|") as archive:
                     for member in archive:
                         if not member.isfile():
+                            continue
+                        problem = member_problem(member)
+                        if problem is not None:  # its bytes are not read: a sample without its image
+                            problems.append(refusal(url, member.name, problem))
                             continue
                         key, extension = split_member_name(member.name)
                         located.append(Member(extension, member.offset_data, member.size, member.name))
