@@ -10,9 +10,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from PIL.Image import DecompressionBombError
 from torchvision.transforms.v2.functional import pil_to_tensor
 
-from densenet_ray.data.images import image_opener, image_paths
+from densenet_ray.data.image_check import UNREADABLE
+from densenet_ray.data.images import RefusedMember, image_opener, image_paths
 from densenet_ray.data.input_spec import InputSpec
 from densenet_ray.data.transforms import for_dataset
 from densenet_ray.errors import UserError
@@ -136,7 +138,7 @@ class Classifier:
         with image_opener() as open_image:
             for order, (name, image) in enumerate(_images(inputs, open_image)):
                 if isinstance(image, Exception):
-                    failed.append((order, Prediction(name, error=f"not an image ({type(image).__name__})")))
+                    failed.append((order, Prediction(name, error=_failure(image))))
                     continue
                 batch.append((order, name, self.prepare(image)))
                 if len(batch) == size:
@@ -158,7 +160,7 @@ def _images(inputs: list[ImageInput], open_image: Callable[[str], Any]) -> Itera
             for path in image_paths([os.fspath(item)]):
                 try:
                     yield path, open_image(path)
-                except OSError as error:  # PIL's UnidentifiedImageError included
+                except (OSError, DecompressionBombError) as error:  # PIL's UnidentifiedImageError is an OSError
                     yield path, error
         elif isinstance(item, torch.Tensor) and item.dim() == 4:
             yield from ((f"<input {position}:{row}>", image) for row, image in enumerate(item))
@@ -166,6 +168,16 @@ def _images(inputs: list[ImageInput], open_image: Callable[[str], Any]) -> Itera
             yield f"<input {position}>", item.convert("RGB") if hasattr(item, "convert") else item
         else:
             raise UserError(f"input {position} is a {type(item).__name__}; give a path, a PIL image or a tensor")
+
+
+def _failure(error: Exception) -> str:
+    """Why an input has no classes: a decompression bomb does not decode (as the shard builder words it), a refused
+    tar member says why in its own line, anything else is not an image."""
+    if isinstance(error, DecompressionBombError):
+        return f"{UNREADABLE} ({str(error).splitlines()[0]})"
+    if isinstance(error, RefusedMember):
+        return str(error)
+    return f"not an image ({type(error).__name__})"
 
 
 def _export_card(location: str) -> dict[str, Any] | None:
