@@ -1,4 +1,5 @@
-"""A directory on the local file system as :class:`Storage`; writes are atomic (temporary file, fsync, rename)."""
+"""A directory on the local file system as :class:`Storage`; writes are atomic (temporary file, fsync, rename), and
+every name stays below the directory (a manifest's shard names come from whoever built the shards)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,18 @@ class LocalStorage(Storage):
         self.url = self.root
 
     def _path(self, name: str) -> str:
-        return os.path.join(self.root, *name.split("/")) if name else self.root
+        """The file of ``name``; :class:`StorageError` when the name leaves the root (``..``, an absolute name, or
+        a symbolic link below the root pointing out of it), as a manifest or index from elsewhere may ask."""
+        if not name:
+            return self.root
+        parts = name.split("/")
+        if os.path.isabs(name) or ".." in parts:
+            raise StorageError(f"{name!r} leaves {self.root}: a storage name is a relative path below it, without '..'")
+        path = os.path.join(self.root, *parts)
+        root = os.path.realpath(self.root)
+        if os.path.commonpath([root, os.path.realpath(path)]) != root:
+            raise StorageError(f"{path} leads out of {self.root} through a symbolic link; storage stays below its root")
+        return path
 
     def list(self, prefix: str = "") -> list[ObjectInfo]:
         if not os.path.isdir(self.root):

@@ -128,3 +128,43 @@ def test_s3_urls_carry_an_endpoint_in_rays_query_form() -> None:
     assert split_url(child_url(url, "run1")) == (url, "run1")
     with pytest.raises(StorageError, match="unsupported option 'endpoint' in s3://b/p\\?endpoint=x"):
         S3Storage("s3://b/p?endpoint=x")
+
+
+def test_local_names_stay_below_the_root(tmp_path) -> None:
+    (tmp_path / "secret.txt").write_bytes(b"not yours")
+    root = tmp_path / "shards"
+    (root / "inside").mkdir(parents=True)
+    (root / "inside" / "a.tar").write_bytes(b"a")
+    (root / "alias.tar").symlink_to(root / "inside" / "a.tar")  # a link within the root is followed
+    (root / "out").symlink_to(tmp_path)
+    storage = open_storage(str(root))
+    assert storage.read_bytes("alias.tar") == storage.read_bytes("inside/./a.tar") == b"a"
+    for name in ("../secret.txt", "inside/../../secret.txt", str(tmp_path / "secret.txt")):
+        with pytest.raises(StorageError) as refused:
+            storage.read_bytes(name)
+        assert str(refused.value) == f"{name!r} leaves {root}: a storage name is a relative path below it, without '..'"
+    with pytest.raises(StorageError, match=f"^{root}/out/secret.txt leads out of {root} through a symbolic link;"):
+        storage.open_read("out/secret.txt")
+    with pytest.raises(StorageError, match="leaves"):
+        storage.write_bytes("../planted.txt", b"x")
+    assert not (tmp_path / "planted.txt").exists()
+
+
+def test_a_manifest_naming_a_shard_outside_its_directory_is_one_line(tmp_path, cifar_shards, capsys) -> None:
+    import json
+    import shutil
+
+    from densenet_ray.cli import main
+
+    shards = shutil.copytree(cifar_shards, tmp_path / "shards")
+    manifest = json.loads((shards / "test.json").read_text())
+    outside = manifest["shards"][0]["name"]
+    shutil.move(shards / outside, tmp_path / outside)
+    manifest["shards"][0]["name"] = f"../{outside}"
+    (shards / "test.json").write_text(json.dumps(manifest))
+    assert main(["data", "verify", str(shards), "--split", "test"]) == 1
+    bad = [line for line in capsys.readouterr().out.splitlines() if line.startswith("bad: ")]
+    assert bad == [
+        f"bad: {shards}/../{outside}: '../{outside}' leaves {shards}: a storage name is a relative path "
+        "below it, without '..'"
+    ]
