@@ -118,17 +118,18 @@ def test_every_yaml_in_cluster_and_jobs_loads_and_the_fake_cluster_validates() -
         names
         == [
             "cluster/fake-cluster.yaml",
+            "cluster/kuberay/network-policy.yaml",
             "cluster/kuberay/raycluster.yaml",
             "cluster/kuberay/rayjob.yaml",
             *(f"jobs/{name}" for name in sorted(p.name for p in (ROOT / "jobs").glob("*.yaml"))),
         ]
-        and len(names) == 16
+        and len(names) == 17
     )
     for path in files:
         documents = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
         assert documents and all(isinstance(d, dict) for d in documents), path
     kinds = {yaml.safe_load(p.read_text())["kind"] for p in (ROOT / "cluster" / "kuberay").glob("*.yaml")}
-    assert kinds == {"RayCluster", "RayJob"}
+    assert kinds == {"NetworkPolicy", "RayCluster", "RayJob"}
     fake = yaml.safe_load((ROOT / "cluster" / "fake-cluster.yaml").read_text())
     validate_config(fake)  # complete as written: the wheel ships no defaults for the fake provider
     assert fake["available_node_types"]["gpu_a10g_sim"]["resources"] == {"CPU": 1, "fake_gpu": 1}
