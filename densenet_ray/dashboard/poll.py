@@ -24,6 +24,7 @@ from densenet_ray.dashboard.snapshot import (
     cluster_info,
     job_rows,
 )
+from densenet_ray.dashboard.stored import Unreadable
 from densenet_ray.dashboard.sweep_state import merge_run, read_sweep
 from densenet_ray.data.storage import StorageError, child_url, split_url
 
@@ -74,8 +75,10 @@ def train_run_row(run: dict[str, Any], jobs_by_id: dict[str, JobRow]) -> RunRow:
 class Poller:
     """Reads the cluster (when there is one) and the storage roots; :meth:`poll` returns a fresh snapshot."""
 
-    def __init__(self, address: str | None, storage: list[str], note: str | None = None) -> None:
-        self.client = DashboardClient(address) if address else None
+    def __init__(
+        self, address: str | None, storage: list[str], note: str | None = None, send_token: bool = False
+    ) -> None:
+        self.client = DashboardClient(address, send_token=send_token) if address else None
         self.storage = list(storage)
         self.scanners: dict[str, StorageScanner] = {}
         self.note = note  # why there is no cluster, shown with every snapshot
@@ -166,7 +169,7 @@ class Poller:
                     raise StorageError(f"--storage {root}: {' '.join(str(error).split())}") from None
                 notes.append(f"cannot read storage {root}: {' '.join(str(error).split())}")
                 continue
-            self._scan(scanner, layout, by_dir, runs, sweeps, now)
+            self._scan(scanner, layout, by_dir, (runs, sweeps, notes), now)
         for run in cluster_runs:  # runs whose directory this machine cannot read: the cluster's view alone
             runs.setdefault(run_key(run.run_dir) if run.run_dir else run.name, run)
         if self.storage and not runs and not sweeps and self.client is None:
@@ -179,20 +182,29 @@ class Poller:
         scanner: StorageScanner,
         layout: Layout,
         by_dir: dict[str, RunRow],
-        runs: dict[str, RunRow],
-        sweeps: dict[str, SweepRow],
+        found_so_far: tuple[dict[str, RunRow], dict[str, SweepRow], list[str]],
         now: float,
     ) -> None:
-        """Add one root's sweeps (their trials' runs too, marked with the sweep) and standalone runs."""
+        """Add one root's sweeps (their trials' runs too, marked with the sweep) and standalone runs to the runs and
+        sweeps found so far; a run or sweep whose files do not have their shape is a note naming the file."""
+        runs, sweeps, notes = found_so_far
         for directory in layout.sweeps:
-            found = read_sweep(scanner, directory, layout, by_dir, now)
+            try:
+                found = read_sweep(scanner, directory, layout, by_dir, now)
+            except Unreadable as error:
+                notes.append(f"unreadable sweep {error}")
+                continue
             if found is None or run_key(found[0].url) in sweeps:
                 continue
             sweeps[run_key(found[0].url)] = found[0]
             for run in found[1]:
                 runs.setdefault(run_key(run.run_dir) if run.run_dir else run.name, run)
         for directory in layout.runs:
-            files = scanner.read_run(directory, layout.sizes)
+            try:
+                files = scanner.read_run(directory, layout.sizes)
+            except Unreadable as error:
+                notes.append(f"unreadable run {error}")
+                continue
             if files is None or run_key(files.url) in runs:
                 continue
             key = run_key(files.url)

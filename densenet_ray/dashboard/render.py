@@ -1,10 +1,14 @@
 """Drawing a :class:`~densenet_ray.dashboard.snapshot.Snapshot` with rich: a header line, then tables of jobs, training
 runs (progress bars, sparklines of loss and test error) and sweeps. The same renderables serve the live view and the
-plain snapshot printed off a terminal; nothing here reads a source.
+plain snapshot printed off a terminal; nothing here reads a source. Every string that comes from a source (a job's
+message, a run's name, a note) is drawn as :func:`plain` text: never parsed as rich markup, its terminal escape
+sequences and control characters taken out.
 """
 
 from __future__ import annotations
 
+import math
+import re
 import time
 from typing import Any
 
@@ -17,6 +21,14 @@ from rich.text import Text
 from densenet_ray.dashboard.snapshot import RunRow, Snapshot, SweepRow
 from densenet_ray.tune.report import error_text
 
+# ECMA-48 escape sequences: CSI (7- and 8-bit), string commands (OSC titles and links, DCS, APC...) to their end,
+# and the short ESC forms. rich's ANSI parser would apply a carriage return's overwrite and keep BEL-ended titles.
+_ESCAPES = re.compile(
+    r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]"  # CSI: cursor moves, erasing, colours
+    r"|(?:\x1b[\]PX^_]|[\x90\x98\x9d-\x9f])[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"  # OSC, DCS, SOS, PM, APC
+    r"|\x1b[ -/]*[0-~]?"  # the short forms (ESC c resets the terminal)
+)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1 (0x9b alone starts a sequence on some terminals)
 SPARKS = "▁▂▃▄▅▆▇█"
 STATUS_STYLES = {
     "RUNNING": "bold blue",
@@ -37,9 +49,21 @@ STATUS_STYLES = {
 }
 
 
+def clean(value: object) -> str:
+    """``value`` as text a terminal only prints: escape sequences and other control characters removed, line breaks
+    and tabs as spaces."""
+    text = _ESCAPES.sub("", str(value))
+    return _CONTROL.sub(lambda found: " " if found.group() in "\t\n\r" else "", text)
+
+
+def plain(value: object, style: str = "") -> Text:
+    """``value`` as :func:`clean` text, drawn as it reads (a ``Text``, which rich never parses as markup)."""
+    return Text(clean(value), style=style)
+
+
 def sparkline(values: list[float], width: int = 16) -> str:
-    """The last ``width`` values as block characters, lowest to highest."""
-    values = [value for value in values if value is not None][-width:]
+    """The last ``width`` values as block characters, lowest to highest (a diverged run's NaN left out)."""
+    values = [value for value in values if value is not None and math.isfinite(value)][-width:]
     if not values:
         return ""
     low, high = min(values), max(values)
@@ -49,14 +73,14 @@ def sparkline(values: list[float], width: int = 16) -> str:
 
 def bar(fraction: float, width: int = 12) -> str:
     """A text progress bar with its percentage: ``██████░░░░░░  50%``."""
-    fraction = min(max(fraction, 0.0), 1.0)
+    fraction = min(max(fraction, 0.0), 1.0) if math.isfinite(fraction) else 0.0
     filled = int(round(fraction * width))
     return "█" * filled + "░" * (width - filled) + f" {100 * fraction:3.0f}%"
 
 
 def duration(seconds: float | None) -> str:
     """``H:MM:SS`` (days as ``Nd H:MM:SS``), or ``-``."""
-    if seconds is None:
+    if seconds is None or not math.isfinite(seconds):
         return "-"
     seconds = int(round(seconds))
     days, rest = divmod(seconds, 86400)
@@ -78,7 +102,7 @@ def number(value: float | None, digits: int = 1) -> str:
 
 
 def status_text(status: str) -> Text:
-    return Text(status, style=STATUS_STYLES.get(status, ""))
+    return plain(status, STATUS_STYLES.get(status, ""))
 
 
 def header(snapshot: Snapshot) -> Text:
@@ -89,14 +113,14 @@ def header(snapshot: Snapshot) -> Text:
         text.append(" · storage only")
     else:
         version = f" (Ray {cluster.ray_version})" if cluster.ray_version else ""
-        text.append(f" · cluster {cluster.address}{version}")
+        text.append(clean(f" · cluster {cluster.address}{version}"))
         dead = f", {cluster.nodes_dead} dead" if cluster.nodes_dead else ""
         text.append(f" · {cluster.nodes_alive} node{'s' if cluster.nodes_alive != 1 else ''} alive{dead}")
         text.append(f" · CPU {_used(cluster.cpus_used)}/{cluster.cpus_total:g}")
         text.append(f" · GPU {_used(cluster.gpus_used)}/{cluster.gpus_total:g}")
     text.append(f" · {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(snapshot.time))}")
     for note in snapshot.notes:
-        text.append(f"\n! {note}", style="yellow")
+        text.append(f"\n! {clean(note)}", style="yellow")
     return text
 
 
@@ -119,8 +143,8 @@ class FitTable:
         for index in keep:
             column = self.columns[index]
             table.add_column(column, justify="right" if column in self.right else "left", no_wrap=column != "message")
-        for row in self.rows:
-            table.add_row(*(row[index] for index in keep))
+        for row in self.rows:  # a string cell would be parsed as markup: each is plain text
+            table.add_row(*(plain(row[index]) if isinstance(row[index], str) else row[index] for index in keep))
         return table
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
@@ -174,7 +198,7 @@ def runs_table(snapshot: Snapshot, limit: int) -> RenderableType:
     table = FitTable(columns, rows, right=right, drop=RUN_DROP_ORDER)
     section = _section(f"Training runs ({counts or 'none'})", table if rows else None, len(standalone) - limit, "runs")
     stopped = [
-        Text(f"{run.name} stopped at epoch {run.epoch}: {run.stopped}", style="dim")
+        plain(f"{run.name} stopped at epoch {run.epoch}: {run.stopped}", style="dim")
         for run in standalone[:limit]
         if run.stopped
     ]
@@ -212,15 +236,15 @@ def _run_cells(run: RunRow) -> dict[str, Any]:
 
 def sweep_table(sweep: SweepRow, limit: int) -> RenderableType:
     """One sweep: its status, trial counts and best trial so far above a row per trial."""
-    title = Text(f"Sweep {sweep.name} ({sweep.kind}, {sweep.scheduler}) ", style="bold")
+    title = plain(f"Sweep {sweep.name} ({sweep.kind}, {sweep.scheduler}) ", style="bold")
     title.append_text(status_text(sweep.status))
-    title.append(f" · {len(sweep.trials)} trials: {_counts(row.status for row in sweep.trials) or 'none yet'}")
+    title.append(clean(f" · {len(sweep.trials)} trials: {_counts(row.status for row in sweep.trials) or 'none yet'}"))
     if sweep.best_label is not None:
         options = ", ".join(f"{key}={value}" for key, value in sweep.best_options.items())
         figure = error_text(sweep.best_test_error, sweep.multi_label)
         what = "" if sweep.multi_label else " % test error"
-        title.append(f"\nbest so far: {sweep.best_label} (trial {sweep.best_trial}) at {figure}{what}")
-        title.append(f", {options}" if options else "")
+        title.append("\n" + clean(f"best so far: {sweep.best_label} (trial {sweep.best_trial}) at {figure}{what}"))
+        title.append(clean(f", {options}") if options else "")
     rows = [
         [
             trial.trial_id + (" *" if trial.trial_id == sweep.best_trial else ""),
@@ -238,7 +262,7 @@ def sweep_table(sweep: SweepRow, limit: int) -> RenderableType:
 
 
 def _section(title: str | Text, table: FitTable | None, hidden: int, what: str) -> RenderableType:
-    heading = Text(title, style="bold") if isinstance(title, str) else title
+    heading = plain(title, style="bold") if isinstance(title, str) else title
     parts: list[RenderableType] = [heading] if table is None else [heading, table]
     if hidden > 0:
         parts.append(Text(f"… {hidden} more {what} (--limit N to show more, --json for all)", style="dim"))

@@ -2,7 +2,8 @@
 ``progress.json`` (rank 0's in-epoch progress) under each run directory, local or ``s3://``.
 
 A :class:`StorageScanner` finds the run and sweep directories under a storage root and reads each run, re-reading a
-file only when the listing shows its size changed, so polling a root of finished runs costs one listing.
+file only when the listing shows its size changed, so polling a root of finished runs costs one listing. A file
+without its shape makes the run :class:`~densenet_ray.dashboard.stored.Unreadable`, naming the file.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 import yaml
 
 from densenet_ray.dashboard.snapshot import RunRow
+from densenet_ray.dashboard.stored import Unreadable, record_problem, wrong
 from densenet_ray.data.storage import ObjectInfo, Storage, StorageError, child_url, open_storage
 from densenet_ray.train.run.directory import (
     CONFIG_FILE,
@@ -143,19 +145,51 @@ class StorageScanner:
         return value
 
     def read_run(self, directory: str, sizes: dict[str, int]) -> RunFiles | None:
-        """The run at ``directory`` (relative to the root); None when its config is not a training config."""
-        config = flat_options(self._read(_join(directory, CONFIG_FILE), sizes, yaml.safe_load))
+        """The run at ``directory`` (relative to the root); None when its config is not a training config.
+        :class:`Unreadable` (one line naming the file and field) when a file does not have its shape."""
+        document = self._read(_join(directory, CONFIG_FILE), sizes, yaml.safe_load)
+        config = flat_options(document)
+        problem = _config_problem(document, config)
+        if problem:
+            raise Unreadable(f"{self.url(_join(directory, CONFIG_FILE))}: {problem}")
         if config is None:
             return None
         every = self._read(_join(directory, METRICS_FILE), sizes, parse_records) or []
+        _check_records(self.url(_join(directory, METRICS_FILE)), every)
         records = [record for record in every if isinstance(record, EpochRecord)]
         others = [record for record in every if not isinstance(record, EpochRecord | AttemptRecord)]
         finished = bool(records) and (records[-1].epoch >= int(config["epochs"]) or records[-1].stopped is not None)
         progress = self._read(_join(directory, PROGRESS_FILE), sizes, parse_progress, fresh=not finished)
+        _check_records(self.url(_join(directory, PROGRESS_FILE)), [progress] if progress else [])
         times = [record.time for record in [*records, *others]] + [progress.time if progress else None]
         updated = max((stamp for stamp in times if isinstance(stamp, int | float)), default=None)
         preemptions = sum(isinstance(record, PreemptionRecord) for record in every)
         return RunFiles(self.url(directory), config, records, progress, updated, preemptions)
+
+
+def _config_problem(document: Any, config: dict[str, Any] | None) -> str | None:
+    """What is wrong with a run's configuration: a resolved one that does not resolve (its own checks say why), or
+    flat options (older runs) whose epochs or model are of the wrong type; None for anything else."""
+    if config is not None:
+        return wrong("epochs", config["epochs"], "int") or wrong("model", config["model"], "str")
+    if (
+        isinstance(document, dict)
+        and isinstance(document.get("model"), dict)
+        and isinstance(document.get("optim"), dict)
+    ):
+        from densenet_ray.train.config.resolved import ResolvedConfig
+
+        try:
+            ResolvedConfig.from_document(document)
+        except ValueError as error:
+            return str(error)
+    return None
+
+
+def _check_records(url: str, records: list[Any]) -> None:
+    problem = next(filter(None, map(record_problem, records)), None)
+    if problem:
+        raise Unreadable(f"{url}: {problem}")
 
 
 def run_row(files: RunFiles, name: str, now: float | None = None) -> RunRow:
@@ -187,7 +221,7 @@ def run_row(files: RunFiles, name: str, now: float | None = None) -> RunRow:
             row.best_test_error = min(row.error_history, default=None)
         if row.error_history:
             best = min(row.error_history)
-            row.best_epoch = next(record.epoch for record in records if record.test_error == best)
+            row.best_epoch = next((record.epoch for record in records if record.test_error == best), None)  # NaN
         row.images_per_s = last.steady_images_per_s or last.images_per_s
     fraction = float(done)
     current = files.progress if files.progress and files.progress.epoch == done + 1 and done < epochs else None

@@ -21,6 +21,7 @@ from densenet_ray.dashboard.runs import (
     url_name,
 )
 from densenet_ray.dashboard.snapshot import RunRow, SweepRow, TrialRow
+from densenet_ray.dashboard.stored import Unreadable, check_fields
 from densenet_ray.tune.report import RESULTS_JSON
 
 # Tune's trial statuses shown as they are; TERMINATED splits into FINISHED and STOPPED (by epochs done).
@@ -38,8 +39,10 @@ def tune_trial_states(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
         except (TypeError, ValueError, IndexError):
             continue
         if isinstance(trial, dict) and trial.get("trial_id"):
-            config = trial.get("config") or {}
-            states[str(trial["trial_id"])] = {"status": trial.get("status"), "trial": config.get("trial") or {}}
+            config = trial.get("config") if isinstance(trial.get("config"), dict) else {}
+            options = config.get("trial") if isinstance(config.get("trial"), dict) else {}
+            status = trial.get("status") if isinstance(trial.get("status"), str) else None
+            states[str(trial["trial_id"])] = {"status": status, "trial": options}
     return states
 
 
@@ -51,15 +54,22 @@ def read_sweep(
     now: float | None = None,
 ) -> tuple[SweepRow, list[RunRow]] | None:
     """The sweep at ``directory`` and its trials' run rows; ``train_runs`` (keyed by :func:`run_key`) are the
-    cluster's view of runs, which wins over the files' for status. None when ``sweep.json`` cannot be read."""
+    cluster's view of runs, which wins over the files' for status. None when ``sweep.json`` cannot be read;
+    :class:`Unreadable` (naming the file) when a file of the sweep or of a trial's run does not have its shape."""
     now = time.time() if now is None else now
     description = scanner.read_json(_join(directory, SWEEP_FILE), layout.sizes)
     if not isinstance(description, dict):
         return None
-    results = scanner.read_json(_join(directory, RESULTS_JSON), layout.sizes)
-    saved = {row["trial"]: row for row in (results or {}).get("rows", [])} if isinstance(results, dict) else {}
+    where = scanner.url(_join(directory, SWEEP_FILE))
+    check_fields(where, description, {"options": "dict", "searched": "list", "kind": "str", "scheduler": "str"})
+    if not all(isinstance(option, str) for option in description.get("searched") or []):
+        raise Unreadable(f"{where}: searched is not a list of option names")
+    saved = _saved_rows(scanner, _join(directory, RESULTS_JSON), layout)
     state_file = layout.tune_state.get(directory)
-    states = tune_trial_states(scanner.read_json(state_file, layout.sizes) or {}) if state_file else {}
+    state = scanner.read_json(state_file, layout.sizes) if state_file else None
+    if state is not None and not isinstance(state, dict):
+        raise Unreadable(f"{scanner.url(state_file or '')}: not a JSON object")
+    states = tune_trial_states(state or {})
     run_dirs = {run.rsplit("/", 1)[-1]: run for run in layout.trials.get(directory, [])}
     name = url_name(scanner.url(directory))
     rows, runs = [], []
@@ -83,6 +93,18 @@ def read_sweep(
     )
     _add_summary(sweep)
     return sweep, runs
+
+
+def _saved_rows(scanner: StorageScanner, relative: str, layout: Layout) -> dict[str, dict[str, Any]]:
+    """The finished sweep's rows by trial name (``results.json``); empty while it runs."""
+    results = scanner.read_json(relative, layout.sizes)
+    if results is None:
+        return {}
+    rows = results.get("rows", []) if isinstance(results, dict) else None
+    named = isinstance(rows, list) and all(isinstance(row, dict) and isinstance(row.get("trial"), str) for row in rows)
+    if not named:
+        raise Unreadable(f"{scanner.url(relative)}: rows is not a list of trials, each with its name")
+    return {row["trial"]: row for row in rows}
 
 
 def _trial_row(
