@@ -12,7 +12,13 @@ from urllib.parse import urlparse
 from densenet_ray.data.storage.base import ObjectInfo, Storage, StorageError, child_url, split_url
 from densenet_ray.data.storage.local import LocalStorage
 from densenet_ray.data.storage.s3 import S3Storage
-from densenet_ray.data.storage.s3client import custom_endpoint, describe_s3_error, endpoint_from_query, s3_client
+from densenet_ray.data.storage.s3client import (
+    custom_endpoint,
+    describe_s3_error,
+    endpoint_from_query,
+    s3_client,
+    without_endpoint,
+)
 
 __all__ = [
     "LocalStorage",
@@ -27,6 +33,7 @@ __all__ = [
     "open_storage",
     "s3_client",
     "split_url",
+    "without_endpoint",
 ]
 
 

@@ -84,3 +84,10 @@ def endpoint_from_query(url: str) -> str | None:
         return None
     endpoint = query["endpoint_override"][0]
     return endpoint if "://" in endpoint else f"{query.get('scheme', ['https'])[0]}://{endpoint}"
+
+
+def without_endpoint(url: str) -> str:
+    """``url`` to reach through this machine's own endpoint settings only: an ``s3://`` URL without its query
+    (``endpoint_override``, ``scheme``, ``region``), any other URL as it is. For URLs read from a file someone else
+    may have written (a checkpoint's data), which must not choose where this machine's signed requests go."""
+    return url.split("?", 1)[0] if url.startswith("s3://") else url

@@ -159,11 +159,13 @@ def load_trained(
 
 def class_names(options: dict[str, Any], dataset: str) -> list[str]:
     """The class names in the run's manifest (its evaluation split's, else its training split's); the class
-    indices when the data is not reachable from here."""
+    indices when the data is not reachable from here. The checkpoint may be someone else's: its data URL is read
+    through this machine's own storage settings, never an endpoint the URL names."""
     from densenet_ray.data.manifest import load_manifest
+    from densenet_ray.data.storage import without_endpoint
 
     count = NUM_CLASSES[dataset]
-    data = options.get("data")
+    data = without_endpoint(str(options["data"])) if options.get("data") else None
     for split in (options.get("eval_split"), "train"):
         if not data or not split:
             continue
