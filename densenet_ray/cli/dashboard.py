@@ -9,6 +9,7 @@ import sys
 
 from rich.console import Console
 
+from densenet_ray.dashboard.client import SEND_TOKEN_FLAG
 from densenet_ray.errors import UserError
 from densenet_ray.paths import HOME_ROOT, absolute_location
 
@@ -36,6 +37,14 @@ def add_parser(groups: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--no-cluster", action="store_true", help="read --storage only; do not look for a cluster on this machine"
     )
+    parser.add_argument(
+        SEND_TOKEN_FLAG,
+        action="store_true",
+        help=(
+            "send this machine's Ray token file (RAY_AUTH_TOKEN_PATH, else ~/.ray/auth_token) to an --address "
+            "beyond 127.0.0.1 and localhost as well; RAY_AUTH_TOKEN is sent to any address"
+        ),
+    )
     parser.add_argument("--once", action="store_true", help="print one snapshot and exit")
     parser.add_argument("--json", action="store_true", help="print one snapshot as JSON and exit")
     parser.add_argument("--interval", type=float, default=2.0, metavar="SEC", help="poll every SEC s (>= 1, default 2)")
@@ -60,18 +69,24 @@ def storage_roots(given: list[str] | None) -> list[str]:
     return roots
 
 
-def make_poller(address: str | None, roots: list[str], no_cluster: bool = False):  # noqa: ANN201 - a Poller
-    """The poller for the given address and roots: storage alone when no cluster is given or found here."""
-    from densenet_ray.dashboard.address import resolve_address
+def make_poller(  # noqa: ANN201 - a Poller
+    address: str | None, roots: list[str], no_cluster: bool = False, send_token: bool = False
+):
+    """The poller for the given address and roots: storage alone when no cluster is given or found here.
+    ``send_token``: this machine's token file goes to a cluster elsewhere too (``--send-token``)."""
+    from densenet_ray.dashboard.address import configured_address, resolve_address
     from densenet_ray.dashboard.poll import Poller
 
     if no_cluster:
         if address or not roots:
             raise UserError("--no-cluster reads storage only: give --storage, and no --address")
         return Poller(None, roots, note="storage only (--no-cluster)")
-    url = resolve_address(address)
+    url = resolve_address(address, send_token)
     if url is not None:
-        return Poller(url, roots)
+        # A cluster found running on this machine (no address, or `auto`) gets the token file whatever its
+        # dashboard's address: this machine is one of its nodes.
+        here = configured_address(address) in (None, "auto")
+        return Poller(url, roots, send_token=send_token or here)
     if not roots and os.path.isdir(HOME_ROOT):
         roots = [HOME_ROOT]
     if not roots:
@@ -101,7 +116,7 @@ def dashboard_command(args: argparse.Namespace) -> int:
         raise UserError(f"--limit {args.limit} must be at least 1")
     roots = storage_roots(args.storage)
     try:
-        poller = make_poller(args.address, roots, args.no_cluster)
+        poller = make_poller(args.address, roots, args.no_cluster, args.send_token)
         live = not (args.once or args.json) and sys.stdout.isatty() and sys.stdin.isatty()
         if live:
             return run_live(poller, _console(args), args.interval, args.limit)

@@ -20,9 +20,10 @@ import subprocess
 import sys
 import traceback
 
-from densenet_ray.dashboard.client import ClusterError, token_path
+from densenet_ray.dashboard.client import SEND_TOKEN_FLAG, ClusterError, is_loopback, token_path
 
 GCS_LOOKUP_SECONDS = 20.0
+NEEDS_TOKEN = "needs_token"  # the lookup child's answer when the cluster refused it for want of a token
 
 
 def configured_address(explicit: str | None) -> str | None:
@@ -30,8 +31,9 @@ def configured_address(explicit: str | None) -> str | None:
     return explicit or os.environ.get("RAY_API_SERVER_ADDRESS") or os.environ.get("RAY_ADDRESS") or None
 
 
-def resolve_address(explicit: str | None) -> str | None:
+def resolve_address(explicit: str | None, send_token: bool = False) -> str | None:
     """The dashboard URL to read; None when no address was given and no cluster runs on this machine.
+    ``send_token``: send this machine's token file to a cluster elsewhere too (see :func:`lookup_environment`).
 
     Raises :class:`ClusterError` (one line) for an address that cannot be resolved, and ``RuntimeError`` (a bug,
     with the child's traceback) when the lookup itself fails."""
@@ -42,16 +44,44 @@ def resolve_address(explicit: str | None) -> str | None:
         raise ClusterError(
             f"--address {address} is not a dashboard address; give the dashboard's URL, e.g. http://HEAD:8265"
         )
-    return _dashboard_from_gcs(address)
+    return _dashboard_from_gcs(address, send_token)
 
 
-def _dashboard_from_gcs(address: str | None) -> str | None:
+def lookup_environment(address: str | None, send_token: bool = False) -> tuple[dict[str, str], bool]:
+    """The lookup child's environment, and whether this machine's token file was held back from the cluster.
+
+    As the dashboard's own requests (:func:`densenet_ray.dashboard.client.auth_token`): ``RAY_AUTH_TOKEN`` goes to
+    any cluster; the token file (``RAY_AUTH_TOKEN_PATH``, else ``~/.ray/auth_token``) goes to a cluster on this
+    machine (no address, ``auto``, or a loopback GCS: one started with token auth, Ray 2.60's default, needs it) and
+    elsewhere only with ``send_token``. Ray's client sends the file whenever ``RAY_AUTH_MODE=token``, so for a
+    cluster elsewhere the child runs with ``RAY_AUTH_MODE=disabled`` instead."""
+    env = dict(os.environ)
+    mode = env.get("RAY_AUTH_MODE", "").lower()
+    if mode == "disabled":
+        return env, False
+    if env.get("RAY_AUTH_TOKEN"):
+        env["RAY_AUTH_MODE"] = mode or "token"
+        return env, False
+    here = address in (None, "", "auto") or is_loopback(_host(address))
+    if here or send_token:
+        if not mode and token_path().exists():
+            env["RAY_AUTH_MODE"] = "token"
+        return env, False
+    env["RAY_AUTH_MODE"] = "disabled"
+    return env, True
+
+
+def _host(address: str) -> str:
+    """The host of ``HOST:PORT`` (IPv6 in brackets or not)."""
+    host = address.rsplit(":", 1)[0] if address.count(":") == 1 or address.startswith("[") else address
+    return host.strip("[]")
+
+
+def _dashboard_from_gcs(address: str | None, send_token: bool) -> str | None:
     """Ask the cluster's GCS for its dashboard URL in a child process: Ray's client prints from C++, reads its auth
     mode once per process, and may retry a dead GCS for a minute; a child keeps all of that out of this one."""
     command = [sys.executable, "-m", "densenet_ray.dashboard.address", address or ""]
-    env = dict(os.environ)
-    if not env.get("RAY_AUTH_MODE") and (env.get("RAY_AUTH_TOKEN") or token_path().exists()):
-        env["RAY_AUTH_MODE"] = "token"  # a local cluster started with token auth (Ray 2.60's default)
+    env, withheld = lookup_environment(address, send_token)
     try:
         done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=GCS_LOOKUP_SECONDS)
     except subprocess.TimeoutExpired:
@@ -59,12 +89,13 @@ def _dashboard_from_gcs(address: str | None) -> str | None:
             f"no answer from the Ray cluster at {address or 'this machine'} within {GCS_LOOKUP_SECONDS:.0f} s; "
             "give the dashboard's URL with --address http://HEAD:8265"
         ) from None
-    return answer_of(done, address)
+    return answer_of(done, address, withheld)
 
 
-def answer_of(done: subprocess.CompletedProcess, address: str | None) -> str | None:
+def answer_of(done: subprocess.CompletedProcess, address: str | None, withheld: bool = False) -> str | None:
     """The dashboard URL from the lookup child's last line. Its ``error`` is the user's to act on and is raised as
-    :class:`ClusterError`; a Python error in the child (its ``bug`` line, or a traceback it died with before it
+    :class:`ClusterError` (for a cluster that wants a token, how to send one: ``withheld`` says this machine's token
+    file was held back); a Python error in the child (its ``bug`` line, or a traceback it died with before it
     could answer) is a bug and is raised as ``RuntimeError`` with the child's traceback, never as a user error."""
     lines = done.stdout.strip().splitlines()
     try:
@@ -76,6 +107,11 @@ def answer_of(done: subprocess.CompletedProcess, address: str | None) -> str | N
         raise ClusterError(f"cannot find the Ray dashboard for {address or 'the local cluster'}: {tail}") from None
     if answer.get("bug"):
         raise RuntimeError(f"the Ray dashboard lookup failed: {answer['bug']}\n{answer.get('traceback', '').strip()}")
+    if answer.get(NEEDS_TOKEN) and withheld:
+        raise ClusterError(
+            f"the Ray cluster at {address} needs its token; this machine's token file ({token_path()}) goes only to "
+            f"a cluster on this machine: pass {SEND_TOKEN_FLAG} to send it there, or set RAY_AUTH_TOKEN to its token"
+        )
     if answer.get("error"):
         raise ClusterError(answer["error"])
     return answer.get("url")
@@ -181,7 +217,8 @@ def main(argv: list[str]) -> int:
         return 0
     except Exception as error:  # sorted below: a known cluster failure, or a bug with its location
         line = " ".join(str(error).split()) or type(error).__name__
-        if "InvalidAuthToken" in line or "Unauthenticated" in line:
+        needs_token = "InvalidAuthToken" in line or "Unauthenticated" in line
+        if needs_token:
             message = (
                 f"the Ray cluster {where} needs its token: set RAY_AUTH_TOKEN, or RAY_AUTH_TOKEN_PATH to its file "
                 "(~/.ray/auth_token where the cluster was started)"
@@ -192,7 +229,7 @@ def main(argv: list[str]) -> int:
             bug = f"{_where(error)}: {type(error).__name__}: {line}"
             print(json.dumps({"bug": bug, "traceback": traceback.format_exc()}))
             return 1
-        print(json.dumps({"error": message}))
+        print(json.dumps({"error": message, NEEDS_TOKEN: needs_token}))
         return 0
 
 
