@@ -1,7 +1,8 @@
 """A 69-byte PNG declaring 30000x30000 pixels is judged from its header: the shard builder skips it as a file that
 does not decode, named and counted, the loader's decoders (PIL's and torchvision.io's, which would allocate 2.7 GB
 and, on this header, crash the process) return nothing for it as for a corrupt sample, and a file over the shard
-member limit is skipped before it is decoded. The real photographs beside it are unaffected."""
+member limit is skipped before it is decoded. ``--decode gpu`` never receives it: the loader worker that reads the
+header drops it. The real photographs beside it are unaffected."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from densenet_ray.data.build import build_dataset
 from densenet_ray.data.folder_source import imagefolder_source
 from densenet_ray.data.image_check import UNREADABLE, check_image, over_pixel_limit
 from densenet_ray.data.manifest import load_manifest
-from densenet_ray.data.samples import decode
+from densenet_ray.data.samples import decode, encode
 from densenet_ray.data.tar_members import MAX_MEMBER_BYTES
 from tests.data.hostile import photos, png_bomb
 
@@ -49,6 +50,12 @@ def test_the_loader_decodes_the_photo_and_returns_nothing_for_the_bomb(
     photo = decode(two_photos[0][1], None, seed=0, tensors=tensors)
     assert photo is not None and tuple(photo.shape) == (3, 32, 32)
     assert decode(png_bomb(), None, seed=0, tensors=tensors) is None
+
+
+def test_decoding_on_the_device_never_gets_the_bomb(two_photos: list[tuple[str, bytes]]) -> None:
+    encoded = encode(two_photos[0][1], None, seed=0)  # --decode gpu: the loader worker reads the header only
+    assert encoded is not None and bytes(encoded[0].tolist()) == two_photos[0][1]
+    assert encode(png_bomb(), None, seed=0) is None  # counted as a sample that failed to decode
 
 
 def test_a_file_over_the_member_limit_is_skipped_before_it_is_decoded(two_photos: list[tuple[str, bytes]]) -> None:
