@@ -204,11 +204,14 @@ def load(
     weights: str | None = None,
     model: str | None = None,
     dataset: str | None = None,
+    trust_program: bool = False,
 ) -> Classifier:
     """The trained model at ``source``: a run directory (its ``which`` checkpoint, ``last`` or ``best``), a run
     checkpoint (local or ``s3://``), a torchvision-format state_dict (with ``model`` and ``dataset``), or a file
     from ``densenet-ray export`` (its ``FILE.json`` model card beside it). ``weights``: ``ema`` or ``raw`` (default:
-    the moving average when the checkpoint has one)."""
+    the moving average when the checkpoint has one). Checkpoints and state_dicts load as plain weights only (a file
+    holding code is refused); a TorchScript or exported-program file is a program, loaded only with
+    ``trust_program``."""
     location = os.fspath(source)
     card = _export_card(location)
     if card is not None:
@@ -220,7 +223,7 @@ def load(
 
             options = dict(card["create_model"])
             network = create_model(options.pop("name"), **options)
-        return Classifier(load_export(location, card["format"], network), card)
+        return Classifier(load_export(location, card["format"], network, trust_program), card)
     from densenet_ray.train.checkpoint.trained import load_trained
 
     trained = load_trained(location, which, weights, model, dataset)

@@ -10,6 +10,7 @@ import sys
 from densenet_ray.cli.evaluate import add_model_choice
 from densenet_ray.cli.ray_options import add_ray_arguments, ray_options
 from densenet_ray.errors import UserError
+from densenet_ray.models.formats import TRUST_PROGRAM
 
 
 def add_parser(groups: argparse._SubParsersAction) -> None:
@@ -32,6 +33,12 @@ def add_parser(groups: argparse._SubParsersAction) -> None:
     parser.add_argument("--top", type=int, default=5, help="classes shown per image (default 5)")
     parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64)")
     parser.add_argument("--json", action="store_true", help="one JSON object per image, a line each")
+    parser.add_argument(
+        TRUST_PROGRAM,
+        action="store_true",
+        help="load a TorchScript (.pt) or exported-program (.pt2) export: such a file is a program that runs its "
+        "maker's code, so give it only for files you trust (checkpoints and state_dicts never need it)",
+    )
     add_model_choice(parser)
     cluster = parser.add_argument_group("on the cluster (with --out)")
     cluster.add_argument(
@@ -60,7 +67,7 @@ def predict_command(args: argparse.Namespace) -> int:
     if args.top < 1 or args.batch_size < 1 or args.limit < 0:
         raise UserError(f"--top {args.top} and --batch-size {args.batch_size} must be at least 1, --limit >= 0")
     paths = image_paths(args.images)[: args.limit or None]
-    classifier = load(args.source, args.which, args.weights, args.model, args.dataset)
+    classifier = load(args.source, args.which, args.weights, args.model, args.dataset, args.trust_program)
     index = {name: position for position, name in enumerate(classifier.classes)}
     classified = 0
     for prediction in classifier.iter_predict(paths, top=args.top, batch_size=args.batch_size):  # as they come
@@ -89,7 +96,7 @@ def batch_command(args: argparse.Namespace) -> int:
     if args.limit or args.json:
         given = " and ".join(flag for flag, value in (("--limit", args.limit), ("--json", args.json)) if value)
         raise UserError(f"{given} shape what predict prints on files; with --out every image goes to Parquet")
-    choice = ModelChoice(args.source, args.which, args.weights, args.model, args.dataset, args.top)
+    choice = ModelChoice(args.source, args.which, args.weights, args.model, args.dataset, args.top, args.trust_program)
     job = BatchJob(choice, args.images[0], args.out, args.split, args.batch_size, args.concurrency, args.gpu)
     summary = run_batch(job, print, ray_options(args))
     if summary.shards:

@@ -20,7 +20,8 @@ from densenet_ray.data.storage import open_storage
 
 @dataclass(frozen=True)
 class ModelChoice:
-    """The model to apply, as ``densenet_ray.load`` takes it, and how many top classes to keep."""
+    """The model to apply, as ``densenet_ray.load`` takes it (``trust_program``: a TorchScript or exported-program
+    file may load), and how many top classes to keep."""
 
     source: str
     which: str = "last"
@@ -28,12 +29,13 @@ class ModelChoice:
     model: str | None = None
     dataset: str | None = None
     top: int = 5
+    trust_program: bool = False
 
     def load(self) -> Any:
         """The :class:`~densenet_ray.api.classifier.Classifier`."""
         from densenet_ray.api.classifier import load
 
-        return load(self.source, self.which, self.weights, self.model, self.dataset)
+        return load(self.source, self.which, self.weights, self.model, self.dataset, self.trust_program)
 
 
 def shard_rows(item: dict[str, Any], data: str) -> Iterator[dict[str, Any]]:

@@ -11,7 +11,9 @@ back with its own runtime:
 - ``onnx``: ``torch.onnx.export`` with the dynamo exporter (needs ``onnx`` and ``onnxscript``), the batch dimension
   dynamic, checked in ``onnxruntime``.
 
-Pure PyTorch; what describes the model (its card) is the caller's.
+A ``state_dict`` is read back as plain weights (a file holding code is refused); a TorchScript or exported-program
+file is a program, loaded only for a caller that trusts it (``trust_program``). Pure PyTorch; what describes the
+model (its card) is the caller's.
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ import torch
 from torch import nn
 
 from densenet_ray.errors import UserError
-from densenet_ray.models.formats import FORMATS
+from densenet_ray.models.formats import FORMATS, PROGRAMS, TRUST_PROGRAM
 from densenet_ray.paths import atomic_path
+from densenet_ray.train.checkpoint.safe_load import load_weights
 
 WEIGHTS_ONLY = ("state_dict", "safetensors")  # loaded into a network the caller builds
 ONNX_EXTRA = "pip install 'densenet-ray[onnx]'"
@@ -76,9 +79,14 @@ def export_model(
                 )
 
 
-def load_export(path: str, file_format: str, network: nn.Module | None = None) -> Runner:
+def load_export(path: str, file_format: str, network: nn.Module | None = None, trust_program: bool = False) -> Runner:
     """``run(batch) -> logits`` over an exported file, with the format's own runtime (a ``state_dict`` loads into
-    ``network``, strictly)."""
+    ``network``, strictly). A TorchScript or exported-program file is a program: refused unless ``trust_program``."""
+    if file_format in PROGRAMS and not trust_program:
+        raise UserError(
+            f"{path} is a {file_format} file, a program that runs its maker's code when loaded; if you trust whoever "
+            f"made it, add {TRUST_PROGRAM} (trust_program=True in Python)"
+        )
     if file_format in WEIGHTS_ONLY:
         if network is None:
             raise ValueError(f"a {file_format} file needs the network to load into")
@@ -105,7 +113,7 @@ def read_weights(path: str, file_format: str) -> dict[str, torch.Tensor]:
         from safetensors.torch import load_file
 
         return load_file(path, device="cpu")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return load_weights(path, path)
 
 
 def check_export(network: nn.Module, example: torch.Tensor, path: str, file_format: str) -> float:
@@ -121,5 +129,5 @@ def check_export(network: nn.Module, example: torch.Tensor, path: str, file_form
             blank = copy.deepcopy(network)
             for tensor in blank.state_dict().values():
                 tensor.zero_()
-        run = load_export(path, file_format, blank)
+        run = load_export(path, file_format, blank, trust_program=True)  # the file this process just wrote
         return float((run(batch) - expected).abs().max())

@@ -11,3 +11,7 @@ SUFFIXES = {
     "exported-program": ".pt2",
     "onnx": ".onnx",
 }
+# Formats whose files are programs: loading one runs code its maker wrote (TorchScript's, or an exported graph's
+# operators and pickled constants), so ``predict`` and ``dr.load`` load one only when asked with this flag.
+PROGRAMS = ("torchscript", "exported-program")
+TRUST_PROGRAM = "--trust-program"

@@ -84,7 +84,9 @@ class WorkerLoop:
         self.attempt = Attempt(rank, world, device, _acceleration(config, device), started=started)
         # Before anything compiles: graphs an earlier attempt compiled, wherever it ran, come from the run directory.
         self.run_directory = RunDirectory(config.run_url) if self.attempt.acceleration.compile else None
-        self.artifacts_loaded = self.run_directory is not None and load_compile_artifacts(self.run_directory)
+        self.artifacts_loaded = self.run_directory is not None and load_compile_artifacts(
+            self.run_directory, options.trust_storage
+        )
         checkpoint = ray.train.get_checkpoint()
         self.state = _training_state(config, self.attempt, checkpoint is None)
         if checkpoint is not None:

@@ -24,8 +24,9 @@ from typing import Any
 from ray import tune
 
 from densenet_ray.data.storage import StorageError, child_url, open_storage
-from densenet_ray.errors import Interrupted
+from densenet_ray.errors import Interrupted, UserError
 from densenet_ray.ray_session import ClusterNeeds, RayOptions, ray_session
+from densenet_ray.train.checkpoint.safe_load import TRUST_STORAGE, storage_trusted
 from densenet_ray.train.config.options import TrainConfig
 from densenet_ray.train.config.resolved import ResolvedConfig, anchored, derive, resolve
 from densenet_ray.train.run.preflight import check_data
@@ -162,6 +163,26 @@ def _describe(sweep: Sweep, base: ResolvedConfig, name: str, experiment: str) ->
     return description, searched
 
 
+def _experiment_path(storage: str, name: str) -> tuple[str, str, Any]:
+    """Tune's ``(storage_path, experiment path, filesystem)`` for the experiment ``name`` under ``storage``."""
+    storage_path, filesystem = ray_storage(storage)
+    return storage_path, storage_path.rstrip("/") + "/" + name if filesystem else child_url(storage, name), filesystem
+
+
+def check_restore(base: ResolvedConfig, name: str) -> None:
+    """Restoring a sweep unpickles Tune's saved experiment, which runs code: a sweep of that name in remote storage
+    restores only with ``--trust-storage`` (one line otherwise, before Ray starts)."""
+    storage = base.options.storage
+    if storage_trusted(storage, base.options.trust_storage):
+        return
+    _, path, filesystem = _experiment_path(storage, name)
+    if tune.Tuner.can_restore(path, storage_filesystem=filesystem):
+        raise UserError(
+            f"sweep {name} exists in {storage}: restoring it unpickles Tune's saved state, which runs code; add "
+            f"{TRUST_STORAGE} if only you and those you trust can write there, or choose another --name"
+        )
+
+
 def _tuner(
     sweep: Sweep,
     base: ResolvedConfig,
@@ -173,8 +194,7 @@ def _tuner(
     print_line: Any,
 ) -> Any:
     """A new Tuner, or the restored one when the experiment exists under ``name``."""
-    storage_path, filesystem = ray_storage(base.options.storage)
-    tune_path = storage_path.rstrip("/") + "/" + name if filesystem else child_url(base.options.storage, name)
+    storage_path, tune_path, filesystem = _experiment_path(base.options.storage, name)
     if tune.Tuner.can_restore(tune_path, storage_filesystem=filesystem):
         print_line(f"resuming sweep {name}: finished trials are kept, the others continue from checkpoints")
         return tune.Tuner.restore(
@@ -276,6 +296,7 @@ def run_sweep(
     name = name or f"{sweep.kind}-{base.options.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
     experiment = child_url(base.options.storage, name)
     _validate(sweep, trial_options, child_url(experiment, report.TRIALS_DIR))
+    check_restore(base, name)
     description, searched = _describe(sweep, base, name, experiment)
     failures = _fit(sweep, base, trial_options, name, max_concurrent, searched, print_line, ray_options, console)
     rows = report.collect(experiment, sweep.baseline, searched)

@@ -6,7 +6,8 @@ artifacts (``torch.compiler.save_cache_artifacts``, PyTorch's "mega-cache":
 https://docs.pytorch.org/tutorials/recipes/torch_compile_caching_tutorial.html) into the run directory after its
 first step, and every worker of a later attempt loads them (``torch.compiler.load_cache_artifacts``) before it
 compiles: its compile then finds every graph in the cache. Artifacts only seed the cache: ones from another PyTorch
-version or device simply miss, and the worker compiles as it would have.
+version or device simply miss, and the worker compiles as it would have. Loading them unpickles, which runs code:
+only from storage the user trusts (local, or remote with ``--trust-storage``); elsewhere the worker compiles afresh.
 """
 
 from __future__ import annotations
@@ -15,11 +16,20 @@ import logging
 
 import torch
 
-from densenet_ray.train.run.directory import RunDirectory
+from densenet_ray.train.checkpoint.safe_load import TRUST_STORAGE, storage_trusted
+from densenet_ray.train.run.directory import COMPILE_ARTIFACTS_FILE, RunDirectory
 
 
-def load_compile_artifacts(run: RunDirectory) -> bool:
-    """Seed this process's compile caches from the run directory; whether there was anything to load."""
+def load_compile_artifacts(run: RunDirectory, trust_storage: bool = False) -> bool:
+    """Seed this process's compile caches from the run directory; whether there was anything to load. Remote
+    storage is read only when ``trust_storage`` (one line says the artifacts were left alone otherwise)."""
+    if not storage_trusted(run.url, trust_storage):
+        if run.storage.exists(COMPILE_ARTIFACTS_FILE):
+            print(
+                f"not loading the compile artifacts in {run.url} (unpickling them runs code; remote storage is "
+                f"trusted with {TRUST_STORAGE}); compiling afresh"
+            )
+        return False
     data = run.read_compile_artifacts()
     if not data:
         return False

@@ -22,6 +22,7 @@ from densenet_ray.data.epoch_plan import Layout, Segment
 from densenet_ray.data.storage import open_storage
 from densenet_ray.models import create_model
 from densenet_ray.train.acceleration import Acceleration, use_compile_cache
+from densenet_ray.train.checkpoint.safe_load import load_weights
 from densenet_ray.train.checkpoint.weights import (
     STATE_FILE,
     load_checkpoint,
@@ -169,7 +170,7 @@ def checkpoint_files(config: ResolvedConfig, checkpoint: Checkpoint) -> Iterator
 
 def restore(state: TrainingState, read: Reader, rank: int, layout: Layout, device: torch.device) -> None:
     """Load a checkpoint's files (``read``) into ``state``, and this rank's RNG states into the process."""
-    saved = torch.load(io.BytesIO(read(STATE_FILE) or b""), map_location=device, weights_only=False)
+    saved = load_weights(io.BytesIO(read(STATE_FILE) or b""), f"the checkpoint's {STATE_FILE}", device)
     unwrap(state.model).load_state_dict(saved["model"])
     state.optimizer.load_state_dict(saved["optimizer"])
     if state.scaler is not None and saved.get("scaler"):
@@ -183,6 +184,6 @@ def restore(state: TrainingState, read: Reader, rank: int, layout: Layout, devic
     )
     rng_bytes = read(f"rng-rank{rank}.pt")
     if rng_bytes is not None:
-        rng = torch.load(io.BytesIO(rng_bytes), weights_only=False)
+        rng = load_weights(io.BytesIO(rng_bytes), f"the checkpoint's rng-rank{rank}.pt")
         torch.random.set_rng_state(rng["torch"])
         random.setstate(rng["python"])

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from densenet_ray.errors import UserError
+from densenet_ray.train.checkpoint.safe_load import load_weights
 
 CLASSIFIER_KEYS = ("classifier.weight", "classifier.bias")
 STATE_FILE = "state.pt"
@@ -42,8 +43,8 @@ def _read_checkpoint_bytes(path: str, flag: str) -> bytes:
 
 
 def load_checkpoint(path: str, flag: str = "--init-from") -> Any:
-    """What ``torch.load`` gives for ``path``: a run checkpoint directory (its ``state.pt``), a file, or the URL of
-    either. ``flag`` names the option in error messages."""
+    """What ``torch.load(weights_only=True)`` gives for ``path``: a run checkpoint directory (its ``state.pt``), a
+    file, or the URL of either. ``flag`` names the option in error messages; a file holding code is refused."""
     source: Any
     if path.endswith(".safetensors"):
         return _read_safetensors(path, flag)
@@ -55,7 +56,9 @@ def load_checkpoint(path: str, flag: str = "--init-from") -> Any:
         if not os.path.isfile(source):
             raise UserError(f"{flag} {path} does not exist {WEIGHT_FILES}")
     try:
-        return torch.load(source, map_location="cpu", weights_only=False)
+        return load_weights(source, f"{flag} {path}")
+    except UserError:
+        raise
     except Exception as error:  # pickle and zip errors come in many types
         raise UserError(f"{flag} {path} is not a PyTorch checkpoint ({type(error).__name__})") from None
 

@@ -12,6 +12,7 @@ from typing import Any
 from densenet_ray.data.manifest import Manifest, load_manifest
 from densenet_ray.data.storage import StorageError
 from densenet_ray.errors import UserError
+from densenet_ray.train.checkpoint.safe_load import NotPlainWeights, failure, load_weights
 from densenet_ray.train.checkpoint.weights import STATE_FILE
 from densenet_ray.train.config.dataset_fit import check_family
 from densenet_ray.train.config.resolved import ResolvedConfig
@@ -60,15 +61,16 @@ def check_data(config: ResolvedConfig, print_line: Any = print) -> str:
 
 
 def _loads(run: RunDirectory, name: str) -> str | None:
-    """None when the checkpoint's training state loads, else why not."""
-    import torch
-
+    """None when the checkpoint's training state and RNG states load as plain weights, else why not."""
+    files = [f"{name}/{STATE_FILE}"] + [info.name for info in run.storage.list(f"{name}/rng-rank")]
     try:
-        state = torch.load(
-            io.BytesIO(run.storage.read_bytes(f"{name}/{STATE_FILE}")), map_location="cpu", weights_only=False
-        )
+        loaded = [load_weights(io.BytesIO(run.storage.read_bytes(file)), file) for file in files]
+    except NotPlainWeights as refused:  # which file, when it is not the state itself
+        which = "" if refused.label.endswith(STATE_FILE) else f"{refused.label.rsplit('/', 1)[-1]} is "
+        return f"{which}not a plain weights file: {refused.reason}"
     except Exception as error:  # pickle and zip errors come in many types; a missing file is StorageError
-        return f"{type(error).__name__}: {str(error).splitlines()[0][:120] if str(error) else ''}".rstrip(": ")
+        return failure(error)
+    state = loaded[0]
     missing = [key for key in ("model", "optimizer", "epoch", "next_batch") if key not in state]
     return f"its state lacks {', '.join(missing)}" if missing else None
 

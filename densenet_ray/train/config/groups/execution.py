@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from densenet_ray.train.config.choices import Precision
 from densenet_ray.train.config.declaration import Range, option
-from densenet_ray.train.config.groups.common import AT_LEAST_ONE, FIXED, NOT_NEGATIVE, OWNED, SHARE
+from densenet_ray.train.config.groups.common import AT_LEAST_ONE, FIXED, NOT_NEGATIVE, OWNED, SHARE, SHARED
 
 
 @dataclass(frozen=True)
@@ -132,4 +132,12 @@ class StorageOptions:
         "run name; the same name resumes the run (with options that do not change what it computes)",
         **OWNED,
         default_text="<dataset>-<model>-<time>",
+    )
+    trust_storage: bool = option(
+        False,
+        "storage",
+        "s3:// storage that only you, and those you trust, can write: workers load the compile artifacts a run keeps "
+        "there and a sweep of the same name restores from it (both unpickle, which runs code); local storage needs "
+        "no flag",
+        **SHARED,
     )
