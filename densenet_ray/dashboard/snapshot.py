@@ -157,17 +157,41 @@ def job_rows(jobs: list[dict[str, Any]], now: float | None = None) -> list[JobRo
     return rows
 
 
-SECRET_WORDS = "SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL|ACCESS_KEY|API_KEY|SESSION_KEY"
-SECRET_ASSIGNMENT = re.compile(rf"(\b[\w.-]*(?:{SECRET_WORDS})[\w.-]*=)(\S+)", re.IGNORECASE)
-SECRET_FLAG = re.compile(rf"(--[\w-]*(?:{SECRET_WORDS.replace('_', '[-_]')})[\w-]*[ =])(\S+)", re.IGNORECASE)
-URL_PASSWORD = re.compile(r"(\w+://[^/\s:@]+:)[^@\s/]+@")
+SECRET_WORDS = (
+    r"SECRET|TOKEN|PASSWORD|PASSWD|PASSPHRASE|CREDENTIAL|SIGNATURE|PRIVATE[-_]?KEY|ACCESS[-_]?KEY|API[-_]?KEY"
+    r"|SESSION[-_]?KEY"
+)
+SECRET_NAME = rf"[\w.-]*(?:{SECRET_WORDS})[\w.-]*"
+QUOTED = r""""(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'"""  # a quoted value, with its escaped quotes
+# "name": value and 'name': value (JSON, Python reprs): a bare value ends at , } ]
+SECRET_KEY = re.compile(rf"""(["']{SECRET_NAME}["'][ \t]*[:=][ \t]*)({QUOTED}|[^\s,}}\]]+)""", re.IGNORECASE)
+# NAME=value, name: value (environments, YAML, logs)
+SECRET_ASSIGNMENT = re.compile(rf"(\b{SECRET_NAME}[ \t]*[:=][ \t]*)({QUOTED}|\S+)", re.IGNORECASE)
+SECRET_FLAG = re.compile(rf"(--[\w-]*(?:{SECRET_WORDS})[\w-]*[ =])({QUOTED}|\S+)", re.IGNORECASE)
+# An Authorization header's credentials, after its scheme; a Bearer token anywhere.
+AUTHORIZATION = re.compile(
+    r"""(\b(?:proxy-)?authorization["']?[ \t]*[:=][ \t]*["']?(?:(?:Bearer|Basic|Token|ApiKey|Negotiate)[ \t]+)?)"""
+    r"""([^\s"',]+)""",
+    re.IGNORECASE,
+)
+BEARER = re.compile(r"(\bBearer[ \t]+)([\w.~+/-]+=*)")
+URL_PASSWORD = re.compile(r"([A-Za-z][\w+.-]*://[^/\s:@]*:)[^\s/?#]+@")  # up to the authority's last @
 
 
 def mask_secrets(text: str) -> str:
-    """``NAME=value`` and ``--name value`` pairs whose name looks like a secret, and passwords in URLs, masked."""
-    text = SECRET_ASSIGNMENT.sub(r"\1***", text)
-    text = SECRET_FLAG.sub(r"\1***", text)
+    """Secrets in free text (a job's entrypoint or message) replaced by ``***``: the values, bare or quoted, of
+    ``NAME=value``, ``name: value``, ``--name value`` and JSON or Python ``"name": value`` pairs whose name looks
+    like a secret (password, token, secret, access or API key, credential...); an ``Authorization`` header's
+    credentials and any ``Bearer`` token; passwords in URLs. A quoted value keeps its quotes."""
+    for pattern in (SECRET_KEY, SECRET_ASSIGNMENT, SECRET_FLAG, AUTHORIZATION, BEARER):
+        text = pattern.sub(_masked_value, text)
     return URL_PASSWORD.sub(r"\1***@", text)
+
+
+def _masked_value(match: re.Match[str]) -> str:
+    value = match.group(2)
+    quote = value[0] if len(value) > 1 and value[0] in "\"'" and value[-1] == value[0] else ""
+    return f"{match.group(1)}{quote}***{quote}"
 
 
 def shorten(text: str, width: int) -> str:

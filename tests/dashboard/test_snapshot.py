@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+from urllib.parse import quote
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from densenet_ray.dashboard.snapshot import (
     SCHEMA,
@@ -61,6 +66,62 @@ def test_secrets_in_entrypoints_are_masked() -> None:
     for secret in ("abc123", "k1", "xyz", "hunter2", "t0k"):
         assert secret not in masked
     assert "--lr 0.1" in masked and "s3://user:***@host/bucket" in masked and "AWS_SECRET_ACCESS_KEY=***" in masked
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ('run password="x y" --lr 0.1', 'run password="***" --lr 0.1'),  # a quoted value, spaces and all
+        ("token: 'abc'", "token: '***'"),
+        ("api_key = 'a\\'b c' next", "api_key = '***' next"),  # an escaped quote inside
+        ('--api-key "a b" --lr 1', '--api-key "***" --lr 1'),
+        ('curl -H "Authorization: Bearer eyJh.bG-c_i0/+=" http://h', 'curl -H "Authorization: Bearer ***" http://h'),
+        ("-H 'Authorization: Basic dXNlcjpwYXNz' http://h", "-H 'Authorization: Basic ***' http://h"),
+        ("proxy-authorization=abc123 x", "proxy-authorization=*** x"),
+        ("sent Bearer abc.def-123 to h", "sent Bearer *** to h"),
+        ('{"aws_secret_access_key": "wJ/K7 MD", "region": "us"}', '{"aws_secret_access_key": "***", "region": "us"}'),
+        ('{"password": "p@ss \\" word", "user": "me"}', '{"password": "***", "user": "me"}'),
+        ('{"Authorization": "Bearer t0k3n", "Accept": "*/*"}', '{"Authorization": "Bearer ***", "Accept": "*/*"}'),
+        ("{'token': 12345, 'x': 1}", "{'token': ***, 'x': 1}"),
+        ("X-Api-Key: abc def", "X-Api-Key: *** def"),
+        ("postgresql://user:hu@nter2@db:5432/mlflow", "postgresql://user:***@db:5432/mlflow"),
+        ("redis://:s3cret@cache:6379", "redis://:***@cache:6379"),
+        ("mysql+pymysql://u:p4ss@h/db", "mysql+pymysql://u:***@h/db"),
+        # Left as they are: nothing secret.
+        ("http://host:8265/api/jobs?mail=a@b", "http://host:8265/api/jobs?mail=a@b"),
+        ("ValueError: --depth 7 is not 3n+4", "ValueError: --depth 7 is not 3n+4"),
+        ('{"region": "us-east-1", "lr": 0.1}', '{"region": "us-east-1", "lr": 0.1}'),
+        ("s3://bucket/runs/r --storage s3://b", "s3://bucket/runs/r --storage s3://b"),
+    ],
+)
+def test_mask_secrets_masks_quoted_values_headers_json_keys_and_url_passwords(text, masked) -> None:
+    assert mask_secrets(text) == masked
+    assert mask_secrets(masked) == masked  # masking twice changes nothing
+
+
+SECRET_NAMES = st.sampled_from(["password", "AWS_SECRET_ACCESS_KEY", "api-key", "hf_token", "client_secret"])
+
+
+@given(name=SECRET_NAMES, value=st.text(min_size=1, max_size=40))
+def test_any_value_of_a_secret_json_key_is_masked(name, value) -> None:
+    text = json.dumps({"lr": 0.1, name: value, "region": "us-east-1"})
+    assert mask_secrets(text) == json.dumps({"lr": 0.1, name: "***", "region": "us-east-1"})
+
+
+@given(
+    name=SECRET_NAMES,
+    value=st.text(st.characters(blacklist_characters='"\\\n\r', blacklist_categories=["Cs"]), min_size=1),
+    separator=st.sampled_from(["=", ": ", " = "]),
+)
+def test_any_double_quoted_value_of_a_secret_name_is_masked(name, value, separator) -> None:
+    assert mask_secrets(f'run {name}{separator}"{value}" --lr 0.1') == f'run {name}{separator}"***" --lr 0.1'
+
+
+@given(value=st.text(st.characters(whitelist_categories=["L", "N"], whitelist_characters="-._~+/"), min_size=1))
+def test_any_bearer_token_and_url_password_is_masked(value) -> None:
+    assert mask_secrets(f"Authorization: Bearer {value}\n") == "Authorization: Bearer ***\n"
+    password = quote(value, safe="")
+    assert mask_secrets(f"--data s3://me:{password}@host/b --lr 1") == "--data s3://me:***@host/b --lr 1"
 
 
 def test_failure_line_and_shorten() -> None:
