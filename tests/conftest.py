@@ -187,17 +187,39 @@ MODERN_RECIPE += ["--warmup", "1"]
 
 
 @pytest.fixture(scope="session")
-def modern_run(tmp_path_factory: pytest.TempPathFactory, cifar_shards: str) -> dict[str, Any]:
-    """One tiny 2-worker run of the modern recipe (the issue's acceptance flags), logging to TensorBoard, a local
-    MLflow database and W&B offline; shared by the tracking and export tests. Returns the run directory, the
-    command's result and the MLflow URI."""
+def modern_run(tmp_path_factory: pytest.TempPathFactory, cifar_shards: str) -> Iterator[dict[str, Any]]:
+    """One tiny 2-worker run of the modern recipe (the issue's acceptance flags), logging to TensorBoard, W&B offline
+    and an MLflow server that asks for the password in ``MLFLOW_TRACKING_URI`` (tests.train.mlflow_server, its
+    database in the storage root); shared by the tracking, export and secrets tests. Its environment holds
+    distinctive secrets (that password, an AWS secret key, a W&B key) that must end up in no file; its private Ray
+    instance has a temp directory of its own, so its logs can be read. Yields the run directory, the command's
+    result, the MLflow database's URI, the secrets and that Ray temp directory."""
+    import shutil
+    import tempfile
+
+    from tests.train.mlflow_server import mlflow_server
     from tests.train.run_helpers import small_run, train, train_env
 
     storage = tmp_path_factory.mktemp("modern-runs")
     uri = f"sqlite:///{storage}/mlflow.db"
     args = small_run(cifar_shards, storage, name="modern", epochs=2, limit_train_batches=4, log_every_steps=2)
-    # --local: a private instance whose workers inherit WANDB_MODE (W&B without an account writes offline files).
-    env = train_env(WANDB_MODE="offline", WANDB_SILENT="true")
-    completed = train(*args, *MODERN_RECIPE, "--log", "mlflow,wandb", "--tracking-uri", uri, "--local", env=env)
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    return {"run": storage / "modern", "completed": completed, "uri": uri}
+    password = f"mlflow-password-{secrets.token_hex(8)}"
+    hidden = {"AWS_SECRET_ACCESS_KEY": f"aws-secret-{secrets.token_hex(8)}", "WANDB_API_KEY": secrets.token_hex(20)}
+    ray_tmpdir = Path(tempfile.mkdtemp(prefix="rm", dir="/tmp"))  # short: Ray's unix socket paths have a limit
+    try:
+        with mlflow_server(uri, str(storage / "mlflow-artifacts"), "tracker", password) as server:
+            # --local: a private instance whose workers inherit this environment (W&B offline needs no account).
+            env = train_env(WANDB_MODE="offline", WANDB_SILENT="true", RAY_TMPDIR=str(ray_tmpdir), **hidden)
+            env["MLFLOW_TRACKING_URI"] = server
+            completed = train(*args, *MODERN_RECIPE, "--log", "mlflow,wandb", "--local", env=env)
+        assert completed.returncode == 0, completed.stderr[-3000:]
+        secret_values = [password, *hidden.values()]
+        yield {
+            "run": storage / "modern",
+            "completed": completed,
+            "uri": uri,
+            "secrets": secret_values,
+            "ray_tmpdir": ray_tmpdir,
+        }
+    finally:
+        shutil.rmtree(ray_tmpdir, ignore_errors=True)

@@ -11,8 +11,6 @@ as their declarations say.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
-import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,7 +23,7 @@ from densenet_ray.train.config.choices import NUM_CLASSES
 from densenet_ray.train.config.dataset_fit import own_images
 from densenet_ray.train.config.declaration import GROUPS
 from densenet_ray.train.config.options import TrainConfig, training_options
-from densenet_ray.train.config.values import trackers
+from densenet_ray.train.config.tracking_uri import tracking_options, without_password
 from densenet_ray.train.stopping import check_stopping
 
 ARCHITECTURE_KEYS = ("depth", "growth_rate", "bottleneck", "reduction", "drop_rate")  # None: the named model's
@@ -188,7 +186,7 @@ def resolve(options: TrainConfig, check_weights: bool = True) -> ResolvedConfig:
         worker_resources=dict(options.worker_resources or {}),
         storage=root,
         name=name,
-        **_tracking(options, root),
+        **tracking_options(options, root),
     )
     options.validate()  # the filled-in defaults against each other (a default batch smaller than the workers)
     check_stopping(options.early_stop, bool(options.ema), own.multi_label if own else False, num_classes)
@@ -199,31 +197,11 @@ def resolve(options: TrainConfig, check_weights: bool = True) -> ResolvedConfig:
     return config
 
 
-def _tracking(options: TrainConfig, root: str) -> dict[str, str]:
-    """The tracking services, each checked to be installed, and MLflow's tracking URI: ``--tracking-uri``, else
-    ``$MLFLOW_TRACKING_URI``, else a SQLite database in a local storage root (MLflow 3 keeps its plain-file store
-    in maintenance mode, refusing it unless ``MLFLOW_ALLOW_FILE_STORE`` is set, and recommends a database)."""
-    services = trackers(options.log)
-    for service in services:
-        if importlib.util.find_spec(service) is None:
-            raise UserError(f"--log {service} needs the {service} package: pip install 'densenet-ray[{service}]'")
-    uri = options.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "")
-    if "mlflow" in services and not uri:
-        if "://" in root:
-            raise UserError(
-                f"--log mlflow with --storage {root} needs --tracking-uri (an MLflow server or database) or "
-                "MLFLOW_TRACKING_URI; a local database is made only for local storage"
-            )
-        uri = f"sqlite:///{os.path.join(root, 'mlflow.db')}"
-    elif uri and ":" not in uri:  # a plain path: absolute, since workers run elsewhere
-        uri = absolute_location(uri)
-    return {"log": ",".join(services), "tracking_uri": uri}
-
-
 def anchored(options: TrainConfig, config: ResolvedConfig) -> TrainConfig:
     """``options`` with the locations ``config`` resolved them to (absolute on this driver) and no run name: the
-    base a sweep's trials are derived from. Model and schedule options stay as the user gave them, so a trial that
-    changes ``model`` gets that model's own depth and growth rate."""
+    base a sweep's trials are derived from, saved with the sweep's state: the tracking URI without its password.
+    Model and schedule options stay as the user gave them, so a trial that changes ``model`` gets that model's own
+    depth and growth rate."""
     resolved = config.options
     return dataclasses.replace(
         options,
@@ -232,6 +210,7 @@ def anchored(options: TrainConfig, config: ResolvedConfig) -> TrainConfig:
         name=None,
         init_from=resolved.init_from or None,
         source=resolved.source or None,
+        tracking_uri=resolved.tracking_uri or without_password(options.tracking_uri or "") or None,
     )
 
 

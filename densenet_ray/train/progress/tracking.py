@@ -20,6 +20,7 @@ from typing import Any
 
 from densenet_ray.data.storage import LocalStorage, StorageError
 from densenet_ray.train.config.resolved import ResolvedConfig
+from densenet_ray.train.config.tracking_uri import connection_uri
 from densenet_ray.train.config.values import trackers
 from densenet_ray.train.engine import TrainStats
 from densenet_ray.train.run.directory import TENSORBOARD_DIR, RunDirectory
@@ -100,7 +101,9 @@ class Tracking:
 
 
 class _MLflow:
-    """An MLflow run started by ``ray.air.integrations.mlflow.setup_mlflow``."""
+    """An MLflow run started by ``ray.air.integrations.mlflow.setup_mlflow``: its parameters are the options, whose
+    tracking URI has no password; the password, when the URI has one, comes from this worker's environment
+    (:func:`~densenet_ray.train.config.tracking_uri.connection_uri`)."""
 
     def __init__(self, config: ResolvedConfig) -> None:
         from ray.air.integrations.mlflow import setup_mlflow
@@ -108,7 +111,7 @@ class _MLflow:
         tags = {"run_dir": config.run_url}
         self.mlflow = setup_mlflow(
             config.flat(),
-            tracking_uri=config.options.tracking_uri,
+            tracking_uri=connection_uri(config.options.tracking_uri),
             experiment_name=MLFLOW_EXPERIMENT,
             run_name=config.options.name,
             create_experiment_if_not_exists=True,
