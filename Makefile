@@ -24,11 +24,14 @@ demo: setup
 	$(BIN)/densenet-ray train cifar --model densenet_bc100_k12 --depth 40 --epochs 1 --lr-schedule cosine --workers 2 \
 		--name demo-$$(date +%Y%m%d-%H%M%S) $(if $(SOURCE),--source $(SOURCE),)
 
+# Two pytest processes (pytest-xdist): the suite mostly waits on Ray and subprocesses, so two share 2 cores well. A
+# module's tests stay in one process (its Ray head starts once); tests/conftest.py groups them.
+TEST_PROCESSES ?= 2
 test: setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_PROCESSES) --dist loadgroup --no-loadscope-reorder
 
 test-fast: setup
-	$(BIN)/python -m pytest -m "not slow and not integration"
+	$(BIN)/python -m pytest -n $(TEST_PROCESSES) --dist loadgroup --no-loadscope-reorder -m "not slow and not integration"
 
 lint: setup
 	$(BIN)/ruff check .

@@ -18,8 +18,28 @@ from typing import Any
 import pytest
 import torch
 
+# Session fixtures whose tests all run in one xdist process (`make test` runs pytest-xdist, `--dist loadgroup`), so
+# each is built once per run: a training run, not worth doing twice.
+SHARED_ACROSS_MODULES = ("modern_run",)
 
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups into the tests' ids
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip ``gpu`` tests without a CUDA device; group tests for xdist: a module's tests run in one worker (its
+    module fixtures, a Ray head among them, are made once), and so do all the tests of a shared session fixture;
+    the groups with integration tests come first."""
+    groups = {}  # a module's group: the first shared fixture any of its tests uses, else the module itself
+    for item in items:
+        module = item.nodeid.split("::")[0]
+        shared = [name for name in SHARED_ACROSS_MODULES if name in getattr(item, "fixturenames", ())]
+        if shared or module not in groups:
+            groups[module] = shared[0] if shared else groups.get(module, module)
+    slow = {groups[item.nodeid.split("::")[0]] for item in items if item.get_closest_marker("integration")}
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(groups[item.nodeid.split("::")[0]]))
+    # The groups that start Ray or servers first, the quick ones last, to even out the two processes' ends (xdist
+    # hands out groups in this order with --no-loadscope-reorder).
+    items.sort(key=lambda item: groups[item.nodeid.split("::")[0]] not in slow)
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA device")
@@ -149,20 +169,27 @@ def cifar_shards(tmp_path_factory: pytest.TempPathFactory, fixture_tar: str) -> 
     return str(out)
 
 
-@pytest.fixture(scope="module")
-def module_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """One live 2-CPU local cluster for a module of training runs, recorded as this machine's in the module's own Ray
-    temp directory, so every run with no RAY_ADDRESS uses it, as it would a cluster started on this machine. Each
-    run then skips starting a private instance (8-12 s a run on 2 cores, measured); the head starts once (6-11 s).
-    The environment that points runs at it is set for the module; the head is stopped by its pid after the module's
-    last test."""
+@pytest.fixture(scope="session")
+def suite_head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """One live 2-CPU local cluster for every module of training runs (per xdist worker), recorded as this machine's
+    in a Ray temp directory of its own. The head starts once (6-11 s on 2 cores, measured) and is stopped by its pid
+    at the session's end; yields the environment under which a run with no RAY_ADDRESS uses it. Only
+    :func:`module_cluster` sets that environment, so the other tests never see this head as the machine's."""
     from tests.cluster_helpers import recorded_local_head
 
-    head = recorded_local_head(tmp_path_factory.mktemp("module-head"), num_cpus=2)
-    with head as (_, env), pytest.MonkeyPatch.context() as patch:
-        for name, value in env.items():
-            patch.setenv(name, value)
+    with recorded_local_head(tmp_path_factory.mktemp("suite-head"), num_cpus=2) as (_, env):
         yield env
+
+
+@pytest.fixture(scope="module")
+def module_cluster(suite_head: dict[str, str]) -> Iterator[dict[str, str]]:
+    """The suite's live local cluster (:func:`suite_head`) recorded as this machine's for a module of training runs:
+    every run with no RAY_ADDRESS uses it, as it would a cluster started on this machine, and skips starting a
+    private instance (8-12 s a run on 2 cores, measured). The environment is set for the module only."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in suite_head.items():
+            patch.setenv(name, value)
+        yield suite_head
 
 
 @pytest.fixture(scope="session")
