@@ -7,16 +7,16 @@ from __future__ import annotations
 
 import json
 import subprocess
-import threading
 import urllib.request
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
 from densenet_ray.cli import main
 from densenet_ray.dashboard.address import NEEDS_TOKEN, answer_of, lookup_environment
 from densenet_ray.dashboard.client import ClusterError, DashboardClient, is_loopback
+from tests.local_http import serving
 
 ELSEWHERE = "http://dashboard.example:8265"
 
@@ -27,6 +27,7 @@ class Dashboard:
     def __init__(self, token: str) -> None:
         self.token = token
         self.received: list[str | None] = []
+        self.url = ""  # once served
         recorder = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -43,8 +44,7 @@ class Dashboard:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.handler = Handler
 
 
 @pytest.fixture
@@ -53,16 +53,12 @@ def dashboard(ray_auth_token, monkeypatch) -> Iterator[Dashboard]:
     for ``ELSEWHERE`` as an HTTP proxy; no RAY_AUTH_TOKEN or RAY_AUTH_MODE from the environment."""
     for name in ("RAY_AUTH_TOKEN", "RAY_AUTH_MODE", "no_proxy", "NO_PROXY"):
         monkeypatch.delenv(name, raising=False)
-    server = Dashboard(ray_auth_token.read_text().strip())
-    proxy = urllib.request.ProxyHandler({"http": server.url})
-    monkeypatch.setattr(urllib.request, "_opener", urllib.request.build_opener(proxy))  # what urlopen uses
-    thread = threading.Thread(target=server.server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.server.shutdown()
-        server.server.server_close()
+    dashboard = Dashboard(ray_auth_token.read_text().strip())
+    with serving(dashboard.handler) as server:
+        dashboard.url = f"http://127.0.0.1:{server.server_address[1]}"
+        proxy = urllib.request.ProxyHandler({"http": dashboard.url})
+        monkeypatch.setattr(urllib.request, "_opener", urllib.request.build_opener(proxy))  # what urlopen uses
+        yield dashboard
 
 
 @pytest.mark.parametrize(

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import functools
 import http.server
-import threading
 
 import pytest
 
 from densenet_ray.data import sources
 from tests.data.sources_fixtures import write_cifar10_tarball
+from tests.local_http import serving
 
 
 @pytest.fixture
@@ -18,12 +18,8 @@ def served(tmp_path, fixture_tar):
     root.mkdir()
     write_cifar10_tarball(fixture_tar, root / "cifar-10-python.tar.gz")
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", root
-    server.shutdown()
-    server.server_close()
+    with serving(handler) as server:
+        yield f"http://127.0.0.1:{server.server_address[1]}", root
 
 
 def test_download_verifies_and_caches(served, tmp_path, monkeypatch) -> None:

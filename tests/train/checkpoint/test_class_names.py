@@ -5,7 +5,6 @@ names gets no request (the signed request would have gone to whoever wrote the f
 from __future__ import annotations
 
 import http.server
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import pytest
 
 from densenet_ray.data.storage import open_storage
 from densenet_ray.train.checkpoint.trained import class_names
+from tests.local_http import serving
 
 
 @pytest.fixture
@@ -30,12 +30,8 @@ def trap() -> Iterator[tuple[str, list[str]]]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"127.0.0.1:{server.server_address[1]}", seen
-    server.shutdown()
-    server.server_close()
+    with serving(Recorder) as server:
+        yield f"127.0.0.1:{server.server_address[1]}", seen
 
 
 def test_the_endpoint_named_in_a_checkpoint_gets_no_request(
