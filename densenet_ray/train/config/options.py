@@ -26,7 +26,13 @@ from densenet_ray.train.config.groups.model import ModelOptions
 from densenet_ray.train.config.groups.optim import OptimOptions
 from densenet_ray.train.config.groups.recipe import RecipeOptions, TrackingOptions
 from densenet_ray.train.config.relations import check_relations
-from densenet_ray.train.config.values import split_worker_range
+from densenet_ray.train.config.values import (
+    check_trackers,
+    check_worker_resources,
+    parse_profile_steps,
+    split_worker_range,
+)
+from densenet_ray.train.stopping import parse_early_stop
 
 
 # Fields come in the reverse of this order (dataclasses collect base classes' fields from the last base on): model,
@@ -50,14 +56,29 @@ class TrainConfig(
             if value is not None:
                 object.__setattr__(self, declared.name, check_type(declared, value, "TrainConfig(...)"))
 
-    def validate(self) -> None:
-        """Every value of its type's choices and in its declared range, and the options consistent with each other
-        (:class:`UserError`, one line naming the option and what would be right)."""
+    def check_values(self) -> None:
+        """Every value of its type's choices and in its declared range, and the texts and mappings an option parses
+        well-formed (:class:`UserError`, one line naming the flag and what would be right)."""
         for declared in declared_options(TrainConfig):
             check_value(declared, getattr(self, declared.name))
-        check_relations(self.to_dict())
+        check_worker_resources(self.worker_resources)
+        check_trackers(self.log)
+        parse_profile_steps(self.profile_steps)
+        if self.early_stop:
+            parse_early_stop(self.early_stop)
+
+    def check_consistency(self, multi_label: bool | None = None, classes: int | None = None) -> None:
+        """The options against each other (:func:`check_relations`; ``multi_label`` and ``classes``: what the data
+        holds, None where not known yet), then every option kept at its default where it does not apply to the
+        dataset."""
+        check_relations(self.to_dict(), multi_label, classes)
         for declared in declared_options(TrainConfig):
             check_dataset(declared, getattr(self, declared.name), self.dataset, DATASET_NAMES)
+
+    def validate(self) -> None:
+        """:meth:`check_values`, then :meth:`check_consistency` (:class:`UserError`, one line)."""
+        self.check_values()
+        self.check_consistency()
 
     @classmethod
     def from_sources(

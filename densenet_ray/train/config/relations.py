@@ -1,4 +1,5 @@
-"""The rules between training options (each option's own type, choices and range are checked by its declaration)."""
+"""The rules between training options (each option's own value is checked by
+:meth:`~densenet_ray.train.config.options.TrainConfig.check_values`)."""
 
 from __future__ import annotations
 
@@ -6,13 +7,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from densenet_ray.errors import UserError
-from densenet_ray.train.config.values import check_trackers, check_worker_resources, parse_profile_steps
 from densenet_ray.train.stopping import check_stopping
 
 
-def check_relations(options: Mapping[str, Any]) -> None:
+def check_relations(options: Mapping[str, Any], multi_label: bool | None = None, classes: int | None = None) -> None:
     """What no single option's declaration can check: options that constrain each other. ``options``: every
-    training option by name (``TrainConfig.to_dict()``); a one-line :class:`UserError` names what conflicts."""
+    training option by name (``TrainConfig.to_dict()``); ``multi_label`` and ``classes``: what the data holds (None:
+    not known yet, as before :func:`~densenet_ray.train.config.resolved.resolve`). A one-line :class:`UserError`
+    names what conflicts."""
     least, workers, batch = options["min_workers"], options["workers"], options["batch_size"]
     if least is not None and not 1 <= least <= workers:
         raise UserError(f"--workers {least}-{workers}: the least workers must be between 1 and the most")
@@ -22,15 +24,12 @@ def check_relations(options: Mapping[str, Any]) -> None:
             "a batch"
         )
     _check_decode(options)
-    check_worker_resources(options["worker_resources"])
     if options["sync_bn"] and not options["gpu"] and workers > 1:
         # torch.nn.SyncBatchNorm raises on CPU tensors as soon as it would synchronise.
         raise UserError("--sync-bn needs --gpu: PyTorch's SyncBatchNorm synchronises GPU tensors only")
     if options["init_from"] and options["pretrained"]:
         raise UserError("give --init-from FILE or --pretrained, not both")
-    check_trackers(options["log"])
-    check_stopping(options["early_stop"], bool(options["ema"]))
-    parse_profile_steps(options["profile_steps"])
+    check_stopping(options["early_stop"], bool(options["ema"]), multi_label, classes)
     if options["freeze_epochs"] and not (options["init_from"] or options["pretrained"]):
         raise UserError(
             f"--freeze-epochs {options['freeze_epochs']} keeps the backbone as loaded: give --init-from or --pretrained"

@@ -24,7 +24,6 @@ from densenet_ray.train.config.dataset_fit import own_images
 from densenet_ray.train.config.declaration import GROUPS
 from densenet_ray.train.config.options import TrainConfig, training_options
 from densenet_ray.train.config.tracking_uri import tracking_options, without_password
-from densenet_ray.train.stopping import check_stopping
 
 ARCHITECTURE_KEYS = ("depth", "growth_rate", "bottleneck", "reduction", "drop_rate")  # None: the named model's
 MODEL_KEYS = ("num_classes", *ARCHITECTURE_KEYS, "memory_efficient")
@@ -167,8 +166,11 @@ def _architecture(options: TrainConfig, num_classes: int) -> dict[str, Any]:
 
 def resolve(options: TrainConfig, check_weights: bool = True) -> ResolvedConfig:
     """The resolved form of ``options``: dataset defaults, absolute locations, a run name, every value checked
-    (:class:`UserError`, one line). ``check_weights`` loads the starting weights once to check them."""
-    options.validate()
+    (:class:`UserError`, one line). ``check_weights`` loads the starting weights once to check them.
+
+    Each check runs once: each value as given (its choices, range, form) before anything is derived from it, the
+    options against each other and their dataset once every default is filled in and the data's classes are known."""
+    options.check_values()
     options = dataclasses.replace(options, data=_data_location(options))
     own = None
     if options.dataset == "images":
@@ -188,8 +190,7 @@ def resolve(options: TrainConfig, check_weights: bool = True) -> ResolvedConfig:
         name=name,
         **tracking_options(options, root),
     )
-    options.validate()  # the filled-in defaults against each other (a default batch smaller than the workers)
-    check_stopping(options.early_stop, bool(options.ema), own.multi_label if own else False, num_classes)
+    options.check_consistency(own.multi_label if own else False, num_classes)
     described = dataclasses.asdict(own) if own else {}
     config = ResolvedConfig(options, num_classes, run_url=child_url(root, name), **described)
     if check_weights:
