@@ -34,7 +34,7 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
 
 
 def plan_command(args: argparse.Namespace) -> int:
-    from densenet_ray.data.epoch_plan import Layout, summarize
+    from densenet_ray.data.epoch_plan import Layout, check_batch_fits, summarize
     from densenet_ray.data.manifest import load_manifest
     from densenet_ray.train.config.choices import DEFAULT_BATCH
 
@@ -46,8 +46,7 @@ def plan_command(args: argparse.Namespace) -> int:
         raise UserError(f"--loader-workers {args.loader_workers} and --epoch {args.epoch} must be at least 0")
     _, manifest = load_manifest(args.url, args.split, args.endpoint_url)
     batch = args.batch_size or DEFAULT_BATCH.get(manifest.dataset, 256)
-    if batch < args.world_size:
-        raise UserError(f"--batch-size {batch} is smaller than --world-size {args.world_size}; use at least that")
+    check_batch_fits(batch, args.world_size, "--world-size")
     layout = Layout(args.world_size, args.loader_workers, batch)
     summary = summarize([shard.samples for shard in manifest.shards], layout, args.seed, args.epoch)
     if args.json:

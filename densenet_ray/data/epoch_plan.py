@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from densenet_ray.data.manifest import Manifest
+from densenet_ray.errors import UserError
 
 
 def mix(*parts: int) -> int:
@@ -40,6 +41,16 @@ def mix(*parts: int) -> int:
         value = (value ^ (int(part) & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9 & 0xFFFFFFFFFFFFFFFF
         value ^= value >> 31
     return value & 0x7FFFFFFFFFFFFFFF
+
+
+def check_batch_fits(global_batch: int, ranks: int, ranks_flag: str = "--workers") -> None:
+    """Every rank gets at least one sample of each global batch (one line naming ``--batch-size`` and
+    ``ranks_flag``, the flag that set the ranks): the one place this is checked, for training runs and the plan."""
+    if global_batch < ranks:
+        raise UserError(
+            f"global --batch-size {global_batch} is smaller than {ranks_flag} {ranks}; every worker needs at least one "
+            "sample a batch"
+        )
 
 
 @dataclass(frozen=True)
@@ -53,11 +64,7 @@ class Layout:
     def __post_init__(self) -> None:
         if self.world_size < 1 or self.loader_workers < 0:
             raise ValueError(f"world size {self.world_size} and loader workers {self.loader_workers} are invalid")
-        if self.global_batch < self.world_size:
-            raise ValueError(
-                f"global batch {self.global_batch} is smaller than the world size {self.world_size}; "
-                "every rank needs at least one sample a batch"
-            )
+        check_batch_fits(self.global_batch, self.world_size)
 
     @property
     def streams_per_rank(self) -> int:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from densenet_ray.data.epoch_plan import Layout, Segment, plan_epoch, summarize
+from densenet_ray.errors import UserError
 
 ODD_SHARDS = [37] * 13 + [19]  # 500 samples: shards divide unevenly over ranks and workers, the last one short
 
@@ -35,7 +36,7 @@ def test_every_sample_once_and_a_remainder_below_one_global_batch(world_size, lo
 def test_unequal_shares_sum_to_the_global_batch() -> None:
     layout = Layout(3, 2, 64)
     assert [layout.share(rank) for rank in range(3)] == [22, 21, 21]
-    with pytest.raises(ValueError, match="global batch 2 is smaller than the world size 3"):
+    with pytest.raises(UserError, match=r"^global --batch-size 2 is smaller than --workers 3; every worker needs at"):
         Layout(3, 1, 2)
 
 

@@ -138,7 +138,9 @@ def test_data_plan_at_imagenet_scale_repeats_nothing(tmp_path, capsys, world_siz
 def test_data_plan_errors_are_one_line(tmp_path, capsys) -> None:
     url = _generated_manifest(tmp_path, 3, 10)
     assert main(["data", "plan", url, "--world-size", "8", "--batch-size", "4"]) == 1
-    assert capsys.readouterr().err.strip() == "error: --batch-size 4 is smaller than --world-size 8; use at least that"
+    assert capsys.readouterr().err.strip() == (
+        "error: global --batch-size 4 is smaller than --world-size 8; every worker needs at least one sample a batch"
+    )
 
 
 @pytest.mark.integration

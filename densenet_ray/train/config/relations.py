@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from densenet_ray.data.epoch_plan import check_batch_fits
 from densenet_ray.errors import UserError
 from densenet_ray.train.stopping import check_stopping
 
@@ -18,11 +19,8 @@ def check_relations(options: Mapping[str, Any], multi_label: bool | None = None,
     least, workers, batch = options["min_workers"], options["workers"], options["batch_size"]
     if least is not None and not 1 <= least <= workers:
         raise UserError(f"--workers {least}-{workers}: the least workers must be between 1 and the most")
-    if batch is not None and batch < workers:
-        raise UserError(
-            f"global --batch-size {batch} is smaller than --workers {workers}; every worker needs at least one sample "
-            "a batch"
-        )
+    if batch is not None:
+        check_batch_fits(batch, workers)
     _check_decode(options)
     if options["sync_bn"] and not options["gpu"] and workers > 1:
         # torch.nn.SyncBatchNorm raises on CPU tensors as soon as it would synchronise.
