@@ -291,6 +291,16 @@ def summarize(shard_samples: list[int], layout: Layout, seed: int = 0, epoch: in
     )
 
 
+def check_fills_a_batch(manifest: Manifest, global_batch: int, where: str) -> None:
+    """The training split at ``where`` holds at least one global batch of samples that decode (one line naming how
+    many it holds): the one place this is checked, on the driver before a run and by a training loader."""
+    usable = manifest.num_samples - len(manifest.undecodable)
+    if usable < global_batch:
+        raise UserError(
+            f"{where} has {usable} training samples, fewer than one global batch of {global_batch}; lower --batch-size"
+        )
+
+
 def train_batches_per_rank(num_samples: int, global_batch: int) -> int:
     """``floor(N / G)``: the training batches every rank yields per epoch (each holds its share of ``G``)."""
     return num_samples // global_batch

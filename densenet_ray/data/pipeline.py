@@ -38,6 +38,7 @@ from densenet_ray.data.epoch_plan import (
     Layout,
     Segment,
     StreamPlan,
+    check_fills_a_batch,
     eval_batches_per_rank,
     eval_shards,
     mix,
@@ -58,7 +59,7 @@ from densenet_ray.data.samples import (
 from densenet_ray.data.shard_index import ShardIndex
 from densenet_ray.data.shard_reader import RawSample, load_index, read_positions, read_shard
 from densenet_ray.data.storage import Storage, StorageError
-from densenet_ray.errors import DataError, UserError
+from densenet_ray.errors import DataError
 
 Batch = tuple[Any, torch.Tensor, torch.Tensor, int]  # images, labels, mask, samples skipped
 
@@ -271,11 +272,7 @@ class EpochLoader:
         self.config, self.manifest, self.skipped = config, manifest, 0
         eval_batch = math.ceil(config.batch_size / config.world_size)
         if config.train:
-            if train_batches_per_rank(manifest.num_samples, config.batch_size) == 0:
-                raise UserError(
-                    f"{manifest.num_samples} samples cannot fill one global batch of {config.batch_size}; "
-                    "lower the batch size"
-                )
+            check_fills_a_batch(manifest, config.batch_size, config.data)
             _notice_unindexed(storage, manifest)
             epoch = plan_epoch(
                 [shard.samples for shard in manifest.shards],

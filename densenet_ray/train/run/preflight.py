@@ -9,6 +9,7 @@ import io
 from dataclasses import dataclass
 from typing import Any
 
+from densenet_ray.data.epoch_plan import check_fills_a_batch
 from densenet_ray.data.manifest import Manifest, load_manifest
 from densenet_ray.data.storage import StorageError
 from densenet_ray.errors import UserError
@@ -51,12 +52,7 @@ def check_data(config: ResolvedConfig, print_line: Any = print) -> str:
             f"--data {data.data}: the {data.eval_split} split's classes differ from the training split's "
             "(build both splits from one source, e.g. with --holdout-per-class)"
         )
-    usable = train.num_samples - len(train.undecodable)
-    if usable < config.options.batch_size:
-        raise UserError(
-            f"{data.data} has {usable} training samples, fewer than one global batch of {config.options.batch_size}; "
-            "lower --batch-size"
-        )
+    check_fills_a_batch(train, data.batch_size, data.data)
     return manifest_fingerprint(train)
 
 
