@@ -24,7 +24,7 @@ def add_parser(groups: argparse._SubParsersAction) -> None:
     parser.add_argument("--loader-workers", type=int, default=1, help="DataLoader decoding processes (default 1)")
     parser.add_argument(
         "--precision",
-        choices=PRECISIONS,
+        metavar="{" + ",".join(PRECISIONS) + "}",  # checked by dr.evaluate, against the option's declaration
         help="default: the run's (auto resolves for this machine, as training does); fp32 is the exact reference",
     )
     parser.add_argument(

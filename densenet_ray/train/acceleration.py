@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 
 from densenet_ray.paths import COMPILE_CACHE_DIR
-from densenet_ray.train.config.choices import PRECISIONS
+from densenet_ray.train.config.choices import Precision
 
 COMPILE_MIN_STEPS = 500  # below this a cold compile costs more than it saves (BC-40-12, 2 cores)
 COMPILE_CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"
@@ -65,11 +65,10 @@ def compile_toolchain(device: torch.device) -> bool:
 
 
 def choose(
-    precision: str, channels_last: bool | None, compile: bool | None, device: torch.device, planned_steps: int
+    precision: Precision, channels_last: bool | None, compile: bool | None, device: torch.device, planned_steps: int
 ) -> Acceleration:
-    """Resolve ``auto`` (``precision == "auto"``, ``None`` flags) for ``device`` and a run of ``planned_steps``."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision {precision!r} is not one of: {', '.join(PRECISIONS)}")
+    """Resolve ``auto`` (``precision == "auto"``, ``None`` flags) for ``device`` and a run of ``planned_steps``.
+    ``precision`` was checked where it was given (the ``--precision`` option's declaration)."""
     if precision == "auto":
         precision = "bf16" if native_bf16(device) else "fp32"
     if compile is None:

@@ -57,3 +57,14 @@ def test_the_parser_imports_neither_torch_nor_ray_so_help_is_instant() -> None:
     )
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert completed.returncode == 0, completed.stderr[-2000:]
+
+
+def test_evaluate_precision_is_checked_by_the_option_it_names(capsys) -> None:
+    """``evaluate --precision`` lists the training option's choices and a bad one is that option's one line (exit 1),
+    refused before any checkpoint is read."""
+    from densenet_ray.cli import main
+
+    action = next(a for a in dict(_commands(build_parser()))["densenet-ray evaluate"]._actions if a.dest == "precision")
+    assert action.metavar == "{auto,fp32,bf16,fp16}"
+    assert main(["evaluate", "/no/such/run", "--precision", "fp8"]) == 1
+    assert capsys.readouterr().err.strip() == "error: --precision 'fp8' is not one of: auto, fp32, bf16, fp16"
