@@ -88,6 +88,20 @@ def test_init_from_refuses_it_before_anything_starts(tmp_path, capsys) -> None:
     assert not marker.exists()
 
 
+def test_pretrained_refuses_a_file_put_in_torchvisions_cache(tmp_path, monkeypatch) -> None:
+    import torchvision
+
+    crafted, marker = _crafted(tmp_path)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    cached = tmp_path / "hub" / "checkpoints" / os.path.basename(torchvision.models.DenseNet121_Weights.DEFAULT.url)
+    cached.parent.mkdir(parents=True)
+    crafted.rename(cached)  # its hash is checked on download only
+    with pytest.raises(UserError) as refused:
+        resolve(TrainConfig(dataset="imagenet", workers=4, pretrained=True, data="/no/data"))
+    assert str(refused.value) == f"--pretrained {cached} {REFUSED}"
+    assert not marker.exists()
+
+
 def test_batch_inference_refuses_it_on_the_driver(tmp_path, cifar_shards, capsys) -> None:
     crafted, marker = _crafted(tmp_path)
     out = tmp_path / "predictions"

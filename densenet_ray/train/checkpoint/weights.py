@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from densenet_ray.errors import UserError
-from densenet_ray.train.checkpoint.safe_load import load_weights
+from densenet_ray.train.checkpoint.safe_load import NotPlainWeights, load_weights, refusal
 
 CLASSIFIER_KEYS = ("classifier.weight", "classifier.bias")
 STATE_FILE = "state.pt"
@@ -113,11 +113,14 @@ def pretrained_state_dict(model_name: str) -> dict[str, torch.Tensor]:
             f"--pretrained: torchvision has ImageNet weights for {', '.join(PRETRAINED)} only, not {model_name!r}"
         )
     weights = getattr(torchvision.models, PRETRAINED[model_name]).DEFAULT
-    try:
-        return weights.get_state_dict(progress=False, check_hash=True)
+    cache = os.path.join(torch.hub.get_dir(), "checkpoints")
+    try:  # the hash is checked on download only: a file already in the cache is loaded as plain weights too
+        return weights.get_state_dict(progress=False, check_hash=True, weights_only=True)
     except Exception as error:  # URLError, HTTPError, hash mismatch, a truncated file: all mean "no weights here"
+        held = refusal(error)
+        if held is not None:
+            raise NotPlainWeights(f"--pretrained {os.path.join(cache, os.path.basename(weights.url))}", held) from None
         reason = str(getattr(error, "reason", "") or error).splitlines()[0][:160] or type(error).__name__
-        cache = os.path.join(torch.hub.get_dir(), "checkpoints")
         raise UserError(
             f"--pretrained: cannot get {weights.url} ({reason}); with no internet, copy that file into {cache} "
             f"or pass it with --init-from"
