@@ -70,8 +70,7 @@ def _options(config: TrainConfig | Mapping[str, Any]) -> TrainConfig:
     if isinstance(config, TrainConfig):
         return config
     if isinstance(config, Mapping):
-        values = {str(key).replace("-", "_"): value for key, value in config.items()}
-        return TrainConfig.from_sources(values, {}, origins=("the options", "the options"))
+        return TrainConfig.from_sources(dict(config), {}, origins=("the options", "the options"))
     raise UserError(f"config is a {type(config).__name__}; give a TrainConfig or a mapping of its options")
 
 

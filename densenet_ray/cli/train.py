@@ -32,7 +32,6 @@ def options_from_args(args: argparse.Namespace, default_dataset: str) -> TrainCo
     file_values: dict[str, Any] = {}
     if args.config:
         file_values = read_yaml_mapping(args.config, "--config", "a mapping of option: value")
-    file_values = {str(key).replace("-", "_"): value for key, value in file_values.items()}
     file_values.setdefault("dataset", default_dataset)
     origins = (f"--config {args.config}" if args.config else "defaults", "flags")
     return TrainConfig.from_sources(file_values, values, origins=origins)

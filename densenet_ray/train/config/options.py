@@ -88,9 +88,13 @@ class TrainConfig(
         origins: tuple[str, str] = ("config file", "flags"),
     ) -> TrainConfig:
         """Code defaults < YAML file < CLI flags (flags the user did not give are ``None`` and do not override).
-        Every value's type is checked; ``origins`` name the two sources in errors."""
+        Every value's type is checked; ``origins`` name the two sources in errors. A key may be written as its flag
+        is, with dashes (``batch-size``): the one place keys are normalised."""
         sources = zip(origins, (yaml_values or {}, cli_values), strict=True)
-        merged = merge_sources(cls, [(origin, split_worker_range(values, origin)) for origin, values in sources])
+        named = [
+            (origin, {str(key).replace("-", "_"): value for key, value in values.items()}) for origin, values in sources
+        ]
+        merged = merge_sources(cls, [(origin, split_worker_range(values, origin)) for origin, values in named])
         return cls(**merged)
 
     def to_dict(self) -> dict[str, Any]:

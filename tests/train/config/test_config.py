@@ -91,6 +91,10 @@ def test_yaml_then_flags() -> None:
     )
     with pytest.raises(UserError, match="unknown option\\(s\\) in config file: epoks"):
         TrainConfig.from_sources({"epoks": 3}, {})
+    dashed = TrainConfig.from_sources({"batch-size": 32, "workers": "2-4"}, {"loader-workers": 0})  # as flags are
+    assert (dashed.batch_size, dashed.min_workers, dashed.workers, dashed.loader_workers) == (32, 2, 4, 0)
+    with pytest.raises(UserError, match="^unknown option\\(s\\) in config file: batch_sise$"):
+        TrainConfig.from_sources({"batch-sise": 3}, {})
 
 
 @pytest.mark.parametrize(
