@@ -46,7 +46,7 @@ def options_block() -> str:
 
     lines: list[str] = []
     for group in GROUPS:
-        options = [option for option in training_options() if option.declaration.group == group]
+        options = [option for option in training_options() if option.group == group]
         if not options:
             continue
         lines += [

@@ -86,7 +86,7 @@ def add_training_options(
             if flag in seen:
                 continue
             seen.add(flag)
-            group = option.declaration.group
+            group = option.group
             if group not in groups:
                 groups[group] = parser.add_argument_group(group)
             groups[group].add_argument(flag, **keywords)

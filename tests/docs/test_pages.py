@@ -59,7 +59,7 @@ def test_the_options_page_has_every_declared_option_with_its_flags_key_and_help(
 
     page = (CONTENT / "reference" / "options.md").read_text()
     for option in training_options():
-        row = next((line for line in page.splitlines() if f"`{option.declaration.group}.{option.key}`" in line), "")
+        row = next((line for line in page.splitlines() if f"`{option.group}.{option.key}`" in line), "")
         flags = [flag for flag, _ in option_flags(option)]
         assert row.startswith("| " + ", ".join(f"`{flag}`" for flag in flags) + " |"), (option.name, flags, row)
         assert option.declaration.help.split("(")[0][:40] in row, option.name

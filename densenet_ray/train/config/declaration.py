@@ -1,6 +1,7 @@
 """How a training option is declared: one dataclass field of
 :class:`~densenet_ray.train.config.options.TrainConfig` whose metadata says everything else derives from it (its
-flag, help, group, range, per-dataset default, and its place in the run's identity and in sweeps).
+flag, help, range, per-dataset default, and its place in the run's identity and in sweeps). Its group is the class it
+is declared in: each group's class names it once, as its ``GROUP``.
 
 Written with dataclass field metadata rather than pydantic or jsonargparse: the config stays a plain, frozen
 dataclass that imports nothing (``import densenet_ray`` stays light), and its checks keep the one-line errors that
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 import types
 import typing
 from dataclasses import dataclass, field
@@ -53,7 +55,7 @@ class Range:
 
 @dataclass(frozen=True)
 class Option:
-    """What a field's declaration says besides its name, type and default.
+    """What a field's declaration says besides its name, type, default and group.
 
     ``flag`` defaults to ``--name-with-dashes``;
     ``negative`` names a flag that sets False (``--no-bottleneck``, helped by ``negative_help``);
@@ -63,7 +65,6 @@ class Option:
     ``datasets`` names the only datasets the option applies to (empty: all); for others it keeps its default.
     """
 
-    group: Group
     help: str
     resume: Resume = "free"
     sweep: Sweep = "searchable"
@@ -80,16 +81,17 @@ class Option:
     datasets: tuple[str, ...] = ()
 
 
-def option(default: Any, group: Group, help: str, **declaration: Any) -> Any:
-    """A :class:`TrainConfig` field: its default and its :class:`Option` (the keywords)."""
-    return field(default=default, metadata={"option": Option(group, help, **declaration)})
+def option(default: Any, help: str, **declaration: Any) -> Any:
+    """A :class:`TrainConfig` field: its default and its :class:`Option` (the keywords). Its group is its class's."""
+    return field(default=default, metadata={"option": Option(help, **declaration)})
 
 
 @dataclass(frozen=True)
 class Declared:
-    """One declared option as the rest of the package sees it: name, default, type and declaration."""
+    """One declared option as the rest of the package sees it: name, group, default, type and declaration."""
 
     name: str
+    group: Group  # the GROUP of the class that declares it
     default: Any
     kind: str  # str, int, float, bool, dict
     choices: tuple[str, ...]
@@ -118,16 +120,30 @@ def _kind(annotation: Any) -> tuple[str, tuple[str, ...], bool]:
     return origin.__name__, (), optional
 
 
+def _groups(config_class: type) -> dict[str, Group]:
+    """Each field's group: the ``GROUP`` of the class in ``config_class``'s bases that declares it."""
+    groups: dict[str, Group] = {}
+    for owner in reversed(config_class.__mro__):
+        names = [name for name in inspect.get_annotations(owner) if name != "GROUP"]
+        if names and vars(owner).get("GROUP") not in GROUPS:
+            raise TypeError(f"{owner.__name__} declares options without a GROUP of {GROUPS}")
+        groups.update(dict.fromkeys(names, vars(owner).get("GROUP")))
+    return groups
+
+
 @functools.cache
 def declared_options(config_class: type) -> tuple[Declared, ...]:
-    """Every option ``config_class`` (a dataclass of :func:`option` fields) declares, in declaration order."""
+    """Every option ``config_class`` (a dataclass of :func:`option` fields, in classes that name their ``GROUP``)
+    declares, in declaration order."""
     hints = typing.get_type_hints(config_class)
+    groups = _groups(config_class)
     options = []
     for item in dataclasses.fields(config_class):
         kind, choices, optional = _kind(hints[item.name])
         options.append(
             Declared(
                 name=item.name,
+                group=groups[item.name],
                 default=item.default,
                 kind=kind,
                 choices=choices,

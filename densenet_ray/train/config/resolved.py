@@ -78,7 +78,7 @@ class ResolvedConfig:
         """The nested mapping saved as ``config.yaml`` and handed to the workers: each option under its group."""
         document: dict[str, dict[str, Any]] = {group: {} for group in GROUPS}
         for declared in training_options():
-            document[declared.declaration.group][declared.key] = getattr(self.options, declared.name)
+            document[declared.group][declared.key] = getattr(self.options, declared.name)
         for derived in dataclasses.fields(self)[1:]:
             document[derived.metadata["group"]][derived.name] = getattr(self, derived.name)
         return document
@@ -89,7 +89,7 @@ class ResolvedConfig:
         missing = [group for group in REQUIRED_GROUPS if not isinstance(document.get(group), dict)]
         if missing:
             raise UserError(f"not a densenet-ray run configuration (no {missing[0]!r} group)")
-        by_key = {(d.declaration.group, d.key): d.name for d in training_options()}
+        by_key = {(d.group, d.key): d.name for d in training_options()}
         derived = {(item.metadata["group"], item.name) for item in dataclasses.fields(cls)[1:]}
         options: dict[str, Any] = {}
         extra: dict[str, Any] = {}

@@ -238,7 +238,7 @@ def test_recipe_options_reach_config_yaml_and_old_documents_load_with_them_off(t
     assert ResolvedConfig.from_document(document) == config
     assert config.flat()["ema"] == 0.999  # a sweep's labels and tables see them as options
     old = {key: value for key, value in document.items() if key not in ("recipe", "tracking")}
-    recipe = [option.name for option in training_options() if option.declaration.group == "recipe"]
+    recipe = [option.name for option in training_options() if option.group == "recipe"]
     loaded = ResolvedConfig.from_document(old).options  # runs from before the options: all off
     assert [getattr(loaded, name) for name in recipe] == [getattr(TrainConfig(), name) for name in recipe]
 

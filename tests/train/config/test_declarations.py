@@ -12,7 +12,7 @@ import pytest
 from densenet_ray.cli import build_parser
 from densenet_ray.cli.tune import SWEEP_DATASETS, shared_training_options
 from densenet_ray.errors import UserError
-from densenet_ray.train.config.declaration import Range
+from densenet_ray.train.config.declaration import Range, declared_options, option
 from densenet_ray.train.config.options import TrainConfig, training_options
 from densenet_ray.train.config.resolved import ResolvedConfig, derive, resolve
 from densenet_ray.train.run.guard import check_identity, run_identity
@@ -89,7 +89,7 @@ def test_a_value_out_of_its_declared_range_is_one_line_naming_the_flag(name: str
 def test_every_option_is_in_its_config_yaml_group_and_round_trips(name: str, resolved: ResolvedConfig) -> None:
     option = OPTIONS[name]
     document = resolved.to_document()
-    assert document[option.declaration.group][option.key] == getattr(resolved.options, name)
+    assert document[option.group][option.key] == getattr(resolved.options, name)
     assert ResolvedConfig.from_document(document) == resolved
 
 
@@ -124,3 +124,16 @@ def _yaml(value: object) -> str:
     import json
 
     return json.dumps(value)
+
+
+def test_an_options_group_is_the_class_that_declares_it() -> None:
+    owners = {item.name: base.GROUP for base in TrainConfig.__mro__[1:-1] for item in dataclasses.fields(base)}
+    assert {option.name: option.group for option in training_options()} == owners
+    assert [option.group for option in training_options()][:1] == ["model"] and len(set(owners.values())) == 7
+
+    @dataclasses.dataclass(frozen=True)
+    class Ungrouped:
+        speed: int = option(1, "how fast")
+
+    with pytest.raises(TypeError, match="^Ungrouped declares options without a GROUP of"):
+        declared_options(Ungrouped)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from densenet_ray.train.config.choices import DEFAULT_MODEL
-from densenet_ray.train.config.declaration import option
+from densenet_ray.train.config.declaration import Group, option
 from densenet_ray.train.config.groups.common import FIXED, SHARED
 
 
@@ -13,9 +14,10 @@ from densenet_ray.train.config.groups.common import FIXED, SHARED
 class ModelOptions:
     """The ``model`` group of :class:`~densenet_ray.train.config.options.TrainConfig`."""
 
+    GROUP: ClassVar[Group] = "model"  # every field below is in config.yaml's model group
+
     model: str | None = option(
         None,
-        "model",
         "registered model name (see `densenet-ray models`)",
         **FIXED,
         per_dataset=DEFAULT_MODEL,
@@ -23,13 +25,10 @@ class ModelOptions:
         default_text="densenet_bc100_k12 for cifar10/cifar100/svhn and own images up to 64 pixels, densenet121 for "
         "imagenet and larger own images",
     )
-    depth: int | None = option(None, "model", "L, the network depth", **FIXED, default_text="the model's")
-    growth_rate: int | None = option(
-        None, "model", "k, feature maps each dense layer adds", **FIXED, default_text="the model's"
-    )
+    depth: int | None = option(None, "L, the network depth", **FIXED, default_text="the model's")
+    growth_rate: int | None = option(None, "k, feature maps each dense layer adds", **FIXED, default_text="the model's")
     bottleneck: bool | None = option(
         None,
-        "model",
         "B: 1x1 bottleneck convolutions",
         **FIXED,
         negative="--no-bottleneck",
@@ -38,29 +37,24 @@ class ModelOptions:
     )
     reduction: float | None = option(
         None,
-        "model",
         "compression theta of the transition layers (0.5 for C)",
         **FIXED,
         default_text="the model's",
     )
     drop_rate: float | None = option(
         None,
-        "model",
         "dropout after each convolution (paper: 0.2 without augmentation)",
         **FIXED,
         default_text="the model's",
     )
     memory_efficient: bool = option(
-        False, "model", "recompute concatenation and BN in backward: memory grows linearly with depth", **FIXED
+        False, "recompute concatenation and BN in backward: memory grows linearly with depth", **FIXED
     )
     init_from: str | None = option(
         None,
-        "model",
         "start from these weights: a run checkpoint or a torchvision-format "
         "state_dict (a classifier of another class count is re-initialised)",
         **FIXED,
         **SHARED,
     )
-    pretrained: bool = option(
-        False, "model", "start from torchvision's ImageNet weights (densenet121/161/169/201)", **FIXED
-    )
+    pretrained: bool = option(False, "start from torchvision's ImageNet weights (densenet121/161/169/201)", **FIXED)

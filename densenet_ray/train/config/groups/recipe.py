@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from densenet_ray.train.config.choices import AugmentPolicy
-from densenet_ray.train.config.declaration import Range, option
+from densenet_ray.train.config.declaration import Group, Range, option
 from densenet_ray.train.config.groups.common import AT_LEAST_ONE, FIXED, OFF_AT_ZERO, OPEN_SHARE, SHARE
 
 
@@ -13,9 +14,10 @@ from densenet_ray.train.config.groups.common import AT_LEAST_ONE, FIXED, OFF_AT_
 class RecipeOptions:
     """The ``recipe`` group of :class:`~densenet_ray.train.config.options.TrainConfig`."""
 
+    GROUP: ClassVar[Group] = "recipe"  # every field below is in config.yaml's recipe group
+
     label_smoothing: float = option(
         0.0,
-        "recipe",
         "label smoothing of the training loss (F.cross_entropy; 0.1 is common)",
         **FIXED,
         range=OPEN_SHARE,
@@ -23,7 +25,6 @@ class RecipeOptions:
     )
     mixup: float = option(
         0.0,
-        "recipe",
         "MixUp batches with Beta(ALPHA, ALPHA) (transforms.v2.MixUp; 0.2 is common; 0: off)",
         **FIXED,
         range=OFF_AT_ZERO,
@@ -31,16 +32,14 @@ class RecipeOptions:
     )
     cutmix: float = option(
         0.0,
-        "recipe",
         "CutMix batches with Beta(ALPHA, ALPHA) (transforms.v2.CutMix; 1.0 is common; 0: off)",
         **FIXED,
         range=OFF_AT_ZERO,
         metavar="ALPHA",
     )
-    mix_prob: float = option(1.0, "recipe", "share of batches MixUp/CutMix mixes", **FIXED, range=SHARE, metavar="P")
+    mix_prob: float = option(1.0, "share of batches MixUp/CutMix mixes", **FIXED, range=SHARE, metavar="P")
     mix_switch_prob: float = option(
         0.5,
-        "recipe",
         "with --mixup and --cutmix: probability of CutMix for a mixed batch",
         **FIXED,
         range=SHARE,
@@ -48,7 +47,6 @@ class RecipeOptions:
     )
     augment_policy: AugmentPolicy = option(
         "none",
-        "recipe",
         "per-sample augmentation policy from transforms.v2",
         **FIXED,
         aliases=(
@@ -57,15 +55,10 @@ class RecipeOptions:
             ("--autoaugment", "autoaugment"),
         ),
     )
-    randaugment_ops: int = option(
-        2, "recipe", "RandAugment operations per image", **FIXED, range=AT_LEAST_ONE, metavar="N"
-    )
-    randaugment_magnitude: int = option(
-        9, "recipe", "RandAugment magnitude, 0-30", **FIXED, range=Range(0, 30), metavar="M"
-    )
+    randaugment_ops: int = option(2, "RandAugment operations per image", **FIXED, range=AT_LEAST_ONE, metavar="N")
+    randaugment_magnitude: int = option(9, "RandAugment magnitude, 0-30", **FIXED, range=Range(0, 30), metavar="M")
     random_erasing: float = option(
         0.0,
-        "recipe",
         "erase a random rectangle of a training image with probability P (transforms.v2.RandomErasing)",
         **FIXED,
         range=SHARE,
@@ -73,7 +66,6 @@ class RecipeOptions:
     )
     ema: float = option(
         0.0,
-        "recipe",
         "also keep, evaluate and checkpoint an exponential moving average of the "
         "weights and BN buffers (swa_utils.AveragedModel), updated every optimizer step",
         **FIXED,
@@ -84,7 +76,6 @@ class RecipeOptions:
     )
     warmup: float = option(
         0.0,
-        "recipe",
         "linear learning-rate warmup over the first EPOCHS epochs, per iteration",
         **FIXED,
         range=OFF_AT_ZERO,
@@ -92,7 +83,6 @@ class RecipeOptions:
     )
     clip_grad_norm: float = option(
         0.0,
-        "recipe",
         "clip the gradients' total 2-norm to NORM before each optimizer step (0: off)",
         **FIXED,
         range=OFF_AT_ZERO,
@@ -100,36 +90,34 @@ class RecipeOptions:
     )
     accumulate: int = option(
         1,
-        "recipe",
         "add up N batches' gradients per optimizer step: --batch-size B --accumulate N steps as batch N*B",
         **FIXED,
         range=AT_LEAST_ONE,
         metavar="N",
     )
-    no_decay_norm_bias: bool = option(False, "recipe", "no weight decay on BatchNorm weights and biases", **FIXED)
+    no_decay_norm_bias: bool = option(False, "no weight decay on BatchNorm weights and biases", **FIXED)
 
 
 @dataclass(frozen=True)
 class TrackingOptions:
     """The ``tracking`` group of :class:`~densenet_ray.train.config.options.TrainConfig`."""
 
+    GROUP: ClassVar[Group] = "tracking"  # every field below is in config.yaml's tracking group
+
     log: str = option(
         "",
-        "tracking",
         "also log to mlflow, wandb or mlflow,wandb (through ray.air.integrations; "
         "extras densenet-ray[mlflow], [wandb]); TensorBoard is always written to <run>/tensorboard",
         metavar="SERVICES",
     )
     tracking_uri: str | None = option(
         None,
-        "tracking",
         "MLflow tracking URI",
         metavar="URI",
         default_text="$MLFLOW_TRACKING_URI, else sqlite:///<storage>/mlflow.db for local storage",
     )
     log_every_steps: int = option(
         50,
-        "tracking",
         "loss and learning rate to TensorBoard (and --log) every N steps",
         range=AT_LEAST_ONE,
         metavar="N",
