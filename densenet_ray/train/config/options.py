@@ -24,7 +24,8 @@ from densenet_ray.train.config.groups.data import DataOptions
 from densenet_ray.train.config.groups.execution import ExecutionOptions, StorageOptions
 from densenet_ray.train.config.groups.model import ModelOptions
 from densenet_ray.train.config.groups.optim import OptimOptions
-from densenet_ray.train.config.groups.recipe import RecipeOptions, TrackingOptions
+from densenet_ray.train.config.groups.recipe import RecipeOptions
+from densenet_ray.train.config.groups.tracking import TrackingOptions
 from densenet_ray.train.config.relations import check_relations
 from densenet_ray.train.config.values import (
     check_trackers,

@@ -1,4 +1,5 @@
-"""Beyond the paper's recipe (each from a maintained library, all off by default), and tracking."""
+"""The modern training recipe beyond the paper's: each part from a maintained library, all off by default (what they
+do at training time: ``train/recipe.py`` and ``train/engine.py``)."""
 
 from __future__ import annotations
 
@@ -96,29 +97,3 @@ class RecipeOptions:
         metavar="N",
     )
     no_decay_norm_bias: bool = option(False, "no weight decay on BatchNorm weights and biases", **FIXED)
-
-
-@dataclass(frozen=True)
-class TrackingOptions:
-    """The ``tracking`` group of :class:`~densenet_ray.train.config.options.TrainConfig`."""
-
-    GROUP: ClassVar[Group] = "tracking"  # every field below is in config.yaml's tracking group
-
-    log: str = option(
-        "",
-        "also log to mlflow, wandb or mlflow,wandb (through ray.air.integrations; "
-        "extras densenet-ray[mlflow], [wandb]); TensorBoard is always written to <run>/tensorboard",
-        metavar="SERVICES",
-    )
-    tracking_uri: str | None = option(
-        None,
-        "MLflow tracking URI",
-        metavar="URI",
-        default_text="$MLFLOW_TRACKING_URI, else sqlite:///<storage>/mlflow.db for local storage",
-    )
-    log_every_steps: int = option(
-        50,
-        "loss and learning rate to TensorBoard (and --log) every N steps",
-        range=AT_LEAST_ONE,
-        metavar="N",
-    )
