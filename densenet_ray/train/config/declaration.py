@@ -20,8 +20,8 @@ from typing import Any, Literal
 
 from densenet_ray.errors import UserError
 
-GROUPS = ("model", "data", "optim", "execution", "storage", "recipe", "tracking")  # config.yaml's, in its order
-Group = Literal["model", "data", "optim", "execution", "storage", "recipe", "tracking"]
+Group = Literal["model", "data", "optim", "execution", "storage", "recipe", "tracking"]  # config.yaml's, in its order
+GROUPS: tuple[str, ...] = typing.get_args(Group)
 # fixed: part of the run's identity, a resume cannot change it; free: may change on resume.
 Resume = Literal["fixed", "free"]
 # searchable: a sweep takes it as a flag and may search it or fix it for every trial; shared: a sweep takes it as a
