@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Mapping
 
 from densenet_ray.errors import UserError
+from densenet_ray.printing import PrintLine
 
 REPORT_WAIT_S = 6.0  # the v1 autoscaler reports every 5 s: a head started a moment ago may have no report yet
 
@@ -35,7 +36,7 @@ def node_types(status: str | bytes | None) -> set[str] | None:
 
 
 def ceiling(
-    now: float, limits: dict[str, float] | None, reported: set[str] | None, node_ids: list[str]
+    now: float, limits: Mapping[str, float] | None, reported: set[str] | None, node_ids: list[str]
 ) -> float | None:
     """The most GPUs a cluster with ``now`` GPUs can have: its autoscaling ``limits`` when Ray has them, ``now``
     when every ``reported`` node type mirrors one of its nodes (``node_ids``); None when it may grow by node types
@@ -73,9 +74,7 @@ def gpu_ceiling(wait_s: float = REPORT_WAIT_S) -> float | None:
     return ceiling(now, limits, reported, [node["NodeID"] for node in ray.nodes()])
 
 
-def check_gpus(
-    gpus: float, address: str | None, print_line: Callable[[str], None], wait_s: float = REPORT_WAIT_S
-) -> None:
+def check_gpus(gpus: float, address: str | None, print_line: PrintLine, wait_s: float = REPORT_WAIT_S) -> None:
     """Refuse in one line a job needing ``gpus`` (one per worker) that the cluster at ``address`` (None: a private
     instance on this machine, whose GPUs Ray detected) can never give; a note when it waits for an autoscaler."""
     import ray

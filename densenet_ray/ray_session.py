@@ -26,13 +26,13 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import TypedDict
 
 from densenet_ray.cluster_gpus import check_gpus
 from densenet_ray.errors import UserError
-
-PrintLine = Callable[[str], None]
+from densenet_ray.printing import PrintLine
 
 
 @dataclass(frozen=True)
@@ -123,7 +123,15 @@ def _set_environment(values: dict[str, str | None]) -> None:
             os.environ[name] = value
 
 
-def _init_kwargs(options: RayOptions) -> dict[str, object]:
+class _InitKwargs(TypedDict):
+    """What every ``ray.init`` call here passes besides the address (typed: ``ray.init`` checks each keyword)."""
+
+    log_to_driver: bool
+    logging_level: int
+    configure_logging: bool
+
+
+def _init_kwargs(options: RayOptions) -> _InitKwargs:
     return {
         "log_to_driver": options.verbose,
         "logging_level": logging.INFO if options.verbose else logging.ERROR,

@@ -9,11 +9,12 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from densenet_ray.errors import UserError
+from densenet_ray.train.config.choices import Precision
 from densenet_ray.train.config.declaration import check_value
 from densenet_ray.train.config.options import training_option
 
 if TYPE_CHECKING:
-    from densenet_ray.data.pipeline import EpochLoader
+    from densenet_ray.data.pipeline import Loader
     from densenet_ray.train.checkpoint.trained import TrainedModel
     from densenet_ray.train.engine import EvalStats
 
@@ -28,7 +29,7 @@ def evaluate(
     dataset: str | None = None,
     batch_size: int = 100,
     loader_workers: int = 1,
-    precision: str | None = None,
+    precision: Precision | None = None,
     per_class: bool = False,
 ) -> dict[str, Any]:
     """Evaluate the model at ``source`` (a run directory, a run checkpoint, or a torchvision-format state_dict with
@@ -76,7 +77,7 @@ def evaluate(
     }
 
 
-def _loader(trained: TrainedModel, data: str, split: str, batch_size: int, loader_workers: int) -> EpochLoader:
+def _loader(trained: TrainedModel, data: str, split: str, batch_size: int, loader_workers: int) -> Loader:
     """Every sample of ``split`` once, decoded and transformed as the model's training evaluated."""
     from densenet_ray.data.pipeline import PipelineConfig, make_loader
     from densenet_ray.data.transforms import for_dataset

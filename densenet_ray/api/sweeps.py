@@ -5,12 +5,13 @@ submodule's import would replace a package attribute of the same name."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from densenet_ray.errors import UserError
 from densenet_ray.paths import SWEEPS_ROOT
+from densenet_ray.printing import PrintLine
 from densenet_ray.ray_session import RayOptions
 from densenet_ray.train.config.options import TrainConfig, training_options
 from densenet_ray.tune.sweeps import SWEEP_OWNED, Sweep, load_space, named_sweep, space_sweep
@@ -49,7 +50,7 @@ def sweep(
     max_concurrent: int | None = None,
     local: bool = False,
     verbose: bool = False,
-    print_line: Callable[[str], None] | None = print,
+    print_line: PrintLine | None = print,
     console: Console | None = None,
     **options: Any,
 ) -> SweepResult:

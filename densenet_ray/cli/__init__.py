@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from densenet_ray.cli import cluster, dashboard, data, evaluate, export, models, plot, predict, train, tune
 from densenet_ray.data.storage import StorageError
@@ -19,7 +20,7 @@ ONE_LINE_ERRORS = (UserError, StorageError, DataError, RunFailed)
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors (the usage is one ``--help`` away)."""
 
-    def error(self, message: str) -> None:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 

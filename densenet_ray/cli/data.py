@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from rich.console import Console
@@ -143,7 +145,7 @@ def build_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sources(args: argparse.Namespace) -> list[Source]:
+def _sources(args: argparse.Namespace) -> Sequence[Source]:
     """What ``data build`` writes: one split, or each split folder of an imagefolder given no ``--split``."""
     from densenet_ray.data.sources import imagefolder_sources, open_source
 
@@ -260,7 +262,7 @@ def verify_command(args: argparse.Namespace) -> int:
     with _progress(console) as progress:
         for storage, manifest in manifests:
             task = progress.add_task(f"verify {manifest.split}", total=len(manifest.shards), rate="")
-            report = verify_manifest(storage, manifest, lambda task=task: progress.advance(task))
+            report = verify_manifest(storage, manifest, functools.partial(progress.advance, task))
             samples += report.samples
             shards += report.shards
             problems += report.problems

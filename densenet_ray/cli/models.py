@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from rich.console import Console
+from rich.console import Console, JustifyMethod
 from rich.table import Table
 
 
@@ -63,7 +63,7 @@ def list_command(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
         return 0
     table = Table(title="Registered DenseNets (multiply-adds per image at native resolution)", box=None, pad_edge=False)
-    for column, justify in [
+    columns: list[tuple[str, JustifyMethod]] = [
         ("name", "left"),
         ("form", "left"),
         ("depth", "right"),
@@ -71,9 +71,10 @@ def list_command(args: argparse.Namespace) -> int:
         ("classes", "right"),
         ("params", "right"),
         ("MACs", "right"),
-    ]:
+    ]
+    for column, justify in columns:
         width = {"params": 10, "MACs": 8}.get(column, len(column))
-        table.add_column(column, justify=justify, no_wrap=True, min_width=width)  # type: ignore[arg-type]
+        table.add_column(column, justify=justify, no_wrap=True, min_width=width)
     for row in rows:
         table.add_row(
             row["name"],

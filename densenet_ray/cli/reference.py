@@ -45,10 +45,10 @@ def reference(parser: argparse.ArgumentParser) -> str:
         if rows or not group:  # a group without options of its own: its subcommands carry the flags
             tables.setdefault(tuple(rows), []).append(path)
     lines = []
-    for rows, paths in tables.items():
+    for shared, paths in tables.items():
         lines += ["", f"**{' / '.join(f'`{path}`' for path in paths)}**", ""]
-        lines += ["| argument | what it does |", "|---|---|"] if rows else ["(no options)"]
-        lines += [f"| {name} | {text} |" for name, text in rows]
+        lines += ["| argument | what it does |", "|---|---|"] if shared else ["(no options)"]
+        lines += [f"| {name} | {text} |" for name, text in shared]
     return "\n".join(lines).strip() + "\n"
 
 

@@ -164,7 +164,7 @@ def _local_cluster(address: str | None) -> str | None:
 def _lookup(address: str | None) -> str | None:
     logging.getLogger("ray").setLevel(logging.ERROR)
     from ray._private import ray_constants, services
-    from ray._raylet import GcsClient
+    from ray._raylet import GcsClient  # type: ignore[attr-defined]  # in the compiled module, not in its .pyi
 
     if address in (None, "auto"):
         bootstrap = _local_cluster(address)

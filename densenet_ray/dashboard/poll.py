@@ -118,7 +118,9 @@ class Poller:
         the snapshot shows storage alone."""
         now = time.time()
         notes = [self.note] if self.note else []
-        cluster, raw_jobs, raw_runs = None, [], []
+        cluster: ClusterInfo | None = None
+        raw_jobs: list[dict[str, Any]] = []
+        raw_runs: list[dict[str, Any]] = []
         if self.client is not None:
             try:
                 cluster, raw_jobs, raw_runs = self.read_cluster(notes)

@@ -39,8 +39,10 @@ def tune_trial_states(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
         except (TypeError, ValueError, IndexError):
             continue
         if isinstance(trial, dict) and trial.get("trial_id"):
-            config = trial.get("config") if isinstance(trial.get("config"), dict) else {}
-            options = config.get("trial") if isinstance(config.get("trial"), dict) else {}
+            config = trial.get("config")
+            config = config if isinstance(config, dict) else {}
+            options = config.get("trial")
+            options = options if isinstance(options, dict) else {}
             status = trial.get("status") if isinstance(trial.get("status"), str) else None
             states[str(trial["trial_id"])] = {"status": status, "trial": options}
     return states
@@ -102,7 +104,7 @@ def _saved_rows(scanner: StorageScanner, relative: str, layout: Layout) -> dict[
         return {}
     rows = results.get("rows", []) if isinstance(results, dict) else None
     named = isinstance(rows, list) and all(isinstance(row, dict) and isinstance(row.get("trial"), str) for row in rows)
-    if not named:
+    if not named or not isinstance(rows, list):  # the second test only tells the type checker what the first did
         raise Unreadable(f"{scanner.url(relative)}: rows is not a list of trials, each with its name")
     return {row["trial"]: row for row in rows}
 

@@ -291,13 +291,13 @@ def summarize(shard_samples: list[int], layout: Layout, seed: int = 0, epoch: in
     )
 
 
-def check_fills_a_batch(manifest: Manifest, global_batch: int, where: str) -> None:
-    """The training split at ``where`` holds at least one global batch of samples that decode (one line naming how
-    many it holds): the one place this is checked, on the driver before a run and by a training loader."""
-    usable = manifest.num_samples - len(manifest.undecodable)
-    if usable < global_batch:
+def check_fills_a_batch(samples: int, global_batch: int, where: str) -> None:
+    """The training split at ``where``, of ``samples`` samples, fills at least one global batch (one line naming how
+    many it holds): the one place this is checked. The driver counts only the samples that decode, before a run; a
+    training loader every sample its epoch plan orders (a batch that loses undecodable ones is smaller)."""
+    if samples < global_batch:
         raise UserError(
-            f"{where} has {usable} training samples, fewer than one global batch of {global_batch}; lower --batch-size"
+            f"{where} has {samples} training samples, fewer than one global batch of {global_batch}; lower --batch-size"
         )
 
 

@@ -96,7 +96,7 @@ def _split_source(
 
 
 def _directory_files(location: str) -> list[Found]:
-    found = []
+    found: list[Found] = []
     for directory, files in _walk(location):
         for file in files:
             if not file.startswith("."):
@@ -132,7 +132,7 @@ def _check_no_empty_class(root: str, classes: set[str]) -> None:
 def _tar_images(location: str) -> list[Found]:
     """Every file of the archive as a byte range of it; a sparse member or one over the member limit is refused
     (its byte range would not hold its bytes, or too many)."""
-    found = []
+    found: list[Found] = []
     with tarfile.open(location) as archive:
         members = [m for m in archive.getmembers() if m.isfile()]
         nested = [m for m in members if m.name.endswith(".tar")]

@@ -13,8 +13,12 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from densenet_ray.data.tar_members import MAX_MEMBER_BYTES, size_problem
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 NOT_AN_IMAGE = "not an image"
 UNREADABLE = "does not decode"
@@ -95,7 +99,7 @@ def over_pixel_limit(data: bytes) -> bool:
         return False
 
 
-def _to_rgb(image: object) -> object:
+def _to_rgb(image: Image.Image) -> Image.Image:
     import numpy as np
     from PIL import Image
 

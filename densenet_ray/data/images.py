@@ -10,7 +10,7 @@ import tarfile
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from densenet_ray.data.tar_members import check_member
+from densenet_ray.data.tar_members import check_member, refusal
 from densenet_ray.errors import UserError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm")
@@ -59,7 +59,10 @@ def image_opener() -> Iterator[Callable[[str], Any]]:
                     archives[shard] = closing.enter_context(tarfile.open(shard + ".tar"))  # noqa: SIM115
                 info = archives[shard].getmember(member)
                 check_member(info, shard + ".tar", RefusedMember)
-                source = io.BytesIO(archives[shard].extractfile(info).read())
+                handle = archives[shard].extractfile(info)
+                if handle is None:  # a directory or link of that name
+                    raise RefusedMember(refusal(shard + ".tar", member, "is not a plain file"))
+                source = io.BytesIO(handle.read())
             return decode_image(source)
 
         yield open_image

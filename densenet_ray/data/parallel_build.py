@@ -18,6 +18,7 @@ from densenet_ray.data.manifest import Manifest, ShardInfo
 from densenet_ray.data.shards import PixelStats
 from densenet_ray.data.source_base import Source
 from densenet_ray.data.storage import Storage
+from densenet_ray.printing import PrintLine
 from densenet_ray.ray_session import ClusterNeeds, RayOptions, ray_session
 
 
@@ -78,7 +79,7 @@ def build_dataset_parallel(
     out_url: str,
     parallel: int,
     options: RayOptions | None = None,
-    print_line: Any = print,
+    print_line: PrintLine = print,
     **build_options: Any,
 ) -> Manifest:
     """:func:`~densenet_ray.data.build.build_dataset` with the shards written by ``parallel`` Ray tasks."""

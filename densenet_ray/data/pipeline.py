@@ -28,7 +28,7 @@ import math
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -58,6 +58,7 @@ from densenet_ray.data.samples import (
 )
 from densenet_ray.data.shard_index import ShardIndex
 from densenet_ray.data.shard_reader import RawSample, load_index, read_positions, read_shard
+from densenet_ray.data.source_base import Label
 from densenet_ray.data.storage import Storage, StorageError
 from densenet_ray.errors import DataError
 
@@ -161,7 +162,7 @@ class _WorkerStream(torch.utils.data.IterableDataset):
         order = todo.tolist()  # plain ints: the loop below runs once per sample
         undecodable = set(self.plan.manifest.undecodable)
         held: dict[int, tuple[int, int, RawSample]] = {}
-        batch: list[tuple[Any, int]] = []
+        batch: list[tuple[Any, Label]] = []
         next_out = failures = seen = skipped = 0
         for index, located in self._read(stream, todo):
             held[index] = located
@@ -206,7 +207,7 @@ class _WorkerStream(torch.utils.data.IterableDataset):
     def _evaluate(self, worker: int, workers: int) -> Iterator[Batch]:
         plan, config, size = self.plan, self.plan.config, self.plan.eval_batch
         mine = eval_shards(len(plan.manifest.shards), config.rank, config.world_size)[worker::workers]
-        batch: list[tuple[Any, int]] = []
+        batch: list[tuple[Any, Label]] = []
         skipped = 0
         for shard in mine:
             info = plan.manifest.shards[shard]
@@ -259,6 +260,20 @@ def _notice_unindexed(storage: Storage, manifest: Manifest) -> None:
         )
 
 
+class Loader(Protocol):
+    """What :func:`make_loader` returns: an :class:`EpochLoader`, or one wrapped to decode on a device."""
+
+    @property
+    def total_batches(self) -> int: ...
+
+    @property
+    def skipped(self) -> int: ...
+
+    def __len__(self) -> int: ...
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]: ...
+
+
 class EpochLoader:
     """One epoch of batches for one rank.
 
@@ -272,7 +287,7 @@ class EpochLoader:
         self.config, self.manifest, self.skipped = config, manifest, 0
         eval_batch = math.ceil(config.batch_size / config.world_size)
         if config.train:
-            check_fills_a_batch(manifest, config.batch_size, config.data)
+            check_fills_a_batch(manifest.num_samples, config.batch_size, config.data)
             _notice_unindexed(storage, manifest)
             epoch = plan_epoch(
                 [shard.samples for shard in manifest.shards],
@@ -331,6 +346,7 @@ class EpochLoader:
         if remaining > 0 and template is None:  # a rank with no shards (more ranks than shards) still pads
             template = self._template()
         while remaining > 0:  # evaluation: equal batch counts on every rank
+            assert template is not None  # set above
             images, labels = template
             blank = images.blank() if isinstance(images, EncodedBatch) else torch.zeros_like(images)
             yield blank, torch.zeros_like(labels), torch.zeros(len(labels), dtype=torch.bool)
@@ -358,7 +374,7 @@ def _original_message(error: Exception) -> str:
     return last.split(": ", 1)[1] if ": " in last else last
 
 
-def make_loader(config: PipelineConfig, transform: Transform | None = None) -> EpochLoader:
+def make_loader(config: PipelineConfig, transform: Transform | None = None) -> Loader:
     """The loader the training worker calls each epoch (see :class:`PipelineConfig`).
 
     With ``decode_device`` set, the loader's batches are decoded and augmented on that device (a
@@ -368,7 +384,7 @@ def make_loader(config: PipelineConfig, transform: Transform | None = None) -> E
         return EpochLoader(config, transform)
     from densenet_ray.data.device_decode import DeviceDecodedLoader
 
-    return DeviceDecodedLoader(EpochLoader(config, transform), transform, config.decode_device)  # type: ignore
+    return DeviceDecodedLoader(EpochLoader(config, transform), transform, config.decode_device)
 
 
-__all__ = ["DataError", "EpochLoader", "PipelineConfig", "make_loader", "train_batches_per_rank"]
+__all__ = ["DataError", "EpochLoader", "Loader", "PipelineConfig", "make_loader", "train_batches_per_rank"]

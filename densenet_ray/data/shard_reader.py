@@ -37,7 +37,8 @@ def read_shard(storage: Storage, shard: ShardInfo) -> Iterator[RawSample]:
     url = storage.join(shard.name)
     try:
         with storage.open_read(shard.name) as stream:
-            current_key, members = None, {}
+            current_key: str | None = None
+            members: dict[str, bytes] = {}
             for name, data in file_members(stream, f"shard {url}", DataError):
                 key, extension = split_member_name(name)
                 if key != current_key and members:

@@ -100,7 +100,7 @@ class _HashingWriter(io.RawIOBase):
     def writable(self) -> bool:
         return True
 
-    def write(self, data: bytes) -> int:  # type: ignore[override]
+    def write(self, data: bytes) -> int:  # type: ignore[override]  # tarfile writes bytes; RawIOBase takes any buffer
         self.target.write(data)
         self.digest.update(data)
         self.bytes += len(data)

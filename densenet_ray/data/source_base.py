@@ -65,8 +65,8 @@ class FileListSource(Source):
     def read(self, index: int) -> tuple[bytes, str, Label]:
         entry = self.entries[index]
         if entry.offset < 0:
-            with open(entry.path, "rb") as handle:
-                return handle.read(), entry.extension, entry.label
+            with open(entry.path, "rb") as whole:
+                return whole.read(), entry.extension, entry.label
         handle = self._handles.get(entry.path)
         if handle is None:
             handle = self._handles[entry.path] = open(entry.path, "rb")  # noqa: SIM115 - kept open across reads

@@ -98,7 +98,10 @@ class _CifarUnpickler(pickle.Unpickler):
 def _read_cifar_pickle(archive: tarfile.TarFile, member: tarfile.TarInfo, tarball: str) -> Any:
     label = f"{tarball}: {Path(member.name).name}"
     try:
-        return _CifarUnpickler(archive.extractfile(member), label).load()
+        handle = archive.extractfile(member)
+        if handle is None:  # not a regular file: no pickle to read
+            raise TypeError(f"{member.name} is not a regular file")
+        return _CifarUnpickler(handle, label).load()
     except UserError:
         raise
     except (pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError) as error:  # a corrupt pickle

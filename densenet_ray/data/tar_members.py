@@ -53,4 +53,5 @@ def file_members(stream: IO[bytes], archive: str, error: type[Exception]) -> Ite
             handle = walk.extractfile(info)
             assert handle is not None  # a regular member always has data
             yield info.name, handle.read()
-            walk.members = []  # a streamed walk keeps every header it has passed; a shard has many
+            # A streamed walk keeps every header it has passed; a shard has many. (typeshed omits TarFile.members.)
+            walk.members = []  # type: ignore[attr-defined]

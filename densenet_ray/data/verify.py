@@ -71,7 +71,9 @@ def verify_shard(storage: Storage, shard: ShardInfo, num_classes: int) -> tuple[
                             continue
                         key, extension = split_member_name(member.name)
                         located.append(Member(extension, member.offset_data, member.size, member.name))
-                        samples.setdefault(key, {})[extension] = archive.extractfile(member).read()
+                        handle = archive.extractfile(member)
+                        assert handle is not None  # isfile() above: a regular member always has data
+                        samples.setdefault(key, {})[extension] = handle.read()
             except (tarfile.TarError, EOFError) as error:
                 problems.append(f"{url}: not a complete tar archive ({error})")
             while hashed.read(1 << 20):  # hash the end-of-archive padding too

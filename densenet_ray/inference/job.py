@@ -13,7 +13,7 @@ import dataclasses
 import logging
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +22,7 @@ from densenet_ray.data.storage import Storage, StorageError
 from densenet_ray.errors import DataError, RunFailed, UserError
 from densenet_ray.inference.outputs import Labels, open_output, pending, write_predictions
 from densenet_ray.inference.predictor import ModelChoice, ShardPredictor, shard_rows
+from densenet_ray.printing import PrintLine
 from densenet_ray.ray_session import ClusterNeeds, RayOptions, ray_session
 
 # Each actor leaves a tenth of a CPU to the shard readers, so a pool as large as the cluster cannot starve them.
@@ -63,7 +64,7 @@ def check_job(job: BatchJob) -> None:
         raise UserError(f"--batch-size {job.batch_size} must be at least 1")
 
 
-def run_batch(job: BatchJob, print_line: Callable[[str], None] = print, ray: RayOptions | None = None) -> BatchSummary:
+def run_batch(job: BatchJob, print_line: PrintLine = print, ray: RayOptions | None = None) -> BatchSummary:
     """Classify every shard of ``job.data`` whose Parquet file ``job.out`` does not hold yet."""
     check_job(job)
     storage, manifest = load_manifest(job.data, job.split)
@@ -117,7 +118,9 @@ def _shard_rows_dataset(storage: Storage, todo: Sequence[ShardInfo], ray_options
         warnings.filterwarnings("ignore", category=UserWarning, module="ray.data")
     items = [{"shard": dataclasses.asdict(shard)} for shard in todo]
     return ray.data.from_items(items, override_num_blocks=len(items)).flat_map(
-        shard_rows, fn_kwargs={"data": storage.url}, num_cpus=READ_CPUS
+        shard_rows,  # type: ignore[arg-type]  # Ray types the function as taking the row alone, not fn_kwargs too
+        fn_kwargs={"data": storage.url},
+        num_cpus=READ_CPUS,
     )
 
 
@@ -127,7 +130,7 @@ def _collect(
     out: Storage,
     labels: Labels,
     summary: BatchSummary,
-    print_line: Callable[[str], None],
+    print_line: PrintLine,
 ) -> None:
     """Gather the classified rows by shard; a shard's file is written as soon as all its samples are in."""
     shards = {shard.name: shard for shard in todo}

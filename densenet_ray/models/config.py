@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from densenet_ray.errors import UserError
 
@@ -64,7 +64,9 @@ class DenseNetConfig:
         if unknown:
             valid = ", ".join(f.name for f in dataclasses.fields(self))
             raise UserError(f"unknown DenseNet option(s) {', '.join(unknown)}; valid options: {valid}")
-        return dataclasses.replace(self, **{key: value for key, value in changes.items() if value is not None})
+        # Any: the values come from flags and YAML; the names are checked above, the values by validate().
+        kept: dict[str, Any] = {key: value for key, value in changes.items() if value is not None}
+        return dataclasses.replace(self, **kept)
 
     @property
     def classes(self) -> int:

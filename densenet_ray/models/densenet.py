@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -83,7 +83,7 @@ class _DenseBlock(nn.ModuleDict):
             self.add_module(f"denselayer{i + 1}", layer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        layers = list(self.values())
+        layers = cast(list[_DenseLayer], list(self.values()))  # ModuleDict's values are typed Module; these are ours
         eager_efficient = layers[0].memory_efficient and torch.is_grad_enabled() and not torch.compiler.is_compiling()
         scratch = layers[0].scratch if eager_efficient else None
         if scratch is not None:
@@ -145,7 +145,7 @@ class DenseNet(nn.Module):
         layers.append(("norm5", nn.BatchNorm2d(channels)))
         self.features = nn.Sequential(OrderedDict(layers))
         self.num_features = channels
-        self.classifier = nn.Linear(channels, config.classes)
+        self.classifier: nn.Module = nn.Linear(channels, config.classes)
         self._init_weights()
         self.set_grad_checkpointing(config.memory_efficient)
         self.register_load_state_dict_pre_hook(_rename_legacy_keys)

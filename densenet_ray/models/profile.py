@@ -70,7 +70,7 @@ def profile_model(config: DenseNetConfig | str, resolution: int | None = None, *
         x = torch.empty(1, 3, size, size, device="meta")
         for stage_name, stage in model.features.named_children():
             out = stage(x)
-            layers = len(stage) if stage_name.startswith("denseblock") else 1
+            layers = len(stage) if isinstance(stage, nn.ModuleDict) and stage_name.startswith("denseblock") else 1
             stages.append(
                 StageProfile(
                     name=stage_name,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -52,11 +53,11 @@ def get_entry(name: str) -> ModelEntry:
         raise UserError(f"unknown model {name!r}; choose one of: {', '.join(_REGISTRY)}") from None
 
 
-def resolve_config(name: str | None = None, **overrides: object) -> DenseNetConfig:
+def resolve_config(name: str | None = None, **overrides: Any) -> DenseNetConfig:
     """The configuration of ``name`` (or the defaults, BC-100-12, when ``None``) with non-``None`` overrides."""
     base = get_entry(name).config if name is not None else DenseNetConfig()
     if "block_config" in overrides and overrides["block_config"] is not None:
-        overrides["block_config"] = tuple(int(n) for n in overrides["block_config"])  # type: ignore[union-attr]
+        overrides["block_config"] = tuple(int(n) for n in overrides["block_config"])
     config = base.replace(**overrides)
     config.validate()
     return config

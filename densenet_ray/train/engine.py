@@ -201,7 +201,7 @@ def _optimizer_step(context: StepContext) -> None:
 
 def train_epoch(
     context: StepContext,
-    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    batches: Iterable[tuple[torch.Tensor, ...]],  # (images, labels)
     max_steps: int = 0,
     first_step: int = 0,
     on_step: Callable[[int, TrainStats], None] | None = None,
@@ -217,7 +217,8 @@ def train_epoch(
         module.eval()
     stats = TrainStats()
     every = context.recipe.accumulate
-    # The epoch's batch count sizes its last accumulation group (a loader knows how many batches it has left).
+    # The epoch's batch count sizes its last accumulation group (a loader knows how many batches it has left; an
+    # accumulating caller passes a loader, which is sized, where a plain iterable is not).
     total = max_steps or (first_step + len(batches) if every > 1 else sys.maxsize)  # type: ignore[arg-type]
     waited = time.perf_counter()
     for index, (images, labels) in enumerate(_fetched(batches), start=first_step):
@@ -253,7 +254,7 @@ def _fetched(batches: Iterable[Any]) -> Iterator[Any]:
 
 def evaluate(
     context: StepContext,
-    batches: Iterable[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+    batches: Iterable[tuple[torch.Tensor, ...]],  # (images, labels, mask)
     max_batches: int = 0,
     keep_outputs: bool = False,
 ) -> EvalStats:
@@ -265,7 +266,7 @@ def evaluate(
 def evaluate_each(
     context: StepContext,
     models: Sequence[nn.Module],
-    batches: Iterable[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+    batches: Iterable[tuple[torch.Tensor, ...]],  # (images, labels, mask)
     max_batches: int = 0,
     keep_outputs: bool = False,
 ) -> list[EvalStats]:

@@ -16,16 +16,20 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from densenet_ray.data.storage import StorageError, child_url
 from densenet_ray.errors import Interrupted, RunFailed
+from densenet_ray.printing import PrintLine
 from densenet_ray.ray_session import ClusterNeeds, RayOptions, ray_session
 from densenet_ray.train.config.resolved import ResolvedConfig
-from densenet_ray.train.progress.follow import Follower, LineDisplay
+from densenet_ray.train.progress.follow import Display, Follower, LineDisplay
 from densenet_ray.train.run.directory import PreemptionRecord, RunDirectory, clean_up, record_from_metrics
 from densenet_ray.train.run.preflight import check_run, claim_run
 from densenet_ray.train.run.ray_storage import ray_storage
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 def _metrics_callback(run_url: str) -> Any:
@@ -71,25 +75,29 @@ def _trainer(config: ResolvedConfig, callbacks: Sequence[Any]) -> Any:
 
     execution = config.options
     resources = {"CPU": execution.cpus_per_worker, **({"GPU": 1} if execution.gpu else {})}
+    assert config.options.storage is not None, "resolve() fills in the storage"
     storage_path, filesystem = ray_storage(config.options.storage)
+    # The type: ignore[...] below: ray.train and ray.train.torch export Ray Train v2's classes (the default, which
+    # this run needs) only at run time, behind is_v2_enabled(); a type checker sees the v1 classes they replace.
     return TorchTrainer(
-        train_loop,
+        train_loop,  # type: ignore[arg-type]
         train_loop_config=config.to_document(),
         scaling_config=ScalingConfig(
             # A (min, max) pair makes the group elastic: Ray Train restarts it with the workers it can get, and the
             # run resumes from its last checkpoint on the new world size (epoch_plan keeps every epoch exact).
-            num_workers=(config.least_workers, execution.workers)
+            num_workers=(config.least_workers, execution.workers)  # type: ignore[arg-type]
             if config.least_workers < execution.workers
             else execution.workers,
             use_gpu=execution.gpu,
             resources_per_worker={**resources, **(execution.worker_resources or {})},
         ),
-        run_config=RunConfig(
+        run_config=RunConfig(  # type: ignore[call-arg]
             name=config.options.name,
             storage_path=storage_path,
             storage_filesystem=filesystem,
             failure_config=FailureConfig(
-                max_failures=execution.max_failures, max_preemption_failures=execution.max_preemption_failures
+                max_failures=execution.max_failures,
+                max_preemption_failures=execution.max_preemption_failures,  # type: ignore[call-arg]
             ),
             checkpoint_config=CheckpointConfig(num_to_keep=execution.keep_checkpoints),
             callbacks=[_metrics_callback(config.run_url), *callbacks],
@@ -113,11 +121,11 @@ class RunResult:
 
 def launch(
     config: ResolvedConfig,
-    print_line: Any = print,
+    print_line: PrintLine = print,
     callbacks: Sequence[Any] = (),
     follow: bool = True,
     ray_options: RayOptions | None = None,
-    console: Any = None,
+    console: Console | None = None,
 ) -> dict[str, Any]:
     """Run ``config`` on Ray Train; returns the last epoch's metrics plus ``run_dir``, ``wall_seconds`` and
     ``checkpoint``. ``callbacks`` are more Ray Train ``UserCallback``s (a Tune trial adds its
@@ -144,7 +152,7 @@ def launch(
     return RunResult(final, run.url, time.perf_counter() - started, checkpoint).summary()
 
 
-def _display(console: Any, print_line: Any) -> Any:
+def _display(console: Console | None, print_line: PrintLine) -> Display:
     if console is not None and console.is_terminal:
         from densenet_ray.train.progress.bar import BarDisplay
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -95,9 +96,10 @@ def parameter_groups(
     split_normalization_params`` and the reference scripts' ``set_weight_decay``); the rule is theirs: by module
     type for normalisation layers, by name for biases.
     """
-    groups = [{"params": list(model.parameters()), "weight_decay": weight_decay}]
+    groups: list[dict[str, Any]] = [{"params": list(model.parameters()), "weight_decay": weight_decay}]
     if no_decay_norm_bias:
-        decayed, exempt = [], []
+        decayed: list[nn.Parameter] = []
+        exempt: list[nn.Parameter] = []
         for module in model.modules():
             for name, parameter in module.named_parameters(recurse=False):
                 (exempt if isinstance(module, _NORMALISATION) or name == "bias" else decayed).append(parameter)

@@ -18,7 +18,7 @@ import torch
 
 from densenet_ray.data.epoch_plan import Layout, mix, train_batches_per_rank
 from densenet_ray.data.manifest import load_manifest
-from densenet_ray.data.pipeline import EpochLoader, PipelineConfig, make_loader
+from densenet_ray.data.pipeline import Loader, PipelineConfig, make_loader
 from densenet_ray.data.transforms import ExtraAugment, for_dataset
 from densenet_ray.train.acceleration import DDP_OPTIONS, Acceleration, choose
 from densenet_ray.train.checkpoint.compile_cache import load_compile_artifacts, save_compile_artifacts
@@ -113,10 +113,12 @@ class WorkerLoop:
 
     @property
     def layout(self) -> Layout:
+        assert self.config.options.batch_size is not None, "resolve() fills in the batch size"
         return Layout(self.attempt.world, self.config.options.loader_workers, self.config.options.batch_size)
 
     def _step_context(self) -> StepContext:
         options, state, acceleration = self.config.options, self.state, self.attempt.acceleration
+        assert options.batch_size is not None, "resolve() fills in the batch size"
         average = state.average
         after = (lambda: average.update(unwrap(state.model))) if average is not None else None
         weights = (
@@ -141,8 +143,9 @@ class WorkerLoop:
             recipe=recipe,
         )
 
-    def _pipeline(self, split: str, train: bool, epoch: int = 0) -> EpochLoader:
+    def _pipeline(self, split: str, train: bool, epoch: int = 0) -> Loader:
         options, attempt, position = self.config.options, self.attempt, self.state.position
+        assert options.data is not None and options.batch_size is not None, "resolve() fills in the data and batch size"
         config = PipelineConfig(
             data=options.data,
             split=split,
@@ -165,6 +168,7 @@ class WorkerLoop:
         """Every remaining epoch; returns the last epoch's record (rank 0's reaches the driver)."""
         final: dict[str, Any] = {}
         failed = True
+        assert self.config.options.epochs is not None, "resolve() fills in the epochs"
         try:
             self._profile(self.profiler.step_done(self.state.position.global_step))
             for epoch in range(self.state.position.epoch, self.config.options.epochs):
@@ -186,6 +190,8 @@ class WorkerLoop:
         )
 
     def run_epoch(self, epoch: int) -> dict[str, Any]:
+        assert self.config.options.epochs is not None, "resolve() fills in the epochs"
+        assert self.config.options.eval_split is not None, "resolve() fills in the evaluation split"
         batches = self._pipeline("train", True, epoch)
         limit = self.config.options.limit_train_batches
         steps = min(batches.total_batches, limit) if limit else batches.total_batches
@@ -330,6 +336,8 @@ def _acceleration(config: ResolvedConfig, device: torch.device) -> Acceleration:
     """How this worker's steps run: ``auto`` resolved for its device and the whole run's optimizer steps (not what
     is left: a resumed attempt must choose what the first did)."""
     options = config.options
+    assert options.data is not None and options.batch_size is not None, "resolve() fills in the data and batch size"
+    assert options.epochs is not None, "resolve() fills in the epochs"
     _, manifest = load_manifest(options.data, "train")
     per_epoch = train_batches_per_rank(manifest.num_samples, options.batch_size)
     limit = options.limit_train_batches

@@ -22,9 +22,11 @@ from dataclasses import asdict
 from typing import Any
 
 from ray import tune
+from rich.console import Console
 
 from densenet_ray.data.storage import StorageError, child_url, open_storage
 from densenet_ray.errors import Interrupted, UserError
+from densenet_ray.printing import PrintLine
 from densenet_ray.ray_session import ClusterNeeds, RayOptions, ray_session
 from densenet_ray.train.checkpoint.safe_load import TRUST_STORAGE, storage_trusted
 from densenet_ray.train.config.options import TrainConfig
@@ -150,7 +152,12 @@ def _describe(sweep: Sweep, base: ResolvedConfig, name: str, experiment: str) ->
     """``sweep.json``'s content and the searched options; a resumed sweep keeps what it was started with (Tune
     restores its own parameter space)."""
     searched = sorted(sweep.space) if sweep.space else []
-    description = {"kind": sweep.kind, "baseline": sweep.baseline, "searched": searched, "scheduler": sweep.scheduler}
+    description: dict[str, Any] = {
+        "kind": sweep.kind,
+        "baseline": sweep.baseline,
+        "searched": searched,
+        "scheduler": sweep.scheduler,
+    }
     description.update(grid=sweep.grid, space={k: asdict(v) for k, v in sweep.space.items()}, options=base.flat())
     try:
         saved = report.read_sweep(experiment)
@@ -173,6 +180,7 @@ def check_restore(base: ResolvedConfig, name: str) -> None:
     """Restoring a sweep unpickles Tune's saved experiment, which runs code: a sweep of that name in remote storage
     restores only with ``--trust-storage`` (one line otherwise, before Ray starts)."""
     storage = base.options.storage
+    assert storage is not None, "resolve() fills in the storage"
     if storage_trusted(storage, base.options.trust_storage):
         return
     _, path, filesystem = _experiment_path(storage, name)
@@ -191,9 +199,10 @@ def _tuner(
     concurrent: int,
     searched: list[str],
     trainable: Any,
-    print_line: Any,
+    print_line: PrintLine,
 ) -> Any:
     """A new Tuner, or the restored one when the experiment exists under ``name``."""
+    assert base.options.storage is not None and base.options.epochs is not None, "resolve() fills in both"
     storage_path, tune_path, filesystem = _experiment_path(base.options.storage, name)
     if tune.Tuner.can_restore(tune_path, storage_filesystem=filesystem):
         print_line(f"resuming sweep {name}: finished trials are kept, the others continue from checkpoints")
@@ -233,9 +242,9 @@ def _fit(
     name: str,
     max_concurrent: int | None,
     searched: list[str],
-    print_line: Any,
+    print_line: PrintLine,
     options: RayOptions | None,
-    console: Any = None,
+    console: Console | None = None,
 ) -> list[tuple[str, str]]:
     """Run the trials (a bar of trials done on ``console`` when it is a terminal); returns each failed trial's
     directory and one-line cause."""
@@ -268,8 +277,8 @@ def _fit(
 
 def _cause(error: BaseException) -> str:
     """The innermost error's first line: Tune wraps the trial's own exception."""
-    while getattr(error, "cause", None) is not None or error.__cause__ is not None:
-        error = getattr(error, "cause", None) or error.__cause__  # type: ignore[assignment]
+    while (inner := getattr(error, "cause", None) or error.__cause__) is not None:
+        error = inner
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     return lines[-1] if lines and "Traceback" in lines[0] else (lines[0] if lines else type(error).__name__)
 
@@ -279,9 +288,9 @@ def run_sweep(
     base_options: TrainConfig,
     name: str | None,
     max_concurrent: int | None,
-    print_line: Any = print,
+    print_line: PrintLine = print,
     ray_options: RayOptions | None = None,
-    console: Any = None,
+    console: Console | None = None,
 ) -> tuple[str, list[report.TrialRow]]:
     """Run (or resume, when ``name`` exists) ``sweep`` with ``base_options`` as every trial's options; returns the
     experiment URL and the rows (also saved as ``results.json`` and ``results.csv``). Rows of failed trials carry
@@ -294,6 +303,7 @@ def run_sweep(
     check_data(base, print_line)
     trial_options = anchored(options, base)
     name = name or f"{sweep.kind}-{base.options.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    assert base.options.storage is not None, "resolve() fills in the storage"
     experiment = child_url(base.options.storage, name)
     _validate(sweep, trial_options, child_url(experiment, report.TRIALS_DIR))
     check_restore(base, name)

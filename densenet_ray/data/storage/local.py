@@ -54,7 +54,7 @@ class LocalStorage(Storage):
         except FileNotFoundError:
             raise StorageError(f"no such file: {self._path(name)}") from None
 
-    def open_read(self, name: str) -> IO[bytes]:
+    def open_read(self, name: str) -> io.BufferedReader:
         try:
             return open(self._path(name), "rb")
         except FileNotFoundError:
@@ -132,7 +132,7 @@ def _umask() -> int:
 class _Bounded(io.RawIOBase):
     """At most ``remaining`` bytes of an open file, from where it stands; closing closes the file."""
 
-    def __init__(self, handle: IO[bytes], remaining: int) -> None:
+    def __init__(self, handle: io.BufferedReader, remaining: int) -> None:
         super().__init__()
         self.handle, self.remaining = handle, remaining
 

@@ -13,7 +13,7 @@ import os
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
@@ -76,7 +76,7 @@ def build_model(config: ResolvedConfig, world: int, fresh: bool, acceleration: A
     """The model as the run wants it (starting weights only for a ``fresh`` start; a resumed run loads its own),
     before the DDP wrap."""
     options = config.options
-    model = create_model(options.model, **config.model_kwargs())
+    model: nn.Module = create_model(options.model, **config.model_kwargs())
     own_images = options.dataset == "images"  # a classifier for other classes than the run's is trained anew
     if fresh and options.init_from:
         loaded = load_checkpoint(options.init_from)
@@ -84,6 +84,7 @@ def build_model(config: ResolvedConfig, world: int, fresh: bool, acceleration: A
         reset = own_images and (saved is None or saved.classes != config.classes)
         load_initial_weights(model, state_dict_of(loaded, options.init_from), reset_head=reset)
     elif fresh and options.pretrained:  # every node fetches into its own torch hub cache
+        assert options.model is not None, "resolve() fills in the model"
         load_initial_weights(model, pretrained_state_dict(options.model), "--pretrained", reset_head=own_images)
     if options.sync_bn and world > 1:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
@@ -91,7 +92,7 @@ def build_model(config: ResolvedConfig, world: int, fresh: bool, acceleration: A
         model = model.to(memory_format=torch.channels_last)
     if acceleration.compile:
         use_compile_cache()
-        model = torch.compile(model)  # before the DDP wrap
+        model = cast(nn.Module, torch.compile(model))  # before the DDP wrap; torch types it a callable, not a Module
     return model
 
 

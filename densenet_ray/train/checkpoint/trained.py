@@ -96,9 +96,9 @@ def checkpoint_location(location: str, which: str = "last", weights: str | None 
         return run.checkpoint_url(committed[0])
     metrics, best = run.checkpoint_metrics(), None
     for name in committed:  # newest first: a tie goes to the newer checkpoint
-        error = _error(metrics.get(name, {}), weights)
-        if error is not None and (best is None or error < best[0]):
-            best = (error, name)
+        test_error = _error(metrics.get(name, {}), weights)
+        if test_error is not None and (best is None or test_error < best[0]):
+            best = (test_error, name)
     if best is None:
         raise UserError(f"run {location} has no epoch-end checkpoint with a test error; use --which last")
     return run.checkpoint_url(best[1])

@@ -21,7 +21,7 @@ from typing import Any, Literal
 from densenet_ray.errors import UserError
 
 Group = Literal["model", "data", "optim", "execution", "storage", "recipe", "tracking"]  # config.yaml's, in its order
-GROUPS: tuple[str, ...] = typing.get_args(Group)
+GROUPS: tuple[Group, ...] = typing.get_args(Group)
 # fixed: part of the run's identity, a resume cannot change it; free: may change on resume.
 Resume = Literal["fixed", "free"]
 # searchable: a sweep takes it as a flag and may search it or fix it for every trial; shared: a sweep takes it as a
@@ -125,9 +125,12 @@ def _groups(config_class: type) -> dict[str, Group]:
     groups: dict[str, Group] = {}
     for owner in reversed(config_class.__mro__):
         names = [name for name in inspect.get_annotations(owner) if name != "GROUP"]
-        if names and vars(owner).get("GROUP") not in GROUPS:
+        if not names:
+            continue
+        group = vars(owner).get("GROUP")
+        if group not in GROUPS:
             raise TypeError(f"{owner.__name__} declares options without a GROUP of {GROUPS}")
-        groups.update(dict.fromkeys(names, vars(owner).get("GROUP")))
+        groups.update(dict.fromkeys(names, group))
     return groups
 
 

@@ -131,8 +131,9 @@ def check_initial_weights(config: ResolvedConfig) -> None:
 
     network = create_model(options.model, **config.model_kwargs())
     if options.pretrained:
+        assert options.model is not None, "resolve() fills in the model"
         load_initial_weights(network, pretrained_state_dict(options.model), "--pretrained")
-    else:
+    elif options.init_from:
         load_initial_weights(network, options.init_from)
 
 

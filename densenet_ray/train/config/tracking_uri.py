@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from densenet_ray.errors import UserError
@@ -45,7 +45,14 @@ def without_password(uri: str) -> str:
     return uri
 
 
-def tracking_options(options: TrainConfig, root: str) -> dict[str, str]:
+class TrackingOptions(TypedDict):
+    """The two options :func:`tracking_options` fills in."""
+
+    log: str
+    tracking_uri: str
+
+
+def tracking_options(options: TrainConfig, root: str) -> TrackingOptions:
     """``log`` and ``tracking_uri`` of a resolved config: the tracking services, each checked to be installed, and,
     only when MLflow is one, its tracking URI without its password: ``--tracking-uri``, else
     ``$MLFLOW_TRACKING_URI``, else a SQLite database in a local storage ``root`` (MLflow 3 keeps its plain-file

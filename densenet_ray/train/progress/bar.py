@@ -4,6 +4,8 @@ epoch's ETA) under one line per finished epoch. Off a terminal the driver prints
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 
@@ -39,7 +41,7 @@ class BarDisplay:
             return
         rate = "…" if report.images_per_s is None else f"{report.images_per_s:.1f}"  # None: only the first step yet
         eta = "…" if report.eta_seconds is None else _eta(report.eta_seconds)
-        fields = {"epoch": report.epoch, "rate": rate, "loss": report.loss, "eta": eta}
+        fields: dict[str, Any] = {"epoch": report.epoch, "rate": rate, "loss": report.loss, "eta": eta}
         if self.task is None or report.epoch != self.epoch:
             self._drop_task()
             self.bar.start()

@@ -6,10 +6,10 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable
-from typing import Any
+from typing import Protocol
 
 from densenet_ray.data.storage import StorageError
+from densenet_ray.printing import PrintLine
 from densenet_ray.train.run.directory import (
     AttemptRecord,
     EpochRecord,
@@ -126,11 +126,21 @@ class EpochHistory:
         return text
 
 
+class Display(Protocol):
+    """Where a :class:`Follower` shows a run's progress."""
+
+    def progress(self, progress: ProgressRecord) -> None: ...
+
+    def record(self, record: Record) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class LineDisplay:
     """Progress as plain lines (off a terminal: logs, pipes, ``ray job logs``): every record, and an in-epoch report
     at most every ``interval`` seconds (rank 0 reports every 2 s for the terminal's bar; a log needs fewer)."""
 
-    def __init__(self, print_line: Callable[[str], None], interval: float = 10.0) -> None:
+    def __init__(self, print_line: PrintLine, interval: float = 10.0) -> None:
         self.print_line, self.interval = print_line, interval
         self._last = float("-inf")
         self.epochs = EpochHistory()
@@ -152,7 +162,7 @@ class Follower:
     """A daemon thread showing new records every second until :meth:`stop` (which shows what is left), on a
     ``display`` (:class:`LineDisplay`, or ``progress.bar.BarDisplay`` in a terminal)."""
 
-    def __init__(self, run_url: str, display: Any) -> None:
+    def __init__(self, run_url: str, display: Display) -> None:
         self.run, self.display = RunDirectory(run_url), display
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="follow-run", daemon=True)

@@ -109,6 +109,7 @@ class _MLflow:
         from ray.air.integrations.mlflow import setup_mlflow
 
         tags = {"run_dir": config.run_url}
+        assert config.options.tracking_uri is not None, "resolve() sets the tracking URI with --log mlflow"
         self.mlflow = setup_mlflow(
             config.flat(),
             tracking_uri=connection_uri(config.options.tracking_uri),

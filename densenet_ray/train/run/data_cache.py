@@ -4,15 +4,15 @@
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from densenet_ray.paths import DOWNLOADS_DIR, dataset_cache
+from densenet_ray.printing import PrintLine
 from densenet_ray.train.config.options import TrainConfig
 
 HOLDOUT_PER_CLASS = 500  # a class-folder source with no test split: hold out the last 500 images of every class
 
 
-def ensure_data(data: TrainConfig, print_line: Any = print) -> None:
+def ensure_data(data: TrainConfig, print_line: PrintLine = print) -> None:
     """Build the cache the resolved options' ``data`` names when it is the default cache and lacks the train or
     evaluation split; any other location is used as it is."""
     from densenet_ray.data.build import build_dataset

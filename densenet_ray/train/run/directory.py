@@ -29,6 +29,7 @@ from typing import Any
 import yaml
 
 from densenet_ray.data.storage import LocalStorage, Storage, StorageError, child_url, open_storage
+from densenet_ray.printing import PrintLine
 from densenet_ray.train.run.record_shapes import (
     AttemptRecord,
     EpochRecord,
@@ -228,7 +229,7 @@ class RunDirectory:
         return child_url(self.url, name)
 
 
-def clean_up(run: RunDirectory, print_line: Any) -> None:
+def clean_up(run: RunDirectory, print_line: PrintLine) -> None:
     """Housekeeping after a run: orphan checkpoints go. A problem here is one warning line, never a failure."""
     try:
         removed = run.remove_orphan_checkpoints()

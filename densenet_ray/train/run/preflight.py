@@ -13,6 +13,7 @@ from densenet_ray.data.epoch_plan import check_fills_a_batch
 from densenet_ray.data.manifest import Manifest, load_manifest
 from densenet_ray.data.storage import StorageError
 from densenet_ray.errors import UserError
+from densenet_ray.printing import PrintLine
 from densenet_ray.train.checkpoint.safe_load import NotPlainWeights, failure, load_weights
 from densenet_ray.train.checkpoint.weights import STATE_FILE
 from densenet_ray.train.config.dataset_fit import check_family
@@ -39,10 +40,11 @@ def manifest_fingerprint(manifest: Manifest) -> str:
     return digest.hexdigest()[:16]
 
 
-def check_data(config: ResolvedConfig, print_line: Any = print) -> str:
+def check_data(config: ResolvedConfig, print_line: PrintLine = print) -> str:
     """Build the default cache if needed, open both splits' manifests and check one global batch fits; returns
     the training shards' fingerprint."""
     data = config.options
+    assert data.data is not None and data.batch_size is not None, "resolve() fills in the data and batch size"
     ensure_data(data, print_line)
     _, train = load_manifest(data.data, "train")
     check_family(data, train)
@@ -52,7 +54,7 @@ def check_data(config: ResolvedConfig, print_line: Any = print) -> str:
             f"--data {data.data}: the {data.eval_split} split's classes differ from the training split's "
             "(build both splits from one source, e.g. with --holdout-per-class)"
         )
-    check_fills_a_batch(train, data.batch_size, data.data)
+    check_fills_a_batch(train.num_samples - len(train.undecodable), data.batch_size, data.data)
     return manifest_fingerprint(train)
 
 
@@ -71,7 +73,7 @@ def _loads(run: RunDirectory, name: str) -> str | None:
     return f"its state lacks {', '.join(missing)}" if missing else None
 
 
-def choose_checkpoint(config: ResolvedConfig, run: RunDirectory, print_line: Any = print) -> ResolvedConfig:
+def choose_checkpoint(config: ResolvedConfig, run: RunDirectory, print_line: PrintLine = print) -> ResolvedConfig:
     """The config with a fallback checkpoint when Ray's latest committed one does not load; one line says which was
     skipped and why. An error naming the files when none loads."""
     committed = run.committed_checkpoints()
@@ -99,11 +101,12 @@ class CheckedRun:
     identity: dict[str, Any]
 
 
-def check_run(config: ResolvedConfig, print_line: Any = print) -> CheckedRun:
+def check_run(config: ResolvedConfig, print_line: PrintLine = print) -> CheckedRun:
     """The read-only checks (data, manifests, identity): nothing is written to the run directory."""
     fingerprint = check_data(config, print_line)
     run = RunDirectory(config.run_url)
     identity = run_identity(config, fingerprint)
+    assert config.options.name is not None, "resolve() names the run"
     try:
         check_identity(run.read_identity(), identity, config.options.name)
     except StorageError as error:
@@ -111,11 +114,12 @@ def check_run(config: ResolvedConfig, print_line: Any = print) -> CheckedRun:
     return CheckedRun(config, run, identity)
 
 
-def claim_run(checked: CheckedRun, print_line: Any = print) -> PreparedRun:
+def claim_run(checked: CheckedRun, print_line: PrintLine = print) -> PreparedRun:
     """Take the lease, choose the checkpoint to resume from, write ``config.yaml`` (and ``run.json`` for a new run);
     the lease is released again when any of it fails."""
     config, run, identity = checked.config, checked.run, checked.identity
     lease = Lease(run)
+    assert config.options.name is not None, "resolve() names the run"
     try:
         lease.acquire()
     except StorageError as error:
