@@ -277,7 +277,7 @@ def recipe_overhead(shards: str, device: str, batch: int, loader_workers: int, s
     recipe's, interleaved epoch by epoch on one model."""
     from densenet_ray.models import create_model
     from densenet_ray.train.acceleration import native_bf16
-    from densenet_ray.train.engine import StepContext, StepRecipe, train_epoch
+    from densenet_ray.train.engine import StepContext, StepSettings, train_epoch
     from densenet_ray.train.recipe import WeightAverage, batch_mixer
 
     target = torch.device(device)
@@ -286,10 +286,10 @@ def recipe_overhead(shards: str, device: str, batch: int, loader_workers: int, s
     precision = "bf16" if native_bf16(target) else "fp32"
     average = WeightAverage(model, 0.9998)
     mixer = batch_mixer(0.2, 1.0, 1.0, 0.5, 1000, seed=0)
-    modern = StepRecipe(0.1, mixer, after_optimizer_step=lambda: average.update(model))
+    modern = StepSettings(0.1, mixer, after_optimizer_step=lambda: average.update(model))
     contexts = {
         "paper": StepContext(model, target, precision, True, optimizer, set_lr=lambda index: 0.1),
-        "modern": StepContext(model, target, precision, True, optimizer, set_lr=lambda index: 0.1, recipe=modern),
+        "modern": StepContext(model, target, precision, True, optimizer, set_lr=lambda index: 0.1, settings=modern),
     }
     decode_device = device if device == "cuda" else None
     rates: dict[str, list[float]] = {label: [] for label in contexts}

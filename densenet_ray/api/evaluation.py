@@ -56,7 +56,7 @@ def evaluate(
     device = torch.device("cpu")
     chosen = choose(precision or trained.options.get("precision") or "auto", False, False, device, 0).precision
     context = StepContext(trained.network, device, chosen)
-    context.recipe.multi_label = trained.multi_label
+    context.settings.multi_label = trained.multi_label
     result = evaluate_batches(context, loader, keep_outputs=per_class)
     if trained.multi_label:
         report = _multi_label(result, trained.classes, data, split, per_class)

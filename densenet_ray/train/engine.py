@@ -99,7 +99,8 @@ class StepContext:
         rows_per_rank: the global batch divided by the world size. A rank's loss is its summed sample losses over
             this, so DDP's gradient average is the mean over the global batch even when ranks hold unequal shares
             (and a sample that failed to decode drops out without raising the others' weight). None: the batch mean.
-        recipe: the modern recipe's step options (:class:`StepRecipe`); the default is the paper's plain step.
+        settings: how each step trains beyond the paper's plain step (:class:`StepSettings`); the default is the
+            paper's plain step.
     """
 
     model: nn.Module
@@ -110,7 +111,7 @@ class StepContext:
     scaler: torch.amp.GradScaler | None = None
     set_lr: Callable[[int], float] | None = None
     rows_per_rank: float | None = None
-    recipe: StepRecipe = field(default_factory=lambda: StepRecipe())
+    settings: StepSettings = field(default_factory=lambda: StepSettings())
     autocast_dtype: torch.dtype | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
@@ -122,12 +123,14 @@ class StepContext:
 
 
 @dataclass
-class StepRecipe:
-    """Options of a training step beyond the paper's.
+class StepSettings:
+    """How each training step computes its loss and updates the weights beyond the paper's plain step: the modern
+    recipe's parts, a fine-tuning run's frozen backbone, multi-label and weighted losses.
 
     Attributes:
         label_smoothing: ``F.cross_entropy``'s ``label_smoothing``.
-        mixer: ``mixer(batch_index, images, labels) -> (images, soft targets)`` (``recipe.batch_mixer``), or None.
+        mixer: ``mixer(batch_index, images, labels) -> (images, soft targets)`` (``recipe.batch_mixer`` builds it),
+            or None.
         accumulate: batches whose gradients add up to one optimizer step (DDP synchronises only the last).
         clip_grad_norm: the gradients' largest total 2-norm before each optimizer step (0: no clipping).
         after_optimizer_step: called after every optimizer step (the weights' moving average), or None.
@@ -150,13 +153,13 @@ class StepRecipe:
     loss_weights: torch.Tensor | None = None
 
 
-def training_loss(recipe: StepRecipe, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def training_loss(settings: StepSettings, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """The summed training loss of a batch: weighted cross entropy (with label smoothing; soft targets from
     MixUp/CutMix), or binary cross entropy over every class of multi-label targets."""
-    if recipe.multi_label:
-        return F.binary_cross_entropy_with_logits(logits, targets, pos_weight=recipe.loss_weights, reduction="sum")
+    if settings.multi_label:
+        return F.binary_cross_entropy_with_logits(logits, targets, pos_weight=settings.loss_weights, reduction="sum")
     return F.cross_entropy(
-        logits, targets, weight=recipe.loss_weights, reduction="sum", label_smoothing=recipe.label_smoothing
+        logits, targets, weight=settings.loss_weights, reduction="sum", label_smoothing=settings.label_smoothing
     )
 
 
@@ -165,14 +168,14 @@ def _backward(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One batch's forward and backward, its loss weighted as ``1 / share`` of the optimizer step's; returns the
     summed loss and the logits (detached)."""
-    recipe = context.recipe
+    settings = context.settings
     targets = labels
-    if recipe.mixer is not None:
-        images, targets = recipe.mixer(index, images, labels)
+    if settings.mixer is not None:
+        images, targets = settings.mixer(index, images, labels)
     with gradients_kept_local(context.model, not last):
         with _autocast(context.device, context.autocast_dtype):
             logits = context.model(images)
-        loss_sum = training_loss(recipe, logits.float(), targets)
+        loss_sum = training_loss(settings, logits.float(), targets)
         loss = loss_sum / ((context.rows_per_rank or len(labels)) * share)
         (context.scaler.scale(loss) if context.scaler is not None else loss).backward()
     return loss_sum.detach(), logits.detach()
@@ -180,23 +183,23 @@ def _backward(
 
 def _optimizer_step(context: StepContext) -> None:
     """Clip (after unscaling fp16 gradients), step, and clear the gradients for the next optimizer step."""
-    optimizer, scaler, recipe = context.optimizer, context.scaler, context.recipe
+    optimizer, scaler, settings = context.optimizer, context.scaler, context.settings
     assert optimizer is not None
-    for parameter in recipe.frozen:  # optimizers skip a parameter without a gradient altogether
+    for parameter in settings.frozen:  # optimizers skip a parameter without a gradient altogether
         parameter.grad = None
-    if recipe.clip_grad_norm:
+    if settings.clip_grad_norm:
         if scaler is not None:
             scaler.unscale_(optimizer)
         parameters = [p for group in optimizer.param_groups for p in group["params"]]
-        torch.nn.utils.clip_grad_norm_(parameters, recipe.clip_grad_norm)
+        torch.nn.utils.clip_grad_norm_(parameters, settings.clip_grad_norm)
     if scaler is not None:
         scaler.step(optimizer)
         scaler.update()
     else:
         optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    if recipe.after_optimizer_step is not None:
-        recipe.after_optimizer_step()
+    if settings.after_optimizer_step is not None:
+        settings.after_optimizer_step()
 
 
 def train_epoch(
@@ -213,10 +216,10 @@ def train_epoch(
     tensor back: batches are copied ``non_blocking`` (from pinned memory on a GPU) and the statistics stay on the
     device until read."""
     context.model.train()
-    for module in context.recipe.frozen_norms:
+    for module in context.settings.frozen_norms:
         module.eval()
     stats = TrainStats()
-    every = context.recipe.accumulate
+    every = context.settings.accumulate
     # The epoch's batch count sizes its last accumulation group (a loader knows how many batches it has left; an
     # accumulating caller passes a loader, which is sized, where a plain iterable is not).
     total = max_steps or (first_step + len(batches) if every > 1 else sys.maxsize)  # type: ignore[arg-type]
@@ -276,7 +279,7 @@ def evaluate_each(
         model.eval()
     totals = torch.zeros(len(models), 4, dtype=torch.float64, device=context.device)  # loss, top-1, top-5, samples
     kept: list[list[tuple[torch.Tensor, torch.Tensor]]] = [[] for _ in models]
-    keep = keep_outputs or context.recipe.multi_label  # multi-label: the ranking metrics need every prediction
+    keep = keep_outputs or context.settings.multi_label  # multi-label: the ranking metrics need every prediction
     for index, (images, labels, mask) in enumerate(batches):
         if max_batches and index >= max_batches:
             break

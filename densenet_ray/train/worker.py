@@ -32,7 +32,7 @@ from densenet_ray.train.checkpoint.state import (
 )
 from densenet_ray.train.config.resolved import ResolvedConfig
 from densenet_ray.train.config.values import parse_profile_steps
-from densenet_ray.train.engine import StepContext, StepRecipe, TrainStats, evaluate_each, train_epoch
+from densenet_ray.train.engine import StepContext, StepSettings, TrainStats, evaluate_each, train_epoch
 from densenet_ray.train.metrics import multi_label_report, multi_label_summary
 from densenet_ray.train.preemption import Action, PreemptionWatch
 from densenet_ray.train.profiling import StepProfiler
@@ -124,7 +124,7 @@ class WorkerLoop:
         weights = (
             torch.tensor(self.config.loss_weights, device=self.attempt.device) if self.config.loss_weights else None
         )
-        recipe = StepRecipe(
+        settings = StepSettings(
             multi_label=self.config.multi_label,
             loss_weights=weights,
             label_smoothing=options.label_smoothing,
@@ -140,7 +140,7 @@ class WorkerLoop:
             optimizer=state.optimizer,
             scaler=state.scaler,
             rows_per_rank=options.batch_size / self.attempt.world,
-            recipe=recipe,
+            settings=settings,
         )
 
     def _pipeline(self, split: str, train: bool, epoch: int = 0) -> Loader:
@@ -198,10 +198,10 @@ class WorkerLoop:
         optimizer_steps = -(-steps // self.config.options.accumulate)
         self.step_context.set_lr = lambda index: self._set_lr(epoch, index, optimizer_steps)
         frozen = epoch < self.config.options.freeze_epochs
-        recipe = self.step_context.recipe
-        recipe.frozen, recipe.frozen_norms = backbone(unwrap(self.state.model)) if frozen else ((), ())
+        settings = self.step_context.settings
+        settings.frozen, settings.frozen_norms = backbone(unwrap(self.state.model)) if frozen else ((), ())
         mixer, rank = self.mixer, self.attempt.rank  # seeded per batch and rank: the same mixing on a resume
-        self.step_context.recipe.mixer = (
+        self.step_context.settings.mixer = (
             (lambda index, images, labels: mixer(mix(epoch, index, rank), images, labels)) if mixer else None
         )
         warm: dict[str, float] = {}

@@ -18,7 +18,7 @@ from densenet_ray.data.transforms import cifar_eval
 from densenet_ray.models import create_model
 from densenet_ray.train.config.options import TrainConfig
 from densenet_ray.train.config.resolved import resolve
-from densenet_ray.train.engine import StepContext, StepRecipe, train_epoch
+from densenet_ray.train.engine import StepContext, StepSettings, train_epoch
 from densenet_ray.train.recipe import WeightAverage, batch_mixer, parameter_groups
 from densenet_ray.train.schedule import learning_rate
 
@@ -48,17 +48,17 @@ def _one_hot_model() -> nn.Module:
     return model
 
 
-def _train(model: nn.Module, batches: list, recipe: StepRecipe, lr: float = 0.1, momentum: float = 0.0):
+def _train(model: nn.Module, batches: list, settings: StepSettings, lr: float = 0.1, momentum: float = 0.0):
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
-    context = StepContext(model, CPU, optimizer=optimizer, recipe=recipe)
+    context = StepContext(model, CPU, optimizer=optimizer, settings=settings)
     return train_epoch(context, batches)
 
 
 def test_label_smoothing_keeps_the_loss_of_a_confident_correct_prediction_above_zero() -> None:
     labels = torch.arange(10)
     batch = [(torch.eye(10).view(10, 10, 1, 1), labels)]
-    plain = _train(_one_hot_model(), batch, StepRecipe(), lr=0.0)
-    smoothed = _train(_one_hot_model(), batch, StepRecipe(label_smoothing=0.1), lr=0.0)
+    plain = _train(_one_hot_model(), batch, StepSettings(), lr=0.0)
+    smoothed = _train(_one_hot_model(), batch, StepSettings(label_smoothing=0.1), lr=0.0)
     assert plain.loss < 1e-30
     # Smoothing 0.1 over 10 classes puts 0.01 on each wrong class, each 100 logits below: a loss of about 0.09 * 100.
     assert smoothed.loss == pytest.approx(0.09 * 100, rel=0.01)
@@ -107,9 +107,11 @@ def test_the_moving_average_matches_a_hand_computed_update_for_two_steps(cifar_b
     decay = 0.9
     average = WeightAverage(model, decay)
     snapshots = []
-    recipe = StepRecipe(after_optimizer_step=lambda: (average.update(model), snapshots.append(copy.deepcopy(model))))
+    settings = StepSettings(
+        after_optimizer_step=lambda: (average.update(model), snapshots.append(copy.deepcopy(model)))
+    )
     images, labels = cifar_batch
-    _train(model, [(images[:16], labels[:16]), (images[16:], labels[16:])], recipe)
+    _train(model, [(images[:16], labels[:16]), (images[16:], labels[16:])], settings)
     first, second = (snapshot.state_dict() for snapshot in snapshots)
     averaged = average.module.state_dict()
     bn_mean = next(key for key in averaged if key.endswith("running_mean"))
@@ -143,16 +145,18 @@ def test_accumulating_two_batches_of_32_steps_as_one_batch_of_64(cifar_batch) ->
     images, labels = cifar_batch
     images, labels = torch.cat([images, images.flip(-1)]), torch.cat([labels, labels])
     whole, halves = _no_bn_model(), _no_bn_model()
-    _train(whole, [(images, labels)], StepRecipe(), momentum=0.9)
-    stats = _train(halves, [(images[:32], labels[:32]), (images[32:], labels[32:])], StepRecipe(accumulate=2), 0.1, 0.9)
+    _train(whole, [(images, labels)], StepSettings(), momentum=0.9)
+    stats = _train(
+        halves, [(images[:32], labels[:32]), (images[32:], labels[32:])], StepSettings(accumulate=2), 0.1, 0.9
+    )
     assert stats.steps == 2 and stats.samples == 64
     for a, b in zip(whole.parameters(), halves.parameters(), strict=True):
         assert torch.allclose(a, b, atol=1e-6)
     # An epoch of 3 batches with --accumulate 2: the last optimizer step has one batch, weighted as a whole step.
     reference, accumulated = _no_bn_model(), _no_bn_model()
     thirds = [(images[i : i + 16], labels[i : i + 16]) for i in (0, 16, 32)]
-    _train(reference, [(images[:32], labels[:32]), thirds[2]], StepRecipe())
-    _train(accumulated, thirds, StepRecipe(accumulate=2))
+    _train(reference, [(images[:32], labels[:32]), thirds[2]], StepSettings())
+    _train(accumulated, thirds, StepSettings(accumulate=2))
     for a, b in zip(reference.parameters(), accumulated.parameters(), strict=True):
         assert torch.allclose(a, b, atol=1e-6)
 
@@ -170,10 +174,10 @@ def test_accumulation_under_ddp_synchronises_only_the_last_batch(cifar_batch, tm
             return original(self)
 
         monkeypatch.setattr(type(model), "no_sync", spy)
-        _train(model, [(images[i : i + 8], labels[i : i + 8]) for i in range(0, 32, 8)], StepRecipe(accumulate=2))
+        _train(model, [(images[i : i + 8], labels[i : i + 8]) for i in range(0, 32, 8)], StepSettings(accumulate=2))
         assert len(synced) == 2  # batches 0 and 2 kept their gradients local; 1 and 3 all-reduced
         reference = _no_bn_model()
-        _train(reference, [(images[:16], labels[:16]), (images[16:], labels[16:])], StepRecipe())
+        _train(reference, [(images[:16], labels[:16]), (images[16:], labels[16:])], StepSettings())
         for a, b in zip(reference.parameters(), model.module.parameters(), strict=True):
             assert torch.allclose(a, b, atol=1e-6)
     finally:
@@ -184,7 +188,7 @@ def test_clipping_bounds_the_update_to_lr_times_the_norm(cifar_batch) -> None:
     images, labels = cifar_batch
     model = _no_bn_model()
     before = [p.detach().clone() for p in model.parameters()]
-    _train(model, [(images, labels)], StepRecipe(clip_grad_norm=0.01), lr=1.0)
+    _train(model, [(images, labels)], StepSettings(clip_grad_norm=0.01), lr=1.0)
     change = torch.cat([(p.detach() - b).flatten() for p, b in zip(model.parameters(), before, strict=True)])
     assert change.norm() == pytest.approx(0.01, rel=1e-3)
 
