@@ -90,7 +90,7 @@ def build_dataset_parallel(
         )
 
 
-def _forward(reporter: Any, progress: Any, stop: threading.Event) -> None:
+def _forward(reporter: Any, progress: ProgressCallback | None, stop: threading.Event) -> None:
     while not (stop.is_set() and reporter.empty()):
         try:
             samples, size = reporter.get(timeout=0.2)

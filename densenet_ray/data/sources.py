@@ -14,6 +14,7 @@ import os
 import pickle
 import tarfile
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -50,9 +51,16 @@ def _encode_png(pixels: np.ndarray) -> bytes:
 class ArraySource(Source):
     """Raw uint8 HWC pixels in memory (CIFAR, SVHN), stored losslessly as PNG."""
 
-    def __init__(self, dataset: str, split: str, classes: list[str], location: str, loader: Any) -> None:
+    def __init__(
+        self,
+        dataset: str,
+        split: str,
+        classes: list[str],
+        location: str,
+        loader: Callable[[], tuple[np.ndarray, np.ndarray]],
+    ) -> None:
         super().__init__(dataset, split, classes, location)
-        self._loader = loader  # picklable callable returning (pixels NHWC uint8, labels)
+        self._loader = loader  # picklable: returns (pixels NHWC uint8, labels)
         self._arrays: tuple[np.ndarray, np.ndarray] | None = None
 
     def _data(self) -> tuple[np.ndarray, np.ndarray]:
