@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -275,3 +277,22 @@ def test_python_values_are_held_to_what_yaml_values_are() -> None:
     assert (config.workers, config.min_workers, config.lr) == (8, 2, 1.0)
     with pytest.raises(UserError, match=r"^epochs: '3' in TrainConfig\(...\) must be an integer$"):
         TrainConfig(epochs="3")
+
+
+def test_resolve_checks_each_value_and_the_relations_once(monkeypatch) -> None:
+    """One pass of each check: every option's value as given, the rules between them with the defaults filled in."""
+    from densenet_ray.train.config import options as module
+
+    calls: dict[str, int] = {"value": 0, "relations": 0}
+
+    def counted(name: str, check: Callable[..., None]) -> Callable[..., None]:
+        def spy(*args: Any, **kwargs: Any) -> None:
+            calls[name] += 1
+            return check(*args, **kwargs)
+
+        return spy
+
+    monkeypatch.setattr(module, "check_value", counted("value", module.check_value))
+    monkeypatch.setattr(module, "check_relations", counted("relations", module.check_relations))
+    resolve(TrainConfig(early_stop="test_error:3"), check_weights=False)
+    assert calls == {"value": len(training_options()), "relations": 1}
