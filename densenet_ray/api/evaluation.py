@@ -40,13 +40,13 @@ def evaluate(
     classes or fewer, and for multi-label data); with
     ``per_class``, also ``per_class`` (a row of precision, recall, F1 and support per class), ``confusions`` (the most
     frequent ``(true, predicted, count)``) and ``confusion_matrix`` (rows: true class)."""
+    if precision is not None:  # before PyTorch's libraries are imported: a mistyped value is one line at once
+        check_value(training_option("precision"), precision)
     from densenet_ray.train.acceleration import choose
     from densenet_ray.train.checkpoint.trained import load_trained
     from densenet_ray.train.engine import StepContext
     from densenet_ray.train.engine import evaluate as evaluate_batches
 
-    if precision is not None:
-        check_value(training_option("precision"), precision)
     trained = load_trained(os.fspath(source), which, weights, model, dataset)
     split = split or trained.options.get("eval_split") or "test"
     data = data or trained.options.get("data")
