@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from densenet_ray.errors import RunFailed, UserError
+from densenet_ray.printing import PrintLine
 from densenet_ray.ray_session import RayOptions
 from densenet_ray.train.config.options import TrainConfig
 
@@ -35,7 +36,7 @@ def fit(
     config: TrainConfig | Mapping[str, Any],
     local: bool = False,
     verbose: bool = False,
-    print_line: Callable[[str], None] | None = print,
+    print_line: PrintLine | None = print,
     raise_on_failure: bool = True,
     console: Console | None = None,
 ) -> FitResult:
