@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -16,6 +16,9 @@ from densenet_ray.data.images import decode_image
 from densenet_ray.data.manifest import ShardInfo
 from densenet_ray.data.shard_reader import read_shard
 from densenet_ray.data.storage import open_storage
+
+if TYPE_CHECKING:
+    from densenet_ray.api.classifier import Classifier
 
 
 @dataclass(frozen=True)
@@ -31,7 +34,7 @@ class ModelChoice:
     top: int = 5
     trust_program: bool = False
 
-    def load(self) -> Any:
+    def load(self) -> Classifier:
         """The :class:`~densenet_ray.api.classifier.Classifier`."""
         from densenet_ray.api.classifier import load
 

@@ -156,7 +156,7 @@ def _wandb_id(run_url: str) -> str:
     return hashlib.sha256(run_url.encode()).hexdigest()[:16]
 
 
-def _start_service(name: str, config: ResolvedConfig, run: RunDirectory) -> Any:
+def _start_service(name: str, config: ResolvedConfig, run: RunDirectory) -> _MLflow | _WandB:
     if name == "mlflow":
         return _MLflow(config)
     folder = run.storage.join("") if isinstance(run.storage, LocalStorage) else tempfile.mkdtemp(prefix="wandb-")
