@@ -21,25 +21,51 @@ import torch
 # Session fixtures whose tests all run in one xdist process (`make test` runs pytest-xdist, `--dist loadgroup`), so
 # each is built once per run: a training run, not worth doing twice.
 SHARED_ACROSS_MODULES = ("modern_run",)
+# Module fixtures that cost nothing more in another process: the Ray head behind module_cluster is one a process.
+ONE_A_PROCESS = ("module_cluster",)
+
+
+def _module_fixtures(item: pytest.Item) -> set[str]:
+    """The module-scoped fixtures ``item`` uses, but those each process has once anyway."""
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return set()
+    scoped = {name for name, defs in info.name2fixturedefs.items() if defs and defs[-1].scope == "module"}
+    return scoped - set(ONE_A_PROCESS)
+
+
+def _xdist_groups(items: list[pytest.Item]) -> dict[str, str | None]:
+    """Each module's xdist group: the first shared session fixture any of its tests uses; else the module itself
+    where a test uses a module fixture (made once, in one process); else None, each test on its own."""
+    groups: dict[str, str | None] = {}
+    for item in items:
+        module = item.nodeid.split("::")[0]
+        shared = [name for name in SHARED_ACROSS_MODULES if name in getattr(item, "fixturenames", ())]
+        if shared:
+            groups[module] = shared[0]
+        elif groups.get(module) in SHARED_ACROSS_MODULES:
+            continue
+        elif _module_fixtures(item):
+            groups[module] = module
+        else:
+            groups.setdefault(module, None)
+    return groups
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups into the tests' ids
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Skip ``gpu`` tests without a CUDA device; group tests for xdist: a module's tests run in one worker (its
-    module fixtures, a Ray head among them, are made once), and so do all the tests of a shared session fixture;
-    the groups with integration tests come first."""
-    groups = {}  # a module's group: the first shared fixture any of its tests uses, else the module itself
+    """Skip ``gpu`` tests without a CUDA device; group tests for xdist (:func:`_xdist_groups`), the integration
+    tests first, so the two processes' long tests start early and the quick ones even out their ends (xdist hands
+    tests out in this order with --no-loadscope-reorder)."""
+    groups = _xdist_groups(items)
     for item in items:
-        module = item.nodeid.split("::")[0]
-        shared = [name for name in SHARED_ACROSS_MODULES if name in getattr(item, "fixturenames", ())]
-        if shared or module not in groups:
-            groups[module] = shared[0] if shared else groups.get(module, module)
-    slow = {groups[item.nodeid.split("::")[0]] for item in items if item.get_closest_marker("integration")}
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(groups[item.nodeid.split("::")[0]]))
-    # The groups that start Ray or servers first, the quick ones last, to even out the two processes' ends (xdist
-    # hands out groups in this order with --no-loadscope-reorder).
-    items.sort(key=lambda item: groups[item.nodeid.split("::")[0]] not in slow)
+        group = groups[item.nodeid.split("::")[0]]
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
+    slow = {
+        groups[item.nodeid.split("::")[0]] or item.nodeid for item in items if item.get_closest_marker("integration")
+    }
+    items.sort(key=lambda item: (groups[item.nodeid.split("::")[0]] or item.nodeid) not in slow)
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA device")

@@ -28,7 +28,7 @@ from tests.train.run_helpers import (
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.usefixtures("module_cluster")]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def shards(cifar_shards) -> str:
     return cifar_shards
 

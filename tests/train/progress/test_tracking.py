@@ -80,9 +80,10 @@ def test_the_modern_recipe_trains_and_logs_to_tensorboard_mlflow_and_wandb(moder
     # Warmup over the first epoch's 4 steps; a 2-epoch step schedule divides at 50 % and 75 % of its 8 steps.
     assert [rate for _, rate in rates] == pytest.approx([0.1 * 2 / 4, 0.1, 0.01, 0.001])
 
-    mlflow.set_tracking_uri(uri)
-    (found,) = mlflow.search_runs(experiment_names=["densenet-ray"], output_format="list")
-    logged = mlflow.get_run(found.info.run_id)
+    # A client of its own: mlflow.set_tracking_uri would set MLFLOW_TRACKING_URI for the rest of this process.
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    (found,) = client.search_runs([client.get_experiment_by_name("densenet-ray").experiment_id])
+    logged = client.get_run(found.info.run_id)
     assert logged.data.metrics["epoch_test_error"] == pytest.approx(records[-1]["test_error"])
     assert logged.data.metrics["epoch_ema_test_error"] == pytest.approx(records[-1]["ema_test_error"])
     assert logged.data.params["label_smoothing"] == "0.1" and logged.info.run_name == "modern"
