@@ -48,13 +48,13 @@ def evaluate(
     from densenet_ray.train.engine import evaluate as evaluate_batches
 
     trained = load_trained(os.fspath(source), which, weights, model, dataset)
-    split = split or trained.options.get("eval_split") or "test"
-    data = data or trained.options.get("data")
+    split = split or trained.options.eval_split or "test"
+    data = data or trained.options.data
     if not data:
         raise UserError(f"{source} is a plain state_dict: give the shards to evaluate on (--data)")
     loader = _loader(trained, data, split, batch_size, loader_workers)
     device = torch.device("cpu")
-    chosen = choose(precision or trained.options.get("precision") or "auto", False, False, device, 0).precision
+    chosen = choose(precision or trained.options.precision, False, False, device, 0).precision
     context = StepContext(trained.network, device, chosen)
     context.settings.multi_label = trained.multi_label
     result = evaluate_batches(context, loader, keep_outputs=per_class)

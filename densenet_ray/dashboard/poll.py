@@ -27,19 +27,30 @@ from densenet_ray.dashboard.snapshot import (
 from densenet_ray.dashboard.stored import Unreadable
 from densenet_ray.dashboard.sweep_state import merge_run, read_sweep
 from densenet_ray.data.storage import StorageError, child_url, split_url
+from densenet_ray.train.config.options import TrainConfig
+from densenet_ray.train.run.directory import read_config_document
 
 ALIVE = "ALIVE"
+
+
+def loop_options(run: dict[str, Any]) -> TrainConfig | None:
+    """The options a Train V2 run was started with (its ``train_loop_config``, read as a saved run's configuration
+    is); None when it is not one of ours or does not have its shape."""
+    try:
+        config = read_config_document((run.get("run_settings") or {}).get("train_loop_config"))
+    except ValueError:
+        return None
+    return config.options if config else None
 
 
 def train_run_dir(run: dict[str, Any]) -> str | None:
     """The run directory of a Train V2 run: our config's storage root and name, else Ray's own storage path (a
     local one; an S3 path is bucket-relative there)."""
-    settings = run.get("run_settings") or {}
-    config = settings.get("train_loop_config") or {}
-    run_config = settings.get("run_config") or {}
-    name = config.get("name") or run.get("name")
-    storage = config.get("storage")
-    if isinstance(storage, str) and "://" in storage and name:
+    run_config = (run.get("run_settings") or {}).get("run_config") or {}
+    options = loop_options(run)
+    name = (options.name if options else None) or run.get("name")
+    storage = options.storage if options else None
+    if storage and "://" in storage and name:
         return child_url(storage, name)
     path = run_config.get("storage_path")
     if isinstance(path, str) and path.startswith("/") and not run_config.get("storage_filesystem") and name:
@@ -52,14 +63,14 @@ def train_run_row(run: dict[str, Any], jobs_by_id: dict[str, JobRow]) -> RunRow:
     attempts = run.get("attempts") or []
     workers = (attempts[-1].get("workers") or []) if attempts else []
     job = jobs_by_id.get(str(run.get("job_id")))
-    config = (run.get("run_settings") or {}).get("train_loop_config") or {}
+    options = loop_options(run)
     row = RunRow(
         name=str(run.get("name") or run.get("id")),
         run_dir=train_run_dir(run),
         status=str(run.get("status", "UNKNOWN")),
         status_source="train",
-        model=str(config["model"]) if config.get("model") else None,
-        epochs=int(config["epochs"]) if config.get("epochs") else None,
+        model=options.model if options else None,
+        epochs=options.epochs if options else None,
         attempts=len(attempts),
         restarts=max(len(attempts) - 1, 0),
         workers_alive=sum(1 for worker in workers if worker.get("status") == ALIVE),

@@ -16,8 +16,10 @@ from typing import Any
 import yaml
 
 from densenet_ray.dashboard.snapshot import RunRow
-from densenet_ray.dashboard.stored import Unreadable, record_problem, wrong
+from densenet_ray.dashboard.stored import Unreadable, record_problem
 from densenet_ray.data.storage import ObjectInfo, Storage, StorageError, child_url, open_storage
+from densenet_ray.train.config.options import TrainConfig
+from densenet_ray.train.config.resolved import ResolvedConfig
 from densenet_ray.train.run.directory import (
     CONFIG_FILE,
     METRICS_FILE,
@@ -26,9 +28,9 @@ from densenet_ray.train.run.directory import (
     EpochRecord,
     PreemptionRecord,
     ProgressRecord,
-    flat_options,
     parse_progress,
     parse_records,
+    read_config_document,
 )
 from densenet_ray.train.run.record_shapes import epoch_wall_seconds
 from densenet_ray.tune.report import SWEEP_FILE, TRIALS_DIR
@@ -38,10 +40,11 @@ STALE_SECONDS = 600.0  # a run whose files have not changed for this long is not
 
 @dataclass
 class RunFiles:
-    """What a run directory holds, parsed."""
+    """What a run directory holds, parsed; ``epochs``: how many it is to train."""
 
     url: str
-    config: dict[str, Any]
+    config: ResolvedConfig
+    epochs: int
     records: list[EpochRecord] = field(default_factory=list)
     progress: ProgressRecord | None = None
     updated: float | None = None
@@ -148,42 +151,25 @@ class StorageScanner:
         """The run at ``directory`` (relative to the root); None when its config is not a training config.
         :class:`Unreadable` (one line naming the file and field) when a file does not have its shape."""
         document = self._read(_join(directory, CONFIG_FILE), sizes, yaml.safe_load)
-        config = flat_options(document)
-        problem = _config_problem(document, config)
-        if problem:
-            raise Unreadable(f"{self.url(_join(directory, CONFIG_FILE))}: {problem}")
+        try:
+            config = read_config_document(document)
+        except ValueError as error:  # a training configuration without its shape: its own checks say why
+            raise Unreadable(f"{self.url(_join(directory, CONFIG_FILE))}: {error}") from None
         if config is None:
             return None
+        epochs = config.options.epochs
+        assert epochs is not None, "read_config_document refuses a configuration without epochs"
         every = self._read(_join(directory, METRICS_FILE), sizes, parse_records) or []
         _check_records(self.url(_join(directory, METRICS_FILE)), every)
         records = [record for record in every if isinstance(record, EpochRecord)]
         others = [record for record in every if not isinstance(record, EpochRecord | AttemptRecord)]
-        finished = bool(records) and (records[-1].epoch >= int(config["epochs"]) or records[-1].stopped is not None)
+        finished = bool(records) and (records[-1].epoch >= epochs or records[-1].stopped is not None)
         progress = self._read(_join(directory, PROGRESS_FILE), sizes, parse_progress, fresh=not finished)
         _check_records(self.url(_join(directory, PROGRESS_FILE)), [progress] if progress else [])
         times = [record.time for record in [*records, *others]] + [progress.time if progress else None]
         updated = max((stamp for stamp in times if isinstance(stamp, int | float)), default=None)
         preemptions = sum(isinstance(record, PreemptionRecord) for record in every)
-        return RunFiles(self.url(directory), config, records, progress, updated, preemptions)
-
-
-def _config_problem(document: Any, config: dict[str, Any] | None) -> str | None:
-    """What is wrong with a run's configuration: a resolved one that does not resolve (its own checks say why), or
-    flat options (older runs) whose epochs or model are of the wrong type; None for anything else."""
-    if config is not None:
-        return wrong("epochs", config["epochs"], "int") or wrong("model", config["model"], "str")
-    if (
-        isinstance(document, dict)
-        and isinstance(document.get("model"), dict)
-        and isinstance(document.get("optim"), dict)
-    ):
-        from densenet_ray.train.config.resolved import ResolvedConfig
-
-        try:
-            ResolvedConfig.from_document(document)
-        except ValueError as error:
-            return str(error)
-    return None
+        return RunFiles(self.url(directory), config, epochs, records, progress, updated, preemptions)
 
 
 def _check_records(url: str, records: list[Any]) -> None:
@@ -195,8 +181,7 @@ def _check_records(url: str, records: list[Any]) -> None:
 def run_row(files: RunFiles, name: str, now: float | None = None) -> RunRow:
     """A run's row from its files alone: status from whether its epochs are done and its files still change."""
     now = time.time() if now is None else now
-    config, records = files.config, files.records
-    epochs = int(config["epochs"])
+    config, records, epochs = files.config, files.records, files.epochs
     done = records[-1].epoch if records else 0
     stopped = records[-1].stopped if records else None
     if done >= epochs or stopped:
@@ -205,7 +190,8 @@ def run_row(files: RunFiles, name: str, now: float | None = None) -> RunRow:
         status = "ACTIVE"
     else:
         status = "STOPPED"
-    row = RunRow(name=name, run_dir=files.url, status=status, status_source="storage", model=_model_name(config))
+    model = _model_name(config.options)
+    row = RunRow(name=name, run_dir=files.url, status=status, status_source="storage", model=model)
     row.stopped = stopped
     row.epoch, row.epochs, row.updated = done, epochs, files.updated
     row.loss_history = [float(record.loss) for record in records]
@@ -248,10 +234,10 @@ def _eta(records: list[EpochRecord], current: ProgressRecord | None, epochs: int
     return max(epochs - done, 0.0) * per_epoch
 
 
-def _model_name(config: dict[str, Any]) -> str:
+def _model_name(options: TrainConfig) -> str:
     from densenet_ray.tune.sweeps import describe
 
     try:
-        return describe(config)
+        return describe(options)
     except (KeyError, ValueError, TypeError):
-        return str(config.get("model"))
+        return str(options.model)

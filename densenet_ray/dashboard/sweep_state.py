@@ -22,6 +22,7 @@ from densenet_ray.dashboard.runs import (
 )
 from densenet_ray.dashboard.snapshot import RunRow, SweepRow, TrialRow
 from densenet_ray.dashboard.stored import Unreadable, check_fields
+from densenet_ray.train.config.options import TrainConfig
 from densenet_ray.tune.report import RESULTS_JSON
 
 # Tune's trial statuses shown as they are; TERMINATED splits into FINISHED and STOPPED (by epochs done).
@@ -82,7 +83,8 @@ def read_sweep(
         if run is not None:
             run.sweep = name
             runs.append(run)
-        options = files.config if files else {**(description.get("options") or {}), **states[trial_id]["trial"]}
+        trial = states.get(trial_id, {}).get("trial") or {}
+        options = files.config.options if files else _trial_options(description.get("options") or {}, trial)
         status = _trial_status(states.get(trial_id, {}).get("status"), saved.get(f"train-{trial_id}"), run)
         rows.append(_trial_row(trial_id, status, options, list(description.get("searched") or []), run))
     sweep = SweepRow(
@@ -109,22 +111,34 @@ def _saved_rows(scanner: StorageScanner, relative: str, layout: Layout) -> dict[
     return {row["trial"]: row for row in rows}
 
 
-def _trial_row(
-    trial_id: str, status: str, options: dict[str, Any], searched: list[str], run: RunRow | None
-) -> TrialRow:
-    from densenet_ray.tune.sweeps import trial_label
-
+def _trial_options(base: dict[str, Any], trial: dict[str, Any]) -> TrainConfig | None:
+    """A trial's options before its run has saved them: the sweep's options with the trial's (Tune's state); None
+    when they are not training options (written by another version)."""
     try:
-        label = trial_label(options, searched)
-    except (KeyError, ValueError, TypeError):
-        label = str(options.get("model", "?"))
+        return TrainConfig.from_sources(base, trial, origins=("the sweep's options", "the trial"))
+    except ValueError:
+        return None
+
+
+def _trial_row(
+    trial_id: str, status: str, options: TrainConfig | None, searched: list[str], run: RunRow | None
+) -> TrialRow:
+    from densenet_ray.tune.sweeps import searched_values, trial_label
+
+    label, shown = "?", dict[str, Any]()  # options that are not training options: nothing to show
+    if options is not None:
+        try:
+            label = trial_label(options, searched)
+        except (KeyError, ValueError, TypeError):  # a model this version does not know
+            label = str(options.model)
+        shown = searched_values(options, searched) if searched else {"model": options.model}
     return TrialRow(
         trial_id=trial_id,
         label=label,
         status=status,
-        options={key: options.get(key) for key in (searched or ["model"]) if key in options},
+        options=shown,
         epoch=run.epoch if run else 0,
-        epochs=run.epochs if run else options.get("epochs"),
+        epochs=run.epochs if run else (options.epochs if options else None),
         test_error=run.test_error if run else None,
         best_test_error=run.best_test_error if run else None,
         run_dir=run.run_dir if run else None,

@@ -15,6 +15,8 @@ from typing import Any
 
 from densenet_ray.data.storage import Storage, StorageError, child_url, open_storage
 from densenet_ray.plotting import pyplot, save_figure
+from densenet_ray.train.config.options import TrainConfig
+from densenet_ray.train.config.resolved import ResolvedConfig
 from densenet_ray.train.run.directory import CONFIG_FILE, RunDirectory
 
 TRIALS_DIR = "trials"
@@ -49,32 +51,28 @@ class TrialRow:
 RATIO_KEYS = ("params", "final_test_error", "seconds_per_iteration", "peak_memory_mb", "images_per_s")
 
 
-def _params(options: dict[str, Any]) -> int:
+def _params(config: ResolvedConfig) -> int:
     from densenet_ray.models import profile_model, resolve_config
-    from densenet_ray.train.config.choices import NUM_CLASSES
 
-    overrides = {key: options.get(key) for key in ("depth", "growth_rate", "bottleneck", "reduction")}
-    classes = options.get("num_classes") or NUM_CLASSES[options.get("dataset", "cifar10")]
-    config = resolve_config(options.get("model"), num_classes=classes, **overrides)
-    return profile_model(config).params
+    return profile_model(resolve_config(config.options.model, **config.model_kwargs())).params
 
 
 def read_trial(storage: Storage, trial: str, searched: list[str] | None = None) -> TrialRow | None:
     """The row of the training run ``trial`` under the trials directory; None before its config is written."""
     from densenet_ray.tune.sweeps import trial_label
 
-    run = RunDirectory(storage.join(trial))
-    config = run.read_config()
-    if config is None:
+    saved = RunDirectory(storage.join(trial)).read()
+    if saved is None:
         return None
-    records, _ = run.metrics()
+    options, records = saved.config.options, saved.epochs
+    assert options.epochs is not None, "read_config_document refuses a configuration without epochs"
     row = TrialRow(
         trial=trial,
-        label=trial_label(config, searched),
-        options=config,
-        params=_params(config),
+        label=trial_label(options, searched),
+        options=options.to_dict(),
+        params=_params(saved.config),
         epochs_done=records[-1].epoch if records else 0,
-        epochs=int(config["epochs"]),
+        epochs=options.epochs,
     )
     if records:
         last = records[-1]
@@ -123,9 +121,10 @@ def finish_rows(rows: list[TrialRow], baseline: dict[str, Any] | None) -> list[T
 
 
 def _matches(options: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    """Whether a row's options (a trial's, saved as :meth:`TrainConfig.to_dict`) train the model ``wanted`` names."""
     from densenet_ray.tune.sweeps import describe
 
-    return describe(options) == describe(wanted)
+    return describe(TrainConfig.from_sources(options, {})) == describe(TrainConfig.from_sources(wanted, {}))
 
 
 def collect(

@@ -119,7 +119,9 @@ class TrialProgress(tune.Callback):
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         if "test_error" not in result:
             return
-        label = trial_label({**trial.config["base"], **trial.config.get("trial", {})}, self.searched)
+        base, changes = trial.config["base"], trial.config.get("trial", {})
+        options = TrainConfig.from_sources(base, changes, origins=("the sweep's options", "the trial"))
+        label = trial_label(options, self.searched)
         progress.say(
             f"{label} [{trial.trial_id}] epoch {result['epoch']}/{result['epochs']}: "
             f"test error {100 * result['test_error']:.2f} %, {result['seconds_per_iteration']:.3f} s/iter, "

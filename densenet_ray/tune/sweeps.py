@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from densenet_ray.errors import UserError
-from densenet_ray.train.config.options import training_options
+from densenet_ray.train.config.choices import DEFAULT_MODEL
+from densenet_ray.train.config.options import TrainConfig, training_options
 from densenet_ray.train.config.values import read_yaml_mapping
 
 SCHEDULERS = ("fifo", "asha")
@@ -77,7 +78,7 @@ def named_sweep(kind: str, scheduler: str = "fifo") -> Sweep:
     if kind not in NAMED_SWEEPS:
         raise UserError(f"unknown sweep {kind!r}; choose one of: {', '.join(NAMED_SWEEPS)}, custom")
     _, grid = NAMED_SWEEPS[kind]
-    baseline = next(trial for trial in grid if trial.get("depth", 100) == 100 and trial.get("growth_rate", 12) == 12)
+    baseline = next(trial for trial in grid if trial in (BC100, _bc(100, 12)))
     return Sweep(kind, grid=[dict(trial) for trial in grid], scheduler=scheduler, baseline=dict(baseline))
 
 
@@ -150,16 +151,16 @@ def space_sweep(document: dict[str, Any], path: str, scheduler: str | None = Non
     return sweep
 
 
-def describe(options: dict[str, Any]) -> str:
+def describe(options: TrainConfig) -> str:
     """A short label for a trial's model: ``BC L=100 k=12``, ``Wide-BC L=40 k=36``, ``L=40 k=12``."""
     from densenet_ray.models import resolve_config
 
     model = resolve_config(
-        options.get("model") or "densenet_bc100_k12",
-        depth=options.get("depth"),
-        growth_rate=options.get("growth_rate"),
-        bottleneck=options.get("bottleneck"),
-        reduction=options.get("reduction"),
+        options.model or DEFAULT_MODEL[options.dataset],
+        depth=options.depth,
+        growth_rate=options.growth_rate,
+        bottleneck=options.bottleneck,
+        reduction=options.reduction,
     )
     if model.form == "imagenet":
         return f"DenseNet-{model.depth} k={model.growth_rate}"
@@ -169,11 +170,17 @@ def describe(options: dict[str, Any]) -> str:
     return f"{form} L={model.depth} k={model.growth_rate}".strip()
 
 
-def trial_label(options: dict[str, Any], searched: list[str] | None = None) -> str:
+def trial_label(options: TrainConfig, searched: list[str] | None = None) -> str:
     """The model's label plus the searched options that are not about the model: ``BC L=100 k=12 lr=0.05``."""
-    model_keys = {"model", "depth", "growth_rate", "bottleneck", "reduction"}
-    extra = [f"{key}={_short(options[key])}" for key in searched or [] if key not in model_keys and key in options]
-    return " ".join([describe(options), *extra])
+    model_keys = {"model", "depth", "growth_rate", "bottleneck", "reduction"}  # what describe() shows
+    values = searched_values(options, [key for key in searched or [] if key not in model_keys])
+    return " ".join([describe(options), *(f"{key}={_short(value)}" for key, value in values.items())])
+
+
+def searched_values(options: TrainConfig, searched: list[str]) -> dict[str, Any]:
+    """The values of the searched options (names a sweep saved; those that are not training options are left out)."""
+    values = options.to_dict()
+    return {key: values[key] for key in searched if key in values}
 
 
 def _short(value: Any) -> str:

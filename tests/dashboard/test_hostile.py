@@ -72,7 +72,7 @@ def test_files_without_their_shape_are_one_note_each_and_the_other_runs_are_draw
         f"unreadable run {root}/bad-epochs/config.yaml: epochs: [1] in TrainConfig(...) must be an integer",
         f"unreadable run {root}/bad-loss/metrics.jsonl: loss is 'abc', not a number",
         f"unreadable run {root}/bad-progress/progress.json: batch is 'x', not a whole number",
-        f"unreadable run {root}/flat-epochs/config.yaml: epochs is [1], not a whole number",
+        f"unreadable run {root}/flat-epochs/config.yaml: epochs: [1] in TrainConfig(...) must be an integer",
         f"unreadable sweep {sweep}/sweep.json: options is [1], not a mapping",
     ]
     _, shown = _draw(snapshot)

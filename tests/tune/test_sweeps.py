@@ -6,17 +6,23 @@ from pathlib import Path
 
 import pytest
 
+from densenet_ray.train.config.options import TrainConfig
 from densenet_ray.tune.sweeps import NAMED_SWEEPS, load_space, named_sweep, trial_label
 
 JOBS = Path(__file__).resolve().parents[2] / "jobs"
 
 
+def _label(options: dict, searched: list[str] | None = None) -> str:
+    """The label of a trial given as a sweep writes it (its options by name)."""
+    return trial_label(TrainConfig.from_sources(options, {}), searched)
+
+
 def test_named_sweeps_are_the_papers_studies() -> None:
-    labels = {kind: [trial_label(trial) for trial in named_sweep(kind).grid] for kind in NAMED_SWEEPS}
+    labels = {kind: [_label(trial) for trial in named_sweep(kind).grid] for kind in NAMED_SWEEPS}
     assert labels["wide"] == ["BC L=100 k=12", "Wide-BC L=40 k=36", "Wide-BC L=40 k=48", "Wide-BC L=40 k=60"]
     assert labels["deep"] == ["BC L=40 k=12", "BC L=100 k=12", "BC L=160 k=12", "BC L=250 k=12"]
     assert labels["growth"] == ["BC L=100 k=12", "BC L=100 k=24", "BC L=100 k=32", "BC L=100 k=40"]
-    assert all(trial_label(named_sweep(kind).baseline or {}) == "BC L=100 k=12" for kind in NAMED_SWEEPS)
+    assert all(_label(named_sweep(kind).baseline or {}) == "BC L=100 k=12" for kind in NAMED_SWEEPS)
     with pytest.raises(ValueError, match="unknown sweep 'tall'; choose one of: wide, deep, growth, custom"):
         named_sweep("tall")
 
@@ -28,7 +34,7 @@ def test_the_job_examples_are_valid_spaces(name: str) -> None:
     kind = name.removeprefix("tune-").removesuffix(".yaml")
     if kind in NAMED_SWEEPS:  # the same trials as the named sweep
         grid = [{**sweep.options, next(iter(sweep.space)): value} for value in next(iter(sweep.space.values())).values]
-        assert [trial_label(t) for t in grid] == [trial_label(t) for t in named_sweep(kind).grid]
+        assert [_label(t) for t in grid] == [_label(t) for t in named_sweep(kind).grid]
     else:
         assert (sweep.scheduler, sweep.num_samples, sorted(sweep.space)) == ("asha", 8, ["drop_rate", "lr"])
 
@@ -61,9 +67,9 @@ def test_bad_space_files_are_one_line_errors(tmp_path, text: str, message: str) 
 
 def test_labels_name_the_searched_options() -> None:
     options = {"model": "wide_densenet_bc40_k36", "lr": 0.0512345, "drop_rate": 0.1, "epochs": 3}
-    assert trial_label(options, ["drop_rate", "lr"]) == "Wide-BC L=40 k=36 drop_rate=0.1 lr=0.0512"
-    assert trial_label({"model": "densenet40_k12"}) == "L=40 k=12"
-    assert trial_label({"model": "densenet121"}) == "DenseNet-121 k=32"
+    assert _label(options, ["drop_rate", "lr"]) == "Wide-BC L=40 k=36 drop_rate=0.1 lr=0.0512"
+    assert _label({"model": "densenet40_k12"}) == "L=40 k=12"
+    assert _label({"model": "densenet121"}) == "DenseNet-121 k=32"
 
 
 def test_a_custom_space_searches_recipe_options(tmp_path) -> None:
@@ -83,6 +89,6 @@ def test_a_custom_space_searches_recipe_options(tmp_path) -> None:
     trial = derive(base, {"label_smoothing": 0.1, "ema": 0.999, "mixup": 0.25}, str(tmp_path), "t")
     assert (trial.options.label_smoothing, trial.options.ema, trial.options.mixup) == (0.1, 0.999, 0.25)
     assert trial.options.augment_policy == "randaugment"
-    assert trial_label({"label_smoothing": 0.1, "ema": 0.999}, ["label_smoothing", "ema"]).endswith(
+    assert _label({"label_smoothing": 0.1, "ema": 0.999}, ["label_smoothing", "ema"]).endswith(
         "label_smoothing=0.1 ema=0.999"
     )

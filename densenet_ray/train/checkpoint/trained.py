@@ -15,11 +15,11 @@ from densenet_ray.data.storage import StorageError, open_storage
 from densenet_ray.data.transforms import eval_input
 from densenet_ray.errors import DataError, UserError
 from densenet_ray.paths import absolute_location
-from densenet_ray.train.checkpoint.state import saved_config
 from densenet_ray.train.checkpoint.weights import load_checkpoint, load_initial_weights, state_dict_of
 from densenet_ray.train.config.choices import NUM_CLASSES, WEIGHTS, WHICH
+from densenet_ray.train.config.options import TrainConfig
 from densenet_ray.train.config.resolved import ARCHITECTURE_KEYS
-from densenet_ray.train.run.directory import SNAPSHOT_FILE, RunDirectory, flat_options
+from densenet_ray.train.run.directory import SNAPSHOT_FILE, RunDirectory, read_config_document
 
 
 @dataclass
@@ -34,7 +34,7 @@ class TrainedModel:
         source: the checkpoint it was loaded from.
         classes: class names (from the run's manifest), or the class indices as strings.
         create_kwargs: what ``create_model(name, **create_kwargs)`` builds the network from.
-        options: the run's flat training options (empty for a plain state_dict).
+        options: the run's training options (every default, ``TrainConfig()``, for a plain state_dict).
         input: what a model trained on your own images is fed (None: its paper dataset's evaluation input).
         multi_label: the model scores each class on its own (sigmoid outputs), for multi-label data.
     """
@@ -46,7 +46,7 @@ class TrainedModel:
     source: str
     classes: list[str]
     create_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
-    options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    options: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     input: InputSpec | None = None
     multi_label: bool = False
 
@@ -127,19 +127,22 @@ def load_trained(
         raise UserError(f"--weights {weights!r} is not one of: {', '.join(WEIGHTS)}")
     source = checkpoint_location(location, which, weights)
     loaded = load_checkpoint(source, flag)
-    saved = (flat_options(loaded.get("config")) if isinstance(loaded, dict) else None) or {}
-    resolved = saved_config(loaded)
-    dataset = dataset or saved.get("dataset") or "cifar10"
+    try:
+        resolved = read_config_document(loaded.get("config")) if isinstance(loaded, dict) else None
+    except ValueError as error:
+        raise UserError(f"{source}: {error}") from None
+    saved = resolved.options if resolved else TrainConfig()
+    dataset = dataset or saved.dataset
     if dataset == "images" and (resolved is None or not resolved.classes):
         raise UserError(f"{location} holds no run configuration: a model of your own images loads from its run")
-    name = model or saved.get("model")
+    name = model or saved.model
     if not name:
         raise UserError(f"{location} is a plain state_dict: give --model (and --dataset)")
     if weights is None:
         weights = "ema" if isinstance(loaded, dict) and isinstance(loaded.get("ema"), dict) else "raw"
-    keys = ARCHITECTURE_KEYS
     num_classes = resolved.num_classes if resolved and resolved.num_classes else NUM_CLASSES[dataset]
-    kwargs = {"num_classes": num_classes, **{key: saved[key] for key in keys if saved.get(key) is not None}}
+    architecture = {key: getattr(saved, key) for key in ARCHITECTURE_KEYS if getattr(saved, key) is not None}
+    kwargs = {"num_classes": num_classes, **architecture}
     network = create_model(name, **kwargs)
     load_initial_weights(network, state_dict_of(loaded, source, flag, weights == "ema"), flag)
     network.eval()
@@ -157,7 +160,7 @@ def load_trained(
     )
 
 
-def class_names(options: dict[str, Any], dataset: str) -> list[str]:
+def class_names(options: TrainConfig, dataset: str) -> list[str]:
     """The class names in the run's manifest (its evaluation split's, else its training split's); the class
     indices when the data is not reachable from here. The checkpoint may be someone else's: its data URL is read
     through this machine's own storage settings, never an endpoint the URL names."""
@@ -165,8 +168,8 @@ def class_names(options: dict[str, Any], dataset: str) -> list[str]:
     from densenet_ray.data.storage import without_endpoint
 
     count = NUM_CLASSES[dataset]
-    data = without_endpoint(str(options["data"])) if options.get("data") else None
-    for split in (options.get("eval_split"), "train"):
+    data = without_endpoint(options.data) if options.data else None
+    for split in (options.eval_split, "train"):
         if not data or not split:
             continue
         try:

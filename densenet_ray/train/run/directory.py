@@ -3,6 +3,8 @@
 Files (local or ``s3://``), each written atomically:
 
 - ``config.yaml``: the resolved configuration (:meth:`ResolvedConfig.to_document`); older runs hold flat options.
+  :func:`read_config_document` reads every form back as a :class:`ResolvedConfig`, :meth:`RunDirectory.read` a whole
+  run as a :class:`SavedRun`.
 - ``run.json``: the run's identity, what defines its computation; a resume with other values is refused.
 - ``lease.json``: which driver owns the run now, until when (see :class:`Lease`).
 - ``metrics.jsonl``: one :class:`EpochRecord` per epoch, one :class:`MidEpochRecord` per mid-epoch checkpoint and
@@ -24,12 +26,18 @@ import json
 import os
 import shutil
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
 from densenet_ray.data.storage import LocalStorage, Storage, StorageError, child_url, open_storage
+from densenet_ray.errors import UserError
 from densenet_ray.printing import PrintLine
+from densenet_ray.train.config.choices import NUM_CLASSES
+from densenet_ray.train.config.declaration import GROUPS
+from densenet_ray.train.config.options import training_options
+from densenet_ray.train.config.resolved import ResolvedConfig
 from densenet_ray.train.run.record_shapes import (
     AttemptRecord,
     EpochRecord,
@@ -104,21 +112,56 @@ def parse_progress(data: bytes) -> ProgressRecord | None:
         return None
 
 
-def flat_options(document: Any) -> dict[str, Any] | None:
-    """A ``config.yaml`` document as flat training options (``model``, ``epochs``, ...) and, for the resolved form,
-    the class count (``num_classes``); runs written before it have the flat form. None when it is not a training
-    configuration."""
+def read_config_document(document: Any) -> ResolvedConfig | None:
+    """A saved configuration (``config.yaml``, a checkpoint's ``config``, a Train run's ``train_loop_config``) as the
+    resolved configuration, whichever version wrote it: today's groups, older groups (upgraded by
+    :meth:`ResolvedConfig.from_document`) or the flat options runs were saved with before there were groups. The one
+    reader of saved options: everything after it reads them typed. None when ``document`` is not a training
+    configuration; a one-line :class:`UserError` when it is one without its shape."""
     if not isinstance(document, dict):
         return None
     if isinstance(document.get("model"), dict) and isinstance(document.get("optim"), dict):
-        from densenet_ray.train.config.resolved import ResolvedConfig
+        config = ResolvedConfig.from_document(document)
+    elif "model" in document and "epochs" in document:
+        config = ResolvedConfig.from_document(_grouped(document))
+    else:
+        return None
+    if config.options.model is None or config.options.epochs is None:
+        raise UserError("not a densenet-ray run configuration (its model or epochs are not set)")
+    if not config.num_classes and config.options.dataset in NUM_CLASSES:  # flat options did not save it
+        config = dataclasses.replace(config, num_classes=NUM_CLASSES[config.options.dataset])
+    return config
 
-        try:
-            resolved = ResolvedConfig.from_document(document)
-            return {**resolved.flat(), "num_classes": resolved.num_classes}
-        except ValueError:
-            return None
-    return document if "model" in document and "epochs" in document else None
+
+def _grouped(flat: dict[str, Any]) -> dict[str, Any]:
+    """Flat options (a ``config.yaml`` written before it had groups) in today's groups, each under its key there;
+    ``None`` was a default not filled in. ``amp`` is the flag ``--precision`` replaced, upgraded with the groups."""
+    places = {declared.name: (declared.group, declared.key) for declared in training_options()}
+    places.update({item.name: (item.metadata["group"], item.name) for item in dataclasses.fields(ResolvedConfig)[1:]})
+    places["amp"] = ("execution", "amp")
+    document: dict[str, dict[str, Any]] = {group: {} for group in GROUPS}
+    for name, value in flat.items():
+        if name not in places:
+            raise UserError(f"not a densenet-ray run configuration (unknown option {name!r})")
+        group, key = places[name]
+        if value is not None:
+            document[group][key] = value
+    return document
+
+
+@dataclass(frozen=True)
+class SavedRun:
+    """A run directory read back (:meth:`RunDirectory.read`): its resolved configuration and typed records."""
+
+    url: str
+    config: ResolvedConfig
+    records: list[Record]
+    progress: ProgressRecord | None
+
+    @property
+    def epochs(self) -> list[EpochRecord]:
+        """The records of the epochs it finished, in order."""
+        return [record for record in self.records if isinstance(record, EpochRecord)]
 
 
 class RunDirectory:
@@ -136,11 +179,17 @@ class RunDirectory:
     def write_config(self, document: dict[str, Any]) -> None:
         self.storage.write_bytes(CONFIG_FILE, yaml.safe_dump(document, sort_keys=False).encode())
 
-    def read_config(self) -> dict[str, Any] | None:
-        """The saved configuration as flat options, or None."""
+    def read_config(self) -> ResolvedConfig | None:
+        """The saved configuration (:func:`read_config_document`), or None when there is none."""
         if not self.storage.exists(CONFIG_FILE):
             return None
-        return flat_options(yaml.safe_load(self.storage.read_bytes(CONFIG_FILE)))
+        return read_config_document(yaml.safe_load(self.storage.read_bytes(CONFIG_FILE)))
+
+    def read(self) -> SavedRun | None:
+        """The run as it is saved: its configuration and records (:class:`SavedRun`); None before its
+        configuration is written. A one-line :class:`UserError` when the configuration does not have its shape."""
+        config = self.read_config()
+        return None if config is None else SavedRun(self.url, config, self.records(), self.progress())
 
     def read_identity(self) -> dict[str, Any] | None:
         if not self.storage.exists(IDENTITY_FILE):

@@ -12,6 +12,7 @@ import pytest
 
 from densenet_ray.data.storage import open_storage
 from densenet_ray.train.checkpoint.trained import class_names
+from densenet_ray.train.config.options import TrainConfig
 from tests.local_http import serving
 
 
@@ -40,7 +41,7 @@ def test_the_endpoint_named_in_a_checkpoint_gets_no_request(
     endpoint, seen = trap
     manifest = Path(cifar_shards, "test.json").read_bytes()
     open_storage(f"s3://{bucket}/cifar").write_bytes("test.json", manifest)  # the user's own storage (moto)
-    stored = {"data": f"s3://{bucket}/cifar?endpoint_override={endpoint}&scheme=http", "eval_split": "test"}
+    stored = TrainConfig(data=f"s3://{bucket}/cifar?endpoint_override={endpoint}&scheme=http", eval_split="test")
     names = class_names(stored, "cifar10")
     assert seen == []
     assert names[:3] == ["airplane", "automobile", "bird"] and len(names) == 10
