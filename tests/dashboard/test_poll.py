@@ -88,6 +88,19 @@ def test_train_run_row_counts_attempts_and_live_workers() -> None:
     assert (row.job, row.epochs, row.status_source) == ("train-1", 4, "train")
 
 
+def test_the_launchers_grouped_config_gives_the_model_epochs_and_run_directory() -> None:
+    from densenet_ray.train.config.options import TrainConfig
+    from densenet_ray.train.config.resolved import resolve
+
+    config = resolve(TrainConfig(depth=16, epochs=7, storage="s3://bucket/runs", name="r"), check_weights=False)
+    run = _train_run("r", "s3://bucket/runs")
+    run["run_settings"]["train_loop_config"] = config.to_document()  # what the launcher hands TorchTrainer
+    row = train_run_row(run, {})
+    assert (row.model, row.epochs, row.run_dir) == ("densenet_bc100_k12", 7, "s3://bucket/runs/r")
+    run["run_settings"]["train_loop_config"] = {"model": {"name": 3}, "optim": {}}  # not ours: Ray's view alone
+    assert (train_run_row(run, {}).model, train_run_row(run, {}).epochs) == (None, None)
+
+
 def test_cluster_runs_are_joined_with_their_files_found_through_the_cluster(tmp_path) -> None:
     runs_root = tmp_path / "runs"
     write_run(runs_root, "joined", epochs=4, errors=[0.5, 0.4], last_time=NOW - 10)
