@@ -233,13 +233,13 @@ def engine_against_plain(shards: str, device: str, batch: int, loader_workers: i
     # bf16 where it is native (every recent GPU); a CPU without it (--quick checks) would emulate it for minutes.
     precision = "bf16" if native_bf16(target) else "fp32"
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-    context = StepContext(model, target, precision, True, optimizer, set_lr=lambda index: 0.1)
+    context = StepContext(model, target, precision, True, optimizer)
 
     decode_device = device if device == "cuda" else None  # the pipeline should not be what is measured
 
     def engine(epoch: int) -> int:
         loader = _loader(shards, batch, loader_workers, epoch, decode_device)
-        return train_epoch(context, loader, max_steps=steps).samples
+        return train_epoch(context, loader, schedule=lambda index: 0.1, max_steps=steps).samples
 
     def plain(epoch: int) -> int:
         model.train()
@@ -286,18 +286,21 @@ def recipe_overhead(shards: str, device: str, batch: int, loader_workers: int, s
     precision = "bf16" if native_bf16(target) else "fp32"
     average = WeightAverage(model, 0.9998)
     mixer = batch_mixer(0.2, 1.0, 1.0, 0.5, 1000, seed=0)
-    modern = StepSettings(0.1, mixer, after_optimizer_step=lambda: average.update(model))
+    modern = StepSettings(0.1, after_optimizer_step=lambda: average.update(model))
     contexts = {
-        "paper": StepContext(model, target, precision, True, optimizer, set_lr=lambda index: 0.1),
-        "modern": StepContext(model, target, precision, True, optimizer, set_lr=lambda index: 0.1, settings=modern),
+        "paper": StepContext(model, target, precision, True, optimizer),
+        "modern": StepContext(model, target, precision, True, optimizer, settings=modern),
     }
+    mixers = {"paper": None, "modern": mixer}
     decode_device = device if device == "cuda" else None
     rates: dict[str, list[float]] = {label: [] for label in contexts}
     for epoch in range(4):  # epoch 0 warms both up and is not counted
         for label in list(contexts) if epoch % 2 else list(contexts)[::-1]:
             started = time.perf_counter()
             loader = _loader(shards, batch, loader_workers, epoch, decode_device)
-            seen = train_epoch(contexts[label], loader, max_steps=steps).samples
+            seen = train_epoch(
+                contexts[label], loader, schedule=lambda index: 0.1, mixer=mixers[label], max_steps=steps
+            ).samples
             _synchronize(target)
             if epoch:
                 rates[label].append(seen / (time.perf_counter() - started))

@@ -56,7 +56,6 @@ def _worker(config: dict[str, Any]) -> dict[str, Any]:
         precision=acceleration.precision,
         channels_last=acceleration.channels_last,
         optimizer=optimizer,
-        set_lr=lambda index: 0.1,
         rows_per_rank=64 / world,
     )
     watch = PreemptionWatch(world, device)
@@ -82,7 +81,13 @@ def _worker(config: dict[str, Any]) -> dict[str, Any]:
                 cifar_eval(),
             )
             started = [time.perf_counter()]
-            train_epoch(step, loader, max_steps=config["steps"], on_step=lambda i, s, m=mode, t=started: after(m, t))
+            train_epoch(
+                step,
+                loader,
+                schedule=lambda index: 0.1,
+                max_steps=config["steps"],
+                on_step=lambda i, s, m=mode, t=started: after(m, t),
+            )
     return {
         "times": times,
         "check_seconds": checks["seconds"] / max(checks["count"], 1),

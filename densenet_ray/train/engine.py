@@ -1,4 +1,9 @@
-"""One training epoch and one exact evaluation pass: pure PyTorch, no Ray (the worker loop calls these)."""
+"""One training epoch and one exact evaluation pass: pure PyTorch, no Ray (the worker loop calls these).
+
+What stays the same for a whole run (the model, its optimizer, the numerics) is a :class:`StepContext`, built once;
+what changes from epoch to epoch (the learning rate of each step, the batch mixing, the frozen backbone) is passed to
+:func:`train_epoch` as its arguments.
+"""
 
 from __future__ import annotations
 
@@ -95,7 +100,6 @@ class StepContext:
         channels_last: convert each batch to channels-last memory format.
         optimizer: training only.
         scaler: the fp16 gradient scaler, or None.
-        set_lr: ``set_lr(i)`` sets (and returns) the learning rate of optimizer step ``i`` of the epoch (training).
         rows_per_rank: the global batch divided by the world size. A rank's loss is its summed sample losses over
             this, so DDP's gradient average is the mean over the global batch even when ranks hold unequal shares
             (and a sample that failed to decode drops out without raising the others' weight). None: the batch mean.
@@ -109,7 +113,6 @@ class StepContext:
     channels_last: bool = False
     optimizer: torch.optim.Optimizer | None = None
     scaler: torch.amp.GradScaler | None = None
-    set_lr: Callable[[int], float] | None = None
     rows_per_rank: float | None = None
     settings: StepSettings = field(default_factory=lambda: StepSettings())
     autocast_dtype: torch.dtype | None = field(init=False, default=None)
@@ -124,33 +127,42 @@ class StepContext:
 
 @dataclass
 class StepSettings:
-    """How each training step computes its loss and updates the weights beyond the paper's plain step: the modern
-    recipe's parts, a fine-tuning run's frozen backbone, multi-label and weighted losses.
+    """How each training step computes its loss and updates the weights beyond the paper's plain step, the same in
+    every epoch: the modern recipe's parts, multi-label and weighted losses.
 
     Attributes:
         label_smoothing: ``F.cross_entropy``'s ``label_smoothing``.
-        mixer: ``mixer(batch_index, images, labels) -> (images, soft targets)`` (``recipe.batch_mixer`` builds it),
-            or None.
         accumulate: batches whose gradients add up to one optimizer step (DDP synchronises only the last).
         clip_grad_norm: the gradients' largest total 2-norm before each optimizer step (0: no clipping).
         after_optimizer_step: called after every optimizer step (the weights' moving average), or None.
-        frozen: parameters the optimizer leaves as they are (a fine-tuning run's backbone in ``--freeze-epochs``):
-            their gradients are dropped before each step, so neither momentum nor weight decay touches them.
-        frozen_norms: normalisation layers kept in evaluation mode while training (their statistics stay fixed).
         multi_label: targets are multi-hot rows, the loss ``binary_cross_entropy_with_logits`` summed over classes.
         loss_weights: per class, cross entropy's ``weight`` (``--class-weights``) or, multi-label, the positive
             samples' ``pos_weight`` (``--pos-weight``); None weighs every class alike.
     """
 
     label_smoothing: float = 0.0
-    mixer: BatchMixer | None = None
     accumulate: int = 1
     clip_grad_norm: float = 0.0
     after_optimizer_step: Callable[[], None] | None = None
-    frozen: tuple[torch.nn.Parameter, ...] = ()
-    frozen_norms: tuple[torch.nn.Module, ...] = ()
     multi_label: bool = False
     loss_weights: torch.Tensor | None = None
+
+
+@dataclass(frozen=True)
+class Frozen:
+    """What an epoch holds still (a fine-tuning run's backbone in ``--freeze-epochs``; ``recipe.backbone`` finds it).
+
+    Attributes:
+        parameters: left as they are by the optimizer: their gradients are dropped before each step, so neither
+            momentum nor weight decay touches them.
+        norms: normalisation layers kept in evaluation mode while training (their statistics stay fixed).
+    """
+
+    parameters: tuple[nn.Parameter, ...] = ()
+    norms: tuple[nn.Module, ...] = ()
+
+
+NOTHING_FROZEN = Frozen()
 
 
 def training_loss(settings: StepSettings, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -164,14 +176,20 @@ def training_loss(settings: StepSettings, logits: torch.Tensor, targets: torch.T
 
 
 def _backward(
-    context: StepContext, index: int, images: torch.Tensor, labels: torch.Tensor, share: int, last: bool
+    context: StepContext,
+    mixer: BatchMixer | None,
+    index: int,
+    batch: tuple[torch.Tensor, torch.Tensor],
+    share: int,
+    last: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One batch's forward and backward, its loss weighted as ``1 / share`` of the optimizer step's; returns the
-    summed loss and the logits (detached)."""
+    """One batch's forward and backward (images mixed by ``mixer`` under the batch's ``index``), its loss weighted as
+    ``1 / share`` of the optimizer step's; returns the summed loss and the logits (detached)."""
     settings = context.settings
+    images, labels = batch
     targets = labels
-    if settings.mixer is not None:
-        images, targets = settings.mixer(index, images, labels)
+    if mixer is not None:
+        images, targets = mixer(index, images, labels)
     with gradients_kept_local(context.model, not last):
         with _autocast(context.device, context.autocast_dtype):
             logits = context.model(images)
@@ -181,11 +199,11 @@ def _backward(
     return loss_sum.detach(), logits.detach()
 
 
-def _optimizer_step(context: StepContext) -> None:
+def _optimizer_step(context: StepContext, frozen: Frozen) -> None:
     """Clip (after unscaling fp16 gradients), step, and clear the gradients for the next optimizer step."""
     optimizer, scaler, settings = context.optimizer, context.scaler, context.settings
     assert optimizer is not None
-    for parameter in settings.frozen:  # optimizers skip a parameter without a gradient altogether
+    for parameter in frozen.parameters:  # optimizers skip a parameter without a gradient altogether
         parameter.grad = None
     if settings.clip_grad_norm:
         if scaler is not None:
@@ -205,18 +223,24 @@ def _optimizer_step(context: StepContext) -> None:
 def train_epoch(
     context: StepContext,
     batches: Iterable[tuple[torch.Tensor, ...]],  # (images, labels)
+    *,
+    schedule: Callable[[int], float] | None = None,
+    mixer: BatchMixer | None = None,
+    frozen: Frozen = NOTHING_FROZEN,
     max_steps: int = 0,
     first_step: int = 0,
     on_step: Callable[[int, TrainStats], None] | None = None,
 ) -> TrainStats:
-    """Train over ``batches``. ``first_step`` is the epoch's index of the first batch (after a resume; a multiple of
-    ``accumulate``); ``max_steps`` (0 = all) bounds the batch index, the same on every rank, so DDP stays in step;
-    ``on_step(i, stats)`` runs after each batch. Optimizer step ``i // accumulate`` takes batches ``i`` of its group
-    (the epoch's last group may be shorter: its batches weigh ``1 / its length``). Nothing in the loop reads a device
-    tensor back: batches are copied ``non_blocking`` (from pinned memory on a GPU) and the statistics stay on the
-    device until read."""
+    """Train over ``batches``. ``schedule(i)`` is the learning rate of the epoch's optimizer step ``i``, set on each
+    parameter group times its ``lr_scale`` (None: the optimizer's rates stay); ``mixer(i, images, labels)`` mixes
+    batch ``i`` (None: no mixing); ``frozen`` is held still. ``first_step`` is the epoch's index of the first batch
+    (after a resume; a multiple of ``accumulate``); ``max_steps`` (0 = all) bounds the batch index, the same on every
+    rank, so DDP stays in step; ``on_step(i, stats)`` runs after each batch. Optimizer step ``i // accumulate`` takes
+    batches ``i`` of its group (the epoch's last group may be shorter: its batches weigh ``1 / its length``). Nothing
+    in the loop reads a device tensor back: batches are copied ``non_blocking`` (from pinned memory on a GPU) and the
+    statistics stay on the device until read."""
     context.model.train()
-    for module in context.settings.frozen_norms:
+    for module in frozen.norms:
         module.eval()
     stats = TrainStats()
     every = context.settings.accumulate
@@ -230,18 +254,26 @@ def train_epoch(
             break
         group_start = index - index % every
         share = min(every, total - group_start)
-        if context.set_lr is not None and index == group_start:
-            context.set_lr(index // every)
+        if schedule is not None and index == group_start:
+            _set_rate(context, schedule(index // every))
         labels = labels.to(context.device, non_blocking=True)
         last = index + 1 == group_start + share
-        loss_sum, logits = _backward(context, index, context.to_device(images), labels, share, last)
+        loss_sum, logits = _backward(context, mixer, index, (context.to_device(images), labels), share, last)
         if last:
-            _optimizer_step(context)
+            _optimizer_step(context, frozen)
         stats.add(loss_sum, logits, labels)
         if on_step:
             on_step(index, stats)
         waited = time.perf_counter()
     return stats
+
+
+def _set_rate(context: StepContext, rate: float) -> None:
+    """The schedule's ``rate`` on every parameter group, scaled by the group's ``lr_scale`` (a fine-tuned backbone
+    learns at a share of the classifier's rate; ``recipe.parameter_groups``)."""
+    assert context.optimizer is not None
+    for group in context.optimizer.param_groups:
+        group["lr"] = rate * group.get("lr_scale", 1.0)
 
 
 def _fetched(batches: Iterable[Any]) -> Iterator[Any]:

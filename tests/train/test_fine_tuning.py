@@ -14,7 +14,7 @@ from PIL import Image
 from densenet_ray.data.transforms import cifar_eval
 from densenet_ray.models import create_model
 from densenet_ray.train.checkpoint.weights import load_initial_weights
-from densenet_ray.train.engine import StepContext, StepSettings, train_epoch
+from densenet_ray.train.engine import Frozen, StepContext, train_epoch
 from densenet_ray.train.recipe import backbone, head_parameters, make_optimizer, parameter_groups
 
 CPU = torch.device("cpu")
@@ -66,12 +66,11 @@ def test_frozen_epochs_leave_the_backbone_and_its_statistics_as_loaded(photos) -
     before = {key: value.clone() for key, value in model.state_dict().items()}
     parameters, norms = backbone(model)
     optimizer = make_optimizer(parameter_groups(model, 1e-4, False), "sgd", 0.1, 0.9)
-    settings = StepSettings(frozen=parameters, frozen_norms=norms)
-    train_epoch(StepContext(model, CPU, optimizer=optimizer, settings=settings), [(images, labels)] * 2)
+    context = StepContext(model, CPU, optimizer=optimizer)
+    train_epoch(context, [(images, labels)] * 2, frozen=Frozen(parameters, norms))
     after = model.state_dict()
     changed = sorted(key for key in before if not torch.equal(before[key], after[key]))
     assert changed == ["classifier.bias", "classifier.weight"]  # no weight, no running mean or variance moved
-    settings.frozen, settings.frozen_norms = (), ()
-    train_epoch(StepContext(model, CPU, optimizer=optimizer, settings=settings), [(images, labels)])
+    train_epoch(context, [(images, labels)])  # nothing frozen
     assert not torch.equal(model.features.conv0.weight, before["features.conv0.weight"])
     assert not torch.equal(model.features.norm5.running_mean, before["features.norm5.running_mean"])

@@ -49,7 +49,7 @@ def test_steps_two_to_three_are_traced_summarised_and_written(tmp_path, cifar_sh
     torch.manual_seed(0)
     model = create_model("densenet_bc100_k12", depth=10, num_classes=10)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    context = StepContext(model, torch.device("cpu"), optimizer=optimizer, set_lr=lambda index: 0.1)
+    context = StepContext(model, torch.device("cpu"), optimizer=optimizer)
     profiler = StepProfiler(StepRange(2, 3), rank=1, on_gpu=False)
     finished = []
 
@@ -62,7 +62,7 @@ def test_steps_two_to_three_are_traced_summarised_and_written(tmp_path, cifar_sh
     summaries: list = []
     assert profiler.step_done(0) is None
     loader = make_loader(PipelineConfig(cifar_shards, "train", 25, loader_workers=0), cifar_eval())
-    train_epoch(context, loader, max_steps=4, on_step=after)
+    train_epoch(context, loader, schedule=lambda index: 0.1, max_steps=4, on_step=after)
     assert finished == [3]
     (summary,) = summaries
     assert (summary.first, summary.last, summary.device) == (2, 3, "CPU")

@@ -1,5 +1,5 @@
-"""What a worker tells the outside while it trains: rank 0's in-epoch progress file, the per-epoch record, and the
-fault injection the recovery tests use."""
+"""What a worker tells the outside while it trains: rank 0's in-epoch progress file, the per-epoch record (typed until
+it is reported), and the fault injection the recovery tests use."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ from densenet_ray.data.storage import LocalStorage, StorageError
 from densenet_ray.train.acceleration import Acceleration
 from densenet_ray.train.checkpoint.state import Position
 from densenet_ray.train.engine import EvalStats, TrainStats
-from densenet_ray.train.run.directory import EpochRecord, ProgressRecord, RunDirectory
+from densenet_ray.train.epoch import EpochOutcome
+from densenet_ray.train.run.directory import EpochRecord, MidEpochRecord, ProgressRecord, RunDirectory
 
 FAULT_ENV = "DENSENET_RAY_FAULT"  # "STEP:RANK:MARKER_FILE": kill that rank once at that global step
 
@@ -93,23 +94,14 @@ class Attempt:
     first_step_seconds: float | None = None
 
 
-def epoch_record(
-    attempt: Attempt,
-    position: Position,
-    epochs: int,
-    lr: tuple[float, float],
-    stats: TrainStats,
-    results: list[EvalStats],
-    train_seconds: float,
-    steady: float | None,
-) -> dict[str, Any]:
-    """The epoch's :class:`EpochRecord` (of the epoch before ``position.epoch``) as the metrics dict Ray reports (and
-    ``metrics.jsonl`` stores); ``lr`` the schedule's rate at the epoch's last step and its mean over the epoch;
-    ``results`` are the raw weights' evaluation and, with ``--ema``, their moving
-    average's; ``steady`` the images per second after the first steps, when the epoch had enough of them."""
-    images_per_s = stats.samples * attempt.world / max(train_seconds, 1e-9)
-    result, average = results[0], results[1] if len(results) > 1 else None
-    record = EpochRecord(
+def epoch_record(attempt: Attempt, position: Position, epochs: int, outcome: EpochOutcome) -> EpochRecord:
+    """The :class:`EpochRecord` of the epoch before ``position.epoch`` (``position`` as the epoch left it) of a run of
+    ``epochs``: its ``outcome`` on this rank, rates over all of the attempt's ranks."""
+    stats, train_seconds, world = outcome.stats, outcome.train_seconds, attempt.world
+    images_per_s = stats.samples * world / max(train_seconds, 1e-9)
+    steady = None if outcome.steady is None else outcome.steady[0] * world / max(outcome.steady[1], 1e-9)
+    result, average = outcome.results[0], outcome.results[1] if len(outcome.results) > 1 else None
+    return EpochRecord(
         epoch=position.epoch,
         epochs=epochs,
         step=position.global_step,
@@ -124,8 +116,8 @@ def epoch_record(
         ema_test_error=average.main_error if average else None,
         ema_test_top5_error=average.top5_error if average and average.ranking is None else None,
         **_ranking(result, average),
-        lr=lr[0],
-        mean_lr=lr[1],
+        lr=outcome.lr,
+        mean_lr=outcome.mean_lr,
         images_per_s=images_per_s,
         steady_images_per_s=images_per_s if steady is None else steady,
         first_step_time=attempt.first_step_time,
@@ -134,9 +126,15 @@ def epoch_record(
         seconds_per_iteration=train_seconds / max(stats.steps, 1),
         epoch_seconds=train_seconds,
         data_wait_fraction=stats.data_seconds / max(train_seconds, 1e-9),
+        skipped_samples=outcome.skipped,
         peak_memory_mb=peak_memory_mb(attempt.device),
-        world_size=attempt.world,
+        world_size=world,
     )
+
+
+def reported(record: EpochRecord | MidEpochRecord) -> dict[str, Any]:
+    """A record as the metrics a worker reports to Ray (fields without a value left out); the driver turns them back
+    into the record (``run.directory.record_from_metrics``) to write its ``metrics.jsonl`` line."""
     return {key: value for key, value in dataclasses.asdict(record).items() if value is not None}
 
 

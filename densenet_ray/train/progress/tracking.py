@@ -12,6 +12,7 @@ are written in a local folder and uploaded into ``<run>/tensorboard/`` with ever
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import re
 import shutil
@@ -23,7 +24,7 @@ from densenet_ray.train.config.resolved import ResolvedConfig
 from densenet_ray.train.config.tracking_uri import connection_uri
 from densenet_ray.train.config.values import trackers
 from densenet_ray.train.engine import TrainStats
-from densenet_ray.train.run.directory import TENSORBOARD_DIR, RunDirectory
+from densenet_ray.train.run.directory import TENSORBOARD_DIR, EpochRecord, RunDirectory
 
 MLFLOW_EXPERIMENT = "densenet-ray"
 WANDB_PROJECT = "densenet-ray"
@@ -60,11 +61,11 @@ class Tracking:
             self._log(metrics, global_step)
         self._last = (loss_sum, samples)
 
-    def epoch(self, record: dict[str, Any], global_step: int) -> None:
+    def epoch(self, record: EpochRecord, global_step: int) -> None:
         """Every number in the epoch record, under ``epoch/`` (a mapping's, such as each class's AUROC, under
         ``epoch/<key>/<name>``); then the files go to the run directory."""
         flat: dict[str, Any] = {}
-        for key, value in record.items():
+        for key, value in dataclasses.asdict(record).items():
             if isinstance(value, dict):
                 flat.update({f"{key}/{_tag(name)}": number for name, number in value.items()})
             else:

@@ -38,6 +38,7 @@ def test_a_resumed_attempt_hides_the_lost_attempts_steps_after_its_checkpoint(tm
     from densenet_ray.train.config.options import TrainConfig
     from densenet_ray.train.config.resolved import resolve
     from densenet_ray.train.progress.tracking import Tracking
+    from densenet_ray.train.run.record_shapes import EpochRecord
 
     config = resolve(TrainConfig(storage=str(tmp_path), name="run", log_every_steps=1))
     first = Tracking(config, 0)
@@ -45,7 +46,7 @@ def test_a_resumed_attempt_hides_the_lost_attempts_steps_after_its_checkpoint(tm
     for step in range(1, 9):  # the lost attempt: checkpointed at step 4 (the epoch's end), died after step 8
         first.step(step, _stats_after(losses[:step]), lr=0.1)
         if step == 4:
-            first.epoch({"epoch": 1, "test_error": 0.5}, step)
+            first.epoch(EpochRecord(epoch=1, epochs=2, step=step, loss=4.0, test_error=0.5), step)
     first.close(failed=True)
     second = Tracking(config, 4)  # resumed from the step-4 checkpoint
     for step in range(5, 7):
