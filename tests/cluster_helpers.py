@@ -35,6 +35,12 @@ LOOPBACK = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 TRAIN_POLL_VARIABLE = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"
 FAST_TRAIN_POLL = {TRAIN_POLL_VARIABLE: "0.5"}
 DEFAULT_TRAIN_POLL = {TRAIN_POLL_VARIABLE: "2"}
+# Ray Train starts a PreemptionWatcher actor in every run, on the path to its first step (a tiny run on 2 cores:
+# 1.3 CPU-seconds and 2-6 s of its start-up, measured), to poll the nodes' drain state. The suite runs without it,
+# as with FAST_TRAIN_POLL, except where a test drains a node (PREEMPTION_WATCHER, which is Ray's default).
+WATCHER_VARIABLE = "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"
+SUITE_TRAIN_SETTINGS = {**FAST_TRAIN_POLL, WATCHER_VARIABLE: "0"}
+PREEMPTION_WATCHER = {WATCHER_VARIABLE: "1"}
 
 
 # Ray's default ports (GCS, dashboard, client server, the dashboard agent's HTTP port): a test's free port that is one

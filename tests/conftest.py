@@ -128,13 +128,14 @@ def ray_tmpdir_of_the_suite() -> Iterator[Path]:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def fast_train_poll() -> Iterator[None]:
-    """Ray Train's controller polls every 0.5 s instead of 2 s in every run, head and job the suite starts
-    (tests.cluster_helpers.FAST_TRAIN_POLL says why); set before any Ray head, which passes it to its workers."""
-    from tests.cluster_helpers import FAST_TRAIN_POLL
+def suite_train_settings() -> Iterator[None]:
+    """Ray Train's controller polls every 0.5 s instead of 2 s, and starts no preemption watcher, in every run, head
+    and job the suite starts (tests.cluster_helpers.SUITE_TRAIN_SETTINGS says why); set before any Ray head, which
+    passes them to its workers."""
+    from tests.cluster_helpers import SUITE_TRAIN_SETTINGS
 
     with pytest.MonkeyPatch.context() as patch:
-        for name, value in FAST_TRAIN_POLL.items():
+        for name, value in SUITE_TRAIN_SETTINGS.items():
             patch.setenv(name, value)
         yield
 

@@ -71,7 +71,7 @@ def _trainer(config: ResolvedConfig, callbacks: Sequence[Any]) -> Any:
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    from densenet_ray.train.worker import train_loop
+    from densenet_ray.train.worker_entry import train_loop
 
     execution = config.options
     resources = {"CPU": execution.cpus_per_worker, **({"GPU": 1} if execution.gpu else {})}

@@ -13,7 +13,6 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-from torchvision.transforms import v2
 
 from densenet_ray.data.epoch_plan import mix
 
@@ -32,6 +31,8 @@ def batch_mixer(
     ``seed`` and ``key``, which the caller makes unique per batch and rank), so a resumed run mixes its batches as an
     uninterrupted one would, and the caller's generator (dropout) is left as it was.
     """
+    from torchvision.transforms import v2  # here: the driver imports this module, and needs no torchvision (2 s)
+
     choices = [v2.MixUp(alpha=mixup, num_classes=num_classes)] if mixup else []
     choices += [v2.CutMix(alpha=cutmix, num_classes=num_classes)] if cutmix else []
     if not choices:

@@ -103,9 +103,9 @@ class WorkerLoop:
         )
 
 
-def train_loop(document: dict[str, Any]) -> dict[str, Any]:
-    """``train_loop_per_worker`` for ``TorchTrainer``: the resolved config's document in, rank 0's last epoch
-    record out (the metrics it reported)."""
+def run_worker(document: dict[str, Any]) -> dict[str, Any]:
+    """One worker's whole run (what :func:`densenet_ray.train.worker_entry.train_loop` calls): the resolved config's
+    document in, rank 0's last epoch record out (the metrics it reported)."""
     loop = WorkerLoop(ResolvedConfig.from_document(document))
     final = loop.run()
     if final is None and loop.attempt.rank == 0:  # a finished or stopped run: its last recorded epoch

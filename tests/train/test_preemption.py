@@ -17,6 +17,7 @@ import pytest
 from tests.cluster_helpers import (
     BIN,
     DEFAULT_TRAIN_POLL,
+    PREEMPTION_WATCHER,
     ray_env,
     ray_worker_node,
     reclaim_node,
@@ -35,6 +36,7 @@ EPOCHS = 20  # of 10 steps: long enough to outlast a 30 s notice
 # before it starts 1: a placement group on live nodes is ready at once, so 5 s is ample.
 _PACE = {
     **DEFAULT_TRAIN_POLL,
+    **PREEMPTION_WATCHER,
     "RAY_TRAIN_PREEMPTION_POLL_INTERVAL_S": "1",
     "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": "5",
 }

@@ -12,7 +12,6 @@ from torch import nn
 
 from densenet_ray.data.input_spec import InputSpec
 from densenet_ray.data.storage import StorageError, open_storage
-from densenet_ray.data.transforms import eval_input
 from densenet_ray.errors import DataError, UserError
 from densenet_ray.paths import absolute_location
 from densenet_ray.train.checkpoint.weights import load_checkpoint, load_initial_weights, state_dict_of
@@ -53,11 +52,13 @@ class TrainedModel:
     @property
     def input_size(self) -> int:
         """The side of the square images the model is evaluated on."""
-        return self.input.size if self.input else eval_input(self.dataset)[0]
+        return self.input.size if self.input else _eval_input(self.dataset)[0]
 
     def describe(self) -> dict[str, Any]:
         """The model card written beside an export: what a loader needs to feed and read the model."""
-        size, mean, std = (self.input.size, self.input.mean, self.input.std) if self.input else eval_input(self.dataset)
+        size, mean, std = (
+            (self.input.size, self.input.mean, self.input.std) if self.input else _eval_input(self.dataset)
+        )
         crop = {"crop_pct": self.input.crop_pct} if self.input else {}
         return {
             "model": self.name,
@@ -74,6 +75,13 @@ class TrainedModel:
             "source": self.source,
             "create_model": {"name": self.name, **self.create_kwargs},
         }
+
+
+def _eval_input(dataset: str) -> tuple[int, tuple[float, ...], tuple[float, ...]]:
+    # imported here: a training driver finds its run's checkpoints through this module, and needs no torchvision (2 s)
+    from densenet_ray.data.transforms import eval_input
+
+    return eval_input(dataset)
 
 
 def checkpoint_location(location: str, which: str = "last", weights: str | None = None) -> str:
