@@ -29,7 +29,7 @@ from torch import nn
 from densenet_ray.errors import UserError
 from densenet_ray.models.formats import FORMATS, PROGRAMS, TRUST_PROGRAM
 from densenet_ray.paths import atomic_path
-from densenet_ray.train.checkpoint.safe_load import load_weights
+from densenet_ray.safe_load import load_weights
 
 WEIGHTS_ONLY = ("state_dict", "safetensors")  # loaded into a network the caller builds
 ONNX_EXTRA = "pip install 'densenet-ray[onnx]'"

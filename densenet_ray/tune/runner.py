@@ -28,7 +28,7 @@ from densenet_ray.data.storage import StorageError, child_url, open_storage
 from densenet_ray.errors import Interrupted, UserError
 from densenet_ray.printing import PrintLine
 from densenet_ray.ray_session import ClusterNeeds, RayOptions, ray_session
-from densenet_ray.train.checkpoint.safe_load import TRUST_STORAGE, storage_trusted
+from densenet_ray.safe_load import TRUST_STORAGE, storage_trusted
 from densenet_ray.train.config.options import TrainConfig
 from densenet_ray.train.config.resolved import ResolvedConfig, anchored, derive, resolve
 from densenet_ray.train.run.preflight import check_data

@@ -13,7 +13,7 @@ from PIL import Image
 
 from densenet_ray.data.transforms import cifar_eval
 from densenet_ray.models import create_model
-from densenet_ray.train.checkpoint.weights import load_initial_weights
+from densenet_ray.models.weights import load_initial_weights
 from densenet_ray.train.engine import Frozen, StepContext, train_epoch
 from densenet_ray.train.recipe import backbone, head_parameters, make_optimizer, parameter_groups
 

@@ -208,7 +208,7 @@ def test_no_decay_norm_bias_exempts_batchnorm_and_biases() -> None:
 
 def test_a_checkpoint_without_a_moving_average_says_so_in_one_line() -> None:
     from densenet_ray.errors import UserError
-    from densenet_ray.train.checkpoint.weights import state_dict_of
+    from densenet_ray.models.weights import state_dict_of
 
     weights = {"classifier.bias": torch.zeros(10)}
     with pytest.raises(

@@ -24,7 +24,7 @@ from densenet_ray.cli import main
 from densenet_ray.data.epoch_plan import Layout, Segment
 from densenet_ray.errors import UserError
 from densenet_ray.models import create_model
-from densenet_ray.train.checkpoint.safe_load import TRUST_STORAGE, NotPlainWeights
+from densenet_ray.safe_load import TRUST_STORAGE, NotPlainWeights
 from densenet_ray.train.checkpoint.state import Position, TrainingState, restore, save_checkpoint
 from densenet_ray.train.config.options import TrainConfig, training_option
 from densenet_ray.train.config.resolved import resolve

@@ -16,7 +16,7 @@ import logging
 
 import torch
 
-from densenet_ray.train.checkpoint.safe_load import TRUST_STORAGE, storage_trusted
+from densenet_ray.safe_load import TRUST_STORAGE, storage_trusted
 from densenet_ray.train.run.directory import COMPILE_ARTIFACTS_FILE, RunDirectory
 
 

@@ -21,15 +21,15 @@ from torch import nn
 from densenet_ray.data.epoch_plan import Layout, Segment
 from densenet_ray.data.storage import open_storage
 from densenet_ray.models import create_model
-from densenet_ray.train.acceleration import Acceleration, use_compile_cache
-from densenet_ray.train.checkpoint.safe_load import load_weights
-from densenet_ray.train.checkpoint.weights import (
+from densenet_ray.models.weights import (
     STATE_FILE,
     load_checkpoint,
     load_initial_weights,
     pretrained_state_dict,
     state_dict_of,
 )
+from densenet_ray.safe_load import load_weights
+from densenet_ray.train.acceleration import Acceleration, use_compile_cache
 from densenet_ray.train.config.resolved import ResolvedConfig
 from densenet_ray.train.recipe import WeightAverage
 from densenet_ray.train.stopping import Bests

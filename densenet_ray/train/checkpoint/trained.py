@@ -13,8 +13,8 @@ from torch import nn
 from densenet_ray.data.input_spec import InputSpec
 from densenet_ray.data.storage import StorageError, open_storage
 from densenet_ray.errors import DataError, UserError
+from densenet_ray.models.weights import load_checkpoint, load_initial_weights, state_dict_of
 from densenet_ray.paths import absolute_location
-from densenet_ray.train.checkpoint.weights import load_checkpoint, load_initial_weights, state_dict_of
 from densenet_ray.train.config.choices import NUM_CLASSES, WEIGHTS, WHICH
 from densenet_ray.train.config.options import TrainConfig
 from densenet_ray.train.config.resolved import ARCHITECTURE_KEYS

@@ -127,7 +127,7 @@ def check_initial_weights(config: ResolvedConfig) -> None:
     if not (options.init_from or options.pretrained):
         return
     from densenet_ray.models import create_model
-    from densenet_ray.train.checkpoint.weights import load_initial_weights, pretrained_state_dict
+    from densenet_ray.models.weights import load_initial_weights, pretrained_state_dict
 
     network = create_model(options.model, **config.model_kwargs())
     if options.pretrained:

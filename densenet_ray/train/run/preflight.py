@@ -13,9 +13,9 @@ from densenet_ray.data.epoch_plan import check_fills_a_batch
 from densenet_ray.data.manifest import Manifest, load_manifest
 from densenet_ray.data.storage import StorageError
 from densenet_ray.errors import UserError
+from densenet_ray.models.weights import STATE_FILE
 from densenet_ray.printing import PrintLine
-from densenet_ray.train.checkpoint.safe_load import NotPlainWeights, failure, load_weights
-from densenet_ray.train.checkpoint.weights import STATE_FILE
+from densenet_ray.safe_load import NotPlainWeights, failure, load_weights
 from densenet_ray.train.config.dataset_fit import check_family
 from densenet_ray.train.config.resolved import ResolvedConfig
 from densenet_ray.train.run.data_cache import ensure_data

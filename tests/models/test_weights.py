@@ -9,7 +9,7 @@ import torch
 import torchvision
 
 from densenet_ray.models import create_model
-from densenet_ray.train.checkpoint.weights import load_initial_weights
+from densenet_ray.models.weights import load_initial_weights
 from densenet_ray.train.config.options import TrainConfig
 from densenet_ray.train.config.resolved import resolve
 
@@ -55,7 +55,7 @@ def test_init_from_errors(tmp_path) -> None:
 
 def test_pretrained_goes_through_torchvisions_weights_api(tmp_path, monkeypatch) -> None:
     """A file already in torchvision's cache is what --pretrained loads (the state_dict torchvision publishes)."""
-    from densenet_ray.train.checkpoint.weights import pretrained_state_dict
+    from densenet_ray.models.weights import pretrained_state_dict
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     url = torchvision.models.DenseNet121_Weights.DEFAULT.url

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from densenet_ray.errors import UserError
-from densenet_ray.train.checkpoint.safe_load import NotPlainWeights, load_weights, refusal
+from densenet_ray.safe_load import NotPlainWeights, load_weights, refusal
 
 CLASSIFIER_KEYS = ("classifier.weight", "classifier.bias")
 STATE_FILE = "state.pt"
