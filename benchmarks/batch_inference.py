@@ -81,8 +81,8 @@ def main() -> None:
 
     import torch
 
-    from densenet_ray.data.build import build_dataset
-    from densenet_ray.data.sources import imagefolder_source
+    from densenet_ray.data.building.build import build_dataset
+    from densenet_ray.data.building.sources import imagefolder_source
     from densenet_ray.models import create_model
 
     with tempfile.TemporaryDirectory() as directory:

@@ -38,14 +38,14 @@ sys.path.insert(0, str(ROOT))
 
 from machine import cpu_name  # noqa: E402
 
-from densenet_ray.data.build import build_dataset  # noqa: E402
-from densenet_ray.data.manifest import load_manifest  # noqa: E402
-from densenet_ray.data.pipeline import PipelineConfig, make_loader  # noqa: E402
-from densenet_ray.data.shard_reader import read_shard  # noqa: E402
-from densenet_ray.data.source_base import FileEntry, FileListSource  # noqa: E402
-from densenet_ray.data.sources import imagefolder_source  # noqa: E402
+from densenet_ray.data.building.build import build_dataset  # noqa: E402
+from densenet_ray.data.building.source_base import FileEntry, FileListSource  # noqa: E402
+from densenet_ray.data.building.sources import imagefolder_source  # noqa: E402
+from densenet_ray.data.format.manifest import load_manifest  # noqa: E402
+from densenet_ray.data.reading.pipeline import PipelineConfig, make_loader  # noqa: E402
+from densenet_ray.data.reading.shard_reader import read_shard  # noqa: E402
+from densenet_ray.data.reading.transforms import cifar_train, imagenet_train  # noqa: E402
 from densenet_ray.data.storage import open_storage, s3_client  # noqa: E402
-from densenet_ray.data.transforms import cifar_train, imagenet_train  # noqa: E402
 
 SHARED_CIFAR = ROOT.parent / "shared" / "data" / "cifar10-jpeg" / "train.tar"
 

@@ -26,8 +26,8 @@ def entropy_bits(labels: list[int]) -> float:
 
 
 def main() -> int:
-    from densenet_ray.data.pipeline import PipelineConfig, make_loader
-    from densenet_ray.data.transforms import cifar_train
+    from densenet_ray.data.reading.pipeline import PipelineConfig, make_loader
+    from densenet_ray.data.reading.transforms import cifar_train
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("data")

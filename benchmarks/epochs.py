@@ -37,7 +37,7 @@ from data import S3Server, cifar_source, upload  # noqa: E402
 from epoch_pass import entropy_bits  # noqa: E402
 from machine import cpu_name  # noqa: E402
 
-from densenet_ray.data.build import build_dataset  # noqa: E402
+from densenet_ray.data.building.build import build_dataset  # noqa: E402
 from densenet_ray.data.storage import s3_client  # noqa: E402
 
 PASS = ROOT / "benchmarks" / "epoch_pass.py"

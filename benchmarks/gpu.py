@@ -155,8 +155,8 @@ def imagenet_shards(directory: str, copies: int) -> str:
     """ImageNet-sized JPEG shards: the committed CIFAR-10 slice upscaled to 256x256, ``copies`` times over."""
     from PIL import Image
 
-    from densenet_ray.data.build import build_dataset
-    from densenet_ray.data.sources import imagefolder_source
+    from densenet_ray.data.building.build import build_dataset
+    from densenet_ray.data.building.sources import imagefolder_source
 
     folders = os.path.join(directory, "images")
     with tarfile.open(FIXTURE) as archive:
@@ -175,8 +175,8 @@ def imagenet_shards(directory: str, copies: int) -> str:
 
 
 def _loader(shards: str, batch: int, loader_workers: int, epoch: int = 0, decode_device: str | None = None) -> Any:
-    from densenet_ray.data.pipeline import PipelineConfig, make_loader
-    from densenet_ray.data.transforms import for_dataset
+    from densenet_ray.data.reading.pipeline import PipelineConfig, make_loader
+    from densenet_ray.data.reading.transforms import for_dataset
 
     pin = torch.cuda.is_available()
     config = PipelineConfig(

@@ -34,11 +34,11 @@ sys.path.insert(0, str(ROOT))
 
 from machine import cpu_name  # noqa: E402
 
-from densenet_ray.data.build import build_dataset  # noqa: E402
-from densenet_ray.data.input_spec import InputSpec  # noqa: E402
-from densenet_ray.data.pipeline import PipelineConfig, make_loader  # noqa: E402
-from densenet_ray.data.sources import imagefolder_source  # noqa: E402
-from densenet_ray.data.transforms import for_dataset  # noqa: E402
+from densenet_ray.data.building.build import build_dataset  # noqa: E402
+from densenet_ray.data.building.sources import imagefolder_source  # noqa: E402
+from densenet_ray.data.reading.input_spec import InputSpec  # noqa: E402
+from densenet_ray.data.reading.pipeline import PipelineConfig, make_loader  # noqa: E402
+from densenet_ray.data.reading.transforms import for_dataset  # noqa: E402
 
 SHARED_CIFAR = ROOT.parent / "shared" / "data" / "cifar10-jpeg" / "train.tar"
 

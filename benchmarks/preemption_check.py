@@ -36,8 +36,8 @@ def _worker(config: dict[str, Any]) -> dict[str, Any]:
     import ray.train.torch
     import torch
 
-    from densenet_ray.data.pipeline import PipelineConfig, make_loader
-    from densenet_ray.data.transforms import cifar_eval
+    from densenet_ray.data.reading.pipeline import PipelineConfig, make_loader
+    from densenet_ray.data.reading.transforms import cifar_eval
     from densenet_ray.models import create_model
     from densenet_ray.train.acceleration import choose
     from densenet_ray.train.engine import StepContext, train_epoch
@@ -107,8 +107,8 @@ def main() -> None:
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    from densenet_ray.data.build import build_dataset
-    from densenet_ray.data.sources import imagefolder_source
+    from densenet_ray.data.building.build import build_dataset
+    from densenet_ray.data.building.sources import imagefolder_source
 
     fixture = ROOT / "tests" / "fixtures" / "cifar10-train-slice.tar"
     with tempfile.TemporaryDirectory() as directory:

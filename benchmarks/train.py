@@ -50,8 +50,8 @@ def plain_loop(data: str, steps: int, memory_efficient: bool, threads: int, load
     import torch
     import torch.nn.functional as F
 
-    from densenet_ray.data.pipeline import PipelineConfig, make_loader
-    from densenet_ray.data.transforms import for_dataset
+    from densenet_ray.data.reading.pipeline import PipelineConfig, make_loader
+    from densenet_ray.data.reading.transforms import for_dataset
     from densenet_ray.models import create_model
 
     torch.set_num_threads(threads)

@@ -30,8 +30,8 @@ sys.path.insert(0, str(ROOT))
 from machine import cpu_name  # noqa: E402
 
 import densenet_ray as dr  # noqa: E402
-from densenet_ray.data.build import build_dataset  # noqa: E402
-from densenet_ray.data.sources import imagefolder_source, split_holdout  # noqa: E402
+from densenet_ray.data.building.build import build_dataset  # noqa: E402
+from densenet_ray.data.building.sources import imagefolder_source, split_holdout  # noqa: E402
 
 SHARED_CIFAR = ROOT.parent / "shared" / "data" / "cifar10-jpeg" / "train.tar"
 PRETRAIN = ("airplane", "automobile", "bird", "cat", "deer")

@@ -274,7 +274,7 @@ FIELD_MEANINGS: dict[str, dict[str, str]] = {
 
 
 def files_block() -> str:
-    from densenet_ray.data.manifest import Manifest, ShardInfo
+    from densenet_ray.data.format.manifest import Manifest, ShardInfo
     from densenet_ray.train.run import record_shapes as shapes
 
     sections = [

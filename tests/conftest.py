@@ -187,8 +187,8 @@ def fixture_tar() -> str:
 @pytest.fixture(scope="session")
 def cifar_shards(tmp_path_factory: pytest.TempPathFactory, fixture_tar: str) -> str:
     """Shards of the committed slice: 'train' (500 real CIFAR-10 JPEGs) and 'test' (the same images), 50 a shard."""
-    from densenet_ray.data.build import build_dataset
-    from densenet_ray.data.sources import imagefolder_source
+    from densenet_ray.data.building.build import build_dataset
+    from densenet_ray.data.building.sources import imagefolder_source
 
     out = tmp_path_factory.mktemp("cifar-shards")
     build_dataset(imagefolder_source(fixture_tar), str(out), shard_size=50)

@@ -13,10 +13,10 @@ import torch
 from PIL.Image import DecompressionBombError
 from torchvision.transforms.v2.functional import pil_to_tensor
 
-from densenet_ray.data.image_check import UNREADABLE
-from densenet_ray.data.images import RefusedMember, image_opener, image_paths
-from densenet_ray.data.input_spec import InputSpec
-from densenet_ray.data.transforms import for_dataset
+from densenet_ray.data.format.image_check import UNREADABLE
+from densenet_ray.data.reading.images import RefusedMember, image_opener, image_paths
+from densenet_ray.data.reading.input_spec import InputSpec
+from densenet_ray.data.reading.transforms import for_dataset
 from densenet_ray.errors import UserError
 
 # Card fields a safetensors header holds as they are (the others are JSON).

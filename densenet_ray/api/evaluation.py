@@ -14,7 +14,7 @@ from densenet_ray.train.config.declaration import check_value
 from densenet_ray.train.config.options import training_option
 
 if TYPE_CHECKING:
-    from densenet_ray.data.pipeline import Loader
+    from densenet_ray.data.reading.pipeline import Loader
     from densenet_ray.train.checkpoint.trained import TrainedModel
     from densenet_ray.train.engine import EvalStats
 
@@ -79,8 +79,8 @@ def evaluate(
 
 def _loader(trained: TrainedModel, data: str, split: str, batch_size: int, loader_workers: int) -> Loader:
     """Every sample of ``split`` once, decoded and transformed as the model's training evaluated."""
-    from densenet_ray.data.pipeline import PipelineConfig, make_loader
-    from densenet_ray.data.transforms import for_dataset
+    from densenet_ray.data.reading.pipeline import PipelineConfig, make_loader
+    from densenet_ray.data.reading.transforms import for_dataset
 
     config = PipelineConfig(
         data=data,

@@ -13,13 +13,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from densenet_ray.cli.data_plan import add_parsers as add_plan_and_index_parsers
 from densenet_ray.cli.ray_options import add_ray_arguments, ray_options
-from densenet_ray.data.folder_layout import LAYOUTS
-from densenet_ray.data.sources import DATASETS, Source
+from densenet_ray.data.building.folder_layout import LAYOUTS
+from densenet_ray.data.building.sources import DATASETS, Source
 from densenet_ray.errors import UserError
 from densenet_ray.paths import DOWNLOADS_DIR
 
 if TYPE_CHECKING:
-    from densenet_ray.data.manifest import Manifest
+    from densenet_ray.data.format.manifest import Manifest
 
 
 def add_parser(groups: argparse._SubParsersAction) -> None:
@@ -96,7 +96,7 @@ def _add_build_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def _add_list_arguments(build: argparse.ArgumentParser) -> None:
-    """``data build csv``'s own flags (``data/list_source.py``)."""
+    """``data build csv``'s own flags (``data/building/list_source.py``)."""
     build.add_argument("--root", help="csv: the directory or s3:// prefix the listed paths are relative to")
     build.add_argument("--path-column", default="path", help="csv: the column of image paths (default path)")
     build.add_argument("--label-column", default="label", help="csv: the column of class names (default label)")
@@ -132,7 +132,7 @@ def build_command(args: argparse.Namespace) -> int:
         raise UserError(f"--shard-size {args.shard_size} must be a positive number of samples")
     sources = _sources(args)
     if args.holdout_per_class:
-        from densenet_ray.data.sources import FileListSource, split_holdout
+        from densenet_ray.data.building.sources import FileListSource, split_holdout
 
         if not isinstance(sources[0], FileListSource):
             raise UserError("--holdout-per-class applies to imagefolder sources only")
@@ -147,7 +147,7 @@ def build_command(args: argparse.Namespace) -> int:
 
 def _sources(args: argparse.Namespace) -> Sequence[Source]:
     """What ``data build`` writes: one split, or each split folder of an imagefolder given no ``--split``."""
-    from densenet_ray.data.sources import imagefolder_sources, open_source
+    from densenet_ray.data.building.sources import imagefolder_sources, open_source
 
     if args.layout != "auto" and args.dataset != "imagefolder":
         raise UserError(f"--layout {args.layout} applies to imagefolder only, not {args.dataset}")
@@ -159,8 +159,8 @@ def _sources(args: argparse.Namespace) -> Sequence[Source]:
 
 
 def _list_source(args: argparse.Namespace) -> Source:
-    from densenet_ray.data.list_source import list_source
-    from densenet_ray.data.manifest import load_manifest
+    from densenet_ray.data.building.list_source import list_source
+    from densenet_ray.data.format.manifest import load_manifest
 
     if not args.source or not args.root:
         raise UserError("csv needs --source (the list file) and --root (where its paths are)")
@@ -180,7 +180,7 @@ def _list_source(args: argparse.Namespace) -> Source:
 
 
 def _build_one(args: argparse.Namespace, source: Source) -> None:
-    from densenet_ray.data.build import build_dataset
+    from densenet_ray.data.building.build import build_dataset
 
     console = Console(stderr=True)
     with _progress(console) as progress:
@@ -198,7 +198,7 @@ def _build_one(args: argparse.Namespace, source: Source) -> None:
         options = {"shard_size": args.shard_size, "stats_samples": args.stats_samples, "progress": advance}
         options.update(endpoint_url=args.endpoint_url, order_seed=args.order_seed)
         if args.parallel > 1:
-            from densenet_ray.data.parallel_build import build_dataset_parallel
+            from densenet_ray.data.building.parallel_build import build_dataset_parallel
 
             manifest = build_dataset_parallel(
                 source, args.out, args.parallel, ray_options(args), console.print, **options
@@ -226,7 +226,7 @@ def _report_conversions(manifest: Manifest, verbose: bool) -> None:
 
 
 def inspect_command(args: argparse.Namespace) -> int:
-    from densenet_ray.data.manifest import find_manifests
+    from densenet_ray.data.format.manifest import find_manifests
 
     manifests = find_manifests(args.url, args.endpoint_url)
     if not manifests:
@@ -252,8 +252,8 @@ def inspect_command(args: argparse.Namespace) -> int:
 
 
 def verify_command(args: argparse.Namespace) -> int:
-    from densenet_ray.data.manifest import select_manifests
-    from densenet_ray.data.verify import verify_manifest
+    from densenet_ray.data.building.verify import verify_manifest
+    from densenet_ray.data.format.manifest import select_manifests
 
     manifests = select_manifests(args.url, args.split, args.endpoint_url)
     console = Console(stderr=True)

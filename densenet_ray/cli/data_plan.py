@@ -34,8 +34,8 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
 
 
 def plan_command(args: argparse.Namespace) -> int:
-    from densenet_ray.data.epoch_plan import Layout, check_batch_fits, summarize
-    from densenet_ray.data.manifest import load_manifest
+    from densenet_ray.data.format.manifest import load_manifest
+    from densenet_ray.data.reading.epoch_plan import Layout, check_batch_fits, summarize
     from densenet_ray.train.config.choices import DEFAULT_BATCH
 
     for name in ("world_size", "batch_size"):
@@ -71,8 +71,8 @@ def plan_command(args: argparse.Namespace) -> int:
 
 
 def index_command(args: argparse.Namespace) -> int:
-    from densenet_ray.data.indexing import index_manifest
-    from densenet_ray.data.manifest import select_manifests
+    from densenet_ray.data.building.indexing import index_manifest
+    from densenet_ray.data.format.manifest import select_manifests
 
     manifests = select_manifests(args.url, args.split, args.endpoint_url)
     for storage, manifest in manifests:

@@ -56,7 +56,7 @@ def add_parser(groups: argparse._SubParsersAction) -> None:
 
 def predict_command(args: argparse.Namespace) -> int:
     from densenet_ray.api.classifier import load
-    from densenet_ray.data.images import image_paths
+    from densenet_ray.data.reading.images import image_paths
 
     if args.out is not None:
         return batch_command(args)

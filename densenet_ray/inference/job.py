@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from densenet_ray.data.manifest import ShardInfo, load_manifest
+from densenet_ray.data.format.manifest import ShardInfo, load_manifest
 from densenet_ray.data.storage import Storage, StorageError
 from densenet_ray.errors import DataError, RunFailed, UserError
 from densenet_ray.inference.outputs import Labels, open_output, pending, write_predictions

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from densenet_ray.data.manifest import ShardInfo
+from densenet_ray.data.format.manifest import ShardInfo
 from densenet_ray.data.storage import Storage, StorageError, open_storage
 from densenet_ray.errors import UserError
 

@@ -12,9 +12,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from densenet_ray.data.images import decode_image
-from densenet_ray.data.manifest import ShardInfo
-from densenet_ray.data.shard_reader import read_shard
+from densenet_ray.data.format.manifest import ShardInfo
+from densenet_ray.data.reading.images import decode_image
+from densenet_ray.data.reading.shard_reader import read_shard
 from densenet_ray.data.storage import open_storage
 
 if TYPE_CHECKING:

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from densenet_ray.data.epoch_plan import mix
-from densenet_ray.data.pipeline import Loader
+from densenet_ray.data.reading.epoch_plan import mix
+from densenet_ray.data.reading.pipeline import Loader
 from densenet_ray.train.checkpoint.state import TrainingState, unwrap
 from densenet_ray.train.config.options import TrainConfig
 from densenet_ray.train.engine import (

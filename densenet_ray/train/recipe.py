@@ -14,7 +14,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from densenet_ray.data.epoch_plan import mix
+from densenet_ray.data.reading.epoch_plan import mix
 
 BatchMixer = Callable[[int, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 

@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from densenet_ray.data.epoch_plan import Layout, train_batches_per_rank
-from densenet_ray.data.manifest import load_manifest
-from densenet_ray.data.pipeline import Loader, PipelineConfig, make_loader
-from densenet_ray.data.transforms import ExtraAugment, for_dataset
+from densenet_ray.data.format.manifest import load_manifest
+from densenet_ray.data.reading.epoch_plan import Layout, train_batches_per_rank
+from densenet_ray.data.reading.pipeline import Loader, PipelineConfig, make_loader
+from densenet_ray.data.reading.transforms import ExtraAugment, for_dataset
 from densenet_ray.train.acceleration import DDP_OPTIONS, Acceleration, choose
 from densenet_ray.train.checkpoint.compile_cache import load_compile_artifacts, save_compile_artifacts
 from densenet_ray.train.checkpoint.state import Position, TrainingState, build_model, checkpoint_files, restore, unwrap

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from densenet_ray.cli import main
-from densenet_ray.data.tar_members import MAX_MEMBER_BYTES
+from densenet_ray.data.format.tar_members import MAX_MEMBER_BYTES
 from tests.data.hostile import photos, png_bomb, sparse_member, tar_of
 
 SAVED_RUN = Path(__file__).resolve().parents[1] / "fixtures" / "runs" / "run-from-9912cdd"

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from densenet_ray.cli import main
-from densenet_ray.data.transforms import for_dataset
+from densenet_ray.data.reading.transforms import for_dataset
 from densenet_ray.models import create_model
 from densenet_ray.models.export import WEIGHTS_ONLY, load_export
 from densenet_ray.models.formats import FORMATS, SUFFIXES

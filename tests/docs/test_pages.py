@@ -86,7 +86,7 @@ def test_the_models_page_has_every_registered_model_with_its_exact_parameter_cou
 
 
 def test_the_files_page_has_every_field_of_every_record() -> None:
-    from densenet_ray.data.manifest import Manifest, ShardInfo
+    from densenet_ray.data.format.manifest import Manifest, ShardInfo
     from densenet_ray.train.run import record_shapes
 
     page = (CONTENT / "reference" / "files.md").read_text()
@@ -100,7 +100,7 @@ def test_the_files_page_has_every_field_of_every_record() -> None:
 
 def test_every_field_of_every_record_has_a_meaning_of_its_own() -> None:
     """No field's meaning is empty, and no meaning holds another field's (a docstring's entries run together)."""
-    from densenet_ray.data.manifest import Manifest, ShardInfo
+    from densenet_ray.data.format.manifest import Manifest, ShardInfo
     from densenet_ray.train.run import record_shapes
 
     generate = docs_module("generate")

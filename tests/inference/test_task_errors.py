@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from densenet_ray.data.manifest import load_manifest
+from densenet_ray.data.format.manifest import load_manifest
 from densenet_ray.data.storage import open_storage
 from densenet_ray.errors import DataError, RunFailed
 from densenet_ray.inference.job import BatchSummary, _collect, _shard_rows_dataset

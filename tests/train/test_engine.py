@@ -9,10 +9,10 @@ import itertools
 import pytest
 import torch
 
-from densenet_ray.data.build import build_dataset
-from densenet_ray.data.pipeline import PipelineConfig, make_loader
-from densenet_ray.data.sources import imagefolder_source
-from densenet_ray.data.transforms import cifar_eval
+from densenet_ray.data.building.build import build_dataset
+from densenet_ray.data.building.sources import imagefolder_source
+from densenet_ray.data.reading.pipeline import PipelineConfig, make_loader
+from densenet_ray.data.reading.transforms import cifar_eval
 from densenet_ray.models import create_model
 from densenet_ray.train.checkpoint.state import Position, TrainingState
 from densenet_ray.train.config.options import TrainConfig

@@ -79,8 +79,8 @@ def cross_entropy(logits: torch.Tensor, labels: np.ndarray) -> float:
 @pytest.fixture(scope="module")
 def cifar_run(tmp_path_factory, cifar_shards, fixture_tar, module_cluster) -> tuple[Path, Path]:
     """1 epoch of BC-10 with a weight average on 2 workers; test shards of 60: ranks evaluate 260 and 240 images."""
-    from densenet_ray.data.build import build_dataset
-    from densenet_ray.data.sources import imagefolder_source
+    from densenet_ray.data.building.build import build_dataset
+    from densenet_ray.data.building.sources import imagefolder_source
 
     root = tmp_path_factory.mktemp("figures")
     data = root / "shards"

@@ -11,7 +11,7 @@ import torch
 import torchvision
 from PIL import Image
 
-from densenet_ray.data.transforms import cifar_eval
+from densenet_ray.data.reading.transforms import cifar_eval
 from densenet_ray.models import create_model
 from densenet_ray.models.weights import load_initial_weights
 from densenet_ray.train.engine import Frozen, StepContext, train_epoch

@@ -52,8 +52,8 @@ def test_a_class_without_negatives_has_no_auroc_and_is_left_out_of_the_mean() ->
 
 def test_per_class_on_shards_without_labels_is_one_line(tmp_path, fixture_tar) -> None:
     import densenet_ray as dr
-    from densenet_ray.data.build import build_dataset
-    from densenet_ray.data.source_base import Source
+    from densenet_ray.data.building.build import build_dataset
+    from densenet_ray.data.building.source_base import Source
     from densenet_ray.errors import UserError
     from tests.data.sources_fixtures import CLASSES, fixture_images
 

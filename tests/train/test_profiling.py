@@ -9,9 +9,9 @@ import json
 import pytest
 import torch
 
-from densenet_ray.data.pipeline import PipelineConfig, make_loader
+from densenet_ray.data.reading.pipeline import PipelineConfig, make_loader
+from densenet_ray.data.reading.transforms import cifar_eval
 from densenet_ray.data.storage import open_storage
-from densenet_ray.data.transforms import cifar_eval
 from densenet_ray.errors import UserError
 from densenet_ray.models import create_model
 from densenet_ray.train.config.options import TrainConfig

@@ -14,7 +14,7 @@ import torch.distributed as dist
 from PIL import Image
 from torch import nn
 
-from densenet_ray.data.transforms import cifar_eval
+from densenet_ray.data.reading.transforms import cifar_eval
 from densenet_ray.models import create_model
 from densenet_ray.train.config.options import TrainConfig
 from densenet_ray.train.config.resolved import resolve

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from densenet_ray.data.epoch_plan import Layout
+from densenet_ray.data.reading.epoch_plan import Layout
 from densenet_ray.errors import UserError
 from densenet_ray.train.checkpoint.state import Position, TrainingState, restore, save_checkpoint
 from densenet_ray.train.config.options import TrainConfig

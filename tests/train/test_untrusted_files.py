@@ -21,7 +21,7 @@ import torch
 
 import densenet_ray as dr
 from densenet_ray.cli import main
-from densenet_ray.data.epoch_plan import Layout, Segment
+from densenet_ray.data.reading.epoch_plan import Layout, Segment
 from densenet_ray.errors import UserError
 from densenet_ray.models import create_model
 from densenet_ray.safe_load import TRUST_STORAGE, NotPlainWeights
@@ -222,7 +222,7 @@ def test_data_build_refuses_a_cifar_archive_that_holds_code(member, tmp_path, fi
 
 def test_the_official_python_2_pickles_load() -> None:
     """The official batches are Python 2 pickles: byte strings, and numpy's arrays under ``numpy.core`` names."""
-    from densenet_ray.data.sources import _CifarUnpickler
+    from densenet_ray.data.building.sources import _CifarUnpickler
 
     def short(text: bytes) -> bytes:  # SHORT_BINSTRING, a Python 2 str
         return b"U" + bytes([len(text)]) + text

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, cast
 import torch
 from torch import nn
 
-from densenet_ray.data.epoch_plan import Layout, Segment
+from densenet_ray.data.reading.epoch_plan import Layout, Segment
 from densenet_ray.data.storage import open_storage
 from densenet_ray.models import create_model
 from densenet_ray.models.weights import (

@@ -10,7 +10,7 @@ from typing import Any
 
 from torch import nn
 
-from densenet_ray.data.input_spec import InputSpec
+from densenet_ray.data.reading.input_spec import InputSpec
 from densenet_ray.data.storage import StorageError, open_storage
 from densenet_ray.errors import DataError, UserError
 from densenet_ray.models.weights import load_checkpoint, load_initial_weights, state_dict_of
@@ -79,7 +79,7 @@ class TrainedModel:
 
 def _eval_input(dataset: str) -> tuple[int, tuple[float, ...], tuple[float, ...]]:
     # imported here: a training driver finds its run's checkpoints through this module, and needs no torchvision (2 s)
-    from densenet_ray.data.transforms import eval_input
+    from densenet_ray.data.reading.transforms import eval_input
 
     return eval_input(dataset)
 
@@ -172,7 +172,7 @@ def class_names(options: TrainConfig, dataset: str) -> list[str]:
     """The class names in the run's manifest (its evaluation split's, else its training split's); the class
     indices when the data is not reachable from here. The checkpoint may be someone else's: its data URL is read
     through this machine's own storage settings, never an endpoint the URL names."""
-    from densenet_ray.data.manifest import load_manifest
+    from densenet_ray.data.format.manifest import load_manifest
     from densenet_ray.data.storage import without_endpoint
 
     count = NUM_CLASSES[dataset]

@@ -7,7 +7,7 @@ from typing import Literal
 
 Dataset = Literal["cifar10", "cifar100", "svhn", "imagenet", "images"]  # images: your own (classes from the manifest)
 Precision = Literal["auto", "fp32", "bf16", "fp16"]  # auto: resolved on each worker (train/acceleration.py)
-Decoder = Literal["cpu", "gpu"]  # gpu: data/device_decode.py
+Decoder = Literal["cpu", "gpu"]  # gpu: data/reading/device_decode.py
 AugmentPolicy = Literal["none", "randaugment", "trivialaugment", "autoaugment"]  # torchvision.transforms.v2's
 LrSchedule = Literal["step", "cosine"]
 Optimizer = Literal["sgd", "adamw"]

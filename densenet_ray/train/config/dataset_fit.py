@@ -6,8 +6,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from densenet_ray.data.input_spec import DEFAULT_CROP_PCT, SMALL_IMAGE, default_size
-from densenet_ray.data.manifest import Manifest, load_manifest
+from densenet_ray.data.format.manifest import Manifest, load_manifest
+from densenet_ray.data.reading.input_spec import DEFAULT_CROP_PCT, SMALL_IMAGE, default_size
 from densenet_ray.errors import UserError
 from densenet_ray.train.config.choices import NUM_CLASSES
 from densenet_ray.train.config.options import TrainConfig

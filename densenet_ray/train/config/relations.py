@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from densenet_ray.data.epoch_plan import check_batch_fits
+from densenet_ray.data.reading.epoch_plan import check_batch_fits
 from densenet_ray.errors import UserError
 from densenet_ray.train.stopping import check_stopping
 

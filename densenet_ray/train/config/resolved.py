@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from densenet_ray.data.input_spec import InputSpec
+from densenet_ray.data.reading.input_spec import InputSpec
 from densenet_ray.data.storage import child_url
 from densenet_ray.errors import UserError
 from densenet_ray.paths import RUNS_ROOT, absolute_location, dataset_cache

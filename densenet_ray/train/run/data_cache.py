@@ -15,9 +15,9 @@ HOLDOUT_PER_CLASS = 500  # a class-folder source with no test split: hold out th
 def ensure_data(data: TrainConfig, print_line: PrintLine = print) -> None:
     """Build the cache the resolved options' ``data`` names when it is the default cache and lacks the train or
     evaluation split; any other location is used as it is."""
-    from densenet_ray.data.build import build_dataset
-    from densenet_ray.data.manifest import find_manifests
-    from densenet_ray.data.sources import FileListSource, imagefolder_source, open_source, split_holdout
+    from densenet_ray.data.building.build import build_dataset
+    from densenet_ray.data.building.sources import FileListSource, imagefolder_source, open_source, split_holdout
+    from densenet_ray.data.format.manifest import find_manifests
 
     directory = data.data
     if directory != dataset_cache(data.dataset):

@@ -35,7 +35,7 @@ def run_identity(config: ResolvedConfig, train_data: str) -> dict[str, Any]:
     """What defines the run's computation, by option name: every option declared ``resume="fixed"`` (the model and
     its starting weights, the dataset, batch size, schedule, seed, numerics, the recipe) and the training shards
     (``train_data``: the manifest's fingerprint). The world size and loader workers are not: a run resumes exactly
-    on another layout (``data/epoch_plan.py``)."""
+    on another layout (``data/reading/epoch_plan.py``)."""
     fixed = [declared.name for declared in training_options() if declared.declaration.resume == "fixed"]
     return {**{name: getattr(config.options, name) for name in fixed}, "train_data": train_data}
 

@@ -9,8 +9,8 @@ import io
 from dataclasses import dataclass
 from typing import Any
 
-from densenet_ray.data.epoch_plan import check_fills_a_batch
-from densenet_ray.data.manifest import Manifest, load_manifest
+from densenet_ray.data.format.manifest import Manifest, load_manifest
+from densenet_ray.data.reading.epoch_plan import check_fills_a_batch
 from densenet_ray.data.storage import StorageError
 from densenet_ray.errors import UserError
 from densenet_ray.models.weights import STATE_FILE

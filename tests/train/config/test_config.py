@@ -203,7 +203,7 @@ def test_imagenet_step_and_cosine() -> None:
 
 
 def test_holdout_split_errors(fixture_tar) -> None:
-    from densenet_ray.data.sources import imagefolder_source, split_holdout
+    from densenet_ray.data.building.sources import imagefolder_source, split_holdout
 
     with pytest.raises(UserError, match="--holdout-per-class 50 leaves no training images for class\\(es\\) airplane"):
         split_holdout(imagefolder_source(fixture_tar), 50)

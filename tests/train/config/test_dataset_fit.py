@@ -9,11 +9,11 @@ import pytest
 import torch
 from PIL import Image
 
-from densenet_ray.data.build import build_dataset
-from densenet_ray.data.input_spec import InputSpec
-from densenet_ray.data.manifest import load_manifest
-from densenet_ray.data.sources import imagefolder_source
-from densenet_ray.data.transforms import for_dataset
+from densenet_ray.data.building.build import build_dataset
+from densenet_ray.data.building.sources import imagefolder_source
+from densenet_ray.data.format.manifest import load_manifest
+from densenet_ray.data.reading.input_spec import InputSpec
+from densenet_ray.data.reading.transforms import for_dataset
 from densenet_ray.errors import UserError
 from densenet_ray.train.config.dataset_fit import check_family
 from densenet_ray.train.config.options import TrainConfig

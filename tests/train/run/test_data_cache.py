@@ -10,9 +10,9 @@ from densenet_ray.train.run import data_cache
 
 
 def test_first_use_builds_the_dataset_with_a_holdout(tmp_path, fixture_tar, monkeypatch) -> None:
-    from densenet_ray.data.build import build_dataset
-    from densenet_ray.data.manifest import load_manifest
-    from densenet_ray.data.sources import imagefolder_source
+    from densenet_ray.data.building.build import build_dataset
+    from densenet_ray.data.building.sources import imagefolder_source
+    from densenet_ray.data.format.manifest import load_manifest
 
     directory = str(tmp_path / "cifar10")
     monkeypatch.setattr(data_cache, "dataset_cache", lambda dataset: str(tmp_path / dataset))
