@@ -1,6 +1,6 @@
 """The modern recipe's training-side parts, each from a maintained library: batch mixing (torchvision's ``v2.MixUp``
 and ``v2.CutMix``), the weights' exponential moving average (``torch.optim.swa_utils``) and the optimizer's
-parameter groups. Pure PyTorch, no Ray; the per-sample augmentation policies live in ``data/transforms.py``.
+parameter groups. Pure PyTorch, no Ray; the per-sample augmentation policies live in ``data/reading/transforms.py``.
 """
 
 from __future__ import annotations
