@@ -8,11 +8,13 @@ STAMP := $(VENV)/.installed-stamp
 
 setup: $(STAMP)
 
-# Reinstalls only when pyproject.toml changes; the editable install picks up source edits by itself.
+# Reinstalls only when pyproject.toml changes; the editable install picks up source edits by itself. uv installs
+# what pip would, from the same package index, in seconds instead of minutes (parallel downloads and unpacking, one
+# cache shared by every checkout); the libraries' bytecode is compiled at install time, as pip does.
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet uv
+	$(BIN)/uv pip install --quiet --native-tls --compile-bytecode --python $(BIN)/python -e '.[dev]'
 	@touch $(STAMP)
 
 # The main job: DenseNet-BC (L=40, k=12) on CIFAR-10 for one epoch on 2 local Ray workers, cosine schedule (the
