@@ -18,6 +18,13 @@ from typing import Any
 import pytest
 import torch
 
+# Two test processes share the machine's cores (`make test` runs `pytest -n 2`) and most tests start more (Ray workers,
+# CLI runs). PyTorch's intra-op threads, one a core by default, spin while they wait for a core another process holds:
+# on a loaded 2-core machine a DenseNet-BC (L=40) step took 5.8x the CPU time with 2 threads that it took with 1. One
+# thread a process, as Ray gives its 1-CPU workers; the tests' subprocesses inherit it. An explicit setting is kept.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
 # Session fixtures whose tests all run in one xdist process (`make test` runs pytest-xdist, `--dist loadgroup`), so
 # each is built once per run: a training run, not worth doing twice.
 SHARED_ACROSS_MODULES = ("modern_run",)
