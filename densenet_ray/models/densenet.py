@@ -152,6 +152,8 @@ class DenseNet(nn.Module):
 
     def _init_weights(self) -> None:
         # The original Lua code: He normal in fan_out mode for convs (torchvision uses fan_in), BN 1/0, FC bias 0.
+        if self.classifier.weight.is_meta:  # built for its shapes and counts only: no values to set
+            return
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
