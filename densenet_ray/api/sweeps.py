@@ -64,8 +64,6 @@ def sweep(
     Tune's own reporter and Ray's logs only with ``verbose``. Raises :class:`~densenet_ray.errors.UserError`
     for bad input before Ray starts, :class:`~densenet_ray.tune.runner.SweepInterrupted` when interrupted (the same
     ``name`` resumes it)."""
-    from densenet_ray.tune.runner import run_sweep
-
     plan = _sweep(kind, space, scheduler, grace_period, reduction_factor)
     if max_concurrent is not None and max_concurrent < 1:
         raise UserError(f"--max-concurrent {max_concurrent} must be at least 1")
@@ -73,6 +71,10 @@ def sweep(
     if owned:
         raise UserError(f"{owned[0]!r} is set by the sweep itself for each trial; leave it out")
     base = TrainConfig.from_sources({}, {"workers": 1, "storage": SWEEPS_ROOT, **options}, ("", "the options"))
+    # Imported once the input is checked: Ray Tune and PyTorch take 3-4 CPU-seconds to import, which a mistyped
+    # space file or option should not wait for.
+    from densenet_ray.tune.runner import run_sweep
+
     quiet = print_line or (lambda line: None)
     experiment, rows = run_sweep(plan, base, name, max_concurrent, quiet, RayOptions(local, verbose), console)
     return SweepResult(experiment, rows)
