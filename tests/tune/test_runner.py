@@ -159,6 +159,16 @@ def test_bad_space_file_is_one_line(cifar_shards, tmp_path) -> None:
     assert lines[0].startswith("error: ") and "unknown distribution 'gaussian'" in lines[0]
 
 
+def test_a_bad_space_file_is_reported_before_ray_or_pytorch_is_imported(tmp_path) -> None:
+    # A mistyped space file is one line at once, not after the 3-4 CPU-seconds of importing Ray Tune and PyTorch.
+    space = _space(tmp_path, "space:\n  lr: {gaussian: [0.1, 0.01]}\n")
+    code = "import sys; from densenet_ray.cli import main; code = main(['tune', 'custom', '--data', 'unused', "
+    code += "'--space', sys.argv[1]]); print(code, 'ray' in sys.modules, 'torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code, space], capture_output=True, text=True, env=_env(), timeout=120)
+    assert done.stdout.split() == ["1", "False", "False"], done.stdout + done.stderr
+    assert "unknown distribution 'gaussian'" in done.stderr
+
+
 def test_a_data_prefix_without_shards_is_one_line_before_ray_starts(tmp_path) -> None:
     started = time.monotonic()
     completed = _tune("wide", "--data", str(tmp_path / "empty"), "--storage", str(tmp_path), timeout=120)
