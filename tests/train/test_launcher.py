@@ -48,8 +48,8 @@ def _assert_evaluates_to(checkpoint: str, shards: str, reported_error: float, ca
 
 def test_two_worker_run_continues_under_the_same_name_and_ctrl_c_saves_it(shards, tmp_path, capsys) -> None:
     """A finished 2-epoch run, continued under its name to more epochs (its epoch 3 only, the step counter carried
-    on); Ctrl+C during that continuation saves it and exits 130, and the same name resumes it again. (One run for
-    both: each continuation starts the same worker group from the run's own checkpoint.)"""
+    on); Ctrl+C during that continuation saves it and exits 130, and the same name resumes it again. (The run Ctrl+C
+    stops is the continuation itself: one Ray run serves both behaviours.)"""
     import signal
     import time
 
