@@ -37,14 +37,16 @@ from tests.train.run_helpers import attempt_records, epoch_records, small_run, t
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-NOTICE_S = 30  # the drain's deadline
-EPOCHS = 20  # of 10 steps: long enough to outlast the notice
-# Ray Train's default 2 s poll paces an epoch of this run at 2 s (a report a poll), so 20 epochs outlast the notice;
-# the watcher polls the drain state every second. Until the GCS finds the vanished node dead (its health check: 3
-# missed pings 1 s apart here, 5 missed 3 s apart by default) and Ray Train's view of the nodes is refreshed (every
-# 20 s, ray.data's AutoscalingCoordinator), it still counts as ready, so Ray asks for 2 workers again and waits its
-# worker-group start timeout for a placement group that never comes (60 s by default) before it looks again: a
-# placement group on live nodes is ready at once, so 5 s is ample.
+NOTICE_S = 20  # the drain's deadline: the notice came 4 s after the drain and the final checkpoint 4-6 s before
+# the deadline (2 cores, load 6), so the notice may take 4 times as long under load and still leave time for both
+EPOCHS = 16  # of 10 steps: long enough to outlast the notice
+# Ray Train's default 2 s poll paces an epoch of this run at 2 s (a report a poll), so 16 epochs outlast the notice:
+# the final checkpoint comes about 9 epochs after the drain, 6 to spare (as at 30 s and 20 epochs). The watcher polls
+# the drain state every second. Until the GCS finds the vanished node dead (its health check: 3 missed pings 1 s
+# apart here, 5 missed 3 s apart by default) and Ray Train's view of the nodes is refreshed (every 20 s, ray.data's
+# AutoscalingCoordinator), it still counts as ready, so Ray asks for 2 workers again and waits its worker-group start
+# timeout for a placement group that never comes (60 s by default) before it looks again: a placement group on live
+# nodes is ready at once, so 5 s is ample.
 _PACE = {
     **DEFAULT_TRAIN_POLL,
     **PREEMPTION_WATCHER,
