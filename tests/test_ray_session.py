@@ -11,60 +11,24 @@ import os
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from densenet_ray.ray_session import ClusterNeeds, RayOptions, answers, ray_session
-from tests.cluster_helpers import LOOPBACK, _running
+from tests.cluster_helpers import LOOPBACK, Head, recorded_local_head
 from tests.train.run_helpers import small_run, stderr_lines, train, train_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-@dataclass(frozen=True)
-class LiveHead:
-    """A running ``ray start --head --block``: its pid, its GCS address and its dashboard's URL."""
-
-    pid: int
-    gcs_address: str
-    address: str
-
-    def running(self) -> bool:
-        return _running(self.pid)
-
-
-def _head_started_in(temp_dir: Path) -> LiveHead:
-    """The ``ray start --head`` whose Ray temp directory is ``temp_dir``, read from its command line (the suite's
-    head is started with explicit ports, tests.cluster_helpers.ray_head)."""
-    for entry in Path("/proc").iterdir():
-        try:
-            args = (entry / "cmdline").read_bytes().decode().split("\0")
-        except (OSError, UnicodeDecodeError):
-            continue
-        if "--head" in args and f"--temp-dir={temp_dir}" in args:
-            flag = dict(arg.split("=", 1) for arg in args if arg.startswith("--") and "=" in arg)
-            gcs, dashboard = flag["--port"], flag["--dashboard-port"]
-            return LiveHead(int(entry.name), f"127.0.0.1:{gcs}", f"http://127.0.0.1:{dashboard}")
-    raise AssertionError(f"no ray start --head with --temp-dir={temp_dir} runs")
-
-
 @pytest.fixture(scope="module")
-def live_head(suite_head: dict[str, str]) -> tuple[LiveHead, dict[str, str]]:
+def live_head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Head, dict[str, str]]]:
     """A live 2-CPU head recorded in a Ray temp directory of its own: this machine's cluster for a run with its
-    ``RAY_TMPDIR``, another cluster merely running for any other: the suite's head (tests/conftest.py), one a test
-    process, which the modules of training runs share; a head of this module's own cost a start (6-11 s on 2
-    cores) and its idle CPU while the module ran."""
-    return _head_started_in(Path(suite_head["RAY_TMPDIR"]) / "ray"), suite_head
-
-
-def _tiny_run(shards: str, storage: Path, name: str) -> list[str]:
-    """A one-worker run of one training and one evaluation batch of BC-10: which cluster a run uses does not depend
-    on its size."""
-    args = small_run(shards, storage, name=name, epochs=1, depth=10, limit_train_batches=1, limit_eval_batches=1)
-    args[args.index("--workers") + 1] = "1"
-    return args
+    ``RAY_TMPDIR``, another cluster merely running for any other."""
+    with recorded_local_head(tmp_path_factory.mktemp("live-head"), num_cpus=2) as running:
+        yield running
 
 
 def _alive(address: str) -> bool:
@@ -82,12 +46,16 @@ def test_a_live_local_cluster_is_used_and_left_running(cifar_shards, tmp_path, l
     env = train_env(**cluster_env)
     recorded = Path(cluster_env["RAY_TMPDIR"]) / "ray" / "ray_current_cluster"
     assert recorded.read_text().strip() == head.gcs_address
-    used = train(*_tiny_run(cifar_shards, tmp_path / "runs", "on-head"), env=env)
+    used = train(*small_run(cifar_shards, tmp_path / "runs", name="on-head", epochs=1, limit_train_batches=2), env=env)
     assert used.returncode == 0, used.stderr[-3000:]
     assert f"using the Ray cluster at {head.gcs_address} started on this machine" in used.stdout
-    assert head.running() and _alive(head.address)  # not shut down by the run
+    assert head.process.poll() is None and _alive(head.address)  # not shut down by the run
 
-    private = train(*_tiny_run(cifar_shards, tmp_path / "runs", "private"), "--local", env=env)
+    private = train(
+        *small_run(cifar_shards, tmp_path / "runs", name="private", epochs=1, limit_train_batches=2),
+        "--local",
+        env=env,
+    )
     assert private.returncode == 0, private.stderr[-3000:]
     assert "using the Ray cluster" not in private.stdout and "densenet-ray run summary" in private.stdout
 
@@ -98,7 +66,7 @@ def test_a_live_local_cluster_is_used_and_left_running(cifar_shards, tmp_path, l
         "for fewer, or pass --local for a private instance sized for the job"
     ]
     assert not (tmp_path / "runs" / "big").exists()  # refused before any worker started
-    assert head.running() and _alive(head.address)
+    assert head.process.poll() is None and _alive(head.address)
 
 
 def test_a_stopped_heads_record_and_another_running_cluster_get_a_private_instance(
@@ -108,7 +76,7 @@ def test_a_stopped_heads_record_and_another_running_cluster_get_a_private_instan
     root, stopped = stale_ray_tmpdir
     assert not answers(stopped)
     completed = train(
-        *_tiny_run(cifar_shards, tmp_path, "stale"),
+        *small_run(cifar_shards, tmp_path, name="stale", epochs=1, limit_train_batches=2),
         env=train_env(RAY_TMPDIR=str(root), **LOOPBACK),
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
