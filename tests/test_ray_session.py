@@ -46,13 +46,15 @@ def test_a_live_local_cluster_is_used_and_left_running(cifar_shards, tmp_path, l
     env = train_env(**cluster_env)
     recorded = Path(cluster_env["RAY_TMPDIR"]) / "ray" / "ray_current_cluster"
     assert recorded.read_text().strip() == head.gcs_address
-    used = train(*small_run(cifar_shards, tmp_path / "runs", name="on-head", epochs=1, limit_train_batches=2), env=env)
+    used = train(
+        *small_run(cifar_shards, tmp_path / "runs", name="on-head", epochs=1, limit_train_batches=1, workers=1), env=env
+    )
     assert used.returncode == 0, used.stderr[-3000:]
     assert f"using the Ray cluster at {head.gcs_address} started on this machine" in used.stdout
     assert head.process.poll() is None and _alive(head.address)  # not shut down by the run
 
     private = train(
-        *small_run(cifar_shards, tmp_path / "runs", name="private", epochs=1, limit_train_batches=2),
+        *small_run(cifar_shards, tmp_path / "runs", name="private", epochs=1, limit_train_batches=1, workers=1),
         "--local",
         env=env,
     )
@@ -76,7 +78,7 @@ def test_a_stopped_heads_record_and_another_running_cluster_get_a_private_instan
     root, stopped = stale_ray_tmpdir
     assert not answers(stopped)
     completed = train(
-        *small_run(cifar_shards, tmp_path, name="stale", epochs=1, limit_train_batches=2),
+        *small_run(cifar_shards, tmp_path, name="stale", epochs=1, limit_train_batches=1, workers=1),
         env=train_env(RAY_TMPDIR=str(root), **LOOPBACK),
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
