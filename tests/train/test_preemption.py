@@ -28,9 +28,12 @@ from tests.train.run_helpers import attempt_records, epoch_records, small_run, t
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-EPOCHS = 20  # of 10 steps: long enough to outlast a 30 s notice
-# Ray Train's default 2 s poll paces an epoch of this run at 2 s (a report a poll), so 20 epochs outlast the notice;
-# the watcher polls the drain state every second. Until the GCS finds the vanished node dead (its health check: 3
+NOTICE_S = 20  # the drain's deadline: the notice came 4 s after the drain and the final checkpoint 4-6 s before
+# the deadline (2 cores, load 6), so the notice may take 4 times as long under load and still leave time for both
+EPOCHS = 16  # of 10 steps: long enough to outlast the notice
+# Ray Train's default 2 s poll paces an epoch of this run at 2 s (a report a poll), so 16 epochs outlast the notice:
+# the final checkpoint comes about 9 epochs after the drain, 6 to spare (as at 30 s and 20 epochs). The watcher polls
+# the drain state every second. Until the GCS finds the vanished node dead (its health check: 3
 # missed pings 1 s apart here, 5 missed 3 s apart by default), it still counts as ready, so Ray first asks for 2
 # workers again and waits its worker-group start timeout for a placement group that never comes (60 s by default)
 # before it starts 1: a placement group on live nodes is ready at once, so 5 s is ample.
@@ -93,7 +96,7 @@ def _preempted_run(
 
 
 def test_a_preemption_notice_loses_no_step(cifar_shards, tmp_path) -> None:
-    process, metrics, deadline = _preempted_run(cifar_shards, tmp_path, "spot", 30)
+    process, metrics, deadline = _preempted_run(cifar_shards, tmp_path, "spot", NOTICE_S)
     stdout, stderr = process.communicate()
     assert process.returncode == 0, stderr[-3000:]
     records = _records(metrics)
