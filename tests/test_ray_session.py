@@ -31,6 +31,14 @@ def live_head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Head, 
         yield running
 
 
+def _tiny_run(shards: str, storage: Path, name: str) -> list[str]:
+    """A one-worker run of one training and one evaluation batch of BC-10: which cluster a run uses does not depend
+    on its size."""
+    args = small_run(shards, storage, name=name, epochs=1, depth=10, limit_train_batches=1, limit_eval_batches=1)
+    args[args.index("--workers") + 1] = "1"
+    return args
+
+
 def _alive(address: str) -> bool:
     try:
         with urllib.request.urlopen(f"{address}/api/version", timeout=5):
@@ -46,18 +54,12 @@ def test_a_live_local_cluster_is_used_and_left_running(cifar_shards, tmp_path, l
     env = train_env(**cluster_env)
     recorded = Path(cluster_env["RAY_TMPDIR"]) / "ray" / "ray_current_cluster"
     assert recorded.read_text().strip() == head.gcs_address
-    used = train(
-        *small_run(cifar_shards, tmp_path / "runs", name="on-head", epochs=1, limit_train_batches=1, workers=1), env=env
-    )
+    used = train(*_tiny_run(cifar_shards, tmp_path / "runs", "on-head"), env=env)
     assert used.returncode == 0, used.stderr[-3000:]
     assert f"using the Ray cluster at {head.gcs_address} started on this machine" in used.stdout
     assert head.process.poll() is None and _alive(head.address)  # not shut down by the run
 
-    private = train(
-        *small_run(cifar_shards, tmp_path / "runs", name="private", epochs=1, limit_train_batches=1, workers=1),
-        "--local",
-        env=env,
-    )
+    private = train(*_tiny_run(cifar_shards, tmp_path / "runs", "private"), "--local", env=env)
     assert private.returncode == 0, private.stderr[-3000:]
     assert "using the Ray cluster" not in private.stdout and "densenet-ray run summary" in private.stdout
 
@@ -78,7 +80,7 @@ def test_a_stopped_heads_record_and_another_running_cluster_get_a_private_instan
     root, stopped = stale_ray_tmpdir
     assert not answers(stopped)
     completed = train(
-        *small_run(cifar_shards, tmp_path, name="stale", epochs=1, limit_train_batches=1, workers=1),
+        *_tiny_run(cifar_shards, tmp_path, "stale"),
         env=train_env(RAY_TMPDIR=str(root), **LOOPBACK),
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
