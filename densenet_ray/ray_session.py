@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import TypedDict
 
 from densenet_ray.cluster_gpus import check_gpus
+from densenet_ray.data.storage.s3client import checksum_environment
 from densenet_ray.errors import UserError
 from densenet_ray.printing import PrintLine
 
@@ -129,14 +130,24 @@ class _InitKwargs(TypedDict):
     log_to_driver: bool
     logging_level: int
     configure_logging: bool
+    runtime_env: dict[str, dict[str, str]]
 
 
-def _init_kwargs(options: RayOptions) -> _InitKwargs:
+def _init_kwargs(options: RayOptions, job_env: dict[str, str]) -> _InitKwargs:
     return {
         "log_to_driver": options.verbose,
         "logging_level": logging.INFO if options.verbose else logging.ERROR,
         "configure_logging": True,
+        "runtime_env": {"env_vars": job_env},
     }
+
+
+def job_environment() -> dict[str, str]:
+    """The environment every process of the job gets: Ray Train's controller and workers, Tune's trials and Ray
+    Data's tasks write S3 through pyarrow's client, which only the environment configures, so they get the checksum
+    settings boto3 is given (:func:`~densenet_ray.data.storage.s3client.checksum_environment`). A variable already
+    set here is the user's, and left out: Ray refuses a driver's variable that a submitted job's own sets too."""
+    return {name: value for name, value in checksum_environment().items() if name not in os.environ}
 
 
 def _use_local_token(options: RayOptions) -> None:
@@ -195,7 +206,7 @@ def _own_address_for_its_processes() -> Iterator[None]:
         yield
 
 
-def _start_private(needs: ClusterNeeds, options: RayOptions) -> None:
+def _start_private(needs: ClusterNeeds, options: RayOptions, job_env: dict[str, str]) -> None:
     import ray
 
     cpus = max(
@@ -208,29 +219,33 @@ def _start_private(needs: ClusterNeeds, options: RayOptions) -> None:
             resources=dict(needs.resources) or None,
             include_dashboard=needs.dashboard,
             dashboard_host="127.0.0.1",
-            **_init_kwargs(options),
+            **_init_kwargs(options, job_env),
         )
 
 
-def connect(needs: ClusterNeeds, options: RayOptions, print_line: PrintLine = print) -> Session:
-    """Initialise Ray for a job as the module docstring says; returns which cluster it is."""
+def connect(
+    needs: ClusterNeeds, options: RayOptions, print_line: PrintLine = print, job_env: dict[str, str] | None = None
+) -> Session:
+    """Initialise Ray for a job as the module docstring says, ``job_env`` (default :func:`job_environment`) in the
+    environment of each of its processes; returns which cluster it is."""
     import ray
 
+    job_env = job_environment() if job_env is None else job_env
     if ray.is_initialized():
         return Session("existing")
     address = os.environ.get("RAY_ADDRESS")
     if address and not options.local:
-        ray.init(**_init_kwargs(options))
+        ray.init(**_init_kwargs(options, job_env))
         return _checked(Session("address", address), needs, print_line)
     recorded = None if options.local else recorded_local_cluster()
     if recorded and answers(recorded):
         _use_local_token(options)
-        ray.init(address=recorded, **_init_kwargs(options))
+        ray.init(address=recorded, **_init_kwargs(options, job_env))
         print_line(f"using the Ray cluster at {recorded} started on this machine (--local for a private one)")
         return _checked(Session("machine", recorded), needs, print_line)
     if recorded:
         print_line(f"the Ray cluster recorded at {recorded} does not answer; starting a private local instance")
-    _start_private(needs, options)
+    _start_private(needs, options, job_env)
     return _checked(Session("private"), needs, print_line)
 
 
@@ -258,8 +273,10 @@ def ray_session(
     import ray
 
     options = options or RayOptions()
-    with _environment({} if options.verbose else dict(QUIET_OUTPUT)):
-        session = connect(needs, options, print_line)
+    job_env = job_environment()
+    # This process's own pyarrow S3 clients (the run's storage filesystem) take it from the environment too.
+    with _environment({**job_env, **({} if options.verbose else QUIET_OUTPUT)}):
+        session = connect(needs, options, print_line, job_env)
         try:
             yield session
         finally:

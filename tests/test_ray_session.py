@@ -8,6 +8,8 @@ their own pid."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -16,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from densenet_ray.data.storage.s3client import checksum_environment
 from densenet_ray.ray_session import ClusterNeeds, RayOptions, answers, ray_session
 from tests.cluster_helpers import LOOPBACK, Head, recorded_local_head
 from tests.train.run_helpers import small_run, stderr_lines, train, train_env
@@ -130,3 +133,34 @@ def test_rays_lookups_inside_a_private_instance_find_the_instance(
 class _Alive:
     def ping(self) -> bool:
         return True
+
+
+# What a job's driver and one of its tasks see of the checksum settings, through ray_session on this machine's
+# recorded cluster; the user set one of the two variables.
+CHECKSUM_PROBE = """
+import os, ray
+from densenet_ray.ray_session import ClusterNeeds, RayOptions, ray_session
+names = ("AWS_REQUEST_CHECKSUM_CALCULATION", "AWS_RESPONSE_CHECKSUM_VALIDATION")
+def seen():
+    return [os.environ.get(name) for name in names]
+with ray_session(ClusterNeeds(cpus=0.1), RayOptions(), lambda line: None) as session:
+    print(session.kind, *seen(), *ray.get(ray.remote(num_cpus=0)(seen).remote()))
+print(*seen())
+"""
+
+
+CHECKSUM_NAMES = tuple(checksum_environment())
+
+
+@pytest.mark.integration
+def test_every_process_of_a_job_gets_the_s3_checksum_settings_the_user_left_unset(suite_head) -> None:
+    """pyarrow's S3 client in Ray's processes is configured by their environment only, and a running cluster's
+    workers do not inherit the driver's: the job carries the settings. A value the user set is theirs, not sent."""
+    env = {key: value for key, value in train_env().items() if key not in ("RAY_ADDRESS", *CHECKSUM_NAMES)}
+    env.update(suite_head, AWS_RESPONSE_CHECKSUM_VALIDATION="when_supported")
+    probe = subprocess.run([sys.executable, "-c", CHECKSUM_PROBE], capture_output=True, text=True, env=env, timeout=120)
+    assert probe.returncode == 0, probe.stderr[-3000:]
+    during, after = probe.stdout.splitlines()[-2:]
+    # the driver's own pyarrow clients, then the task on the cluster
+    assert during.split() == ["machine", "when_required", "when_supported", "when_required", "None"], probe.stdout
+    assert after.split() == ["None", "when_supported"]  # the driver's environment as it was

@@ -34,6 +34,7 @@ from densenet_ray.train.config.resolved import ResolvedConfig, anchored, derive,
 from densenet_ray.train.run.preflight import check_data
 from densenet_ray.train.run.ray_storage import ray_storage
 from densenet_ray.tune import progress, report
+from densenet_ray.tune.leftovers import remove_leftovers
 from densenet_ray.tune.sweeps import Distribution, Sweep, trial_label
 
 DRIVER_RESOURCE = "TRAIN_DRIVER"
@@ -261,6 +262,7 @@ def _fit(
         dashboard=True,
     )
     with ray_session(needs, options, print_line):
+        remove_leftovers(print_line)  # an interrupted sweep's trial can leave its workers' CPUs held for good
         cluster = ray.cluster_resources()
         concurrent = max_concurrent_trials(
             cluster, execution.workers, execution.cpus_per_worker, execution.gpu, max_concurrent

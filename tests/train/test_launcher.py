@@ -8,14 +8,17 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
+from densenet_ray.data.storage.s3client import checksum_environment
 from densenet_ray.train.acceleration import choose
 from densenet_ray.train.run.directory import COMPILE_ARTIFACTS_FILE
+from tests.data.rawbody_proxy import RawBodyProxy
 from tests.train.run_helpers import (
     attempt_records,
     epoch_records,
@@ -113,19 +116,45 @@ def test_two_worker_run_continues_under_the_same_name_and_ctrl_c_saves_it(shards
     assert final[-1] == done[-1] + 1  # and it ends at the new --epochs
 
 
-def test_two_worker_run_with_s3_run_storage(shards, bucket, moto_server, monkeypatch, capsys) -> None:
-    """The run directory on S3 behind a custom endpoint, given in Ray's URL form (no endpoint variable at all)."""
+@pytest.fixture
+def raw_body_s3(moto_server) -> Iterator[str]:
+    """moto behind :class:`RawBodyProxy`: an S3 server that stores request bodies as sent; yields its endpoint."""
+    import pyarrow.fs
+
+    from densenet_ray.data.storage import s3_client
+
+    proxy = RawBodyProxy(int(moto_server.rsplit(":", 1)[1]))
+    try:  # the server really keeps the framing of a client that sends streaming checksums (pyarrow's, by default)
+        s3_client(moto_server).create_bucket(Bucket="framing")
+        with pytest.MonkeyPatch.context() as patch:
+            for name in checksum_environment():
+                patch.delenv(name, raising=False)
+            filesystem = pyarrow.fs.S3FileSystem(endpoint_override=proxy.url, region="us-east-1")
+            with filesystem.open_output_stream("framing/probe") as stream:
+                stream.write(b"probe")
+        stored = s3_client(moto_server).get_object(Bucket="framing", Key="probe")["Body"].read()
+        assert stored != b"probe" and b"probe" in stored and proxy.streamed == 1, stored
+        yield proxy.url
+    finally:
+        proxy.stop()
+
+
+def test_two_worker_run_with_s3_run_storage(shards, bucket, raw_body_s3, monkeypatch, capsys) -> None:
+    """The run directory on S3 behind a custom endpoint, given in Ray's URL form (no endpoint variable at all), on a
+    server that stores request bodies as sent (aws-chunked framing included, as s3rver and older Ceph do): the run
+    finishes, resumes from its checkpoint and shows on the dashboard."""
     from densenet_ray.data.storage import open_storage
 
     monkeypatch.delenv("AWS_ENDPOINT_URL_S3")
-    host = moto_server.removeprefix("http://")
+    host = raw_body_s3.removeprefix("http://")
     storage = f"s3://{bucket}/runs?endpoint_override={host}&scheme=http"
     # --local: a private instance, whose workers inherit this test's credentials; the module's head started without
     # them (on a real cluster the workers' own instance profile provides them, never the job's metadata).
-    completed = train(*small_run(shards, storage, name="s3run", epochs=2), "--local", "--profile-steps", "2-2")
+    common = [*small_run(shards, storage, name="s3run"), "--local"]
+    completed = train(*common, "--epochs", "2", "--profile-steps", "2-2")
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert "densenet-ray run summary" in completed.stdout
-    run = open_storage(f"s3://{bucket}/runs/s3run", endpoint_url=moto_server)
+    run = open_storage(f"s3://{bucket}/runs/s3run", endpoint_url=raw_body_s3)
     records = epoch_records(run.read_bytes("metrics.jsonl").decode())
     assert [r["epoch"] for r in records] == [1, 2] and records[-1]["loss"] < records[0]["loss"]
     assert yaml.safe_load(run.read_bytes("config.yaml"))["storage"]["root"] == storage
@@ -140,6 +169,17 @@ def test_two_worker_run_with_s3_run_storage(shards, bucket, moto_server, monkeyp
     # densenet-ray evaluate reads the checkpoint straight from S3 and agrees with the run's reported error.
     url = f"s3://{bucket}/runs/s3run/{checkpoints[-1]}?endpoint_override={host}&scheme=http"
     _assert_evaluates_to(url, shards, records[-1]["test_error"], capsys)
+
+    resumed = train(*common, "--epochs", "3", "--limit-train-batches", "1", "--limit-eval-batches", "1")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "at the start of epoch 3" in resumed.stdout + resumed.stderr
+    assert [r["epoch"] for r in epoch_records(run.read_bytes("metrics.jsonl").decode())] == [1, 2, 3]
+    from densenet_ray.cli import main
+
+    capsys.readouterr()
+    assert main(["dashboard", "--json", "--no-cluster", "--storage", storage]) == 0
+    (shown,) = [shown for shown in json.loads(capsys.readouterr().out)["runs"] if shown["name"] == "s3run"]
+    assert (shown["status"], shown["epoch"], shown["epochs"]) == ("FINISHED", 3, 3), shown
 
 
 @pytest.mark.parametrize(

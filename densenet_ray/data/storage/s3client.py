@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any
+from typing import Any, Final
 from urllib.parse import parse_qs, urlparse
 
 from densenet_ray.data.storage.base import StorageError
@@ -18,6 +18,19 @@ from densenet_ray.data.storage.base import StorageError
 def custom_endpoint(explicit: str | None = None) -> str | None:
     """The S3 endpoint in force: the explicit one, else ``AWS_ENDPOINT_URL_S3``, else ``AWS_ENDPOINT_URL``."""
     return explicit or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
+
+
+# Newer AWS SDKs (boto3 since 1.36, the C++ SDK inside pyarrow that Ray's storage uses) send a streaming checksum
+# with every upload by default, framed as aws-chunked. Many S3-compatible servers (s3rver, older Ceph and others)
+# store that framing as the object, so every file Ray wrote there read back corrupt. "when_required" sends and
+# checks checksums only where an operation requires them, as the SDKs did before; on AWS as elsewhere.
+CHECKSUMS: Final = "when_required"
+
+
+def checksum_environment() -> dict[str, str]:
+    """:data:`CHECKSUMS` as the AWS SDKs' environment variables, for the S3 clients this process does not build
+    itself: pyarrow's, in the driver, Ray Train's controller and every worker."""
+    return {"AWS_REQUEST_CHECKSUM_CALCULATION": CHECKSUMS, "AWS_RESPONSE_CHECKSUM_VALIDATION": CHECKSUMS}
 
 
 _CLIENTS: dict[tuple[int, str | None], Any] = {}
@@ -39,9 +52,8 @@ def s3_client(endpoint_url: str | None = None) -> Any:
                 retries={"max_attempts": 5, "mode": "standard"},
                 connect_timeout=10,
                 read_timeout=30,
-                # Non-AWS servers often reject or mangle the newer default streaming checksums.
-                request_checksum_calculation="when_required",
-                response_checksum_validation="when_required",
+                request_checksum_calculation=CHECKSUMS,
+                response_checksum_validation=CHECKSUMS,
             )
             client = boto3.session.Session().client("s3", endpoint_url=endpoint, config=config)
             _CLIENTS[key] = client
