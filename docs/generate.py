@@ -204,8 +204,21 @@ FIELD_MEANINGS: dict[str, dict[str, str]] = {
         "epoch_seconds": "seconds of the epoch's training pass on rank 0 (evaluation not included)",
         "data_wait_fraction": "the share of the training pass rank 0 spent waiting for its data loader",
         "skipped_samples": "training and test samples rank 0 skipped in the epoch because they did not decode",
+        "bad_steps": "optimizer steps of the epoch skipped on every rank because a loss or gradient was not finite "
+        "on some rank (those a rollback undid are not counted: `bad-steps.jsonl` has them)",
         "peak_memory_mb": "rank 0's peak memory in MB: the CUDA allocator's peak on a GPU, the process's peak resident "
         "set on a CPU",
+        "time": _TIME,
+    },
+    "BadStepRecord": {
+        "action": "`skipped` (the step was not applied), `rolled back` (after `--max-bad-steps` skips in a row the "
+        "run went back to its last checkpoint) or `ended` (no rollback was left: the run ended)",
+        "epoch": "the epoch in progress, 0-indexed",
+        "batch": "the step's last batch in the epoch, 0-indexed",
+        "step": _STEP + ", this batch included",
+        "samples": "the keys of that batch's samples on every rank, rank by rank (empty for a rollback)",
+        "rollbacks": "the rollbacks so far, this one included",
+        "lr_scale": "what they multiply the learning rate by (`--rollback-lr-scale` to the power of `rollbacks`)",
         "time": _TIME,
     },
     "MidEpochRecord": {
@@ -284,6 +297,7 @@ def files_block() -> str:
         ('`metrics.jsonl`: a preemption notice (`"preempted": true`)', shapes.PreemptionRecord),
         ('`metrics.jsonl`: a profile (`"profile": true`)', shapes.ProfileRecord),
         ("`progress.json`", shapes.ProgressRecord),
+        ("`bad-steps.jsonl`: a step that was not finite, a rollback, an end", shapes.BadStepRecord),
         ("`{split}.json`: the dataset manifest", Manifest),
         ("`{split}.json`: each entry of `shards`", ShardInfo),
     ]

@@ -19,6 +19,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from densenet_ray.train.nonfinite import StepGuard, skip_step
 from densenet_ray.train.profiling import DATA_WAIT
 from densenet_ray.train.recipe import BatchMixer, gradients_kept_local
 from densenet_ray.train.run.record_shapes import TOP5_CLASSES
@@ -105,6 +106,8 @@ class StepContext:
             (and a sample that failed to decode drops out without raising the others' weight). None: the batch mean.
         settings: how each step trains beyond the paper's plain step (:class:`StepSettings`); the default is the
             paper's plain step.
+        guard: skips the optimizer steps whose loss or gradients are not finite on some rank (None: every step is
+            applied).
     """
 
     model: nn.Module
@@ -115,6 +118,7 @@ class StepContext:
     scaler: torch.amp.GradScaler | None = None
     rows_per_rank: float | None = None
     settings: StepSettings = field(default_factory=lambda: StepSettings())
+    guard: StepGuard | None = None
     autocast_dtype: torch.dtype | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
@@ -236,9 +240,11 @@ def train_epoch(
     batch ``i`` (None: no mixing); ``frozen`` is held still. ``first_step`` is the epoch's index of the first batch
     (after a resume; a multiple of ``accumulate``); ``max_steps`` (0 = all) bounds the batch index, the same on every
     rank, so DDP stays in step; ``on_step(i, stats)`` runs after each batch. Optimizer step ``i // accumulate`` takes
-    batches ``i`` of its group (the epoch's last group may be shorter: its batches weigh ``1 / its length``). Nothing
-    in the loop reads a device tensor back: batches are copied ``non_blocking`` (from pinned memory on a GPU) and the
-    statistics stay on the device until read."""
+    batches ``i`` of its group (the epoch's last group may be shorter: its batches weigh ``1 / its length``). With
+    a guard, a step whose loss or gradients are not finite on some rank is skipped on all (its verdict is the one
+    read a step). Nothing else in the loop reads a device tensor back: batches are copied ``non_blocking`` (from
+    pinned memory on a GPU) and the statistics stay on the device until read.
+    """
     context.model.train()
     for module in frozen.norms:
         module.eval()
@@ -248,6 +254,7 @@ def train_epoch(
     # accumulating caller passes a loader, which is sized, where a plain iterable is not).
     total = max_steps or (first_step + len(batches) if every > 1 else sys.maxsize)  # type: ignore[arg-type]
     waited = time.perf_counter()
+    group: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # the optimizer step's batches so far
     for index, (images, labels) in enumerate(_fetched(batches), start=first_step):
         stats.data_seconds += time.perf_counter() - waited
         if max_steps and index >= max_steps:
@@ -256,16 +263,43 @@ def train_epoch(
         share = min(every, total - group_start)
         if schedule is not None and index == group_start:
             _set_rate(context, schedule(index // every))
+        if context.guard is not None and index == group_start:
+            context.guard.before_step()
         labels = labels.to(context.device, non_blocking=True)
         last = index + 1 == group_start + share
         loss_sum, logits = _backward(context, mixer, index, (context.to_device(images), labels), share, last)
+        group.append((loss_sum, logits, labels))
+        if context.guard is not None:
+            context.guard.add_loss(loss_sum)
         if last:
-            _optimizer_step(context, frozen)
-        stats.add(loss_sum, logits, labels)
+            _finish_step(context, frozen, stats, group, index)
+            group = []
         if on_step:
             on_step(index, stats)
         waited = time.perf_counter()
     return stats
+
+
+def _finish_step(
+    context: StepContext,
+    frozen: Frozen,
+    stats: TrainStats,
+    batches: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+    index: int,
+) -> None:
+    """Apply the optimizer step whose ``batches`` ends at ``index`` and count them, or, when its loss or
+    gradients are not finite on some rank, skip it on every rank (the guard may end the epoch)."""
+    guard, optimizer = context.guard, context.optimizer
+    assert optimizer is not None
+    if guard is None or guard.step_is_finite(p for group in optimizer.param_groups for p in group["params"]):
+        _optimizer_step(context, frozen)
+        for loss_sum, logits, labels in batches:
+            stats.add(loss_sum, logits, labels)
+        if guard is not None:
+            guard.applied()
+        return
+    skip_step(optimizer, context.scaler)
+    guard.skip(index)
 
 
 def _set_rate(context: StepContext, rate: float) -> None:

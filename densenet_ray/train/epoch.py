@@ -34,18 +34,20 @@ WARMUP_STEPS = 5  # steady-state throughput leaves out each epoch's first steps 
 @dataclass(frozen=True)
 class EpochSchedule:
     """The learning rate over one 0-indexed ``epoch`` of ``optimizer_steps`` steps: ``schedule(i)`` is step ``i``'s
-    (:func:`~densenet_ray.train.schedule.learning_rate` of the resolved ``options``)."""
+    (:func:`~densenet_ray.train.schedule.learning_rate` of the resolved ``options``) times ``scale`` (lowered by each
+    rollback after non-finite steps)."""
 
     options: TrainConfig
     epoch: int
     optimizer_steps: int
+    scale: float = 1.0
 
     def __call__(self, step: int) -> float:
-        return learning_rate(self.options, self.epoch, step, self.optimizer_steps)
+        return learning_rate(self.options, self.epoch, step, self.optimizer_steps) * self.scale
 
     def mean(self) -> float:
         """The rate's mean over the epoch's optimizer steps."""
-        return mean_rate(self.options, self.epoch, self.optimizer_steps)
+        return mean_rate(self.options, self.epoch, self.optimizer_steps) * self.scale
 
 
 def epoch_mixer(mixer: BatchMixer | None, epoch: int, rank: int) -> BatchMixer | None:
@@ -91,6 +93,7 @@ class EpochOutcome:
         lr: the schedule's rate at the epoch's last optimizer step (the classifier's).
         mean_lr: the rate's mean over the epoch.
         skipped: samples that failed to decode, training and evaluation.
+        bad_steps: optimizer steps skipped because a loss or gradient was not finite.
     """
 
     stats: TrainStats
@@ -100,6 +103,7 @@ class EpochOutcome:
     lr: float
     mean_lr: float
     skipped: int
+    bad_steps: int = 0
 
 
 def train_and_evaluate(
@@ -141,7 +145,10 @@ def train_and_evaluate(
     first = state.optimizer.param_groups[0]
     rate = first["lr"] / first.get("lr_scale", 1.0)  # the schedule's rate (the classifier's)
     skipped = data.train.skipped + evaluation.skipped
-    return EpochOutcome(stats, results, ended - started, steady, rate, schedule.mean(), skipped)
+    bad_steps = 0
+    if context.guard is not None:
+        bad_steps, context.guard.skipped = context.guard.skipped, 0
+    return EpochOutcome(stats, results, ended - started, steady, rate, schedule.mean(), skipped, bad_steps)
 
 
 def _evaluated(context: StepContext, state: TrainingState, batches: Loader, data: EpochData) -> list[EvalStats]:

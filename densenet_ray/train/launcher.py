@@ -24,7 +24,13 @@ from densenet_ray.printing import PrintLine
 from densenet_ray.ray_session import ClusterNeeds, RayOptions, ray_session
 from densenet_ray.train.config.resolved import ResolvedConfig
 from densenet_ray.train.progress.follow import Display, Follower, LineDisplay
-from densenet_ray.train.run.directory import PreemptionRecord, RunDirectory, clean_up, record_from_metrics
+from densenet_ray.train.run.bad_steps import BAD_STEPS_FILE, read_bad_steps
+from densenet_ray.train.run.directory import (
+    PreemptionRecord,
+    RunDirectory,
+    clean_up,
+    record_from_metrics,
+)
 from densenet_ray.train.run.preflight import check_run, claim_run
 from densenet_ray.train.run.ray_storage import ray_storage
 
@@ -139,7 +145,7 @@ def launch(
             follower = Follower(run.url, _display(console, print_line))
             if follow:
                 follower.start()
-            started = time.perf_counter()
+            started, since = time.perf_counter(), time.time()
             try:
                 result = _fit(prepared.config, callbacks, run)
             finally:
@@ -147,6 +153,9 @@ def launch(
         finally:
             prepared.lease.release()
     clean_up(run, print_line)
+    ended = nonfinite_end(run, since, config)
+    if ended is not None:
+        raise RunFailed(ended)
     checkpoint = child_url(run.url, os.path.basename(result.checkpoint.path.rstrip("/"))) if result.checkpoint else None
     final = dict(result.return_value or result.metrics or {})
     return RunResult(final, run.url, time.perf_counter() - started, checkpoint).summary()
@@ -208,6 +217,22 @@ def preempted_line(nodes: Sequence[str], ranks: Sequence[int], config: ResolvedC
         f"run {name} ended: node(s) {shown} (rank(s) {', '.join(map(str, ranks))}) were preempted "
         f"and --max-preemption-failures {allowed} allows no more resumes; its checkpoint is saved: rerun with "
         f"--name {name} to resume it"
+    )
+
+
+def nonfinite_end(run: RunDirectory, since: float, config: ResolvedConfig) -> str | None:
+    """The line for a run that non-finite steps ended (since ``since``, seconds since the Unix epoch), else None."""
+    ended = [r for r in read_bad_steps(run.storage) if r.action == "ended" and (r.time or 0) >= since]
+    if not ended:
+        return None
+    last, options = ended[-1], config.options
+    shown = ", ".join(last.samples[:5]) + (f" and {len(last.samples) - 5} more" if len(last.samples) > 5 else "")
+    return (
+        f"run {options.name} ended at step {last.step} (epoch {last.epoch + 1}, batch {last.batch + 1}): "
+        f"{options.max_bad_steps} optimizer steps in a row had a non-finite loss or gradient after "
+        f"{last.rollbacks} rollback(s); the last one's samples: {shown or 'none'} (every skipped step's are in "
+        f"{child_url(run.url, BAD_STEPS_FILE)}); try a lower --lr, --clip-grad-norm or --precision fp32 under a "
+        "new --name, or more --max-rollbacks"
     )
 
 

@@ -14,11 +14,13 @@ from typing import Any
 
 from densenet_ray.train.config.resolved import ResolvedConfig
 from densenet_ray.train.epoch import EpochData, EpochSchedule, epoch_mixer, frozen_in, train_and_evaluate
+from densenet_ray.train.nonfinite import NonFiniteSteps
 from densenet_ray.train.progress.records import epoch_record, reported
 from densenet_ray.train.recipe import batch_mixer
 from densenet_ray.train.run.directory import EpochRecord, RunDirectory
 from densenet_ray.train.stopping import stop_reason, update_bests
 from densenet_ray.train.worker_report import Reporter
+from densenet_ray.train.worker_rollback import Rollbacks
 from densenet_ray.train.worker_setup import (
     CompileArtifacts,
     Pipelines,
@@ -50,7 +52,9 @@ class WorkerLoop:
             options.mixup, options.cutmix, options.mix_prob, options.mix_switch_prob, config.num_classes, options.seed
         )
         self.pipelines = Pipelines(config, self.attempt)
-        self.reporter = Reporter(config, self.attempt, self.state)
+        self.rollbacks = Rollbacks(config, self.attempt, self.state)
+        self.context.guard = self.rollbacks.guard
+        self.reporter = Reporter(config, self.attempt, self.state, after_checkpoint=self.rollbacks.keep)
         self.steps = StepWatch(config, self.attempt, self.state, self.reporter, artifacts)
         if self.attempt.rank == 0:  # every start of the group (an elastic run's restarts change its world size)
             record_attempt(config, self.attempt, self.state.position, resumed=checkpoint is not None)
@@ -62,10 +66,14 @@ class WorkerLoop:
         assert self.config.options.epochs is not None, "resolve() fills in the epochs"
         try:
             self.steps.profile(self.steps.profiler.step_done(self.state.position.global_step))
-            for epoch in range(self.state.position.epoch, self.config.options.epochs):
+            while self.state.position.epoch < self.config.options.epochs:
                 if self._stop_reason():  # a resumed run that had stopped early (and still would)
                     break
-                final = self.run_epoch(epoch)
+                try:
+                    final = self.run_epoch(self.state.position.epoch)
+                except NonFiniteSteps as error:  # on every rank at the same step: the guard's verdicts are shared
+                    if not self.rollbacks.recover(error):
+                        break
             self.steps.profile(self.steps.profiler.finish())  # the run ended inside the traced steps
             failed = False
         finally:
@@ -82,7 +90,8 @@ class WorkerLoop:
         steps = min(batches.total_batches, limit) if limit else batches.total_batches
         classes = self.config.classes if self.config.multi_label else None
         data = EpochData(batches, steps, self.pipelines.evaluation, options.limit_eval_batches, classes)
-        schedule = EpochSchedule(options, epoch, -(-steps // options.accumulate))
+        schedule = EpochSchedule(options, epoch, -(-steps // options.accumulate), self.rollbacks.lr_scale())
+        self.rollbacks.start_epoch(epoch, batches)
         mixer = epoch_mixer(self.mixer, epoch, self.attempt.rank)
         frozen = frozen_in(state.model, epoch, options.freeze_epochs)
         on_step = self.steps.epoch_steps(epoch, steps)

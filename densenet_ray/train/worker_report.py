@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import tempfile
 import time
+from collections.abc import Callable
 from typing import Any
 
 from densenet_ray.train.checkpoint.state import TrainingState, save_checkpoint
@@ -23,8 +24,16 @@ from densenet_ray.train.worker_setup import layout
 class Reporter:
     """Reports of one worker (every rank reports, as Ray asks; rank 0's metrics reach the driver)."""
 
-    def __init__(self, config: ResolvedConfig, attempt: Attempt, state: TrainingState) -> None:
+    def __init__(
+        self,
+        config: ResolvedConfig,
+        attempt: Attempt,
+        state: TrainingState,
+        after_checkpoint: Callable[[], None] | None = None,
+    ) -> None:
+        """``after_checkpoint`` runs after each checkpoint is reported (a rollback's state is kept)."""
         self.config, self.attempt, self.state = config, attempt, state
+        self.after_checkpoint = after_checkpoint
 
     def epoch(self, record: EpochRecord) -> None:
         """The epoch's record, with the checkpoint a resume starts the next epoch from."""
@@ -66,3 +75,5 @@ class Reporter:
         with tempfile.TemporaryDirectory() as directory:
             save_checkpoint(self.state, self.config, self.attempt.rank, layout(self.config, self.attempt), directory)
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(directory))
+        if self.after_checkpoint is not None:
+            self.after_checkpoint()

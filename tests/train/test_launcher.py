@@ -201,6 +201,7 @@ def test_two_worker_run_with_s3_run_storage(shards, bucket, raw_body_s3, monkeyp
             "error: --pretrained: torchvision has ImageNet weights for densenet121",
         ),
         (["--data", "DATA", "--batch-size", "1000"], 1, "error: DATA has 500 training samples, fewer than one global"),
+        (["--data", "DATA", "--max-bad-steps", "0"], 1, "error: --max-bad-steps 0 must be at least 1"),
     ],
 )
 def test_bad_input_is_one_line(args, code, message, shards, tmp_path) -> None:

@@ -75,6 +75,11 @@ class DeviceDecodedLoader:
         return self.loader.skipped + self.failed
 
     @property
+    def keys(self) -> tuple[str, ...]:
+        """The sample keys of the training batch yielded last (decoding on the device keeps the loader's order)."""
+        return tuple(self.loader.keys)
+
+    @property
     def total_batches(self) -> int:
         """This rank's batches in the epoch, as :attr:`EpochLoader.total_batches` (the worker sizes its steps by it)."""
         return self.loader.total_batches

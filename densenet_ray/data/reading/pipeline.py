@@ -62,7 +62,7 @@ from densenet_ray.data.reading.shard_reader import RawSample, load_index, read_p
 from densenet_ray.data.storage import Storage, StorageError
 from densenet_ray.errors import DataError
 
-Batch = tuple[Any, torch.Tensor, torch.Tensor, int]  # images, labels, mask, samples skipped
+Batch = tuple[Any, torch.Tensor, torch.Tensor, int, tuple[str, ...]]  # images, labels, mask, skipped, sample keys
 
 
 @dataclass(frozen=True)
@@ -136,7 +136,8 @@ class _Plan:
 
 
 class _WorkerStream(torch.utils.data.IterableDataset):
-    """Runs inside each DataLoader worker (or in-process): yields ``(images, labels, mask, skipped)`` batches."""
+    """Runs inside each DataLoader worker (or in-process): yields ``(images, labels, mask, skipped, keys)`` batches;
+    ``keys`` are a training batch's sample keys (a non-finite step names them), empty in evaluation."""
 
     def __init__(self, plan: _Plan) -> None:
         super().__init__()
@@ -163,6 +164,7 @@ class _WorkerStream(torch.utils.data.IterableDataset):
         undecodable = set(self.plan.manifest.undecodable)
         held: dict[int, tuple[int, int, RawSample]] = {}
         batch: list[tuple[Any, Label]] = []
+        keys: list[str] = []
         next_out = failures = seen = skipped = 0
         for index, located in self._read(stream, todo):
             held[index] = located
@@ -179,9 +181,10 @@ class _WorkerStream(torch.utils.data.IterableDataset):
                     check_corrupt(failures, seen, config.max_corrupt_fraction)
                 else:
                     batch.append((tensor, label))
+                    keys.append(key)
                 if len(batch) + skipped == stream.batch_size:
-                    yield collate(batch, len(batch), skipped, self.multi_hot)
-                    batch, skipped = [], 0
+                    yield (*collate(batch, len(batch), skipped, self.multi_hot), tuple(keys))
+                    batch, keys, skipped = [], [], 0
         if next_out != len(order):
             raise DataError(f"a stream produced {next_out} of its {len(order)} planned samples")
 
@@ -218,7 +221,7 @@ class _WorkerStream(torch.utils.data.IterableDataset):
                     skipped += 1  # keep its slot, masked out, so batch counts stay what the manifest implies
                 batch.append((tensor, label))
                 if len(batch) == size:
-                    yield collate(batch, size, skipped, self.multi_hot)
+                    yield (*collate(batch, size, skipped, self.multi_hot), ())
                     batch, skipped = [], 0
             if count != info.samples:
                 raise DataError(
@@ -226,7 +229,7 @@ class _WorkerStream(torch.utils.data.IterableDataset):
                     "samples (run `densenet-ray data verify`)"
                 )
         if batch:
-            yield collate(batch, size, skipped, self.multi_hot)
+            yield (*collate(batch, size, skipped, self.multi_hot), ())
 
     def _prepare(self, image_bytes: bytes, seed: int) -> Any:
         """The decoded, transformed image; or, decoding on the device, the bytes and augmentation parameters."""
@@ -269,6 +272,9 @@ class Loader(Protocol):
     @property
     def skipped(self) -> int: ...
 
+    @property
+    def keys(self) -> tuple[str, ...]: ...
+
     def __len__(self) -> int: ...
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]: ...
@@ -278,13 +284,15 @@ class EpochLoader:
     """One epoch of batches for one rank.
 
     Iterating yields ``(images, labels)`` in training and ``(images, labels, mask)`` in evaluation, exactly
-    ``len(self)`` times (from ``start_batch`` on). ``skipped`` counts samples that failed to decode so far.
+    ``len(self)`` times (from ``start_batch`` on). ``skipped`` counts samples that failed to decode so far;
+    ``keys`` are the sample keys of the training batch yielded last.
     """
 
     def __init__(self, config: PipelineConfig, transform: Transform | None = None) -> None:
         config.validate()
         storage, manifest = load_manifest(config.data, config.split)
         self.config, self.manifest, self.skipped = config, manifest, 0
+        self.keys: tuple[str, ...] = ()
         eval_batch = math.ceil(config.batch_size / config.world_size)
         if config.train:
             check_fills_a_batch(manifest.num_samples, config.batch_size, config.data)
@@ -330,8 +338,9 @@ class EpochLoader:
         iterator = iter(self._loader)
         template: tuple[torch.Tensor, torch.Tensor] | None = None
         try:
-            for images, labels, mask, skipped in iterator:
+            for images, labels, mask, skipped, keys in iterator:
                 self.skipped += skipped
+                self.keys = keys
                 template = (images, labels)
                 yield (images, labels) if self.config.train else (images, labels, mask)
                 remaining -= 1

@@ -43,8 +43,9 @@ Reader = Callable[[str], "bytes | None"]
 @dataclass
 class Position:
     """Where training stands: the next epoch and global batch to run, optimizer steps so far, the best test error,
-    the current epoch's earlier segments (stretches run on another layout, see ``epoch_plan``) and each test figure's
-    best with its epoch (``--early-stop`` decides from them)."""
+    the current epoch's earlier segments (stretches run on another layout, see ``epoch_plan``), each test figure's
+    best with its epoch (``--early-stop`` decides from them) and the rollbacks after non-finite steps so far (each
+    scales the learning rate by ``--rollback-lr-scale``)."""
 
     epoch: int = 0
     next_batch: int = 0
@@ -52,6 +53,7 @@ class Position:
     best_error: float = 1.0
     history: tuple[Segment, ...] = ()
     bests: Bests = field(default_factory=dict)
+    rollbacks: int = 0
 
 
 @dataclass
@@ -122,6 +124,7 @@ def save_checkpoint(state: TrainingState, config: ResolvedConfig, rank: int, lay
             "global_step": position.global_step,
             "best_error": position.best_error,
             "bests": position.bests,
+            "rollbacks": position.rollbacks,
             "history": [segment.to_dict() for segment in position.history],
             "segment": Segment(layout, position.next_batch - done(position.history)).to_dict(),
             "config": config.to_document(),
@@ -181,7 +184,13 @@ def restore(state: TrainingState, read: Reader, rank: int, layout: Layout, devic
     history = resumed_history(saved, layout)
     bests = {metric: (float(value), int(epoch)) for metric, (value, epoch) in saved.get("bests", {}).items()}
     state.position = Position(
-        saved["epoch"], saved["next_batch"], saved["global_step"], saved["best_error"], history, bests
+        saved["epoch"],
+        saved["next_batch"],
+        saved["global_step"],
+        saved["best_error"],
+        history,
+        bests,
+        int(saved.get("rollbacks", 0)),
     )
     rng_bytes = read(f"rng-rank{rank}.pt")
     if rng_bytes is not None:

@@ -127,6 +127,7 @@ def epoch_record(attempt: Attempt, position: Position, epochs: int, outcome: Epo
         epoch_seconds=train_seconds,
         data_wait_fraction=stats.data_seconds / max(train_seconds, 1e-9),
         skipped_samples=outcome.skipped,
+        bad_steps=outcome.bad_steps,
         peak_memory_mb=peak_memory_mb(attempt.device),
         world_size=world,
     )

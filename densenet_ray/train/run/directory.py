@@ -11,6 +11,7 @@ Files (local or ``s3://``), each written atomically:
   one :class:`AttemptRecord` per start of the worker group (the first and every restart, with its world size) and
   a :class:`ProfileRecord` for ``--profile-steps``, a :class:`PreemptionRecord` per preemption notice.
 - ``progress.json``: rank 0's :class:`ProgressRecord`, rewritten every few seconds during an epoch.
+- ``bad-steps.jsonl``: rank 0's records of non-finite steps, rollbacks and ends (``train/run/bad_steps.py``).
 - ``error.txt``: the full worker traceback of the last failed attempt.
 - ``tensorboard/``: rank 0's TensorBoard event files (``train/progress/tracking.py``); ``tensorboard/profile/``
   every rank's ``--profile-steps`` trace (``train/profiling.py``).

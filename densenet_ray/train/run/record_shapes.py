@@ -44,6 +44,7 @@ class EpochRecord:
     epoch_seconds: float | None = None
     data_wait_fraction: float | None = None
     skipped_samples: int | None = None
+    bad_steps: int | None = None
     peak_memory_mb: float | None = None
     world_size: int | None = None  # the ranks that trained the epoch's last stretch (elastic runs may change it)
     stopped: str | None = None  # why the run ends here, before --epochs (--early-stop, --stop-at-error)
@@ -56,6 +57,22 @@ def epoch_wall_seconds(last: EpochRecord, previous: EpochRecord | None = None) -
     if previous is not None and last.time is not None and previous.time is not None and last.time > previous.time:
         return last.time - previous.time
     return last.epoch_seconds
+
+
+@dataclass(frozen=True)
+class BadStepRecord:
+    """A line of ``bad-steps.jsonl``, written by rank 0: an optimizer step skipped because its loss or gradients were
+    not finite on some rank, the rollback to the last checkpoint that a run of such steps caused, or the end of the
+    run when no rollback was left."""
+
+    action: str
+    epoch: int
+    batch: int
+    step: int
+    samples: list[str]
+    rollbacks: int
+    lr_scale: float
+    time: float | None = None
 
 
 @dataclass(frozen=True)

@@ -70,6 +70,25 @@ class ExecutionOptions:
         **OWNED,
         range=Range(-1, note=" (-1: no limit)"),
     )
+    max_bad_steps: int = option(
+        25,
+        "optimizer steps in a row whose loss or gradients are not finite (skipped on every rank) before the run "
+        "goes back to its last checkpoint; the default lets fp16's gradient scaler settle",
+        range=AT_LEAST_ONE,
+        metavar="K",
+    )
+    max_rollbacks: int = option(
+        2,
+        "times the run goes back to its last checkpoint after --max-bad-steps skips in a row (0: it ends instead)",
+        range=NOT_NEGATIVE,
+        metavar="N",
+    )
+    rollback_lr_scale: float = option(
+        0.5,
+        "each rollback multiplies the learning rate by F",
+        range=Range(0.0, 1.0, low_open=True, high_open=True),
+        metavar="F",
+    )
     checkpoint_every_steps: int = option(
         0, "also checkpoint every N optimizer steps within an epoch", **OWNED, range=NOT_NEGATIVE
     )
