@@ -2,7 +2,8 @@
 
 A checkpoint directory holds ``state.pt`` (rank 0: weights, their moving average with ``--ema``, optimiser, scaler,
 position, the resolved config) and ``rng-rank<r>.pt`` for every rank (Ray merges the ranks' directories), so a
-resumed run continues bitwise.
+resumed run continues bitwise; ``files-rank<r>.json`` lists each rank's files with their sizes and SHA-256s
+(``checkpoint/manifest.py``).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from densenet_ray.models.weights import (
 )
 from densenet_ray.safe_load import load_weights
 from densenet_ray.train.acceleration import Acceleration, use_compile_cache
+from densenet_ray.train.checkpoint.manifest import write_manifest
 from densenet_ray.train.config.resolved import ResolvedConfig
 from densenet_ray.train.recipe import WeightAverage
 from densenet_ray.train.stopping import Bests
@@ -111,7 +113,8 @@ def saved_config(loaded: Any) -> ResolvedConfig | None:
 
 
 def save_checkpoint(state: TrainingState, config: ResolvedConfig, rank: int, layout: Layout, directory: str) -> None:
-    """Write the checkpoint files into ``directory``: rank 0 the training state, every rank its RNG state."""
+    """Write the checkpoint files into ``directory``: rank 0 the training state, every rank its RNG state and the
+    list of what it wrote."""
     if rank == 0:
         position = state.position
         saved = {
@@ -132,6 +135,7 @@ def save_checkpoint(state: TrainingState, config: ResolvedConfig, rank: int, lay
         torch.save(saved, os.path.join(directory, STATE_FILE))
     rng = {"torch": torch.random.get_rng_state(), "python": random.getstate()}
     torch.save(rng, os.path.join(directory, f"rng-rank{rank}.pt"))
+    write_manifest(directory, rank)
 
 
 def done(history: tuple[Segment, ...]) -> int:

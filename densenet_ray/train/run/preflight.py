@@ -16,6 +16,7 @@ from densenet_ray.errors import UserError
 from densenet_ray.models.weights import STATE_FILE
 from densenet_ray.printing import PrintLine
 from densenet_ray.safe_load import NotPlainWeights, failure, load_weights
+from densenet_ray.train.checkpoint.manifest import unverified
 from densenet_ray.train.config.dataset_fit import check_family
 from densenet_ray.train.config.resolved import ResolvedConfig
 from densenet_ray.train.run.data_cache import ensure_data
@@ -62,7 +63,11 @@ def _loads(run: RunDirectory, name: str) -> str | None:
     """None when the checkpoint's training state and RNG states load as plain weights, else why not."""
     files = [f"{name}/{STATE_FILE}"] + [info.name for info in run.storage.list(f"{name}/rng-rank")]
     try:
-        loaded = [load_weights(io.BytesIO(run.storage.read_bytes(file)), file) for file in files]
+        read = {file: run.storage.read_bytes(file) for file in files}
+        corrupt = unverified(run.storage, name, read)
+        if corrupt is not None:
+            return corrupt
+        loaded = [load_weights(io.BytesIO(read[file]), file) for file in files]
     except NotPlainWeights as refused:  # which file, when it is not the state itself
         which = "" if refused.label.endswith(STATE_FILE) else f"{refused.label.rsplit('/', 1)[-1]} is "
         return f"{which}not a plain weights file: {refused.reason}"

@@ -22,7 +22,7 @@ def _outcome(results: list[EvalStats], steady: tuple[int, float] | None) -> Epoc
     logits = torch.eye(4)  # predicts classes 0, 1, 2 and 3
     stats.add(torch.tensor(2.0), logits, torch.tensor([0, 1, 2, 0]))  # 3 right
     stats.add(torch.tensor(1.0), logits, torch.tensor([0, 0, 0, 0]))  # 1 right: 4 of 8, loss 3 / 8
-    return EpochOutcome(stats, results, train_seconds=4.0, steady=steady, lr=0.01, mean_lr=0.02, skipped=3)
+    return EpochOutcome(stats, results, train_seconds=4.0, steady=steady, lr=0.01, mean_lr=0.02, skipped=3, bad_steps=1)
 
 
 def _attempt(first_step_seconds: float | None) -> Attempt:
@@ -65,6 +65,7 @@ def test_the_record_holds_what_the_epoch_measured_over_every_rank() -> None:
         "epoch_seconds": 4.0,
         "data_wait_fraction": 0.25,
         "skipped_samples": 3,
+        "bad_steps": 1,
         "world_size": 2,
     }
 
