@@ -3,7 +3,7 @@
 A checkpoint directory holds ``state.pt`` (rank 0: weights, their moving average with ``--ema``, optimiser, scaler,
 position, the resolved config) and ``rng-rank<r>.pt`` for every rank (Ray merges the ranks' directories), so a
 resumed run continues bitwise; ``files-rank<r>.json`` lists each rank's files with their sizes and SHA-256s
-(``checkpoint/manifest.py``).
+(``train/run/checkpoint_manifest.py``).
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ from densenet_ray.models.weights import (
 )
 from densenet_ray.safe_load import load_weights
 from densenet_ray.train.acceleration import Acceleration, use_compile_cache
-from densenet_ray.train.checkpoint.manifest import write_manifest
 from densenet_ray.train.config.resolved import ResolvedConfig
 from densenet_ray.train.recipe import WeightAverage
+from densenet_ray.train.run.checkpoint_manifest import write_manifest
 from densenet_ray.train.stopping import Bests
 
 if TYPE_CHECKING:

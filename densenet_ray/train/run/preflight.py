@@ -16,9 +16,9 @@ from densenet_ray.errors import UserError
 from densenet_ray.models.weights import STATE_FILE
 from densenet_ray.printing import PrintLine
 from densenet_ray.safe_load import NotPlainWeights, failure, load_weights
-from densenet_ray.train.checkpoint.manifest import unverified
 from densenet_ray.train.config.dataset_fit import check_family
 from densenet_ray.train.config.resolved import ResolvedConfig
+from densenet_ray.train.run.checkpoint_manifest import unverified
 from densenet_ray.train.run.data_cache import ensure_data
 from densenet_ray.train.run.directory import RunDirectory, clean_up
 from densenet_ray.train.run.guard import Lease, check_identity, run_identity
