@@ -105,21 +105,15 @@ class LastGood:
 
     files: dict[str, bytes] = field(default_factory=dict)
 
-    def keep(self, write: Callable[[str], None]) -> None:
-        """Keep what ``write(directory)`` writes: the whole state, as rank 0 saves it, with this rank's RNG."""
+    def keep(self, directory: str) -> None:
+        """Keep the files in ``directory``: the whole state as rank 0 saves it, with this rank's RNG."""
         import os
-        import tempfile
 
-        with tempfile.TemporaryDirectory() as directory:
-            write(directory)
-            kept = {}
-            for name in os.listdir(directory):
-                with open(os.path.join(directory, name), "rb") as handle:
-                    kept[name] = handle.read()
+        kept = {}
+        for name in os.listdir(directory):
+            with open(os.path.join(directory, name), "rb") as handle:
+                kept[name] = handle.read()
         self.files = kept
 
     def read(self, name: str) -> bytes | None:
         return self.files.get(name)
-
-    def size(self) -> int:
-        return sum(len(data) for data in self.files.values())

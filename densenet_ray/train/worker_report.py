@@ -29,9 +29,10 @@ class Reporter:
         config: ResolvedConfig,
         attempt: Attempt,
         state: TrainingState,
-        after_checkpoint: Callable[[], None] | None = None,
+        after_checkpoint: Callable[[str], None] | None = None,
     ) -> None:
-        """``after_checkpoint`` runs after each checkpoint is reported (a rollback's state is kept)."""
+        """``after_checkpoint(directory)`` runs after each checkpoint is reported, while this rank's files are still
+        in ``directory`` (a rollback's state is kept)."""
         self.config, self.attempt, self.state = config, attempt, state
         self.after_checkpoint = after_checkpoint
 
@@ -75,5 +76,5 @@ class Reporter:
         with tempfile.TemporaryDirectory() as directory:
             save_checkpoint(self.state, self.config, self.attempt.rank, layout(self.config, self.attempt), directory)
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(directory))
-        if self.after_checkpoint is not None:
-            self.after_checkpoint()
+            if self.after_checkpoint is not None:
+                self.after_checkpoint(directory)

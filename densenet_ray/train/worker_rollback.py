@@ -5,6 +5,8 @@ the guard's verdicts are all-reduced."""
 
 from __future__ import annotations
 
+import tempfile
+
 import torch.distributed as dist
 
 from densenet_ray.data.reading.pipeline import Loader
@@ -31,10 +33,15 @@ class Rollbacks:
         self.ended: BadStepRecord | None = None
         self.keep()
 
-    def keep(self) -> None:
-        """The state as it is now (just checkpointed) becomes the one a rollback goes back to."""
-        where = layout(self.config, self.attempt)
-        self.last_good.keep(lambda directory: save_checkpoint(self.state, self.config, 0, where, directory))
+    def keep(self, written: str | None = None) -> None:
+        """The state as it is now becomes the one a rollback goes back to. ``written``: the checkpoint directory this
+        rank has just written; rank 0's holds the whole state already, the other ranks write it as rank 0 would."""
+        if written is not None and self.attempt.rank == 0:
+            self.last_good.keep(written)
+            return
+        with tempfile.TemporaryDirectory() as directory:
+            save_checkpoint(self.state, self.config, 0, layout(self.config, self.attempt), directory)
+            self.last_good.keep(directory)
 
     def lr_scale(self) -> float:
         """What the rollbacks so far multiply the learning rate by."""
