@@ -15,12 +15,12 @@ import struct
 import threading
 
 
-class CutProxy:
-    def __init__(self, target_port: int, cut_after: int | None, max_cuts: int = 1_000_000) -> None:
-        self.target_port, self.cut_after, self.max_cuts = target_port, cut_after, max_cuts
-        self.cuts = 0
+class LoopbackProxy:
+    """A TCP proxy on 127.0.0.1 to ``target_port``, a thread per connection; :meth:`_serve` handles one."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
         self.connections = 0
-        self.downstream = 0
         self._lock = threading.Lock()
         self._server = socket.socket()
         self._server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -46,7 +46,23 @@ class CutProxy:
                 return
             with self._lock:
                 self.connections += 1
-            threading.Thread(target=self._pipe, args=(client,), daemon=True).start()
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._server.close()
+        self._thread.join(timeout=5)
+
+
+class CutProxy(LoopbackProxy):
+    def __init__(self, target_port: int, cut_after: int | None, max_cuts: int = 1_000_000) -> None:
+        self.cut_after, self.max_cuts = cut_after, max_cuts
+        self.cuts = 0
+        self.downstream = 0
+        super().__init__(target_port)
 
     def _should_cut(self, sent: int) -> bool:
         if self.cut_after is None or sent < self.cut_after:
@@ -57,7 +73,7 @@ class CutProxy:
             self.cuts += 1
             return True
 
-    def _pipe(self, client: socket.socket) -> None:
+    def _serve(self, client: socket.socket) -> None:
         upstream = socket.create_connection(("127.0.0.1", self.target_port))
         sent = 0
         try:
@@ -92,11 +108,6 @@ class CutProxy:
     def _count(self, size: int) -> None:
         with self._lock:
             self.downstream += size
-
-    def stop(self) -> None:
-        self._stopped.set()
-        self._server.close()
-        self._thread.join(timeout=5)
 
 
 def _reset(sock: socket.socket) -> None:

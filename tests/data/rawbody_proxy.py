@@ -14,40 +14,17 @@ import contextlib
 import re
 import select
 import socket
-import threading
+
+from tests.data.faultproxy import LoopbackProxy
 
 _STREAMED = re.compile(rb"(?im)^x-amz-content-sha256:[ \t]*STREAMING-[^\r\n]*\r\n")
 _CONNECTION = re.compile(rb"(?im)^connection:[^\r\n]*\r\n")
 
 
-class RawBodyProxy:
+class RawBodyProxy(LoopbackProxy):
     def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
         self.streamed = 0
-        self._lock = threading.Lock()
-        self._server = socket.socket()
-        self._server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._server.bind(("127.0.0.1", 0))
-        self._server.listen(64)
-        self.port = self._server.getsockname()[1]
-        self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def _accept(self) -> None:
-        while not self._stopped.is_set():
-            ready, _, _ = select.select([self._server], [], [], 0.1)
-            if not ready:
-                continue
-            try:
-                client, _ = self._server.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+        super().__init__(target_port)
 
     def _head(self, client: socket.socket) -> bytes:
         """The request head (and whatever body bytes came with it), rewritten."""
@@ -83,8 +60,3 @@ class RawBodyProxy:
             for sock in (client, upstream):
                 with contextlib.suppress(OSError):
                     sock.close()
-
-    def stop(self) -> None:
-        self._stopped.set()
-        self._server.close()
-        self._thread.join(timeout=5)
